@@ -1,0 +1,144 @@
+import type { ServiceImpl } from '@connectrpc/connect';
+import { timestampDate, timestampFromDate, ValueSchema } from '@bufbuild/protobuf/wkt';
+import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
+import { AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
+import { roleFromProto } from '../auth/role-names.ts';
+import { optionalTimestamp, userToProto } from '../auth/user-messages.ts';
+import type { SigningKeys } from '../auth/signing-keys.ts';
+import { callerOf, entityManagerOf } from '../server/context.ts';
+import type { AuditLog } from './audit-log.ts';
+import type { AuditEvent } from './entities.ts';
+import type { SettingTypeName } from './setting-types.ts';
+import type { SettingsStore, SettingView } from './settings-store.ts';
+import { countSystemTotals } from './system-totals.ts';
+import type { UserAdmin } from './user-admin.ts';
+
+const settingTypes: Record<SettingTypeName, SettingType> = {
+  bool: SettingType.BOOL,
+  integer: SettingType.INTEGER,
+  duration: SettingType.DURATION,
+  string: SettingType.STRING,
+  string_list: SettingType.STRING_LIST,
+  bytes: SettingType.BYTES,
+};
+
+function settingToProto(view: SettingView) {
+  return {
+    key: view.key,
+    type: settingTypes[view.type],
+    value: fromJson(ValueSchema, view.value as JsonValue),
+    defaultValue: fromJson(ValueSchema, view.defaultValue as JsonValue),
+    description: view.description,
+    updatedBy: view.updatedByUsername ?? '',
+    updateTime: optionalTimestamp(view.updatedAt),
+  };
+}
+
+function auditEventToProto(event: AuditEvent) {
+  return {
+    id: event.id,
+    createTime: timestampFromDate(event.createdAt),
+    actorId: event.actorId ?? '',
+    actorUsername: event.actorUsername ?? '',
+    action: event.action,
+    target: event.target ?? '',
+    clientAddress: event.clientAddress,
+    requestId: event.requestId,
+    outcome: event.outcome === 'success' ? AuditOutcome.SUCCESS : AuditOutcome.FAILURE,
+    errorCode: event.errorCode ?? '',
+    reason: event.reason ?? '',
+  };
+}
+
+export interface AdminRpcDeps {
+  users: UserAdmin;
+  settings: SettingsStore;
+  auditLog: AuditLog;
+  signingKeys: SigningKeys;
+}
+
+export function createAdminRpc({ users, settings, auditLog, signingKeys }: AdminRpcDeps): ServiceImpl<typeof AdminServiceDesc> {
+  return {
+    async listUsers(req, ctx) {
+      const filter = { query: req.query, role: roleFromProto(req.role), active: req.active, orderBy: req.orderBy };
+      const page = await users.listUsers(entityManagerOf(ctx), filter, req);
+      return { users: page.items.map(userToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async getUser(req, ctx) {
+      return { user: userToProto(await users.getUser(entityManagerOf(ctx), req.id)) };
+    },
+
+    async createUser(req, ctx) {
+      const user = await users.createUser(entityManagerOf(ctx), { ...req, role: roleFromProto(req.role) });
+      return { user: userToProto(user) };
+    },
+
+    async updateUser(req, ctx) {
+      const changes = {
+        username: req.user?.username,
+        email: req.user?.email,
+        role: req.user ? roleFromProto(req.user.role) : undefined,
+        active: req.user?.active,
+      };
+      const user = await users.updateUser(entityManagerOf(ctx), req.user?.id ?? '', changes, req.updateMask?.paths ?? []);
+      return { user: userToProto(user) };
+    },
+
+    async deleteUser(req, ctx) {
+      await users.deleteUser(entityManagerOf(ctx), callerOf(ctx), req);
+      return {};
+    },
+
+    async resetUserPassword(req, ctx) {
+      const { user, generatedPassword } = await users.resetPassword(entityManagerOf(ctx), req);
+      return { user: userToProto(user), generatedPassword };
+    },
+
+    async listSettings() {
+      return { settings: settings.list().map(settingToProto) };
+    },
+
+    async getSetting(req) {
+      return { setting: settingToProto(settings.describe(req.key)) };
+    },
+
+    async updateSetting(req, ctx) {
+      const caller = callerOf(ctx);
+      const view = await settings.update(entityManagerOf(ctx), req.key, req.value ? toJson(ValueSchema, req.value) : null, { id: caller.userId, username: caller.username });
+      return { setting: settingToProto(view) };
+    },
+
+    async listAuditEvents(req, ctx) {
+      const filter = {
+        actor: req.actor.trim(),
+        action: req.action.trim(),
+        target: req.target.trim(),
+        since: req.startTime ? timestampDate(req.startTime) : undefined,
+        until: req.endTime ? timestampDate(req.endTime) : undefined,
+        outcome: req.outcome === AuditOutcome.SUCCESS ? ('success' as const) : req.outcome === AuditOutcome.FAILURE ? ('failure' as const) : undefined,
+      };
+      const page = await auditLog.list(entityManagerOf(ctx), filter, req);
+      return { auditEvents: page.items.map(auditEventToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async getMetrics(_req, ctx) {
+      const totals = await countSystemTotals(entityManagerOf(ctx));
+      return {
+        usersTotal: BigInt(totals.usersTotal),
+        usersEnabled: BigInt(totals.usersEnabled),
+        usersActive24h: BigInt(totals.usersActive24h),
+        usersByRole: Object.fromEntries(
+          Object.entries(totals.usersByRole).map(([role, count]) => [`ROLE_${role.toUpperCase()}`, BigInt(count)]),
+        ),
+        apiKeysActive: BigInt(totals.apiKeysActive),
+        sessionsActive: BigInt(totals.sessionsActive),
+      };
+    },
+
+    async rotateSigningKey(_req, ctx) {
+      return signingKeys.rotate(entityManagerOf(ctx));
+    },
+  };
+}
+

@@ -1,0 +1,36 @@
+import type { EntityManager } from '../db/orm.ts';
+import type { RoleName } from '../auth/entities.ts';
+
+export interface SystemTotals {
+  usersTotal: number;
+  usersEnabled: number;
+  usersActive24h: number;
+  usersByRole: Record<RoleName, number>;
+  apiKeysActive: number;
+  sessionsActive: number;
+}
+
+/** The totals of AdminService.GetMetrics, counted in the database at the time of the call. */
+export async function countSystemTotals(em: EntityManager): Promise<SystemTotals> {
+  const [users] = await em.execute<{ total: string; enabled: string; active_24h: string; users: string; admins: string; workers: string }[]>(
+    `select count(*) as total,
+            count(*) filter (where active) as enabled,
+            count(*) filter (where last_seen_at > now() - interval '24 hours') as active_24h,
+            count(*) filter (where role = 'user') as users,
+            count(*) filter (where role = 'admin') as admins,
+            count(*) filter (where role = 'worker') as workers
+       from users`,
+  );
+  const [credentials] = await em.execute<{ api_keys: string; sessions: string }[]>(
+    `select (select count(*) from api_keys where revoked_at is null and (expires_at is null or expires_at > now())) as api_keys,
+            (select count(*) from sessions where revoked_at is null and expires_at > now()) as sessions`,
+  );
+  return {
+    usersTotal: Number(users!.total),
+    usersEnabled: Number(users!.enabled),
+    usersActive24h: Number(users!.active_24h),
+    usersByRole: { user: Number(users!.users), admin: Number(users!.admins), worker: Number(users!.workers) },
+    apiKeysActive: Number(credentials!.api_keys),
+    sessionsActive: Number(credentials!.sessions),
+  };
+}

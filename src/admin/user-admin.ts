@@ -1,0 +1,162 @@
+import type { FilterQuery, QueryOrderMap } from '@mikro-orm/core';
+import type { EntityManager } from '../db/orm.ts';
+import { failedPrecondition, invalidField, notFound, Violations } from '../domain-errors.ts';
+import { requireId } from '../ids.ts';
+import { findPage, type Page, type PageRequest } from '../pagination.ts';
+import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
+import type { Caller } from '../auth/caller.ts';
+import { Session, User, type RoleName } from '../auth/entities.ts';
+import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
+import type { SettingsStore } from './settings-store.ts';
+
+/** Changes that could leave the system without an admin are serialised with this lock. */
+const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
+
+export interface UserFilter {
+  query: string;
+  role: RoleName | undefined;
+  active: boolean | undefined;
+  orderBy: string;
+}
+
+export interface UserChanges {
+  username?: string;
+  email?: string;
+  role?: RoleName | undefined;
+  active?: boolean;
+}
+
+const updatablePaths = ['username', 'email', 'role', 'active'] as const;
+type UpdatablePath = (typeof updatablePaths)[number];
+
+const orderings: Record<string, QueryOrderMap<User>> = {
+  '': { id: 'desc' },
+  'create_time desc': { id: 'desc' },
+  create_time: { id: 'asc' },
+  'create_time asc': { id: 'asc' },
+  username: { username: 'asc', id: 'asc' },
+  'username asc': { username: 'asc', id: 'asc' },
+};
+
+/** Account administration. Callers of these are admins: the access policy saw to it. */
+export class UserAdmin {
+  readonly #settings: SettingsStore;
+
+  constructor(settings: SettingsStore) {
+    this.#settings = settings;
+  }
+
+  listUsers(em: EntityManager, filter: UserFilter, page: PageRequest): Promise<Page<User>> {
+    const orderBy = orderings[filter.orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
+    if (!orderBy) throw invalidField('order_by', 'must be one of "create_time desc", "create_time" or "username"');
+    const conditions: FilterQuery<User>[] = [];
+    const query = filter.query.trim().toLowerCase();
+    if (query !== '') {
+      const pattern = `%${query.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+      conditions.push({ $or: [{ username: { $like: pattern } }, { email: { $like: pattern } }] });
+    }
+    if (filter.role) conditions.push({ role: filter.role });
+    if (filter.active !== undefined) conditions.push({ active: filter.active });
+    return findPage(em, User, {
+      where: conditions.length > 0 ? { $and: conditions } : {},
+      orderBy,
+      query: ['users', filter.query, filter.role, filter.active, orderBy],
+      page,
+    });
+  }
+
+  async getUser(em: EntityManager, id: string): Promise<User> {
+    requireId(id, 'id');
+    const user = await em.findOne(User, id);
+    if (!user) throw notFound('user');
+    return user;
+  }
+
+  createUser(em: EntityManager, input: { username: string; email: string; password: string; role: RoleName | undefined }): Promise<User> {
+    if (!input.role) throw invalidField('role', 'is required');
+    return createAccount(em, { ...input, role: input.role }, this.#settings.get('auth.password_min_length'), {
+      username: 'username',
+      email: 'email',
+      password: 'password',
+    });
+  }
+
+  /** Applies the fields named in `updateMask` (proto paths); the others are untouched. */
+  async updateUser(em: EntityManager, id: string, changes: UserChanges, updateMask: string[]): Promise<User> {
+    requireId(id, 'user.id');
+    const paths = this.#checkMask(updateMask);
+    const violations = new Violations();
+    const username = paths.has('username') ? normalizeUsername(changes.username ?? '') : undefined;
+    const email = paths.has('email') ? normalizeEmail(changes.email ?? '') : undefined;
+    if (username !== undefined) checkUsername(username, 'user.username', violations);
+    if (email !== undefined) checkEmail(email, 'user.email', violations);
+    if (paths.has('role') && !changes.role) violations.add('user.role', 'must be a role');
+    violations.throwIfAny();
+
+    return em.transactional(async (tx) => {
+      await tx.execute('select pg_advisory_xact_lock(?)', [adminChangeLockKey]);
+      const user = await tx.findOne(User, id);
+      if (!user) throw notFound('user');
+      await ensureIdentityFree(tx, { username, email }, user.id, { username: 'user.username', email: 'user.email' });
+      const losesAdmin =
+        user.role === 'admin' && user.active && ((paths.has('role') && changes.role !== 'admin') || (paths.has('active') && changes.active === false));
+      if (losesAdmin) await this.#ensureAnotherAdmin(tx, user.id);
+      if (username !== undefined) user.username = username;
+      if (email !== undefined) user.email = email;
+      if (paths.has('role')) user.role = changes.role!;
+      if (paths.has('active')) {
+        if (user.active && changes.active === false) {
+          await tx.nativeUpdate(Session, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'account_deactivated' });
+        }
+        user.active = changes.active ?? false;
+      }
+      await tx.flush();
+      return user;
+    });
+  }
+
+  async deleteUser(em: EntityManager, actor: Caller, input: { id: string; confirm: string }): Promise<void> {
+    requireId(input.id, 'id');
+    await em.transactional(async (tx) => {
+      await tx.execute('select pg_advisory_xact_lock(?)', [adminChangeLockKey]);
+      const user = await tx.findOne(User, input.id);
+      if (!user) throw notFound('user');
+      if (input.confirm !== user.username) throw invalidField('confirm', 'must equal the username of the account to delete');
+      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', 'SELF_DELETE');
+      if (user.role === 'admin' && user.active) await this.#ensureAnotherAdmin(tx, user.id);
+      tx.remove(user);
+      await tx.flush();
+    });
+  }
+
+  /** Sets a new password (generated when none is given) and ends all the account's sessions. */
+  async resetPassword(em: EntityManager, input: { id: string; newPassword: string }): Promise<{ user: User; generatedPassword: string }> {
+    requireId(input.id, 'id');
+    const generatedPassword = input.newPassword === '' ? generatePassword() : '';
+    const password = generatedPassword || input.newPassword;
+    const violations = new Violations();
+    checkPasswordPolicy(password, this.#settings.get('auth.password_min_length'), 'new_password', violations);
+    violations.throwIfAny();
+    const user = await em.findOne(User, input.id);
+    if (!user) throw notFound('user');
+    user.passwordHash = await hashPassword(password);
+    await em.flush();
+    await em.nativeUpdate(Session, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'password_reset' });
+    return { user, generatedPassword };
+  }
+
+  #checkMask(updateMask: string[]): Set<UpdatablePath> {
+    if (updateMask.length === 0) throw invalidField('update_mask', `is required: name the fields to change (${updatablePaths.join(', ')})`);
+    const violations = new Violations();
+    for (const path of updateMask) {
+      violations.check((updatablePaths as readonly string[]).includes(path), 'update_mask', `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`);
+    }
+    violations.throwIfAny();
+    return new Set(updateMask as UpdatablePath[]);
+  }
+
+  async #ensureAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {
+    const others = await em.count(User, { role: 'admin', active: true, id: { $ne: exceptId } });
+    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', 'LAST_ADMIN');
+  }
+}

@@ -1,0 +1,67 @@
+import type { EntityManager } from '../db/orm.ts';
+import { unauthenticated } from '../domain-errors.ts';
+import type { Caller } from './caller.ts';
+import type { RoleName } from './entities.ts';
+import { apiKeyPrefix, secretHash } from './secrets.ts';
+import type { SigningKeys } from './signing-keys.ts';
+
+/** API keys' last-used time is written at most this often, to keep reads from writing. */
+const lastUsedResolutionMs = 60_000;
+
+interface CredentialRow {
+  user_id: string;
+  username: string;
+  role: RoleName;
+  active: boolean;
+  credential_valid: boolean;
+  last_used_at: Date | null;
+}
+
+/**
+ * Turns a bearer credential into the caller it belongs to. Access tokens are checked
+ * offline (signature, expiry) and then against the database, so that a deactivated
+ * account, a changed role or an ended session take effect at once; API keys are looked
+ * up by their hash.
+ */
+export class Authenticator {
+  readonly #signingKeys: SigningKeys;
+
+  constructor(signingKeys: SigningKeys) {
+    this.#signingKeys = signingKeys;
+  }
+
+  async authenticate(em: EntityManager, bearer: string): Promise<Caller> {
+    return bearer.startsWith(apiKeyPrefix) ? this.#byApiKey(em, bearer) : this.#byAccessToken(em, bearer);
+  }
+
+  async #byAccessToken(em: EntityManager, token: string): Promise<Caller> {
+    const claims = await this.#signingKeys.verify(token);
+    const [row] = await em.execute<CredentialRow[]>(
+      `select u.id as user_id, u.username, u.role, u.active,
+              (s.revoked_at is null and s.expires_at > now()) as credential_valid, s.last_used_at
+         from users u join sessions s on s.user_id = u.id and s.id = ?
+        where u.id = ?`,
+      [claims.sessionId, claims.userId],
+    );
+    if (!row || !row.credential_valid) throw unauthenticated('the session of this access token has ended', 'SESSION_REVOKED');
+    if (!row.active) throw unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
+    return { userId: row.user_id, username: row.username, role: row.role, sessionId: claims.sessionId };
+  }
+
+  async #byApiKey(em: EntityManager, secret: string): Promise<Caller> {
+    const [row] = await em.execute<(CredentialRow & { key_id: string })[]>(
+      `select k.id as key_id, u.id as user_id, u.username, u.role, u.active,
+              (k.revoked_at is null and (k.expires_at is null or k.expires_at > now())) as credential_valid,
+              k.last_used_at
+         from api_keys k join users u on u.id = k.user_id
+        where k.secret_hash = ?`,
+      [secretHash(secret)],
+    );
+    if (!row || !row.credential_valid) throw unauthenticated('the API key is not valid', 'API_KEY_INVALID');
+    if (!row.active) throw unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
+    if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > lastUsedResolutionMs) {
+      await em.execute('update api_keys set last_used_at = now() where id = ?', [row.key_id]);
+    }
+    return { userId: row.user_id, username: row.username, role: row.role, apiKeyId: row.key_id };
+  }
+}

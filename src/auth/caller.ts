@@ -1,0 +1,18 @@
+import type { RoleName } from './entities.ts';
+
+/** Who is making a call, as established by their credentials. */
+export interface Caller {
+  userId: string;
+  username: string;
+  role: RoleName;
+  /** Set when the caller used an access token: the session it belongs to. */
+  sessionId?: string;
+  /** Set when the caller used an API key. */
+  apiKeyId?: string;
+}
+
+/** Where a call came from, as recorded on sessions and in the audit log. */
+export interface ClientInfo {
+  clientAddress: string;
+  userAgent: string;
+}

@@ -1,0 +1,179 @@
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, errors as joseErrors, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { newId } from '../ids.ts';
+import type { EntityManager, MikroORM } from '../db/orm.ts';
+import { unauthenticated } from '../domain-errors.ts';
+import type { PgNotifications } from '../events/pg-notifications.ts';
+import type { Logger } from '../logger.ts';
+import { SigningKey } from './entities.ts';
+import type { RoleName } from './entities.ts';
+
+const algorithm = 'EdDSA';
+const issuer = 'yardmaster';
+const audience = 'yardmaster';
+const channel = 'yardmaster_signing_keys';
+/** Rotations are serialised across instances with this transaction-level advisory lock. */
+const rotationLockKey = 0x59_4d_4b_52; // "YMKR"
+
+/** What an access token says about its bearer. */
+export interface AccessClaims {
+  userId: string;
+  sessionId: string;
+  role: RoleName;
+}
+
+interface PublicKeyEntry {
+  key: CryptoKey;
+  jwk: JWK;
+  retiredAt: Date | undefined;
+}
+
+/**
+ * The keys that sign and verify access tokens. One key is current and signs; retired
+ * keys keep verifying (and stay in the JWKS) until the tokens they signed have expired,
+ * so a rotation logs nobody out. Every instance reloads its keys when told of a rotation.
+ */
+export class SigningKeys {
+  readonly #orm: MikroORM;
+  readonly #logger: Logger;
+  readonly #accessTokenTtlMs: number;
+  #current: { id: string; privateKey: CryptoKey } | undefined;
+  #publicKeys = new Map<string, PublicKeyEntry>();
+  #lastUnknownKidReload = 0;
+
+  constructor(orm: MikroORM, logger: Logger, accessTokenTtlMs: number) {
+    this.#orm = orm;
+    this.#logger = logger.child({ component: 'signing-keys' });
+    this.#accessTokenTtlMs = accessTokenTtlMs;
+  }
+
+  /** Creates the first key when there is none (call under the start-up lock). */
+  async ensureKey(): Promise<void> {
+    const em = this.#orm.em.fork();
+    if ((await em.count(SigningKey, { retiredAt: null })) === 0) {
+      await em.transactional((tx) => this.#insertNewKey(tx));
+      this.#logger.info('created the first access-token signing key');
+    }
+  }
+
+  async start(notifications: PgNotifications): Promise<void> {
+    await notifications.subscribe(channel, () => void this.#reloadLogged());
+    notifications.onReconnect(() => void this.#reloadLogged());
+    await this.#reload();
+  }
+
+  async sign(claims: AccessClaims): Promise<{ token: string; expiresAt: Date }> {
+    const current = this.#current;
+    if (!current) throw new Error('no signing key loaded');
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const expiresAt = new Date((issuedAt * 1000) + this.#accessTokenTtlMs);
+    const token = await new SignJWT({ sid: claims.sessionId, role: claims.role })
+      .setProtectedHeader({ alg: algorithm, kid: current.id, typ: 'JWT' })
+      .setIssuer(issuer)
+      .setAudience(audience)
+      .setSubject(claims.userId)
+      .setJti(newId())
+      .setIssuedAt(issuedAt)
+      .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+      .sign(current.privateKey);
+    return { token, expiresAt };
+  }
+
+  /** Verifies signature, algorithm, issuer, audience and expiry. Throws Unauthenticated. */
+  async verify(token: string): Promise<AccessClaims> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, (header) => this.#keyFor(header.kid), {
+        algorithms: [algorithm],
+        issuer,
+        audience,
+        requiredClaims: ['sub', 'exp', 'iat'],
+        clockTolerance: 5,
+      }));
+    } catch (error) {
+      throw unauthenticated(
+        error instanceof joseErrors.JWTExpired ? 'the access token has expired' : 'the access token is not valid',
+        error instanceof joseErrors.JWTExpired ? 'ACCESS_TOKEN_EXPIRED' : 'ACCESS_TOKEN_INVALID',
+      );
+    }
+    const { sub, sid, role } = payload;
+    if (typeof sub !== 'string' || typeof sid !== 'string' || typeof role !== 'string') {
+      throw unauthenticated('the access token is not valid', 'ACCESS_TOKEN_INVALID');
+    }
+    return { userId: sub, sessionId: sid, role: role as RoleName };
+  }
+
+  /** The public keys, as served at /.well-known/jwks.json. */
+  jwks(): { keys: JWK[] } {
+    return { keys: [...this.#publicKeys.values()].map((entry) => entry.jwk) };
+  }
+
+  async rotate(em: EntityManager): Promise<{ keyId: string; previousKeyId: string }> {
+    const result = await em.transactional(async (tx) => {
+      await tx.execute('select pg_advisory_xact_lock(?)', [rotationLockKey]);
+      const previous = await tx.findOne(SigningKey, { retiredAt: null }, { orderBy: { createdAt: 'desc' } });
+      await tx.nativeUpdate(SigningKey, { retiredAt: null }, { retiredAt: new Date() });
+      const keyId = await this.#insertNewKey(tx);
+      await tx.execute('select pg_notify(?, ?)', [channel, keyId]);
+      return { keyId, previousKeyId: previous?.id ?? '' };
+    });
+    await this.#reload();
+    return result;
+  }
+
+  async #insertNewKey(em: EntityManager): Promise<string> {
+    const { publicKey, privateKey } = await generateKeyPair('Ed25519', { extractable: true });
+    const publicJwk = await exportJWK(publicKey);
+    const privateJwk = await exportJWK(privateKey);
+    const id = await calculateJwkThumbprint(publicJwk);
+    em.create(SigningKey, {
+      id,
+      algorithm,
+      publicJwk: { ...publicJwk, kid: id, alg: algorithm, use: 'sig' },
+      privateJwk: { ...privateJwk },
+      createdAt: new Date(),
+    });
+    await em.flush();
+    return id;
+  }
+
+  async #keyFor(kid: string | undefined): Promise<CryptoKey> {
+    if (kid === undefined) throw new joseErrors.JWSSignatureVerificationFailed();
+    let entry = this.#publicKeys.get(kid);
+    // A token signed by a key another instance just created: reload, at most once a second,
+    // so that garbage kids cannot make every request hit the database.
+    if (!entry && Date.now() - this.#lastUnknownKidReload > 1000) {
+      this.#lastUnknownKidReload = Date.now();
+      await this.#reload();
+      entry = this.#publicKeys.get(kid);
+    }
+    if (!entry) throw new joseErrors.JWSSignatureVerificationFailed();
+    return entry.key;
+  }
+
+  async #reloadLogged(): Promise<void> {
+    try {
+      await this.#reload();
+    } catch (error) {
+      this.#logger.error({ err: error }, 'reloading signing keys failed');
+    }
+  }
+
+  async #reload(): Promise<void> {
+    const em = this.#orm.em.fork();
+    // Keys retired longer ago than a token lives (plus a minute of clock skew) verify nothing any more.
+    const verifiesUntil = new Date(Date.now() - this.#accessTokenTtlMs - 60_000);
+    await em.nativeDelete(SigningKey, { retiredAt: { $lt: verifiesUntil } });
+    const rows = await em.find(SigningKey, {}, { orderBy: { createdAt: 'desc' }, populate: ['privateJwk'] });
+    const publicKeys = new Map<string, PublicKeyEntry>();
+    let current: { id: string; privateKey: CryptoKey } | undefined;
+    for (const row of rows) {
+      const jwk = row.publicJwk as JWK;
+      publicKeys.set(row.id, { key: (await importJWK(jwk, algorithm)) as CryptoKey, jwk, retiredAt: row.retiredAt ?? undefined });
+      if (!current && !row.retiredAt) {
+        current = { id: row.id, privateKey: (await importJWK(row.privateJwk as JWK, algorithm)) as CryptoKey };
+      }
+    }
+    this.#publicKeys = publicKeys;
+    if (current) this.#current = current;
+  }
+}

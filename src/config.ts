@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDuration } from './durations.ts';
+
+/** Everything the server reads from its environment, validated once at start-up. */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Unset: start an embedded PostgreSQL under dataDir. */
+  databaseUrl: string | undefined;
+  adminUsername: string;
+  /** Unset: generate one and print it once, at the first start. */
+  adminPassword: string | undefined;
+  accessTokenTtlMs: number;
+  refreshTokenTtlMs: number;
+  corsOrigins: string[];
+  tls: { cert: Buffer; key: Buffer } | undefined;
+  logLevel: LogLevel;
+  /** Number of reverse proxies in front of the server whose X-Forwarded-For entries are trusted. */
+  trustProxyHops: number;
+  metricsEnabled: boolean;
+  /** Which parts this process runs: everything, only the RPC API, or only background work. */
+  role: ProcessRole;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type ProcessRole = 'all' | 'api' | 'worker';
+
+const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Raised for bad configuration; its message is the one line the operator sees. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the configuration from environment variables. Every problem is reported,
+ * one line per variable, in a single ConfigError.
+ */
+export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
+  const problems: string[] = [];
+  const read = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value === '' ? undefined : value;
+  };
+  const fail = (name: string, message: string) => problems.push(`${name}: ${message}`);
+
+  const port = parseInteger(read('PORT') ?? '8080', 0, 65535);
+  if (port === undefined) fail('PORT', `must be a port number from 0 to 65535, got "${read('PORT')}"`);
+
+  const duration = (name: string, fallback: string, minMs: number): number => {
+    const text = read(name) ?? fallback;
+    const ms = parseDuration(text);
+    if (ms === undefined || ms < minMs) {
+      fail(name, `must be a duration such as "15m", "12h" or "30d" (at least ${minMs / 1000}s), got "${text}"`);
+      return 0;
+    }
+    return ms;
+  };
+  const accessTokenTtlMs = duration('ACCESS_TOKEN_TTL', '15m', 10_000);
+  const refreshTokenTtlMs = duration('REFRESH_TOKEN_TTL', '30d', 60_000);
+  if (problems.length === 0 && refreshTokenTtlMs <= accessTokenTtlMs) {
+    fail('REFRESH_TOKEN_TTL', 'must be longer than ACCESS_TOKEN_TTL');
+  }
+
+  const databaseUrl = read('DATABASE_URL');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    fail('DATABASE_URL', 'must be a postgres:// or postgresql:// URL');
+  }
+
+  const corsOrigins = (read('CORS_ORIGINS') ?? '')
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== '');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !isOrigin(origin)) {
+      fail('CORS_ORIGINS', `"${origin}" is not an origin such as https://console.example.com`);
+    }
+  }
+
+  let tls: Config['tls'];
+  const certPath = read('TLS_CERT');
+  const keyPath = read('TLS_KEY');
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    fail(certPath === undefined ? 'TLS_CERT' : 'TLS_KEY', 'TLS_CERT and TLS_KEY must be set together');
+  } else if (certPath !== undefined && keyPath !== undefined) {
+    const cert = readFileOrFail(path.resolve(cwd, certPath), 'TLS_CERT', fail);
+    const key = readFileOrFail(path.resolve(cwd, keyPath), 'TLS_KEY', fail);
+    if (cert && key) tls = { cert, key };
+  }
+
+  const logLevel = (read('LOG_LEVEL') ?? 'info').toLowerCase() as LogLevel;
+  if (!logLevels.includes(logLevel)) fail('LOG_LEVEL', `must be one of ${logLevels.join(', ')}`);
+
+  const trustProxyHops = parseInteger(read('TRUST_PROXY') ?? '0', 0, 10);
+  if (trustProxyHops === undefined) fail('TRUST_PROXY', 'must be the number of trusted proxies, 0 to 10');
+
+  const metricsEnabled = parseBoolean(read('METRICS_ENABLED') ?? 'true');
+  if (metricsEnabled === undefined) fail('METRICS_ENABLED', 'must be true or false');
+
+  const apiOnly = parseBoolean(read('API_ONLY') ?? 'false');
+  if (apiOnly === undefined) fail('API_ONLY', 'must be true or false');
+  const workerOnly = parseBoolean(read('WORKER_ONLY') ?? 'false');
+  if (workerOnly === undefined) fail('WORKER_ONLY', 'must be true or false');
+  if (apiOnly && workerOnly) fail('WORKER_ONLY', 'cannot be combined with API_ONLY');
+  const role: ProcessRole = apiOnly ? 'api' : workerOnly ? 'worker' : 'all';
+
+  const adminUsername = (read('ADMIN_USERNAME') ?? 'admin').toLowerCase();
+  if (!/^[a-z0-9._-]{3,64}$/.test(adminUsername)) {
+    fail('ADMIN_USERNAME', "must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-'");
+  }
+  const adminPassword = env['ADMIN_PASSWORD'] === '' ? undefined : env['ADMIN_PASSWORD'];
+  if (adminPassword !== undefined && adminPassword.length < 12) {
+    fail('ADMIN_PASSWORD', 'must be at least 12 characters');
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+
+  return {
+    host: read('HOST') ?? '127.0.0.1',
+    port: port!,
+    dataDir: path.resolve(cwd, read('DATA_DIR') ?? '.yardmaster'),
+    databaseUrl,
+    adminUsername,
+    adminPassword,
+    accessTokenTtlMs,
+    refreshTokenTtlMs,
+    corsOrigins,
+    tls,
+    logLevel,
+    trustProxyHops: trustProxyHops!,
+    metricsEnabled: metricsEnabled!,
+    role,
+  };
+}
+
+function parseInteger(text: string, min: number, max: number): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return value >= min && value <= max ? value : undefined;
+}
+
+function parseBoolean(text: string): boolean | undefined {
+  const lower = text.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(lower)) return true;
+  if (['false', '0', 'no', 'off'].includes(lower)) return false;
+  return undefined;
+}
+
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === text;
+  } catch {
+    return false;
+  }
+}
+
+function readFileOrFail(file: string, name: string, fail: (name: string, message: string) => void): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    fail(name, `cannot read ${file}`);
+    return undefined;
+  }
+}

@@ -1,0 +1,5 @@
+import { adminEntities } from '../admin/entities.ts';
+import { authEntities } from '../auth/entities.ts';
+
+/** Every entity of every area: the ORM's model, and what migrations are checked against. */
+export const allEntities = [...authEntities, ...adminEntities];

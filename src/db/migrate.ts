@@ -1,0 +1,36 @@
+/**
+ * `npm run migrate`: applies pending migrations to DATABASE_URL, or to the embedded
+ * database under DATA_DIR when DATABASE_URL is unset, and exits. The server also does
+ * this at every start.
+ */
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { startEmbeddedPostgres } from './embedded-postgres.ts';
+import { createOrm } from './orm.ts';
+import { runMigrations, withStartupLock } from './schema-migrations.ts';
+
+try {
+  process.loadEnvFile();
+} catch {
+  // No .env file: the environment alone configures the server.
+}
+let config;
+try {
+  config = loadConfig(process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(`yardmaster: bad configuration\n${error.message}`);
+  process.exit(2);
+}
+const logger = createLogger(config.logLevel);
+const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger });
+const databaseUrl = config.databaseUrl ?? embedded!.url;
+const orm = await createOrm({ url: databaseUrl, logger, poolSize: 2 });
+try {
+  const applied = await withStartupLock(databaseUrl, () => runMigrations(orm));
+  console.log(applied.length === 0 ? 'The database is up to date.' : `Applied ${applied.length} migration(s): ${applied.join(', ')}`);
+} finally {
+  await orm.close();
+  await embedded?.stop();
+}

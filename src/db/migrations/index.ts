@@ -1,0 +1,6 @@
+import { Migration20261122210449_initial } from './Migration20261122210449_initial.ts';
+
+/** Every migration, in order. `npm run migration:create` adds new ones here. */
+export const migrations = [
+  { name: 'Migration20261122210449_initial', class: Migration20261122210449_initial },
+];

@@ -1,0 +1,38 @@
+import { Migrator } from '@mikro-orm/migrations';
+import { MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from '../logger.ts';
+import { allEntities } from './entities.ts';
+import { migrations } from './migrations/index.ts';
+
+export type { MikroORM };
+export type { EntityManager } from '@mikro-orm/postgresql';
+
+export interface OrmOptions {
+  url: string;
+  logger: Logger;
+  poolSize?: number;
+}
+
+export async function createOrm({ url, logger, poolSize = 10 }: OrmOptions): Promise<MikroORM> {
+  const sqlLogger = logger.child({ component: 'orm' });
+  return MikroORM.init({
+    clientUrl: url,
+    entities: allEntities,
+    extensions: [Migrator],
+    pool: { min: 0, max: poolSize },
+    // The schema is owned by migrations; nothing is created implicitly at start-up.
+    ensureDatabase: false,
+    debug: sqlLogger.isLevelEnabled('trace'),
+    logger: (message) => sqlLogger.trace(message),
+    migrations: {
+      migrationsList: migrations,
+      tableName: 'schema_migrations',
+      snapshot: false,
+      silent: true,
+    },
+    schemaGenerator: {
+      // pg-boss keeps its own schema; it is not part of our model.
+      ignoreSchema: ['pgboss'],
+    },
+  });
+}

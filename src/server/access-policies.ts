@@ -1,0 +1,82 @@
+import { getOption, hasOption, type DescMethod, type DescService } from '@bufbuild/protobuf';
+import { access, AuditMode } from '../../gen/yardmaster/v1/access_pb.ts';
+import type { RoleName } from '../auth/entities.ts';
+import { roleFromProto } from '../auth/role-names.ts';
+
+/** The access rule of one method, as declared in the contract. */
+export interface MethodAccess {
+  /** Full method name, e.g. `yardmaster.v1.AuthService.GetMe`. */
+  name: string;
+  public: boolean;
+  roles: ReadonlySet<RoleName>;
+  audit: 'none' | 'all' | 'failures';
+  auditTargetField: string;
+  /** Defined when the method checks credentials and is rate limited. */
+  rateLimit: { accountField: string } | undefined;
+}
+
+export function methodName(method: DescMethod): string {
+  return `${method.parent.typeName}.${method.name}`;
+}
+
+/**
+ * Every served method's access rule, read once from the method descriptors. A
+ * Yardmaster method without a rule is a start-up error, so forgetting one can never
+ * leave a method open. Standard protocol services (health, reflection) cannot carry
+ * our option; they are public by definition.
+ */
+export class AccessPolicies {
+  readonly #byName = new Map<string, MethodAccess>();
+
+  constructor(services: DescService[], publicStandardServices: DescService[]) {
+    const missing: string[] = [];
+    for (const service of services) {
+      for (const method of service.methods) {
+        if (!hasOption(method, access)) {
+          missing.push(methodName(method));
+          continue;
+        }
+        const rule = getOption(method, access);
+        const roles = new Set(rule.roles.map(roleFromProto).filter((role): role is RoleName => role !== undefined));
+        if (!rule.public && roles.size === 0) missing.push(`${methodName(method)} (no roles)`);
+        this.#byName.set(methodName(method), {
+          name: methodName(method),
+          public: rule.public,
+          roles,
+          audit: rule.audit === AuditMode.ALL ? 'all' : rule.audit === AuditMode.FAILURES ? 'failures' : 'none',
+          auditTargetField: rule.auditTargetField,
+          rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField } : undefined,
+        });
+      }
+    }
+    if (missing.length > 0) {
+      throw new Error(`methods without an access rule (option yardmaster.v1.access): ${missing.join(', ')}`);
+    }
+    for (const service of publicStandardServices) {
+      for (const method of service.methods) {
+        this.#byName.set(methodName(method), {
+          name: methodName(method),
+          public: true,
+          roles: new Set(),
+          audit: 'none',
+          auditTargetField: '',
+          rateLimit: undefined,
+        });
+      }
+    }
+  }
+
+  forMethod(method: DescMethod): MethodAccess {
+    const rule = this.#byName.get(methodName(method));
+    if (!rule) throw new Error(`no access rule for ${methodName(method)}`);
+    return rule;
+  }
+
+  /** Every Yardmaster method a caller of `role` may call, sorted. */
+  methodsFor(role: RoleName): string[] {
+    return [...this.#byName.values()]
+      .filter((rule) => rule.name.startsWith('yardmaster.') && (rule.public || rule.roles.has(role)))
+      .map((rule) => rule.name)
+      .sort();
+  }
+}

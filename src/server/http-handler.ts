@@ -1,0 +1,42 @@
+import type { connectNodeAdapter } from '@connectrpc/connect-node';
+import { newId } from '../ids.ts';
+import { applyCors } from './cors.ts';
+
+/** The request and response types of Node's http and http2 servers, as Connect's adapter takes them. */
+export type HttpHandler = ReturnType<typeof connectNodeAdapter>;
+export type HttpRequest = Parameters<HttpHandler>[0];
+export type HttpResponse = Parameters<HttpHandler>[1];
+export type PlainRoute = (req: HttpRequest, res: HttpResponse) => void | Promise<void>;
+
+const requestIdPattern = /^[\w.:-]{1,128}$/;
+
+/**
+ * The one request handler behind every listener: gives each request an id (the
+ * client's `x-request-id` when it is sane), applies CORS, serves the plain HTTP routes
+ * (health, JWKS, metrics) and hands everything else to the RPC handler.
+ */
+export function createHttpHandler(options: { rpc: HttpHandler; routes: Record<string, PlainRoute>; corsOrigins: readonly string[] }): HttpHandler {
+  return (req, res) => {
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && requestIdPattern.test(incoming) ? incoming : newId();
+    req.headers['x-request-id'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    if (applyCors(req, res, options.corsOrigins)) return;
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = options.routes[path];
+    if (route && (req.method === 'GET' || req.method === 'HEAD')) {
+      Promise.resolve(route(req, res)).catch(() => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('internal error\n');
+      });
+      return;
+    }
+    options.rpc(req, res);
+  };
+}
+
+export function sendJson(res: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}

@@ -1,0 +1,19 @@
+import type { Interceptor } from '@connectrpc/connect';
+import { permissionDenied, unauthenticated } from '../../domain-errors.ts';
+import type { AccessPolicies } from '../access-policies.ts';
+import { callerKey } from '../context.ts';
+
+/** Enforces the access rule the contract declares for the method; handlers never check roles. */
+export function authorizationInterceptor(policies: AccessPolicies): Interceptor {
+  return (next) => async (req) => {
+    const rule = policies.forMethod(req.method);
+    if (!rule.public) {
+      const caller = req.contextValues.get(callerKey);
+      if (!caller) throw unauthenticated('this method needs credentials: send "Authorization: Bearer <access token or API key>"', 'CREDENTIALS_REQUIRED');
+      if (!rule.roles.has(caller.role)) {
+        throw permissionDenied(`${rule.name} is not allowed for the role ${caller.role}`, 'ROLE_NOT_ALLOWED');
+      }
+    }
+    return next(req);
+  };
+}

@@ -1,0 +1,131 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Logger } from '../logger.ts';
+import type { HttpHandler } from './http-handler.ts';
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  tls: { cert: Buffer; key: Buffer } | undefined;
+  logger: Logger;
+  /** Aborted when shutdown begins: server streams end, unary calls run to completion. */
+  shutdownController: AbortController;
+}
+
+export interface Listener {
+  url: string;
+  port: number;
+  /** Stops accepting, lets in-flight calls finish for up to `graceMs`, then closes what is left. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const firstBytesTimeoutMs = 30_000;
+
+/**
+ * One port for every protocol. Without TLS, the first bytes of a connection decide:
+ * the HTTP/2 preface goes to an HTTP/2 server (gRPC, Connect over h2c), anything else
+ * to an HTTP/1.1 server (Connect, gRPC-Web, plain routes). With TLS, ALPN decides.
+ */
+export async function listen(handler: HttpHandler, options: ListenOptions): Promise<Listener> {
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const sockets = new Set<net.Socket>();
+  let inFlight = 0;
+  let draining = false;
+  let drained: (() => void) | undefined;
+
+  const tracked: HttpHandler = (req, res) => {
+    inFlight++;
+    if (draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
+    handler(req, res);
+  };
+
+  const trackSession = (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  };
+
+  let server: net.Server;
+  let h1: http.Server | undefined;
+  if (options.tls) {
+    const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, tracked);
+    secure.on('session', trackSession);
+    secure.setTimeout(0);
+    server = secure;
+  } else {
+    // Long-lived server streams must not be cut by the default request timeout.
+    h1 = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, tracked);
+    const h2 = http2.createServer({}, tracked);
+    h2.on('session', trackSession);
+    h2.setTimeout(0);
+    const h1Server = h1;
+    server = net.createServer((socket) => routeBySniffing(socket, h1Server, h2));
+  }
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as net.AddressInfo;
+  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const url = `${options.tls ? 'https' : 'http'}://${hostForUrl}:${port}`;
+
+  return {
+    url,
+    port,
+    async close(graceMs = 10_000) {
+      draining = true;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      options.shutdownController.abort();
+      h1?.closeIdleConnections();
+      for (const session of sessions) session.close();
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => (drained = resolve)),
+          new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+        ]);
+        if (inFlight > 0) options.logger.warn({ inFlight }, 'closing calls that did not finish within the grace period');
+      }
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      await stopped;
+    },
+  };
+}
+
+function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+  let received = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), firstBytesTimeoutMs);
+  const onError = () => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  socket.on('error', onError);
+  const inspect = () => {
+    let chunk: Buffer | null;
+    while ((chunk = socket.read() as Buffer | null) !== null) received = Buffer.concat([received, chunk]);
+    const compared = Math.min(received.length, http2Preface.length);
+    const looksLikeHttp2 = received.subarray(0, compared).equals(http2Preface.subarray(0, compared));
+    if (received.length === 0 || (looksLikeHttp2 && received.length < http2Preface.length)) {
+      socket.once('readable', inspect);
+      return;
+    }
+    clearTimeout(timer);
+    socket.off('error', onError);
+    socket.unshift(received);
+    (looksLikeHttp2 ? h2 : h1).emit('connection', socket);
+  };
+  inspect();
+}
