@@ -1,0 +1,73 @@
+import { createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { AdminService } from '../../../gen/yardmaster/v1/admin_pb.ts';
+import { AuthService, type LoginResponse } from '../../../gen/yardmaster/v1/auth_pb.ts';
+import { Health } from '../../../gen/grpc/health/v1/health_pb.ts';
+import { authInterceptor } from './auth-interceptor.ts';
+import { TokenSession, type SessionTokens } from './token-session.ts';
+
+export type { SessionTokens };
+
+/** How a client authenticates: an API key, or session tokens it refreshes by itself. */
+export interface CredentialOptions {
+  apiKey?: string;
+  tokens?: SessionTokens;
+  /** Called whenever the session tokens change (after login, refresh, logout), e.g. to persist them. */
+  onTokensChange?: (tokens: SessionTokens | undefined) => void;
+}
+
+export interface YardmasterClient {
+  auth: Client<typeof AuthService>;
+  admin: Client<typeof AdminService>;
+  health: Client<typeof Health>;
+  /** Signs in and keeps the session's tokens for every later call. */
+  login(username: string, password: string): Promise<LoginResponse>;
+  /** Ends the current session (or all, with `allSessions`) and forgets its tokens. */
+  logout(options?: { allSessions?: boolean }): Promise<void>;
+  readonly tokens: SessionTokens | undefined;
+  /** Releases connections (HTTP/2 sessions). */
+  close(): void;
+}
+
+/**
+ * Builds the typed client on any transport. `makeTransport` is called twice: once for
+ * calls with credentials, once (without interceptors) for the refresh itself.
+ */
+export function createClientOnTransport(
+  makeTransport: (interceptors: Interceptor[]) => Transport,
+  credentials: CredentialOptions,
+  close: () => void,
+): YardmasterClient {
+  const session = new TokenSession({ apiKey: credentials.apiKey, tokens: credentials.tokens, onChange: credentials.onTokensChange });
+  const plainAuth = createClient(AuthService, makeTransport([]));
+  session.setRefresher(async (refreshToken) => tokensOf(await plainAuth.refresh({ refreshToken })));
+  const transport = makeTransport([authInterceptor(session)]);
+  const auth = createClient(AuthService, transport);
+  return {
+    auth,
+    admin: createClient(AdminService, transport),
+    health: createClient(Health, transport),
+    async login(username, password) {
+      const response = await plainAuth.login({ username, password });
+      session.tokens = tokensOf(response);
+      return response;
+    },
+    async logout(options = {}) {
+      const tokens = session.tokens;
+      if (tokens) await auth.logout({ refreshToken: tokens.refreshToken, allSessions: options.allSessions ?? false });
+      session.tokens = undefined;
+    },
+    get tokens() {
+      return session.tokens;
+    },
+    close,
+  };
+}
+
+function tokensOf(response: { accessToken: string; refreshToken: string; accessTokenExpireTime?: Timestamp }): SessionTokens {
+  return {
+    accessToken: response.accessToken,
+    refreshToken: response.refreshToken,
+    accessTokenExpiresAt: response.accessTokenExpireTime ? timestampDate(response.accessTokenExpireTime) : undefined,
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * Starts one real PostgreSQL for the whole test run (embedded, under the system
+ * temporary directory) unless TEST_DATABASE_URL points at one, and migrates a
+ * template database that every test file clones for itself.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.ts';
+import { createOrm } from '../../src/db/orm.ts';
+import { runMigrations } from '../../src/db/schema-migrations.ts';
+import { createLogger } from '../../src/logger.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** URL of a maintenance database on the test server, for CREATE DATABASE. */
+    adminDatabaseUrl: string;
+    /** Migrated database every test database is created from. */
+    templateDatabase: string;
+  }
+}
+
+export const templateDatabase = 'yardmaster_test_template';
+
+export default async function setup(project: TestProject) {
+  const logger = createLogger('warn');
+  let scratchDir: string | undefined;
+  let stopPostgres: (() => Promise<void>) | undefined;
+  let adminUrl = process.env['TEST_DATABASE_URL'];
+  if (!adminUrl) {
+    scratchDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-test-'));
+    const embedded = await startEmbeddedPostgres({
+      clusterDir: scratchDir,
+      database: 'postgres',
+      logger,
+      // Test data is thrown away: durability only costs time here.
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+    });
+    adminUrl = embedded.adminUrl;
+    stopPostgres = embedded.stop;
+  }
+
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${templateDatabase}`);
+  await admin.query(`create database ${templateDatabase}`);
+  await admin.end();
+
+  const templateUrl = new URL(adminUrl);
+  templateUrl.pathname = `/${templateDatabase}`;
+  const orm = await createOrm({ url: templateUrl.toString(), logger, poolSize: 2 });
+  await runMigrations(orm);
+  await orm.close();
+
+  project.provide('adminDatabaseUrl', adminUrl);
+  project.provide('templateDatabase', templateDatabase);
+
+  return async () => {
+    await stopPostgres?.();
+    if (scratchDir) await rm(scratchDir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { fromJson, type JsonValue } from '@bufbuild/protobuf';
+import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
+import type { User } from '../../gen/yardmaster/v1/common_pb.ts';
+import { createYardmasterClient, type NodeClientOptions, type YardmasterClient } from '../../clients/ts/src/node.ts';
+import { createApp, type App } from '../../src/app.ts';
+import { loadConfig, type LogLevel } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { listen, type Listener } from '../../src/server/listener.ts';
+import { createTestDatabase, queryDatabase, type TestDatabase } from './test-database.ts';
+
+export const adminPassword = 'admin-password-for-tests';
+
+export type ClientOptions = Omit<NodeClientOptions, 'baseUrl'>;
+
+export interface TestUser {
+  user: User;
+  password: string;
+  client: YardmasterClient;
+}
+
+/** A real server on a random port, on a database of its own. */
+export interface TestServer {
+  url: string;
+  databaseUrl: string;
+  app: App;
+  /** A client of this server (closed with the server). */
+  client(options?: ClientOptions): YardmasterClient;
+  /** A client signed in as the first admin. */
+  adminClient(options?: ClientOptions): Promise<YardmasterClient>;
+  /** Creates an account through AdminService and returns a client signed in as it. */
+  createUser(options?: { role?: Role; username?: string; clientOptions?: ClientOptions }): Promise<TestUser>;
+  /** Sets a runtime setting as the admin. */
+  setSetting(key: string, value: unknown): Promise<void>;
+  query<T extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<T[]>;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  env?: Record<string, string>;
+  /** Reuse an existing database (another instance of the same system) instead of a new one. */
+  database?: TestDatabase;
+}
+
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const ownsDatabase = options.database === undefined;
+  const database = options.database ?? (await createTestDatabase());
+  const config = loadConfig({ PORT: '0', ADMIN_PASSWORD: adminPassword, DATABASE_URL: database.url, ...options.env });
+  const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
+  const app = await createApp({ config, databaseUrl: database.url, logger });
+  let listener: Listener;
+  try {
+    listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: config.tls, logger, shutdownController: app.shutdownController });
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  const clients: YardmasterClient[] = [];
+  const client = (clientOptions: ClientOptions = {}) => {
+    const created = createYardmasterClient({ baseUrl: listener.url, ...clientOptions });
+    clients.push(created);
+    return created;
+  };
+  const adminClient = async (clientOptions: ClientOptions = {}) => {
+    const admin = client(clientOptions);
+    await admin.login('admin', adminPassword);
+    return admin;
+  };
+  let sharedAdmin: YardmasterClient | undefined;
+
+  return {
+    url: listener.url,
+    databaseUrl: database.url,
+    app,
+    client,
+    adminClient,
+    async createUser({ role = Role.USER, username, clientOptions } = {}) {
+      sharedAdmin ??= await adminClient();
+      const name = username ?? `user-${randomBytes(4).toString('hex')}`;
+      const password = `password-of-${name}`;
+      const { user } = await sharedAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password, role });
+      const signedIn = client(clientOptions);
+      await signedIn.login(name, password);
+      return { user: user!, password, client: signedIn };
+    },
+    async setSetting(key, value) {
+      sharedAdmin ??= await adminClient();
+      await sharedAdmin.admin.updateSetting({ key, value: fromJson(ValueSchema, value as JsonValue) });
+    },
+    query: (sql, params) => queryDatabase(database.url, sql, params),
+    async close() {
+      for (const created of clients) created.close();
+      await listener.close(1000);
+      await app.close();
+      if (ownsDatabase) await database.drop();
+    },
+  };
+}
