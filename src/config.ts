@@ -20,12 +20,9 @@ export interface Config {
   /** Number of reverse proxies in front of the server whose X-Forwarded-For entries are trusted. */
   trustProxyHops: number;
   metricsEnabled: boolean;
-  /** Which parts this process runs: everything, only the RPC API, or only background work. */
-  role: ProcessRole;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-export type ProcessRole = 'all' | 'api' | 'worker';
 
 const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -101,12 +98,6 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   const metricsEnabled = parseBoolean(read('METRICS_ENABLED') ?? 'true');
   if (metricsEnabled === undefined) fail('METRICS_ENABLED', 'must be true or false');
 
-  const apiOnly = parseBoolean(read('API_ONLY') ?? 'false');
-  if (apiOnly === undefined) fail('API_ONLY', 'must be true or false');
-  const workerOnly = parseBoolean(read('WORKER_ONLY') ?? 'false');
-  if (workerOnly === undefined) fail('WORKER_ONLY', 'must be true or false');
-  if (apiOnly && workerOnly) fail('WORKER_ONLY', 'cannot be combined with API_ONLY');
-  const role: ProcessRole = apiOnly ? 'api' : workerOnly ? 'worker' : 'all';
 
   const adminUsername = (read('ADMIN_USERNAME') ?? 'admin').toLowerCase();
   if (!/^[a-z0-9._-]{3,64}$/.test(adminUsername)) {
@@ -133,7 +124,6 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     logLevel,
     trustProxyHops: trustProxyHops!,
     metricsEnabled: metricsEnabled!,
-    role,
   };
 }
 
