@@ -115,8 +115,9 @@ export async function createApp({ config, databaseUrl, logger }: AppOptions): Pr
       interceptors: [
         loggingInterceptor(metrics),
         errorMappingInterceptor(),
-        authenticationInterceptor(authenticator, policies, metrics),
+        // Outside authentication, so that calls with bad credentials are audited too.
         auditInterceptor(auditLog, policies),
+        authenticationInterceptor(authenticator, policies, metrics),
         authorizationInterceptor(policies),
         credentialRateLimitInterceptor(rateLimiter, policies, metrics),
       ],

@@ -73,12 +73,15 @@ export class UserAdmin {
   }
 
   createUser(em: EntityManager, input: { username: string; email: string; password: string; role: RoleName | undefined }): Promise<User> {
-    if (!input.role) throw invalidField('role', 'is required');
-    return createAccount(em, { ...input, role: input.role }, this.#settings.get('auth.password_min_length'), {
-      username: 'username',
-      email: 'email',
-      password: 'password',
-    });
+    const violations = new Violations();
+    violations.check(input.role !== undefined, 'role', 'must be ROLE_USER, ROLE_ADMIN or ROLE_WORKER');
+    return createAccount(
+      em,
+      { ...input, role: input.role ?? 'user' },
+      this.#settings.get('auth.password_min_length'),
+      { username: 'username', email: 'email', password: 'password' },
+      violations,
+    );
   }
 
   /** Applies the fields named in `updateMask` (proto paths); the others are untouched. */
@@ -132,10 +135,11 @@ export class UserAdmin {
   /** Sets a new password (generated when none is given) and ends all the account's sessions. */
   async resetPassword(em: EntityManager, input: { id: string; newPassword: string }): Promise<{ user: User; generatedPassword: string }> {
     requireId(input.id, 'id');
-    const generatedPassword = input.newPassword === '' ? generatePassword() : '';
+    const minLength = this.#settings.get('auth.password_min_length');
+    const generatedPassword = input.newPassword === '' ? generatePassword(minLength) : '';
     const password = generatedPassword || input.newPassword;
     const violations = new Violations();
-    checkPasswordPolicy(password, this.#settings.get('auth.password_min_length'), 'new_password', violations);
+    checkPasswordPolicy(password, minLength, 'new_password', violations);
     violations.throwIfAny();
     const user = await em.findOne(User, input.id);
     if (!user) throw notFound('user');

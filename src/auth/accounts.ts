@@ -39,13 +39,19 @@ export interface NewAccountFields {
 }
 
 /**
- * Creates an account after checking every field (InvalidArgument naming each bad one)
- * and that username and e-mail are free (AlreadyExists naming the taken one).
+ * Creates an account after checking every field (InvalidArgument naming each bad one,
+ * together with any the caller already found) and that username and e-mail are free
+ * (AlreadyExists naming the taken one).
  */
-export async function createAccount(em: EntityManager, input: NewAccount, passwordMinLength: number, fields: NewAccountFields): Promise<User> {
+export async function createAccount(
+  em: EntityManager,
+  input: NewAccount,
+  passwordMinLength: number,
+  fields: NewAccountFields,
+  violations: Violations = new Violations(),
+): Promise<User> {
   const username = normalizeUsername(input.username);
   const email = normalizeEmail(input.email);
-  const violations = new Violations();
   checkUsername(username, fields.username, violations);
   checkEmail(email, fields.email, violations);
   checkPasswordPolicy(input.password, passwordMinLength, fields.password, violations);

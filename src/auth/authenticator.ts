@@ -5,16 +5,12 @@ import type { RoleName } from './entities.ts';
 import { apiKeyPrefix, secretHash } from './secrets.ts';
 import type { SigningKeys } from './signing-keys.ts';
 
-/** API keys' last-used time is written at most this often, to keep reads from writing. */
-const lastUsedResolutionMs = 60_000;
-
 interface CredentialRow {
   user_id: string;
   username: string;
   role: RoleName;
   active: boolean;
   credential_valid: boolean;
-  last_used_at: Date | null;
 }
 
 /**
@@ -38,7 +34,7 @@ export class Authenticator {
     const claims = await this.#signingKeys.verify(token);
     const [row] = await em.execute<CredentialRow[]>(
       `select u.id as user_id, u.username, u.role, u.active,
-              (s.revoked_at is null and s.expires_at > now()) as credential_valid, s.last_used_at
+              (s.revoked_at is null and s.expires_at > now()) as credential_valid
          from users u join sessions s on s.user_id = u.id and s.id = ?
         where u.id = ?`,
       [claims.sessionId, claims.userId],
@@ -49,17 +45,18 @@ export class Authenticator {
   }
 
   async #byApiKey(em: EntityManager, secret: string): Promise<Caller> {
-    const [row] = await em.execute<(CredentialRow & { key_id: string })[]>(
+    const [row] = await em.execute<(CredentialRow & { key_id: string; last_use_stale: boolean })[]>(
+      // The last-used time is written at most once a minute, to keep reads from writing.
       `select k.id as key_id, u.id as user_id, u.username, u.role, u.active,
               (k.revoked_at is null and (k.expires_at is null or k.expires_at > now())) as credential_valid,
-              k.last_used_at
+              (k.last_used_at is null or k.last_used_at < now() - interval '1 minute') as last_use_stale
          from api_keys k join users u on u.id = k.user_id
         where k.secret_hash = ?`,
       [secretHash(secret)],
     );
     if (!row || !row.credential_valid) throw unauthenticated('the API key is not valid', 'API_KEY_INVALID');
     if (!row.active) throw unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
-    if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > lastUsedResolutionMs) {
+    if (row.last_use_stale) {
       await em.execute('update api_keys set last_used_at = now() where id = ?', [row.key_id]);
     }
     return { userId: row.user_id, username: row.username, role: row.role, apiKeyId: row.key_id };

@@ -38,7 +38,8 @@ export function checkPasswordPolicy(password: string, minLength: number, field: 
   else if (length > maxPasswordLength) violations.add(field, `must be at most ${maxPasswordLength} characters`);
 }
 
-/** A password for an account whose password an admin reset without choosing one. */
-export function generatePassword(): string {
-  return randomBytes(18).toString('base64url');
+/** A password (at least 24 characters, 144 random bits) for an account whose password nobody chose. */
+export function generatePassword(minLength = 0): string {
+  const length = Math.max(24, minLength);
+  return randomBytes(Math.ceil((length * 3) / 4)).toString('base64url').slice(0, length);
 }

@@ -24,7 +24,7 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
         actorId,
         actorUsername: actor?.username,
         action: rule.name,
-        target: req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField),
+        target: req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim(),
         clientAddress: values.get(clientKey).clientAddress,
         requestId: values.get(requestIdKey),
         outcome: error ? 'failure' : 'success',
