@@ -30,6 +30,10 @@ interface PageTokenBody {
   q: string;
 }
 
+function isPageTokenBody(body: unknown): body is PageTokenBody {
+  return typeof body === 'object' && body !== null && typeof (body as PageTokenBody).c === 'string' && typeof (body as PageTokenBody).q === 'string';
+}
+
 function fingerprint(query: unknown): string {
   return createHash('sha256').update(JSON.stringify(query)).digest('base64url').slice(0, 16);
 }
@@ -45,13 +49,13 @@ export function encodePageToken(cursor: string, query: unknown): string {
  */
 export function decodePageToken(token: string, query: unknown): string | undefined {
   if (token === '') return undefined;
-  let body: Partial<PageTokenBody>;
+  let body: unknown;
   try {
-    body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Partial<PageTokenBody>;
+    body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
   } catch {
     throw invalidField('page_token', 'is not a token from a previous page');
   }
-  if (typeof body.c !== 'string' || typeof body.q !== 'string') {
+  if (!isPageTokenBody(body)) {
     throw invalidField('page_token', 'is not a token from a previous page');
   }
   if (body.q !== fingerprint(query)) {

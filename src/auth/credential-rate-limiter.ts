@@ -39,7 +39,19 @@ export class CredentialRateLimiter {
     }
   }
 
-  /** Throws ResourceExhausted (with the time to wait) when the call may not go ahead. */
+  /**
+   * The key failures of `accountName` count against: the account's id when the name
+   * (username or e-mail, any case) belongs to one, so that every spelling of one
+   * account shares its counters; otherwise the name itself.
+   */
+  async accountKeyOf(accountName: string): Promise<string> {
+    const normalized = accountName.trim().toLowerCase();
+    const { rows } = await this.#pool.query<{ id: string }>('select id from users where username = $1 or email = $1 limit 1', [normalized]);
+    if (rows[0]) return `id:${rows[0].id}`;
+    return normalized.length <= 128 ? `name:${normalized}` : `name:${createHash('sha256').update(normalized).digest('hex')}`;
+  }
+
+  /** Throws ResourceExhausted (with the time to wait) when the call may not go ahead. `account` is an accountKeyOf key. */
   async admit(address: string, account: string | undefined): Promise<void> {
     const { addressRequests, addressFailures, accountFailures, accountLockouts } = this.#limiters;
     try {
@@ -52,11 +64,11 @@ export class CredentialRateLimiter {
       throw tooMany('too many failed attempts from this address', addressFailureCount.msBeforeNext);
     }
     if (account === undefined) return;
-    const lockout = await accountLockouts.get(accountKey(account));
+    const lockout = await accountLockouts.get(account);
     if (lockout && lockout.consumedPoints > accountLockouts.points) {
       throw tooMany('too many failed attempts for this account', lockout.msBeforeNext);
     }
-    const accountFailureCount = await accountFailures.get(accountKey(account));
+    const accountFailureCount = await accountFailures.get(account);
     if (accountFailureCount && accountFailureCount.consumedPoints >= accountFailures.points) {
       throw tooMany('too many failed attempts for this account', accountFailureCount.msBeforeNext);
     }
@@ -66,18 +78,18 @@ export class CredentialRateLimiter {
     const { addressFailures, accountFailures, accountLockouts } = this.#limiters;
     await addressFailures.penalty(addressKey(address));
     if (account === undefined) return;
-    const failures = await accountFailures.penalty(accountKey(account));
+    const failures = await accountFailures.penalty(account);
     if (failures.consumedPoints < accountFailures.points) return;
     // Over the limit: lock the account, twice as long as the previous lock-out of the day.
     const lockouts = await accountLockouts.penalty(lockoutCountKey(account));
     const windowMs = this.#settings.get('auth.account_failure_window');
     const lockMs = Math.min(windowMs * 2 ** (lockouts.consumedPoints - 1), this.#settings.get('auth.account_lockout_max'));
-    await accountLockouts.block(accountKey(account), Math.ceil(lockMs / 1000));
-    await accountFailures.delete(accountKey(account));
+    await accountLockouts.block(account, Math.ceil(lockMs / 1000));
+    await accountFailures.delete(account);
   }
 
   async recordSuccess(account: string | undefined): Promise<void> {
-    if (account !== undefined) await this.#limiters.accountFailures.delete(accountKey(account));
+    if (account !== undefined) await this.#limiters.accountFailures.delete(account);
   }
 
   /** Deletes expired counters (the store does not expire rows by itself). */
@@ -102,14 +114,8 @@ function addressKey(address: string): string {
   return address.slice(0, 64);
 }
 
-/** Accounts are named by the caller (any length): long names are hashed to fit the key column. */
-function accountKey(account: string): string {
-  const normalized = account.trim().toLowerCase();
-  return normalized.length <= 128 ? normalized : createHash('sha256').update(normalized).digest('hex');
-}
-
 function lockoutCountKey(account: string): string {
-  return `count:${accountKey(account)}`;
+  return `count:${account}`;
 }
 
 function rejected(rejection: unknown): number {

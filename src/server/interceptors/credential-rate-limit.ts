@@ -19,7 +19,7 @@ export function credentialRateLimitInterceptor(limiter: CredentialRateLimiter, p
     if (!rule.rateLimit || req.stream) return next(req);
     const address = req.contextValues.get(clientKey).clientAddress;
     const accountName = readFieldPath(req.method.input, req.message, rule.rateLimit.accountField);
-    const account = accountName === '' ? undefined : accountName;
+    const account = accountName.trim() === '' ? undefined : await limiter.accountKeyOf(accountName);
     const kind = req.method.name.toLowerCase();
     await limiter.admit(address, account);
     try {
