@@ -37,7 +37,16 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
 
   const tracked: HttpHandler = (req, res) => {
     inFlight++;
-    if (draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    if (req.httpVersionMajor === 1) {
+      if (draining) res.setHeader('connection', 'close');
+      // A reply sent before the whole request body was read (an oversized body refused
+      // part way) must close the connection: the unread rest would be taken for the next request.
+      const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => unknown;
+      res.writeHead = ((...args: unknown[]) => {
+        if (!req.complete) res.setHeader('connection', 'close');
+        return writeHead(...args);
+      }) as typeof res.writeHead;
+    }
     res.once('close', () => {
       inFlight--;
       if (inFlight === 0) drained?.();

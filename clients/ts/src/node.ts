@@ -10,7 +10,7 @@ export interface NodeClientOptions extends CredentialOptions {
   protocol?: 'connect' | 'grpc' | 'grpc-web';
   /** HTTP version for Connect and gRPC-Web; gRPC always uses HTTP/2. Default "1.1". */
   httpVersion?: '1.1' | '2';
-  /** Protobuf binary instead of JSON (gRPC is always binary). */
+  /** Protobuf binary instead of JSON. Default: JSON for Connect, binary for gRPC and gRPC-Web (their standard forms). */
   binary?: boolean;
 }
 
@@ -21,7 +21,7 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
   // One HTTP/2 session shared by both transports, closed by close().
   const sessionManager = httpVersion === '2' ? new Http2SessionManager(options.baseUrl) : undefined;
   const makeTransport = (interceptors: Parameters<typeof createConnectTransport>[0]['interceptors']) => {
-    const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? false };
+    const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? protocol !== 'connect' };
     if (protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager });
     if (sessionManager) {
       const http2 = { ...common, httpVersion: '2' as const, sessionManager };

@@ -8,6 +8,7 @@ export interface WebClientOptions extends CredentialOptions {
   baseUrl: string;
   /** Browsers speak Connect or gRPC-Web; gRPC needs HTTP trailers they do not expose. */
   protocol?: 'connect' | 'grpc-web';
+  /** Protobuf binary instead of JSON. Default: JSON for Connect, binary for gRPC-Web. */
   binary?: boolean;
 }
 
@@ -15,7 +16,7 @@ export interface WebClientOptions extends CredentialOptions {
 export function createYardmasterClient(options: WebClientOptions): YardmasterClient {
   const make = options.protocol === 'grpc-web' ? createGrpcWebTransport : createConnectTransport;
   return createClientOnTransport(
-    (interceptors) => make({ baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? false }),
+    (interceptors) => make({ baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? options.protocol === 'grpc-web' }),
     options,
     () => {},
   );
