@@ -5,25 +5,12 @@
  */
 import path from 'node:path';
 import { createApp, type App } from './app.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { processConfig } from './process-config.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded-postgres.ts';
 import { createLogger } from './logger.ts';
 import { listen, type Listener } from './server/listener.ts';
 
-try {
-  process.loadEnvFile();
-} catch {
-  // No .env file: the environment alone configures the server.
-}
-
-let config;
-try {
-  config = loadConfig(process.env);
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(`yardmaster: bad configuration\n${error.message}`);
-  process.exit(2);
-}
+const config = processConfig();
 
 const logger = createLogger(config.logLevel);
 let embedded: EmbeddedPostgres | undefined;

@@ -4,25 +4,13 @@
  * this at every start.
  */
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../config.ts';
+import { processConfig } from '../process-config.ts';
 import { createLogger } from '../logger.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 import { createOrm } from './orm.ts';
 import { runMigrations, withStartupLock } from './schema-migrations.ts';
 
-try {
-  process.loadEnvFile();
-} catch {
-  // No .env file: the environment alone configures the server.
-}
-let config;
-try {
-  config = loadConfig(process.env);
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(`yardmaster: bad configuration\n${error.message}`);
-  process.exit(2);
-}
+const config = processConfig();
 const logger = createLogger(config.logLevel);
 const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger });
 const databaseUrl = config.databaseUrl ?? embedded!.url;
