@@ -4,14 +4,14 @@
  * Every failure is checked by its Connect code and details, and by what was (not)
  * written in the database.
  */
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Code, ConnectError, type CallOptions } from '@connectrpc/connect';
 import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { AdminService, AuditOutcome, SettingType, type AuditEvent, type ListAuditEventsRequest, type ListUsersRequest } from '../gen/yardmaster/v1/admin_pb.ts';
-import { BadRequestSchema, ErrorInfoSchema, Role, type User } from '../gen/yardmaster/v1/common_pb.ts';
+import { Role, type User } from '../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
+import { eventually, expectConnectError, randomHex, reasonOf, violatedFields } from './support/assertions.ts';
 import { adminPassword, startTestServer, type TestServer } from './support/test-server.ts';
 import { createTestDatabase, type TestDatabase } from './support/test-database.ts';
 
@@ -29,38 +29,12 @@ type ListAuditInit = Partial<Omit<ListAuditEventsRequest, '$typeName' | 'startTi
 const service = 'yardmaster.v1.AdminService';
 const unknownUuid = '01900000-0000-7000-8000-000000000000';
 
-function hex(bytes = 4): string {
-  return randomBytes(bytes).toString('hex');
-}
-
 function requestId(label: string): string {
-  return `${label}-${hex(6)}`;
+  return `${label}-${randomHex(6)}`;
 }
 
 function withRequestId(id: string): CallOptions {
   return { headers: { 'x-request-id': id } };
-}
-
-/** Awaits `promise`, which must fail with `code`; returns the error for further checks. */
-async function rpcError(promise: Promise<unknown>, code: Code): Promise<ConnectError> {
-  let outcome: unknown;
-  try {
-    outcome = await promise;
-  } catch (error) {
-    const err = ConnectError.from(error);
-    expect(Code[err.code], `expected ${Code[code]}, got ${Code[err.code]}: ${err.rawMessage}`).toBe(Code[code]);
-    return err;
-  }
-  throw new Error(`expected ${Code[code]}, but the call succeeded with ${JSON.stringify(outcome, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
-}
-
-/** Field paths named by the BadRequest details of an error, in order. */
-function violatedFields(err: ConnectError): string[] {
-  return err.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations.map((violation) => violation.field));
-}
-
-function reasonOf(err: ConnectError): string | undefined {
-  return err.findDetails(ErrorInfoSchema)[0]?.reason;
 }
 
 function jsonValue(value: JsonValue): Value {
@@ -76,37 +50,13 @@ function jwtHeader(token: string): { alg: string; kid: string; typ?: string } {
   return JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { alg: string; kid: string };
 }
 
-/** Retries `check` until it passes or `timeoutMs` has gone by; the last failure is rethrown. */
-async function eventually<T>(check: () => Promise<T>, timeoutMs = 1000, intervalMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() >= deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, intervalMs));
-    }
-  }
-}
-
-/** A client that sends exactly this bearer credential and never refreshes. */
-function bearerClient(server: TestServer, bearer: string): YardmasterClient {
-  return server.client({ apiKey: bearer });
-}
-
-async function signIn(server: TestServer, username: string, password: string): Promise<YardmasterClient> {
-  const client = server.client();
-  await client.login(username, password);
-  return client;
-}
-
 interface Account {
   user: User;
   password: string;
 }
 
 async function createAccount(admin: AdminClient, options: { username?: string; email?: string; role?: Role; password?: string } = {}): Promise<Account> {
-  const username = options.username ?? `acct-${hex()}`;
+  const username = options.username ?? `acct-${randomHex()}`;
   const password = options.password ?? `password-of-${username}`;
   const { user } = await admin.createUser({
     username,
@@ -115,11 +65,6 @@ async function createAccount(admin: AdminClient, options: { username?: string; e
     role: options.role ?? Role.USER,
   });
   return { user: user!, password };
-}
-
-async function countRows(server: TestServer, sql: string, params: unknown[] = []): Promise<number> {
-  const [row] = await server.query<{ n: string }>(sql, params);
-  return Number(row!.n);
 }
 
 interface UserRow {
@@ -225,7 +170,7 @@ describe('access', () => {
   let calls: AdminCall[];
 
   beforeAll(async () => {
-    victim = await createAccount(admin.admin, { username: `victim-${hex()}` });
+    victim = await createAccount(admin.admin, { username: `victim-${randomHex()}` });
     const victimId = victim.user.id;
     calls = [
       { method: 'ListUsers', audited: false, call: (c, o) => c.listUsers({}, o) },
@@ -266,8 +211,8 @@ describe('access', () => {
   /** What a refused call must not have changed. */
   async function snapshot() {
     return {
-      users: await countRows(server, 'select count(*) as n from users'),
-      intruder: await countRows(server, "select count(*) as n from users where username = 'intruder-made'"),
+      users: await server.countRows('select count(*) as n from users'),
+      intruder: await server.countRows("select count(*) as n from users where username = 'intruder-made'"),
       victim: await userRow(server, victim.user.id),
       settings: await server.query('select key, value from settings order by key'),
       signingKeys: await server.query('select id, retired_at from signing_keys order by id'),
@@ -290,7 +235,7 @@ describe('access', () => {
       const before = await snapshot();
       for (const { method, audited, target, call } of calls) {
         const rid = requestId(`${kind}-${method}`);
-        const err = await rpcError(call(caller.client.admin, withRequestId(rid)), Code.PermissionDenied);
+        const err = await expectConnectError(call(caller.client.admin, withRequestId(rid)), Code.PermissionDenied);
         expect(reasonOf(err), method).toBe('ROLE_NOT_ALLOWED');
         const rows = await auditRowsByRequestId(server, rid);
         if (!audited) {
@@ -327,7 +272,7 @@ describe('access', () => {
     const before = await snapshot();
     for (const { method, audited, target, call } of calls) {
       const rid = requestId(`anon-${method}`);
-      const err = await rpcError(call(anonymous.admin, withRequestId(rid)), Code.Unauthenticated);
+      const err = await expectConnectError(call(anonymous.admin, withRequestId(rid)), Code.Unauthenticated);
       expect(reasonOf(err), method).toBe('CREDENTIALS_REQUIRED');
       const rows = await auditRowsByRequestId(server, rid);
       if (!audited) {
@@ -352,23 +297,23 @@ describe('access', () => {
   test('a ROLE_USER API key is refused like its access token', async () => {
     const caller = await server.createUser({ role: Role.USER });
     const { secret } = await caller.client.auth.createApiKey({ name: 'probe' });
-    const byKey = bearerClient(server, secret);
+    const byKey = server.bearerClient(secret);
     expect((await byKey.auth.getMe({})).user?.id).toBe(caller.user.id);
-    const err = await rpcError(byKey.admin.listUsers({}), Code.PermissionDenied);
+    const err = await expectConnectError(byKey.admin.listUsers({}), Code.PermissionDenied);
     expect(reasonOf(err)).toBe('ROLE_NOT_ALLOWED');
-    await rpcError(byKey.admin.createUser({ username: `k-${hex()}`, email: `k-${hex()}@example.com`, password: 'a-long-enough-password', role: Role.ADMIN }), Code.PermissionDenied);
+    await expectConnectError(byKey.admin.createUser({ username: `k-${randomHex()}`, email: `k-${randomHex()}@example.com`, password: 'a-long-enough-password', role: Role.ADMIN }), Code.PermissionDenied);
   });
 
   test('a malformed or forged bearer credential is Unauthenticated', async () => {
     for (const bearer of ['not-a-jwt', 'ym_not-a-real-key', `${admin.tokens!.accessToken.slice(0, -4)}AAAA`]) {
-      await rpcError(bearerClient(server, bearer).admin.listUsers({}), Code.Unauthenticated);
+      await expectConnectError(server.bearerClient(bearer).admin.listUsers({}), Code.Unauthenticated);
     }
   });
 
   test('a call with invalid credentials to an audited method is recorded as FAILURE (AUDIT_MODE_ALL: every call)', async () => {
     const rid = requestId('forged-create');
-    await rpcError(
-      bearerClient(server, 'not-a-jwt').admin.createUser({ username: `forged-${hex()}`, email: `forged-${hex()}@example.com`, password: 'a-long-enough-password', role: Role.ADMIN }, withRequestId(rid)),
+    await expectConnectError(
+      server.bearerClient('not-a-jwt').admin.createUser({ username: `forged-${randomHex()}`, email: `forged-${randomHex()}@example.com`, password: 'a-long-enough-password', role: Role.ADMIN }, withRequestId(rid)),
       Code.Unauthenticated,
     );
     const rows = await auditRowsByRequestId(server, rid);
@@ -382,7 +327,7 @@ describe('access', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('ListUsers', () => {
-  const prefix = `lu${hex(3)}`;
+  const prefix = `lu${randomHex(3)}`;
   /** The fixture, in creation order. */
   const fixture: Record<string, User> = {};
   let mailOnly: User;
@@ -401,7 +346,7 @@ describe('ListUsers', () => {
       fixture[name] = (await createAccount(admin.admin, { username: `${prefix}-${name}`, role })).user;
     }
     // Matches the query only by its e-mail address.
-    mailOnly = (await createAccount(admin.admin, { username: `mail${hex(3)}`, email: `${prefix}.mail@example.org` })).user;
+    mailOnly = (await createAccount(admin.admin, { username: `mail${randomHex(3)}`, email: `${prefix}.mail@example.org` })).user;
     await admin.admin.updateUser({ user: { id: fixture['bravo']!.id, active: false }, updateMask: { paths: ['active'] } });
     createdOrder = [...['delta', 'alpha', 'charlie', 'bravo', 'echo'].map((n) => fixture[n]!.id), mailOnly.id];
     byUsername = [...['alpha', 'bravo', 'charlie', 'delta', 'echo'].map((n) => fixture[n]!.id), mailOnly.id];
@@ -459,7 +404,7 @@ describe('ListUsers', () => {
 
     // Every role and both states when unset: the whole table.
     const everyone = await admin.admin.listUsers({ pageSize: 1000 });
-    expect(everyone.users.length).toBe(await countRows(server, 'select count(*) as n from users'));
+    expect(everyone.users.length).toBe(await server.countRows('select count(*) as n from users'));
   });
 
   test('order_by: create_time desc (the default), create_time, username', async () => {
@@ -476,7 +421,7 @@ describe('ListUsers', () => {
 
   test('an unknown order_by is InvalidArgument naming order_by', async () => {
     for (const orderBy of ['email', 'username desc', 'create_time; drop table users', 'id']) {
-      const err = await rpcError(admin.admin.listUsers({ orderBy }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.listUsers({ orderBy }), Code.InvalidArgument);
       expect(violatedFields(err), orderBy).toEqual(['order_by']);
     }
   });
@@ -523,7 +468,7 @@ describe('ListUsers', () => {
       { query: prefix, orderBy: 'username' },
       {},
     ] satisfies ListUsersInit[]) {
-      const err = await rpcError(admin.admin.listUsers({ ...changed, pageSize: 2, pageToken }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.listUsers({ ...changed, pageSize: 2, pageToken }), Code.InvalidArgument);
       expect(violatedFields(err), JSON.stringify(changed)).toEqual(['page_token']);
     }
     // The page size may change between pages.
@@ -534,13 +479,13 @@ describe('ListUsers', () => {
   test('a page token that is not one is InvalidArgument naming page_token', async () => {
     const forged = Buffer.from(JSON.stringify({ c: 'garbage', q: 'nope' })).toString('base64url');
     for (const pageToken of ['not-a-token', forged, '!!!']) {
-      const err = await rpcError(admin.admin.listUsers({ query: prefix, pageToken }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.listUsers({ query: prefix, pageToken }), Code.InvalidArgument);
       expect(violatedFields(err), pageToken).toEqual(['page_token']);
     }
   });
 
   test('a negative page_size is InvalidArgument naming page_size', async () => {
-    const err = await rpcError(admin.admin.listUsers({ pageSize: -1 }), Code.InvalidArgument);
+    const err = await expectConnectError(admin.admin.listUsers({ pageSize: -1 }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['page_size']);
   });
 });
@@ -597,12 +542,12 @@ describe('GetUser', () => {
   });
 
   test('an unknown id is NotFound', async () => {
-    await rpcError(admin.admin.getUser({ id: unknownUuid }), Code.NotFound);
+    await expectConnectError(admin.admin.getUser({ id: unknownUuid }), Code.NotFound);
   });
 
   test('an id that is not a UUID, or none, is InvalidArgument naming id', async () => {
     for (const id of ['not-a-uuid', '', "1' or '1'='1", '01900000-0000-7000-8000-00000000000']) {
-      const err = await rpcError(admin.admin.getUser({ id }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.getUser({ id }), Code.InvalidArgument);
       expect(violatedFields(err), id).toEqual(['id']);
     }
   });
@@ -613,7 +558,7 @@ describe('GetUser', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('CreateUser', () => {
-  const userCount = () => countRows(server, 'select count(*) as n from users');
+  const userCount = () => server.countRows('select count(*) as n from users');
 
   test('creates an account of every role, normalised, with a hashed password, able to sign in', async () => {
     for (const [role, stored] of [
@@ -621,7 +566,7 @@ describe('CreateUser', () => {
       [Role.ADMIN, 'admin'],
       [Role.WORKER, 'worker'],
     ] as const) {
-      const name = `New-${stored}-${hex()}`;
+      const name = `New-${stored}-${randomHex()}`;
       const password = `password-for-${name}`;
       const before = Date.now();
       const { user } = await admin.admin.createUser({ username: `  ${name} `, email: ` ${name}@Example.COM `, password, role });
@@ -638,25 +583,25 @@ describe('CreateUser', () => {
       expect(row.password_hash).toMatch(/^\$argon2id\$/);
       expect(row.password_hash).not.toContain(password);
 
-      const client = await signIn(server, name.toUpperCase(), password);
+      const client = await server.signIn(name.toUpperCase(), password);
       expect((await client.auth.getMe({})).user!.role).toBe(role);
     }
   });
 
   test('a missing role is InvalidArgument naming role, and nothing is written', async () => {
     const before = await userCount();
-    const name = `norole-${hex()}`;
-    const err = await rpcError(admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password' }), Code.InvalidArgument);
+    const name = `norole-${randomHex()}`;
+    const err = await expectConnectError(admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password' }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['role']);
-    const unknownRole = await rpcError(admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: 42 as Role }), Code.InvalidArgument);
+    const unknownRole = await expectConnectError(admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: 42 as Role }), Code.InvalidArgument);
     expect(violatedFields(unknownRole)).toEqual(['role']);
     expect(await userCount()).toBe(before);
-    expect(await countRows(server, 'select count(*) as n from users where username = $1', [name])).toBe(0);
+    expect(await server.countRows('select count(*) as n from users where username = $1', [name])).toBe(0);
   });
 
   test('several bad fields at once are one InvalidArgument naming each of them, and nothing is written', async () => {
     const before = await userCount();
-    const err = await rpcError(admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short', role: Role.USER }), Code.InvalidArgument);
+    const err = await expectConnectError(admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short', role: Role.USER }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['username', 'email', 'password']);
     for (const [username, email, password, field] of [
       ['Has Space', 'ok@example.com', 'a-long-enough-password', 'username'],
@@ -664,7 +609,7 @@ describe('CreateUser', () => {
       ['fine-name', 'no-domain@', 'a-long-enough-password', 'email'],
       ['fine-name', 'ok@example.com', '11-chars-pw', 'password'],
     ] as const) {
-      const one = await rpcError(admin.admin.createUser({ username, email, password, role: Role.USER }), Code.InvalidArgument);
+      const one = await expectConnectError(admin.admin.createUser({ username, email, password, role: Role.USER }), Code.InvalidArgument);
       expect(violatedFields(one), `${username} ${email} ${password}`).toEqual([field]);
     }
     expect(await userCount()).toBe(before);
@@ -672,7 +617,7 @@ describe('CreateUser', () => {
 
   test('a missing role together with other bad fields is one InvalidArgument naming every field', async () => {
     const before = await userCount();
-    const err = await rpcError(admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short' }), Code.InvalidArgument);
+    const err = await expectConnectError(admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short' }), Code.InvalidArgument);
     expect(new Set(violatedFields(err))).toEqual(new Set(['username', 'email', 'password', 'role']));
     expect(await userCount()).toBe(before);
   });
@@ -681,19 +626,19 @@ describe('CreateUser', () => {
     const taken = await createAccount(admin.admin);
     const before = await userCount();
 
-    const byName = await rpcError(
-      admin.admin.createUser({ username: taken.user.username.toUpperCase(), email: `other-${hex()}@example.com`, password: 'a-long-enough-password', role: Role.USER }),
+    const byName = await expectConnectError(
+      admin.admin.createUser({ username: taken.user.username.toUpperCase(), email: `other-${randomHex()}@example.com`, password: 'a-long-enough-password', role: Role.USER }),
       Code.AlreadyExists,
     );
     expect(violatedFields(byName)).toEqual(['username']);
 
-    const byEmail = await rpcError(
-      admin.admin.createUser({ username: `other-${hex()}`, email: taken.user.email.toUpperCase(), password: 'a-long-enough-password', role: Role.USER }),
+    const byEmail = await expectConnectError(
+      admin.admin.createUser({ username: `other-${randomHex()}`, email: taken.user.email.toUpperCase(), password: 'a-long-enough-password', role: Role.USER }),
       Code.AlreadyExists,
     );
     expect(violatedFields(byEmail)).toEqual(['email']);
 
-    const both = await rpcError(
+    const both = await expectConnectError(
       admin.admin.createUser({ username: taken.user.username, email: taken.user.email, password: 'a-long-enough-password', role: Role.WORKER }),
       Code.AlreadyExists,
     );
@@ -701,23 +646,23 @@ describe('CreateUser', () => {
 
     expect(await userCount()).toBe(before);
     // The existing account is untouched: its password still works.
-    await signIn(server, taken.user.username, taken.password);
+    await server.signIn(taken.user.username, taken.password);
   });
 
   test('racing creations of one username: exactly one succeeds, the other is AlreadyExists', async () => {
-    const name = `race-${hex()}`;
+    const name = `race-${randomHex()}`;
     const attempts = await Promise.allSettled(
       [1, 2].map((i) => admin.admin.createUser({ username: name, email: `${name}-${i}@example.com`, password: 'a-long-enough-password', role: Role.USER })),
     );
     expect(attempts.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
     const failure = attempts.find((a) => a.status === 'rejected') as PromiseRejectedResult;
     expect(Code[ConnectError.from(failure.reason).code]).toBe(Code[Code.AlreadyExists]);
-    expect(await countRows(server, 'select count(*) as n from users where username = $1', [name])).toBe(1);
+    expect(await server.countRows('select count(*) as n from users where username = $1', [name])).toBe(1);
   });
 
   test('is audited with the username as target', async () => {
     const rid = requestId('create');
-    const name = `audited-${hex()}`;
+    const name = `audited-${randomHex()}`;
     const { user } = await admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: Role.USER }, withRequestId(rid));
     const rows = await auditRowsByRequestId(server, rid);
     expect(rows).toHaveLength(1);
@@ -735,10 +680,10 @@ describe('UpdateUser', () => {
   test('changes only the fields named in update_mask', async () => {
     const { user } = await createAccount(admin.admin);
     const before = (await userRow(server, user.id))!;
-    const newEmail = `changed-${hex()}@Example.com`;
+    const newEmail = `changed-${randomHex()}@Example.com`;
     // Every field carries a new value; only the e-mail is in the mask.
     const { user: updated } = await admin.admin.updateUser({
-      user: { id: user.id, username: `ignored-${hex()}`, email: newEmail, role: Role.ADMIN, active: false },
+      user: { id: user.id, username: `ignored-${randomHex()}`, email: newEmail, role: Role.ADMIN, active: false },
       updateMask: { paths: ['email'] },
     });
     expect(updated!.email).toBe(newEmail.toLowerCase());
@@ -751,7 +696,7 @@ describe('UpdateUser', () => {
     expect(after.updated_at.getTime()).toBeGreaterThan(before.updated_at.getTime());
 
     // Several fields at once.
-    const newName = `Renamed-${hex()}`;
+    const newName = `Renamed-${randomHex()}`;
     const { user: again } = await admin.admin.updateUser({
       user: { id: user.id, username: newName, role: Role.WORKER },
       updateMask: { paths: ['username', 'role'] },
@@ -765,7 +710,7 @@ describe('UpdateUser', () => {
     const { user } = await createAccount(admin.admin);
     const before = await userRow(server, user.id);
     for (const updateMask of [{ paths: [] }, undefined]) {
-      const err = await rpcError(admin.admin.updateUser({ user: { id: user.id, email: `x-${hex()}@example.com` }, updateMask }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.updateUser({ user: { id: user.id, email: `x-${randomHex()}@example.com` }, updateMask }), Code.InvalidArgument);
       expect(violatedFields(err)).toEqual(['update_mask']);
     }
     expect(await userRow(server, user.id)).toEqual(before);
@@ -775,8 +720,8 @@ describe('UpdateUser', () => {
     const { user } = await createAccount(admin.admin);
     const before = await userRow(server, user.id);
     for (const paths of [['password'], ['id'], ['create_time'], ['last_login_time'], ['email', 'nonsense']]) {
-      const err = await rpcError(
-        admin.admin.updateUser({ user: { id: user.id, email: `x-${hex()}@example.com` }, updateMask: { paths } }),
+      const err = await expectConnectError(
+        admin.admin.updateUser({ user: { id: user.id, email: `x-${randomHex()}@example.com` }, updateMask: { paths } }),
         Code.InvalidArgument,
       );
       expect(violatedFields(err), paths.join(',')).toContain('update_mask');
@@ -789,18 +734,18 @@ describe('UpdateUser', () => {
     const other = await createAccount(admin.admin);
     const before = await userRow(server, user.id);
 
-    const bad = await rpcError(
+    const bad = await expectConnectError(
       admin.admin.updateUser({ user: { id: user.id, username: 'x', email: 'nope', role: Role.UNSPECIFIED }, updateMask: { paths: ['username', 'email', 'role'] } }),
       Code.InvalidArgument,
     );
     expect(new Set(violatedFields(bad))).toEqual(new Set(['user.username', 'user.email', 'user.role']));
 
-    const takenName = await rpcError(
+    const takenName = await expectConnectError(
       admin.admin.updateUser({ user: { id: user.id, username: other.user.username }, updateMask: { paths: ['username'] } }),
       Code.AlreadyExists,
     );
     expect(violatedFields(takenName)).toEqual(['user.username']);
-    const takenEmail = await rpcError(
+    const takenEmail = await expectConnectError(
       admin.admin.updateUser({ user: { id: user.id, email: other.user.email.toUpperCase() }, updateMask: { paths: ['email'] } }),
       Code.AlreadyExists,
     );
@@ -810,34 +755,34 @@ describe('UpdateUser', () => {
     // Its own current values are not "taken".
     await admin.admin.updateUser({ user: { id: user.id, username: user.username, email: user.email }, updateMask: { paths: ['username', 'email'] } });
 
-    await rpcError(admin.admin.updateUser({ user: { id: unknownUuid, active: false }, updateMask: { paths: ['active'] } }), Code.NotFound);
+    await expectConnectError(admin.admin.updateUser({ user: { id: unknownUuid, active: false }, updateMask: { paths: ['active'] } }), Code.NotFound);
     for (const id of ['', 'nope']) {
-      const err = await rpcError(admin.admin.updateUser({ user: { id, active: false }, updateMask: { paths: ['active'] } }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.updateUser({ user: { id, active: false }, updateMask: { paths: ['active'] } }), Code.InvalidArgument);
       expect(violatedFields(err)).toEqual(['user.id']);
     }
-    const noUser = await rpcError(admin.admin.updateUser({ updateMask: { paths: ['active'] } }), Code.InvalidArgument);
+    const noUser = await expectConnectError(admin.admin.updateUser({ updateMask: { paths: ['active'] } }), Code.InvalidArgument);
     expect(violatedFields(noUser)).toEqual(['user.id']);
   });
 
   test('deactivation ends every session at once, stops API keys and sign-in; reactivation allows sign-in again', async () => {
     const account = await createAccount(admin.admin);
-    const first = await signIn(server, account.user.username, account.password);
-    const second = await signIn(server, account.user.username, account.password);
+    const first = await server.signIn(account.user.username, account.password);
+    const second = await server.signIn(account.user.username, account.password);
     const { secret } = await first.auth.createApiKey({ name: 'before-deactivation' });
     const accessTokens = [first.tokens!.accessToken, second.tokens!.accessToken];
     const refreshToken = second.tokens!.refreshToken;
-    for (const token of accessTokens) await bearerClient(server, token).auth.getMe({});
+    for (const token of accessTokens) await server.bearerClient(token).auth.getMe({});
 
     const { user } = await admin.admin.updateUser({ user: { id: account.user.id, active: false }, updateMask: { paths: ['active'] } });
     expect(user!.active).toBe(false);
 
     for (const token of accessTokens) {
-      await rpcError(bearerClient(server, token).auth.getMe({}), Code.Unauthenticated);
+      await expectConnectError(server.bearerClient(token).auth.getMe({}), Code.Unauthenticated);
     }
-    const byKey = await rpcError(bearerClient(server, secret).auth.getMe({}), Code.Unauthenticated);
+    const byKey = await expectConnectError(server.bearerClient(secret).auth.getMe({}), Code.Unauthenticated);
     expect(reasonOf(byKey)).toBe('ACCOUNT_DISABLED');
-    await rpcError(server.client().auth.refresh({ refreshToken }), Code.Unauthenticated);
-    const login = await rpcError(server.client().login(account.user.username, account.password), Code.Unauthenticated);
+    await expectConnectError(server.client().auth.refresh({ refreshToken }), Code.Unauthenticated);
+    const login = await expectConnectError(server.client().login(account.user.username, account.password), Code.Unauthenticated);
     expect(reasonOf(login)).toBe('ACCOUNT_DISABLED');
 
     const sessions = await server.query<{ revoked_at: Date | null; revoke_reason: string | null }>('select revoked_at, revoke_reason from sessions where user_id = $1', [account.user.id]);
@@ -850,16 +795,16 @@ describe('UpdateUser', () => {
 
     await admin.admin.updateUser({ user: { id: account.user.id, active: true }, updateMask: { paths: ['active'] } });
     // Ended sessions stay ended; a new sign-in works.
-    await rpcError(bearerClient(server, accessTokens[0]!).auth.getMe({}), Code.Unauthenticated);
-    const back = await signIn(server, account.user.username, account.password);
+    await expectConnectError(server.bearerClient(accessTokens[0]!).auth.getMe({}), Code.Unauthenticated);
+    const back = await server.signIn(account.user.username, account.password);
     expect((await back.auth.getMe({})).user!.active).toBe(true);
   });
 
   test("a role change applies at once to the account's existing access token", async () => {
     const account = await server.createUser({ role: Role.USER });
     const token = account.client.tokens!.accessToken;
-    const sameToken = bearerClient(server, token);
-    await rpcError(sameToken.admin.listUsers({}), Code.PermissionDenied);
+    const sameToken = server.bearerClient(token);
+    await expectConnectError(sameToken.admin.listUsers({}), Code.PermissionDenied);
 
     await admin.admin.updateUser({ user: { id: account.user.id, role: Role.ADMIN }, updateMask: { paths: ['role'] } });
     const listed = await sameToken.admin.listUsers({ query: account.user.username });
@@ -867,7 +812,7 @@ describe('UpdateUser', () => {
     expect((await sameToken.auth.getMe({})).user!.role).toBe(Role.ADMIN);
 
     await admin.admin.updateUser({ user: { id: account.user.id, role: Role.WORKER }, updateMask: { paths: ['role'] } });
-    await rpcError(sameToken.admin.listUsers({}), Code.PermissionDenied);
+    await expectConnectError(sameToken.admin.listUsers({}), Code.PermissionDenied);
     expect(account.client.tokens!.accessToken).toBe(token);
   });
 
@@ -876,7 +821,7 @@ describe('UpdateUser', () => {
     const ok = requestId('update-ok');
     const bad = requestId('update-bad');
     await admin.admin.updateUser({ user: { id: user.id, active: false }, updateMask: { paths: ['active'] } }, withRequestId(ok));
-    await rpcError(admin.admin.updateUser({ user: { id: user.id }, updateMask: { paths: ['password'] } }, withRequestId(bad)), Code.InvalidArgument);
+    await expectConnectError(admin.admin.updateUser({ user: { id: user.id }, updateMask: { paths: ['password'] } }, withRequestId(bad)), Code.InvalidArgument);
     expect(await auditRowsByRequestId(server, ok)).toEqual([
       expect.objectContaining({ action: `${service}.UpdateUser`, target: user.id, outcome: 'success', actor_id: adminUser.id }),
     ]);
@@ -894,7 +839,7 @@ describe('DeleteUser', () => {
   test('confirm must equal the username: otherwise InvalidArgument naming confirm, and nothing is deleted', async () => {
     const { user } = await createAccount(admin.admin);
     for (const confirm of ['', user.username.toUpperCase(), `${user.username} `, user.email, user.id]) {
-      const err = await rpcError(admin.admin.deleteUser({ id: user.id, confirm }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.deleteUser({ id: user.id, confirm }), Code.InvalidArgument);
       expect(violatedFields(err), confirm).toEqual(['confirm']);
     }
     expect(await userRow(server, user.id)).toBeDefined();
@@ -902,29 +847,29 @@ describe('DeleteUser', () => {
 
   test('deletes the account with its sessions, refresh tokens and API keys; its credentials stop working', async () => {
     const account = await createAccount(admin.admin);
-    const first = await signIn(server, account.user.username, account.password);
-    const second = await signIn(server, account.user.username, account.password);
+    const first = await server.signIn(account.user.username, account.password);
+    const second = await server.signIn(account.user.username, account.password);
     const { secret } = await first.auth.createApiKey({ name: 'doomed' });
     await second.auth.createApiKey({ name: 'doomed-too' });
     const id = account.user.id;
-    expect(await countRows(server, 'select count(*) as n from sessions where user_id = $1', [id])).toBe(2);
-    expect(await countRows(server, 'select count(*) as n from api_keys where user_id = $1', [id])).toBe(2);
+    expect(await server.countRows('select count(*) as n from sessions where user_id = $1', [id])).toBe(2);
+    expect(await server.countRows('select count(*) as n from api_keys where user_id = $1', [id])).toBe(2);
 
     const rid = requestId('delete');
     await admin.admin.deleteUser({ id, confirm: account.user.username }, withRequestId(rid));
 
     expect(await userRow(server, id)).toBeUndefined();
-    expect(await countRows(server, 'select count(*) as n from sessions where user_id = $1', [id])).toBe(0);
-    expect(await countRows(server, 'select count(*) as n from api_keys where user_id = $1', [id])).toBe(0);
+    expect(await server.countRows('select count(*) as n from sessions where user_id = $1', [id])).toBe(0);
+    expect(await server.countRows('select count(*) as n from api_keys where user_id = $1', [id])).toBe(0);
     expect(
-      await countRows(server, 'select count(*) as n from refresh_tokens r where not exists (select 1 from sessions s where s.id = r.session_id)'),
+      await server.countRows('select count(*) as n from refresh_tokens r where not exists (select 1 from sessions s where s.id = r.session_id)'),
     ).toBe(0);
 
-    await rpcError(bearerClient(server, first.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
-    await rpcError(bearerClient(server, secret).auth.getMe({}), Code.Unauthenticated);
-    await rpcError(server.client().auth.refresh({ refreshToken: second.tokens!.refreshToken }), Code.Unauthenticated);
-    await rpcError(admin.admin.getUser({ id }), Code.NotFound);
-    await rpcError(admin.admin.deleteUser({ id, confirm: account.user.username }), Code.NotFound);
+    await expectConnectError(server.bearerClient(first.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.bearerClient(secret).auth.getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.client().auth.refresh({ refreshToken: second.tokens!.refreshToken }), Code.Unauthenticated);
+    await expectConnectError(admin.admin.getUser({ id }), Code.NotFound);
+    await expectConnectError(admin.admin.deleteUser({ id, confirm: account.user.username }), Code.NotFound);
 
     expect(await auditRowsByRequestId(server, rid)).toEqual([
       expect.objectContaining({ action: `${service}.DeleteUser`, target: id, outcome: 'success', actor_username: 'admin' }),
@@ -935,15 +880,15 @@ describe('DeleteUser', () => {
 
   test('an admin cannot delete its own account (FailedPrecondition), even with other admins around', async () => {
     await createAccount(admin.admin, { role: Role.ADMIN });
-    const err = await rpcError(admin.admin.deleteUser({ id: adminUser.id, confirm: 'admin' }), Code.FailedPrecondition);
+    const err = await expectConnectError(admin.admin.deleteUser({ id: adminUser.id, confirm: 'admin' }), Code.FailedPrecondition);
     expect(reasonOf(err)).toBe('SELF_DELETE');
     expect(await userRow(server, adminUser.id)).toMatchObject({ role: 'admin', active: true });
     await admin.auth.getMe({});
   });
 
   test('an unknown id is NotFound; a bad id is InvalidArgument naming id', async () => {
-    await rpcError(admin.admin.deleteUser({ id: unknownUuid, confirm: 'whoever' }), Code.NotFound);
-    const err = await rpcError(admin.admin.deleteUser({ id: 'nope', confirm: 'nope' }), Code.InvalidArgument);
+    await expectConnectError(admin.admin.deleteUser({ id: unknownUuid, confirm: 'whoever' }), Code.NotFound);
+    const err = await expectConnectError(admin.admin.deleteUser({ id: 'nope', confirm: 'nope' }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['id']);
   });
 });
@@ -955,8 +900,8 @@ describe('DeleteUser', () => {
 describe('ResetUserPassword', () => {
   test('a generated password is returned and works, the old one does not, and every session ends', async () => {
     const account = await createAccount(admin.admin);
-    const first = await signIn(server, account.user.username, account.password);
-    const second = await signIn(server, account.user.username, account.password);
+    const first = await server.signIn(account.user.username, account.password);
+    const second = await server.signIn(account.user.username, account.password);
     const oldHash = (await userRow(server, account.user.id))!.password_hash;
 
     const rid = requestId('reset');
@@ -966,16 +911,16 @@ describe('ResetUserPassword', () => {
     expect(reset.generatedPassword).not.toBe(account.password);
 
     for (const client of [first, second]) {
-      await rpcError(bearerClient(server, client.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
-      await rpcError(server.client().auth.refresh({ refreshToken: client.tokens!.refreshToken }), Code.Unauthenticated);
+      await expectConnectError(server.bearerClient(client.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
+      await expectConnectError(server.client().auth.refresh({ refreshToken: client.tokens!.refreshToken }), Code.Unauthenticated);
     }
     const sessions = await server.query<{ revoked_at: Date | null; revoke_reason: string | null }>('select revoked_at, revoke_reason from sessions where user_id = $1', [account.user.id]);
     expect(sessions).toHaveLength(2);
     expect(sessions.every((s) => s.revoked_at !== null && s.revoke_reason === 'password_reset')).toBe(true);
 
-    const old = await rpcError(server.client().login(account.user.username, account.password), Code.Unauthenticated);
+    const old = await expectConnectError(server.client().login(account.user.username, account.password), Code.Unauthenticated);
     expect(reasonOf(old)).toBe('INVALID_CREDENTIALS');
-    const fresh = await signIn(server, account.user.username, reset.generatedPassword);
+    const fresh = await server.signIn(account.user.username, reset.generatedPassword);
     expect((await fresh.auth.getMe({})).user!.id).toBe(account.user.id);
 
     const row = (await userRow(server, account.user.id))!;
@@ -989,25 +934,25 @@ describe('ResetUserPassword', () => {
 
   test('a given password is used (nothing generated); one that is too short is InvalidArgument naming new_password and changes nothing', async () => {
     const account = await createAccount(admin.admin);
-    const session = await signIn(server, account.user.username, account.password);
+    const session = await server.signIn(account.user.username, account.password);
     const before = await userRow(server, account.user.id);
 
-    const err = await rpcError(admin.admin.resetUserPassword({ id: account.user.id, newPassword: 'too-short' }), Code.InvalidArgument);
+    const err = await expectConnectError(admin.admin.resetUserPassword({ id: account.user.id, newPassword: 'too-short' }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['new_password']);
     expect(await userRow(server, account.user.id)).toEqual(before);
-    await bearerClient(server, session.tokens!.accessToken).auth.getMe({});
-    await signIn(server, account.user.username, account.password);
+    await server.bearerClient(session.tokens!.accessToken).auth.getMe({});
+    await server.signIn(account.user.username, account.password);
 
-    const chosen = `chosen-${hex(8)}`;
+    const chosen = `chosen-${randomHex(8)}`;
     const reset = await admin.admin.resetUserPassword({ id: account.user.id, newPassword: chosen });
     expect(reset.generatedPassword).toBe('');
-    await signIn(server, account.user.username, chosen);
-    await rpcError(bearerClient(server, session.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
+    await server.signIn(account.user.username, chosen);
+    await expectConnectError(server.bearerClient(session.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
   });
 
   test('an unknown id is NotFound; a bad id is InvalidArgument naming id', async () => {
-    await rpcError(admin.admin.resetUserPassword({ id: unknownUuid }), Code.NotFound);
-    const err = await rpcError(admin.admin.resetUserPassword({ id: 'nope', newPassword: 'a-long-enough-password' }), Code.InvalidArgument);
+    await expectConnectError(admin.admin.resetUserPassword({ id: unknownUuid }), Code.NotFound);
+    const err = await expectConnectError(admin.admin.resetUserPassword({ id: 'nope', newPassword: 'a-long-enough-password' }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['id']);
   });
 
@@ -1017,7 +962,7 @@ describe('ResetUserPassword', () => {
     try {
       const reset = await admin.admin.resetUserPassword({ id: account.user.id });
       expect(reset.generatedPassword.length).toBeGreaterThanOrEqual(40);
-      await signIn(server, account.user.username, reset.generatedPassword);
+      await server.signIn(account.user.username, reset.generatedPassword);
     } finally {
       await server.setSetting('auth.password_min_length', null);
     }
@@ -1040,7 +985,7 @@ describe('the last active admin', () => {
   });
   afterAll(() => solo?.close());
 
-  const activeAdmins = () => countRows(solo, "select count(*) as n from users where role = 'admin' and active");
+  const activeAdmins = () => solo.countRows("select count(*) as n from users where role = 'admin' and active");
 
   test('cannot be demoted, deactivated or deleted until another active admin exists', async () => {
     const before = await userRow(solo, soloAdminId);
@@ -1051,13 +996,13 @@ describe('the last active admin', () => {
       [{ id: soloAdminId, role: Role.ADMIN, active: false }, ['role', 'active']],
     ] as const) {
       const rid = requestId('last-admin');
-      const err = await rpcError(soloAdmin.admin.updateUser({ user, updateMask: { paths: [...paths] } }, withRequestId(rid)), Code.FailedPrecondition);
+      const err = await expectConnectError(soloAdmin.admin.updateUser({ user, updateMask: { paths: [...paths] } }, withRequestId(rid)), Code.FailedPrecondition);
       expect(reasonOf(err), paths.join(',')).toBe('LAST_ADMIN');
       expect(await auditRowsByRequestId(solo, rid)).toEqual([
         expect.objectContaining({ outcome: 'failure', error_code: 'failed_precondition', reason: 'LAST_ADMIN', target: soloAdminId }),
       ]);
     }
-    await rpcError(soloAdmin.admin.deleteUser({ id: soloAdminId, confirm: 'admin' }), Code.FailedPrecondition);
+    await expectConnectError(soloAdmin.admin.deleteUser({ id: soloAdminId, confirm: 'admin' }), Code.FailedPrecondition);
     expect(await userRow(solo, soloAdminId)).toEqual(before);
 
     // Changes that keep it an active admin are fine.
@@ -1067,27 +1012,27 @@ describe('the last active admin', () => {
     // An inactive admin does not count.
     const dormant = await createAccount(soloAdmin.admin, { role: Role.ADMIN, username: 'dormant-admin' });
     await soloAdmin.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } });
-    expect(reasonOf(await rpcError(soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.USER }, updateMask: { paths: ['role'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    expect(reasonOf(await expectConnectError(soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.USER }, updateMask: { paths: ['role'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
     expect(await activeAdmins()).toBe(1);
 
     // Once another admin is active, the first one can be demoted, by the other admin or by itself.
     await soloAdmin.admin.updateUser({ user: { id: dormant.user.id, active: true }, updateMask: { paths: ['active'] } });
-    const other = await signIn(solo, dormant.user.username, dormant.password);
+    const other = await solo.signIn(dormant.user.username, dormant.password);
     const { user: demoted } = await soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.USER }, updateMask: { paths: ['role'] } });
     expect(demoted!.role).toBe(Role.USER);
     expect(await userRow(solo, soloAdminId)).toMatchObject({ role: 'user', active: true });
-    await rpcError(soloAdmin.admin.listUsers({}), Code.PermissionDenied);
+    await expectConnectError(soloAdmin.admin.listUsers({}), Code.PermissionDenied);
 
     // Now the other one is the last: it cannot deactivate or demote itself.
-    expect(reasonOf(await rpcError(other.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
-    expect(reasonOf(await rpcError(other.admin.updateUser({ user: { id: dormant.user.id, role: Role.USER }, updateMask: { paths: ['role'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    expect(reasonOf(await expectConnectError(other.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    expect(reasonOf(await expectConnectError(other.admin.updateUser({ user: { id: dormant.user.id, role: Role.USER }, updateMask: { paths: ['role'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
     expect(await activeAdmins()).toBe(1);
 
     // Promote the first one back, then it may deactivate the other.
     await other.admin.updateUser({ user: { id: soloAdminId, role: Role.ADMIN }, updateMask: { paths: ['role'] } });
     await soloAdmin.admin.listUsers({});
     await soloAdmin.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } });
-    await rpcError(other.admin.listUsers({}), Code.Unauthenticated);
+    await expectConnectError(other.admin.listUsers({}), Code.Unauthenticated);
     expect(await activeAdmins()).toBe(1);
   });
 
@@ -1095,21 +1040,21 @@ describe('the last active admin', () => {
     const second = await createAccount(soloAdmin.admin, { role: Role.ADMIN, username: 'second-admin' });
     const third = await createAccount(soloAdmin.admin, { role: Role.ADMIN, username: 'third-admin' });
     await soloAdmin.admin.updateUser({ user: { id: third.user.id, active: false }, updateMask: { paths: ['active'] } });
-    const secondClient = await signIn(solo, second.user.username, second.password);
+    const secondClient = await solo.signIn(second.user.username, second.password);
 
     await soloAdmin.admin.deleteUser({ id: third.user.id, confirm: third.user.username });
     expect(await userRow(solo, third.user.id)).toBeUndefined();
 
-    const self = await rpcError(secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }), Code.FailedPrecondition);
+    const self = await expectConnectError(secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }), Code.FailedPrecondition);
     expect(reasonOf(self)).toBe('SELF_DELETE');
 
     await secondClient.admin.deleteUser({ id: soloAdminId, confirm: 'admin' });
     expect(await userRow(solo, soloAdminId)).toBeUndefined();
-    await rpcError(soloAdmin.admin.listUsers({}), Code.Unauthenticated);
+    await expectConnectError(soloAdmin.admin.listUsers({}), Code.Unauthenticated);
     expect(await activeAdmins()).toBe(1);
     // The survivor is the last admin and still cannot leave.
-    await rpcError(secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }), Code.FailedPrecondition);
-    expect(reasonOf(await rpcError(secondClient.admin.updateUser({ user: { id: second.user.id, active: false }, updateMask: { paths: ['active'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    await expectConnectError(secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }), Code.FailedPrecondition);
+    expect(reasonOf(await expectConnectError(secondClient.admin.updateUser({ user: { id: second.user.id, active: false }, updateMask: { paths: ['active'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
   });
 });
 
@@ -1163,8 +1108,8 @@ describe('settings', () => {
     expect(setting).toMatchObject({ key: 'auth.refresh_reuse_grace', type: SettingType.DURATION, updatedBy: '' });
     expect(plain(setting!.value)).toBe('10s');
     for (const key of ['auth.nope', '', 'AUTH.OPEN_REGISTRATION', 'constructor', '__proto__']) {
-      await rpcError(freshAdmin.admin.getSetting({ key }), Code.NotFound);
-      await rpcError(freshAdmin.admin.updateSetting({ key, value: jsonValue(true) }), Code.NotFound);
+      await expectConnectError(freshAdmin.admin.getSetting({ key }), Code.NotFound);
+      await expectConnectError(freshAdmin.admin.updateSetting({ key, value: jsonValue(true) }), Code.NotFound);
     }
     expect(await settingRows()).toEqual([]);
   });
@@ -1192,7 +1137,7 @@ describe('settings', () => {
     ];
     for (const [key, value] of cases) {
       const rid = requestId('bad-setting');
-      const err = await rpcError(freshAdmin.admin.updateSetting({ key, value: jsonValue(value) }, withRequestId(rid)), Code.InvalidArgument);
+      const err = await expectConnectError(freshAdmin.admin.updateSetting({ key, value: jsonValue(value) }, withRequestId(rid)), Code.InvalidArgument);
       expect(violatedFields(err), `${key} = ${JSON.stringify(value)}`).toEqual(['value']);
       expect(await auditRowsByRequestId(fresh, rid)).toEqual([expect.objectContaining({ outcome: 'failure', error_code: 'invalid_argument', target: key })]);
     }
@@ -1224,8 +1169,8 @@ describe('settings', () => {
     ]);
 
     // It takes effect: a 15-character password is now too short, 16 is enough.
-    const name = `minlen-${hex()}`;
-    const err = await rpcError(freshAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password: '15-chars-passwd', role: Role.USER }), Code.InvalidArgument);
+    const name = `minlen-${randomHex()}`;
+    const err = await expectConnectError(freshAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password: '15-chars-passwd', role: Role.USER }), Code.InvalidArgument);
     expect(violatedFields(err)).toEqual(['password']);
     await freshAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password: '16-chars-passwrd', role: Role.USER });
 
@@ -1238,25 +1183,25 @@ describe('settings', () => {
 
     // Setting it again to another value updates the same row.
     await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length', value: jsonValue(13) });
-    expect(await countRows(fresh, "select count(*) as n from settings where key = 'auth.password_min_length'")).toBe(1);
+    expect(await fresh.countRows("select count(*) as n from settings where key = 'auth.password_min_length'")).toBe(1);
     expect((await fresh.query<{ value: unknown }>("select value from settings where key = 'auth.password_min_length'"))[0]!.value).toBe(13);
   });
 
   test('a null (or absent) value restores the default and deletes the row', async () => {
     await freshAdmin.admin.updateSetting({ key: 'auth.open_registration', value: jsonValue(true) });
-    expect(await countRows(fresh, "select count(*) as n from settings where key = 'auth.open_registration'")).toBe(1);
+    expect(await fresh.countRows("select count(*) as n from settings where key = 'auth.open_registration'")).toBe(1);
 
     const { setting } = await freshAdmin.admin.updateSetting({ key: 'auth.open_registration', value: jsonValue(null) });
     expect(plain(setting!.value)).toBe(false);
     expect(setting!.updatedBy).toBe('');
     expect(setting!.updateTime).toBeUndefined();
-    expect(await countRows(fresh, "select count(*) as n from settings where key = 'auth.open_registration'")).toBe(0);
-    await rpcError(fresh.client().auth.register({ username: `reg-${hex()}`, email: `reg-${hex()}@example.com`, password: 'a-long-enough-password' }), Code.PermissionDenied);
+    expect(await fresh.countRows("select count(*) as n from settings where key = 'auth.open_registration'")).toBe(0);
+    await expectConnectError(fresh.client().auth.register({ username: `reg-${randomHex()}`, email: `reg-${randomHex()}@example.com`, password: 'a-long-enough-password' }), Code.PermissionDenied);
 
     await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length', value: jsonValue(20) });
     const { setting: absent } = await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length' });
     expect(plain(absent!.value)).toBe(12);
-    expect(await countRows(fresh, "select count(*) as n from settings where key = 'auth.password_min_length'")).toBe(0);
+    expect(await fresh.countRows("select count(*) as n from settings where key = 'auth.password_min_length'")).toBe(0);
 
     // Restoring a setting that has its default already is harmless.
     await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length', value: jsonValue(null) });
@@ -1277,7 +1222,7 @@ describe('ListAuditEvents', () => {
   let subjectPassword: string;
 
   beforeAll(async () => {
-    const name = `audit-${hex()}`;
+    const name = `audit-${randomHex()}`;
     subjectPassword = `password-of-${name}`;
     script = [];
     const step = async (method: string, target: string, outcome: AuditOutcome, run: (options: CallOptions) => Promise<unknown>, actor = adminUser.id) => {
@@ -1291,7 +1236,7 @@ describe('ListAuditEvents', () => {
     });
     await step('UpdateUser', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.updateUser({ user: { id: subject.id, email: `${name}-2@example.com` }, updateMask: { paths: ['email'] } }, o));
     await step('UpdateSetting', 'auth.account_lockout_max', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_lockout_max', value: jsonValue('2d') }, o));
-    await step('UpdateUser', '(subject)', AuditOutcome.FAILURE, (o) => rpcError(admin.admin.updateUser({ user: { id: subject.id }, updateMask: { paths: [] } }, o), Code.InvalidArgument));
+    await step('UpdateUser', '(subject)', AuditOutcome.FAILURE, (o) => expectConnectError(admin.admin.updateUser({ user: { id: subject.id }, updateMask: { paths: [] } }, o), Code.InvalidArgument));
     await step('ResetUserPassword', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.resetUserPassword({ id: subject.id, newPassword: subjectPassword }, o));
     await step('yardmaster.v1.AuthService.Login', name, AuditOutcome.SUCCESS, (o) => server.client().auth.login({ username: name, password: subjectPassword }, o), '(subject)');
     await step('UpdateSetting', 'auth.account_lockout_max', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_lockout_max', value: jsonValue(null) }, o));
@@ -1299,7 +1244,7 @@ describe('ListAuditEvents', () => {
     // Calls of methods that are not audited.
     await admin.admin.listUsers({}, withRequestId(requestId('not-audited')));
     await admin.admin.getMetrics({}, withRequestId(requestId('not-audited')));
-    await rpcError(admin.admin.getUser({ id: subject.id }, withRequestId(requestId('not-audited'))), Code.NotFound);
+    await expectConnectError(admin.admin.getUser({ id: subject.id }, withRequestId(requestId('not-audited'))), Code.NotFound);
     end = new Date(Date.now() + 1);
     for (const entry of script) {
       if (entry.target === '(subject)') entry.target = subject.id;
@@ -1343,7 +1288,7 @@ describe('ListAuditEvents', () => {
     expect(auditEvents.map((e) => e.requestId)).toEqual([rid]);
 
     let answered: string | null = null;
-    const name = `rid-${hex()}`;
+    const name = `rid-${randomHex()}`;
     const { user } = await admin.admin.createUser(
       { username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: Role.USER },
       { onHeader: (headers) => (answered = headers.get('x-request-id')) },
@@ -1443,11 +1388,11 @@ describe('ListAuditEvents', () => {
 
     const first = await admin.admin.listAuditEvents({ ...inWindow(), pageSize: 2 });
     for (const changed of [{ actor: 'admin' }, { action: service }, { target: subject.id }, { outcome: AuditOutcome.SUCCESS }, { startTime: timestampFromDate(new Date(start.getTime() - 1)) }]) {
-      const err = await rpcError(admin.admin.listAuditEvents({ ...inWindow(), ...changed, pageSize: 2, pageToken: first.nextPageToken }), Code.InvalidArgument);
+      const err = await expectConnectError(admin.admin.listAuditEvents({ ...inWindow(), ...changed, pageSize: 2, pageToken: first.nextPageToken }), Code.InvalidArgument);
       expect(violatedFields(err), Object.keys(changed).join(',')).toEqual(['page_token']);
     }
-    expect(violatedFields(await rpcError(admin.admin.listAuditEvents({ pageToken: 'garbage' }), Code.InvalidArgument))).toEqual(['page_token']);
-    expect(violatedFields(await rpcError(admin.admin.listAuditEvents({ pageSize: -5 }), Code.InvalidArgument))).toEqual(['page_size']);
+    expect(violatedFields(await expectConnectError(admin.admin.listAuditEvents({ pageToken: 'garbage' }), Code.InvalidArgument))).toEqual(['page_token']);
+    expect(violatedFields(await expectConnectError(admin.admin.listAuditEvents({ pageSize: -5 }), Code.InvalidArgument))).toEqual(['page_size']);
   });
 
   test('non-audited methods leave no event', async () => {
@@ -1505,8 +1450,8 @@ describe('GetMetrics', () => {
       sessionsActive: 1,
     });
 
-    const aliceClient = await signIn(fresh, 'alice', alice.password);
-    await signIn(fresh, 'alice', alice.password);
+    const aliceClient = await fresh.signIn('alice', alice.password);
+    await fresh.signIn('alice', alice.password);
     expect(await metrics()).toMatchObject({ usersActive24h: 2, sessionsActive: 3 });
 
     const { apiKey } = await aliceClient.auth.createApiKey({ name: 'one' });
@@ -1571,10 +1516,10 @@ describe('two instances on one database', () => {
 
   test('a setting changed on A is visible on B within one second and takes effect there', async () => {
     const register = (server: TestServer) => {
-      const name = `reg-${hex()}`;
+      const name = `reg-${randomHex()}`;
       return server.client().auth.register({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password' });
     };
-    const closed = await rpcError(register(b), Code.PermissionDenied);
+    const closed = await expectConnectError(register(b), Code.PermissionDenied);
     expect(reasonOf(closed)).toBe('REGISTRATION_CLOSED');
 
     await adminA.admin.updateSetting({ key: 'auth.open_registration', value: jsonValue(true) });
@@ -1590,7 +1535,7 @@ describe('two instances on one database', () => {
 
     const registered = await register(b);
     expect(registered.user!.role).toBe(Role.USER);
-    expect(await countRows(a, 'select count(*) as n from users where id = $1', [registered.user!.id])).toBe(1);
+    expect(await a.countRows('select count(*) as n from users where id = $1', [registered.user!.id])).toBe(1);
 
     // And back: restoring the default on A closes registration on B.
     await adminA.admin.updateSetting({ key: 'auth.open_registration', value: jsonValue(null) });
@@ -1601,7 +1546,7 @@ describe('two instances on one database', () => {
       expect(setting!.updatedBy).toBe('');
     }, 1000);
     expect(Date.now() - restoredAt).toBeLessThanOrEqual(1000);
-    expect(reasonOf(await rpcError(register(b), Code.PermissionDenied))).toBe('REGISTRATION_CLOSED');
+    expect(reasonOf(await expectConnectError(register(b), Code.PermissionDenied))).toBe('REGISTRATION_CLOSED');
   });
 
   test('RotateSigningKey: old tokens keep working, new ones carry the new kid, the JWKS lists both, and B accepts the new key', async () => {
@@ -1626,17 +1571,17 @@ describe('two instances on one database', () => {
     // Tokens signed before the rotation still work, on both instances.
     for (const server of [a, b]) {
       for (const token of [oldTokenA, oldTokenB]) {
-        expect((await bearerClient(server, token).admin.listUsers({ query: 'admin' })).users.length).toBeGreaterThan(0);
+        expect((await server.bearerClient(token).admin.listUsers({ query: 'admin' })).users.length).toBeGreaterThan(0);
       }
     }
 
     // New logins on A are signed with the new key, and B accepts them at once.
-    const newLogin = await signIn(a, 'admin', adminPassword);
+    const newLogin = await a.signIn('admin', adminPassword);
     const newToken = newLogin.tokens!.accessToken;
     expect(jwtHeader(newToken).kid).toBe(rotated.keyId);
-    expect((await bearerClient(a, newToken).auth.getMe({})).user!.username).toBe('admin');
-    expect((await bearerClient(b, newToken).auth.getMe({})).user!.username).toBe('admin');
-    expect((await bearerClient(b, newToken).admin.getMetrics({})).usersTotal).toBeGreaterThan(0n);
+    expect((await a.bearerClient(newToken).auth.getMe({})).user!.username).toBe('admin');
+    expect((await b.bearerClient(newToken).auth.getMe({})).user!.username).toBe('admin');
+    expect((await b.bearerClient(newToken).admin.getMetrics({})).usersTotal).toBeGreaterThan(0n);
 
     // The JWKS of both instances lists both public keys, and nothing private.
     const checkJwks = async (server: TestServer) => {
@@ -1666,15 +1611,15 @@ describe('two instances on one database', () => {
     expect(again.previousKeyId).toBe(rotated.keyId);
     expect(new Set([oldKid, rotated.keyId, again.keyId]).size).toBe(3);
     for (const token of [oldTokenA, newToken]) {
-      await bearerClient(a, token).auth.getMe({});
-      await bearerClient(b, token).auth.getMe({});
+      await a.bearerClient(token).auth.getMe({});
+      await b.bearerClient(token).auth.getMe({});
     }
-    const newest = await signIn(a, 'admin', adminPassword);
+    const newest = await a.signIn('admin', adminPassword);
     await eventually(async () => {
       const login = await a.client().auth.login({ username: 'admin', password: adminPassword });
       expect(jwtHeader(login.accessToken).kid).toBe(again.keyId);
     }, 1000);
-    await bearerClient(a, newest.tokens!.accessToken).auth.getMe({});
+    await a.bearerClient(newest.tokens!.accessToken).auth.getMe({});
     expect((await jwks(a)).keys).toHaveLength(3);
   });
 });

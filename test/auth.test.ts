@@ -11,14 +11,14 @@
 import { randomBytes } from 'node:crypto';
 import { toJson } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
+import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { SessionTokens, YardmasterClient } from '../clients/ts/src/node.ts';
 import { AdminService, AuditOutcome } from '../gen/yardmaster/v1/admin_pb.ts';
 import { AuthService, ListApiKeysResponseSchema } from '../gen/yardmaster/v1/auth_pb.ts';
-import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
+import { Role } from '../gen/yardmaster/v1/common_pb.ts';
+import { connectErrorOf, expectConnectError, reasonOf, retryDelayMs, uniqueName, violatedFields } from './support/assertions.ts';
 import { startTestServer, type TestServer, type TestUser } from './support/test-server.ts';
 
 const method = (service: 'AuthService' | 'AdminService', name: string) => `yardmaster.v1.${service}.${name}`;
@@ -54,10 +54,6 @@ async function setSetting(key: string, value: unknown): Promise<void> {
   await server.setSetting(key, value);
 }
 
-function uniqueName(prefix = 'user'): string {
-  return `${prefix}-${randomBytes(4).toString('hex')}`;
-}
-
 let addressCounter = 0;
 /** A client address no other test uses (TEST-NET-3), sent as X-Forwarded-For. */
 function freshAddress(): string {
@@ -65,72 +61,16 @@ function freshAddress(): string {
   return `203.0.113.${addressCounter}`;
 }
 
-/** An AuthService client that sends exactly these headers and nothing else: no refresh, no retry. */
-function rawAuth(headers: Record<string, string> = {}): Client<typeof AuthService> {
-  const transport = createConnectTransport({
-    baseUrl: server.url,
-    httpVersion: '1.1',
-    interceptors: [
-      (next) => (req) => {
-        for (const [name, value] of Object.entries(headers)) req.header.set(name, value);
-        return next(req);
-      },
-    ],
-  });
-  return createClient(AuthService, transport);
-}
-
-/** A client that presents `bearer` as is (access token or API key), with no refresh. */
-function bearerAuth(bearer: string): Client<typeof AuthService> {
-  return rawAuth({ authorization: `Bearer ${bearer}` });
-}
-
 /** An AuthService client calling from `address`. */
 function authFrom(address: string): Client<typeof AuthService> {
-  return rawAuth({ 'x-forwarded-for': address });
+  return server.authClient({ 'x-forwarded-for': address });
 }
 
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
-
-/** The call's ConnectError, after checking its code (and ErrorInfo reason, when given). */
-async function expectError(call: Promise<unknown>, code: Code, reason?: string): Promise<ConnectError> {
-  const error = await failure(call);
-  expect(Code[error.code], `error: ${error.message}`).toBe(Code[code]);
-  if (reason !== undefined) expect(reasonOf(error), `error: ${error.message}`).toBe(reason);
-  return error;
-}
-
-function reasonOf(error: ConnectError): string | undefined {
-  return error.findDetails(ErrorInfoSchema)[0]?.reason;
-}
-
-function violatedFields(error: ConnectError): string[] {
-  return error.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations.map((violation) => violation.field));
-}
-
-function retryDelayMs(error: ConnectError): number {
-  const delay = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
-  if (!delay) throw new Error(`no RetryInfo detail on: ${error.message}`);
-  return Number(delay.seconds) * 1000 + delay.nanos / 1_000_000;
-}
-
-async function countRows(sql: string, params: unknown[] = []): Promise<number> {
-  const [row] = await server.query<{ n: number }>(sql, params);
-  return row!.n;
-}
-
-const sessionCount = (userId: string) => countRows('select count(*)::int as n from sessions where user_id = $1', [userId]);
-const openSessionCount = (userId: string) => countRows('select count(*)::int as n from sessions where user_id = $1 and revoked_at is null', [userId]);
-const userCount = () => countRows('select count(*)::int as n from users');
+const sessionCount = (userId: string) => server.countRows('select count(*)::int as n from sessions where user_id = $1', [userId]);
+const openSessionCount = (userId: string) => server.countRows('select count(*)::int as n from sessions where user_id = $1 and revoked_at is null', [userId]);
+const userCount = () => server.countRows('select count(*)::int as n from users');
 const auditCount = (action: string, outcome: 'success' | 'failure', reason?: string) =>
-  countRows(
+  server.countRows(
     'select count(*)::int as n from audit_events where action = $1 and outcome = $2 and ($3::text is null or reason = $3)',
     [action, outcome, reason ?? null],
   );
@@ -141,12 +81,6 @@ async function currentSessionId(auth: Client<typeof AuthService>): Promise<strin
   const current = sessions.filter((session) => session.current);
   expect(current).toHaveLength(1);
   return current[0]!.id;
-}
-
-/** A further sign-in of the same account: a new session. */
-async function signIn(user: TestUser): Promise<{ accessToken: string; refreshToken: string }> {
-  const { accessToken, refreshToken } = await server.client().auth.login({ username: user.user.username, password: user.password });
-  return { accessToken, refreshToken };
 }
 
 function tokensOf(grant: { accessToken: string; refreshToken: string }): SessionTokens {
@@ -176,7 +110,7 @@ describe('Login', () => {
     expect(accessExpiry).toBeGreaterThan(Date.now());
     expect(accessExpiry).toBeLessThanOrEqual(Date.now() + 15 * 60_000 + 5_000);
     expect(timestampDate(reply.refreshTokenExpireTime!).getTime()).toBeGreaterThan(accessExpiry);
-    expect((await bearerAuth(reply.accessToken).getMe({})).user?.id).toBe(user.id);
+    expect((await server.bearerAuthClient(reply.accessToken).getMe({})).user?.id).toBe(user.id);
 
     expect(await sessionCount(user.id)).toBe(sessionsBefore + 1);
     const tokens = await server.query<{ token_hash: string }>(
@@ -206,9 +140,9 @@ describe('Login', () => {
   test('a wrong password and an unknown user give the same Unauthenticated error, and start no session', async () => {
     const { user } = await server.createUser();
     const sessionsBefore = await sessionCount(user.id);
-    const wrongPassword = await expectError(server.client().auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
-    const unknownUser = await expectError(server.client().auth.login({ username: uniqueName('nobody'), password: 'not-the-password' }), Code.Unauthenticated);
-    const unknownEmail = await expectError(server.client().auth.login({ username: `${uniqueName('nobody')}@example.com`, password: 'x' }), Code.Unauthenticated);
+    const wrongPassword = await expectConnectError(server.client().auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
+    const unknownUser = await expectConnectError(server.client().auth.login({ username: uniqueName('nobody'), password: 'not-the-password' }), Code.Unauthenticated);
+    const unknownEmail = await expectConnectError(server.client().auth.login({ username: `${uniqueName('nobody')}@example.com`, password: 'x' }), Code.Unauthenticated);
 
     expect(reasonOf(wrongPassword)).toBe('INVALID_CREDENTIALS');
     for (const other of [unknownUser, unknownEmail]) {
@@ -223,26 +157,26 @@ describe('Login', () => {
   });
 
   test('an empty username and password are InvalidArgument naming both fields', async () => {
-    const bothEmpty = await expectError(server.client().auth.login({ username: '', password: '' }), Code.InvalidArgument);
+    const bothEmpty = await expectConnectError(server.client().auth.login({ username: '', password: '' }), Code.InvalidArgument);
     expect(violatedFields(bothEmpty).sort()).toEqual(['password', 'username']);
-    const blankUsername = await expectError(server.client().auth.login({ username: '   ', password: 'something' }), Code.InvalidArgument);
+    const blankUsername = await expectConnectError(server.client().auth.login({ username: '   ', password: 'something' }), Code.InvalidArgument);
     expect(violatedFields(blankUsername)).toEqual(['username']);
-    const emptyPassword = await expectError(server.client().auth.login({ username: 'admin', password: '' }), Code.InvalidArgument);
+    const emptyPassword = await expectConnectError(server.client().auth.login({ username: 'admin', password: '' }), Code.InvalidArgument);
     expect(violatedFields(emptyPassword)).toEqual(['password']);
   });
 
   test('an overlong username or password is InvalidArgument, never hashed', async () => {
-    const overlong = await expectError(server.client().auth.login({ username: `${'u'.repeat(321)}`, password: 'p'.repeat(1025) }), Code.InvalidArgument);
+    const overlong = await expectConnectError(server.client().auth.login({ username: `${'u'.repeat(321)}`, password: 'p'.repeat(1025) }), Code.InvalidArgument);
     expect(violatedFields(overlong).sort()).toEqual(['password', 'username']);
   });
 
   test('an unknown user and a wrong password take about the same time', async () => {
     await setSetting('auth.account_failure_limit', 1000);
     const { user } = await server.createUser();
-    const auth = rawAuth();
+    const auth = server.authClient();
     const timeFailedLogin = async (username: string) => {
       const started = performance.now();
-      await expectError(auth.login({ username, password: 'not-the-password' }), Code.Unauthenticated);
+      await expectConnectError(auth.login({ username, password: 'not-the-password' }), Code.Unauthenticated);
       return performance.now() - started;
     };
     await timeFailedLogin(uniqueName('warm-up'));
@@ -272,7 +206,7 @@ describe('Login', () => {
   test('a stale or malformed Authorization header does not stop a Login', async () => {
     const { user, password } = await server.createUser();
     for (const header of ['Bearer not-a-jwt', 'Bearer ym_not-a-key', 'Basic dXNlcjpwYXNz']) {
-      const reply = await rawAuth({ authorization: header }).login({ username: user.username, password });
+      const reply = await server.authClient({ authorization: header }).login({ username: user.username, password });
       expect(reply.user?.id, header).toBe(user.id);
     }
   });
@@ -282,22 +216,22 @@ describe('Login', () => {
     const { secret } = await client.auth.createApiKey({ name: 'before deactivation' });
     const grpcByKey = server.client({ apiKey: secret, protocol: 'grpc' });
     const { accessToken, refreshToken } = client.tokens!;
-    expect((await bearerAuth(secret).getMe({})).user?.id).toBe(user.id);
+    expect((await server.bearerAuthClient(secret).getMe({})).user?.id).toBe(user.id);
     expect((await grpcByKey.auth.getMe({})).user?.id).toBe(user.id);
-    expect((await bearerAuth(accessToken).getMe({})).user?.id).toBe(user.id);
+    expect((await server.bearerAuthClient(accessToken).getMe({})).user?.id).toBe(user.id);
 
     await deactivate(user.id);
     const sessionsBefore = await sessionCount(user.id);
 
-    await expectError(server.client().auth.login({ username: user.username, password }), Code.Unauthenticated, 'ACCOUNT_DISABLED');
+    await expectConnectError(server.client().auth.login({ username: user.username, password }), Code.Unauthenticated, 'ACCOUNT_DISABLED');
     // A wrong password must not reveal that the account exists and is deactivated.
-    await expectError(server.client().auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+    await expectConnectError(server.client().auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
     expect(await sessionCount(user.id)).toBe(sessionsBefore);
 
-    await expectError(bearerAuth(accessToken).getMe({}), Code.Unauthenticated);
-    await expectError(bearerAuth(secret).getMe({}), Code.Unauthenticated);
-    await expectError(grpcByKey.auth.getMe({}), Code.Unauthenticated);
-    await expectError(rawAuth().refresh({ refreshToken }), Code.Unauthenticated);
+    await expectConnectError(server.bearerAuthClient(accessToken).getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.bearerAuthClient(secret).getMe({}), Code.Unauthenticated);
+    await expectConnectError(grpcByKey.auth.getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient().refresh({ refreshToken }), Code.Unauthenticated);
     expect(await openSessionCount(user.id)).toBe(0);
   });
 });
@@ -307,19 +241,19 @@ describe('Refresh', () => {
     const { user, client } = await server.createUser();
     const first = client.tokens!;
     const sessionId = await currentSessionId(client.auth);
-    const reply = await rawAuth().refresh({ refreshToken: first.refreshToken });
+    const reply = await server.authClient().refresh({ refreshToken: first.refreshToken });
 
     expect(reply.refreshToken).not.toBe(first.refreshToken);
     expect(reply.accessToken).not.toBe(first.accessToken);
     expect(reply.user?.id).toBe(user.id);
-    expect(await currentSessionId(bearerAuth(reply.accessToken))).toBe(sessionId);
+    expect(await currentSessionId(server.bearerAuthClient(reply.accessToken))).toBe(sessionId);
     const rows = await server.query<{ rotated: boolean }>(
       'select rotated_at is not null as rotated from refresh_tokens where session_id = $1 order by created_at, id',
       [sessionId],
     );
     expect(rows.map((row) => row.rotated)).toEqual([true, false]);
 
-    const next = await rawAuth().refresh({ refreshToken: reply.refreshToken });
+    const next = await server.authClient().refresh({ refreshToken: reply.refreshToken });
     expect(next.refreshToken).not.toBe(reply.refreshToken);
   });
 
@@ -327,15 +261,15 @@ describe('Refresh', () => {
     const { client } = await server.createUser();
     const parent = client.tokens!.refreshToken;
     const sessionId = await currentSessionId(client.auth);
-    const first = await rawAuth().refresh({ refreshToken: parent });
-    const rowsAfterFirst = await countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId]);
+    const first = await server.authClient().refresh({ refreshToken: parent });
+    const rowsAfterFirst = await server.countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId]);
 
-    const again = await rawAuth().refresh({ refreshToken: parent });
+    const again = await server.authClient().refresh({ refreshToken: parent });
     expect(again.accessToken).toBe(first.accessToken);
     expect(again.refreshToken).toBe(first.refreshToken);
     expect(again.accessTokenExpireTime).toEqual(first.accessTokenExpireTime);
-    expect(await countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId])).toBe(rowsAfterFirst);
-    expect((await bearerAuth(again.accessToken).getMe({})).user).toBeDefined();
+    expect(await server.countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId])).toBe(rowsAfterFirst);
+    expect((await server.bearerAuthClient(again.accessToken).getMe({})).user).toBeDefined();
     const [session] = await server.query<{ revoked_at: Date | null }>('select revoked_at from sessions where id = $1', [sessionId]);
     expect(session!.revoked_at).toBeNull();
   });
@@ -344,27 +278,27 @@ describe('Refresh', () => {
     const { client } = await server.createUser();
     const parent = client.tokens!.refreshToken;
     const sessionId = await currentSessionId(client.auth);
-    const replies = await Promise.all(Array.from({ length: 4 }, () => rawAuth().refresh({ refreshToken: parent })));
+    const replies = await Promise.all(Array.from({ length: 4 }, () => server.authClient().refresh({ refreshToken: parent })));
     expect(new Set(replies.map((reply) => reply.refreshToken)).size).toBe(1);
     expect(new Set(replies.map((reply) => reply.accessToken)).size).toBe(1);
-    expect(await countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId])).toBe(2);
-    await rawAuth().refresh({ refreshToken: replies[0]!.refreshToken });
+    expect(await server.countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId])).toBe(2);
+    await server.authClient().refresh({ refreshToken: replies[0]!.refreshToken });
   });
 
   test('reusing a rotated token after the grace revokes the whole session, audited as REFRESH_TOKEN_REUSED', async () => {
     await setSetting('auth.refresh_reuse_grace', '0s');
     const user = await server.createUser();
-    const other = await signIn(user); // another session of the same account
+    const other = (await server.signIn(user.user.username, user.password)).tokens!; // another session of the same account
     const stolen = user.client.tokens!.refreshToken;
     const sessionId = await currentSessionId(user.client.auth);
-    const rotated = await rawAuth().refresh({ refreshToken: stolen });
+    const rotated = await server.authClient().refresh({ refreshToken: stolen });
     const auditedBefore = await auditCount(method('AuthService', 'Refresh'), 'failure', 'REFRESH_TOKEN_REUSED');
     await sleep(5); // past a zero grace, whatever the clock's resolution
 
-    await expectError(rawAuth().refresh({ refreshToken: stolen }), Code.Unauthenticated, 'REFRESH_TOKEN_REUSED');
+    await expectConnectError(server.authClient().refresh({ refreshToken: stolen }), Code.Unauthenticated, 'REFRESH_TOKEN_REUSED');
 
-    await expectError(bearerAuth(rotated.accessToken).getMe({}), Code.Unauthenticated);
-    await expectError(rawAuth().refresh({ refreshToken: rotated.refreshToken }), Code.Unauthenticated);
+    await expectConnectError(server.bearerAuthClient(rotated.accessToken).getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient().refresh({ refreshToken: rotated.refreshToken }), Code.Unauthenticated);
     const [session] = await server.query<{ revoked_at: Date | null }>('select revoked_at from sessions where id = $1', [sessionId]);
     expect(session!.revoked_at).not.toBeNull();
     expect(await auditCount(method('AuthService', 'Refresh'), 'failure', 'REFRESH_TOKEN_REUSED')).toBe(auditedBefore + 1);
@@ -372,33 +306,33 @@ describe('Refresh', () => {
     expect(auditEvents.some((event) => event.reason === 'REFRESH_TOKEN_REUSED' && event.errorCode === 'unauthenticated')).toBe(true);
 
     // Only that session (token family) ends: the account's other session goes on.
-    expect((await bearerAuth(other.accessToken).getMe({})).user?.id).toBe(user.user.id);
-    await rawAuth().refresh({ refreshToken: other.refreshToken });
+    expect((await server.bearerAuthClient(other.accessToken).getMe({})).user?.id).toBe(user.user.id);
+    await server.authClient().refresh({ refreshToken: other.refreshToken });
   });
 
   test('a garbage refresh token is Unauthenticated and writes no token', async () => {
-    const tokensBefore = await countRows('select count(*)::int as n from refresh_tokens');
+    const tokensBefore = await server.countRows('select count(*)::int as n from refresh_tokens');
     for (const refreshToken of ['garbage', `ymr_${randomBytes(32).toString('base64url')}`, 'x'.repeat(5000), '']) {
-      const error = await expectError(rawAuth().refresh({ refreshToken }), Code.Unauthenticated);
+      const error = await expectConnectError(server.authClient().refresh({ refreshToken }), Code.Unauthenticated);
       expect(reasonOf(error), refreshToken.slice(0, 20)).toBe('REFRESH_TOKEN_INVALID');
     }
-    expect(await countRows('select count(*)::int as n from refresh_tokens')).toBe(tokensBefore);
+    expect(await server.countRows('select count(*)::int as n from refresh_tokens')).toBe(tokensBefore);
   });
 });
 
 describe('client auth interceptor', () => {
   /** A client whose access token no longer works (its session ended) but whose refresh token is valid. */
   async function clientWithDeadAccessToken(user: TestUser, onTokensChange?: (tokens: SessionTokens | undefined) => void) {
-    const dead = await signIn(user);
-    await bearerAuth(dead.accessToken).logout({});
-    await expectError(bearerAuth(dead.accessToken).getMe({}), Code.Unauthenticated);
-    const live = await signIn(user);
-    const sessionId = await currentSessionId(bearerAuth(live.accessToken));
+    const dead = (await server.signIn(user.user.username, user.password)).tokens!;
+    await server.bearerAuthClient(dead.accessToken).logout({});
+    await expectConnectError(server.bearerAuthClient(dead.accessToken).getMe({}), Code.Unauthenticated);
+    const live = (await server.signIn(user.user.username, user.password)).tokens!;
+    const sessionId = await currentSessionId(server.bearerAuthClient(live.accessToken));
     const client = server.client({ tokens: { accessToken: dead.accessToken, refreshToken: live.refreshToken, accessTokenExpiresAt: undefined }, onTokensChange });
     return { client, live, sessionId };
   }
 
-  const tokenRows = (sessionId: string) => countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId]);
+  const tokenRows = (sessionId: string) => server.countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId]);
 
   test('a unary call with a dead access token refreshes once and succeeds', async () => {
     const user = await server.createUser();
@@ -432,12 +366,12 @@ describe('client auth interceptor', () => {
 
   test('when the refresh fails too, the call is Unauthenticated after one refresh attempt and the tokens are dropped', async () => {
     const user = await server.createUser();
-    const dead = await signIn(user);
-    await bearerAuth(dead.accessToken).logout({ allSessions: false });
+    const dead = (await server.signIn(user.user.username, user.password)).tokens!;
+    await server.bearerAuthClient(dead.accessToken).logout({ allSessions: false });
     const failedRefreshesBefore = await auditCount(method('AuthService', 'Refresh'), 'failure');
     const client = server.client({ tokens: tokensOf(dead) });
 
-    await expectError(client.auth.getMe({}), Code.Unauthenticated);
+    await expectConnectError(client.auth.getMe({}), Code.Unauthenticated);
     expect(await auditCount(method('AuthService', 'Refresh'), 'failure')).toBe(failedRefreshesBefore + 1);
     expect(client.tokens).toBeUndefined();
   });
@@ -446,59 +380,59 @@ describe('client auth interceptor', () => {
 describe('Logout', () => {
   test('logout with a refresh token ends only that session', async () => {
     const user = await server.createUser();
-    const a = await signIn(user);
-    const b = await signIn(user);
-    const reply = await rawAuth().logout({ refreshToken: a.refreshToken });
+    const a = (await server.signIn(user.user.username, user.password)).tokens!;
+    const b = (await server.signIn(user.user.username, user.password)).tokens!;
+    const reply = await server.authClient().logout({ refreshToken: a.refreshToken });
     expect(reply.revokedSessions).toBe(1);
-    expect((await rawAuth().logout({ refreshToken: a.refreshToken })).revokedSessions).toBe(0);
+    expect((await server.authClient().logout({ refreshToken: a.refreshToken })).revokedSessions).toBe(0);
 
-    await expectError(bearerAuth(a.accessToken).getMe({}), Code.Unauthenticated);
-    await expectError(rawAuth().refresh({ refreshToken: a.refreshToken }), Code.Unauthenticated);
-    expect((await bearerAuth(b.accessToken).getMe({})).user?.id).toBe(user.user.id);
+    await expectConnectError(server.bearerAuthClient(a.accessToken).getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient().refresh({ refreshToken: a.refreshToken }), Code.Unauthenticated);
+    expect((await server.bearerAuthClient(b.accessToken).getMe({})).user?.id).toBe(user.user.id);
     expect((await user.client.auth.getMe({})).user?.id).toBe(user.user.id);
   });
 
   test('logout with all_sessions ends every session of the account and counts them', async () => {
     const user = await server.createUser(); // one session
-    const a = await signIn(user);
-    const b = await signIn(user);
+    const a = (await server.signIn(user.user.username, user.password)).tokens!;
+    const b = (await server.signIn(user.user.username, user.password)).tokens!;
     const bystander = await server.createUser();
     const open = await openSessionCount(user.user.id);
     expect(open).toBe(3);
 
-    const reply = await rawAuth().logout({ refreshToken: a.refreshToken, allSessions: true });
+    const reply = await server.authClient().logout({ refreshToken: a.refreshToken, allSessions: true });
     expect(reply.revokedSessions).toBe(open);
     expect(await openSessionCount(user.user.id)).toBe(0);
     for (const token of [a.accessToken, b.accessToken, user.client.tokens!.accessToken]) {
-      await expectError(bearerAuth(token).getMe({}), Code.Unauthenticated);
+      await expectConnectError(server.bearerAuthClient(token).getMe({}), Code.Unauthenticated);
     }
-    await expectError(rawAuth().refresh({ refreshToken: b.refreshToken }), Code.Unauthenticated);
+    await expectConnectError(server.authClient().refresh({ refreshToken: b.refreshToken }), Code.Unauthenticated);
     expect((await bystander.client.auth.getMe({})).user?.id).toBe(bystander.user.id);
   });
 
   test('logout with only an access token ends the caller’s session, or all of them', async () => {
     const user = await server.createUser();
-    const a = await signIn(user);
-    const b = await signIn(user);
-    expect((await bearerAuth(a.accessToken).logout({})).revokedSessions).toBe(1);
-    await expectError(bearerAuth(a.accessToken).getMe({}), Code.Unauthenticated);
-    await expectError(rawAuth().refresh({ refreshToken: a.refreshToken }), Code.Unauthenticated);
-    expect((await bearerAuth(b.accessToken).getMe({})).user?.id).toBe(user.user.id);
+    const a = (await server.signIn(user.user.username, user.password)).tokens!;
+    const b = (await server.signIn(user.user.username, user.password)).tokens!;
+    expect((await server.bearerAuthClient(a.accessToken).logout({})).revokedSessions).toBe(1);
+    await expectConnectError(server.bearerAuthClient(a.accessToken).getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient().refresh({ refreshToken: a.refreshToken }), Code.Unauthenticated);
+    expect((await server.bearerAuthClient(b.accessToken).getMe({})).user?.id).toBe(user.user.id);
 
-    expect((await bearerAuth(b.accessToken).logout({ allSessions: true })).revokedSessions).toBe(2);
+    expect((await server.bearerAuthClient(b.accessToken).logout({ allSessions: true })).revokedSessions).toBe(2);
     expect(await openSessionCount(user.user.id)).toBe(0);
   });
 
   test('logout without any credential is Unauthenticated (CREDENTIALS_REQUIRED); with an API key it needs a refresh_token or all_sessions', async () => {
-    await expectError(rawAuth().logout({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
-    await expectError(rawAuth().logout({ refreshToken: 'ymr_unknown' }), Code.Unauthenticated, 'REFRESH_TOKEN_INVALID');
+    await expectConnectError(server.authClient().logout({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
+    await expectConnectError(server.authClient().logout({ refreshToken: 'ymr_unknown' }), Code.Unauthenticated, 'REFRESH_TOKEN_INVALID');
 
     const user = await server.createUser();
     const { secret } = await user.client.auth.createApiKey({ name: 'logout' });
-    const error = await expectError(bearerAuth(secret).logout({}), Code.InvalidArgument);
+    const error = await expectConnectError(server.bearerAuthClient(secret).logout({}), Code.InvalidArgument);
     expect(violatedFields(error)).toEqual(['refresh_token']);
     expect(await openSessionCount(user.user.id)).toBe(1);
-    expect((await bearerAuth(secret).logout({ allSessions: true })).revokedSessions).toBe(1);
+    expect((await server.bearerAuthClient(secret).logout({ allSessions: true })).revokedSessions).toBe(1);
     expect(await openSessionCount(user.user.id)).toBe(0);
   });
 });
@@ -509,7 +443,7 @@ describe('Register', () => {
   test('is PermissionDenied (REGISTRATION_CLOSED) by default and creates nothing', async () => {
     const username = uniqueName('reg');
     const usersBefore = await userCount();
-    await expectError(server.client().auth.register({ username, email: `${username}@example.com`, password }), Code.PermissionDenied, 'REGISTRATION_CLOSED');
+    await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password }), Code.PermissionDenied, 'REGISTRATION_CLOSED');
     expect(await userCount()).toBe(usersBefore);
   });
 
@@ -525,8 +459,8 @@ describe('Register', () => {
     expect(reply.user?.active).toBe(true);
     expect(reply.accessToken).not.toBe('');
     expect(reply.refreshToken).not.toBe('');
-    expect((await bearerAuth(reply.accessToken).getMe({})).user?.id).toBe(reply.user!.id);
-    await rawAuth().refresh({ refreshToken: reply.refreshToken });
+    expect((await server.bearerAuthClient(reply.accessToken).getMe({})).user?.id).toBe(reply.user!.id);
+    await server.authClient().refresh({ refreshToken: reply.refreshToken });
 
     const [row] = await server.query<{ role: string; password_hash: string }>('select role, password_hash from users where id = $1', [reply.user!.id]);
     expect(row!.role).toBe('user');
@@ -544,12 +478,12 @@ describe('Register', () => {
     const { user } = await server.createUser();
     const usersBefore = await userCount();
 
-    const sameName = await expectError(
+    const sameName = await expectConnectError(
       server.client().auth.register({ username: user.username.toUpperCase(), email: `${uniqueName()}@example.com`, password }),
       Code.AlreadyExists,
     );
     expect(violatedFields(sameName)).toEqual(['username']);
-    const sameEmail = await expectError(
+    const sameEmail = await expectConnectError(
       server.client().auth.register({ username: uniqueName(), email: user.email.toUpperCase(), password }),
       Code.AlreadyExists,
     );
@@ -560,16 +494,16 @@ describe('Register', () => {
   test('a password shorter than auth.password_min_length or over 1024 characters is InvalidArgument on password', async () => {
     await setSetting('auth.open_registration', true);
     const username = uniqueName('reg');
-    const short = await expectError(server.client().auth.register({ username, email: `${username}@example.com`, password: 'elevenchars' }), Code.InvalidArgument);
+    const short = await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password: 'elevenchars' }), Code.InvalidArgument);
     expect(violatedFields(short)).toEqual(['password']);
 
-    const overlong = await expectError(server.client().auth.register({ username, email: `${username}@example.com`, password: 'p'.repeat(1025) }), Code.InvalidArgument);
+    const overlong = await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password: 'p'.repeat(1025) }), Code.InvalidArgument);
     expect(violatedFields(overlong)).toEqual(['password']);
 
     await setSetting('auth.password_min_length', 24);
-    const underRaisedMinimum = await expectError(server.client().auth.register({ username, email: `${username}@example.com`, password }), Code.InvalidArgument);
+    const underRaisedMinimum = await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password }), Code.InvalidArgument);
     expect(violatedFields(underRaisedMinimum)).toEqual(['password']);
-    expect(await countRows('select count(*)::int as n from users where username = $1', [username])).toBe(0);
+    expect(await server.countRows('select count(*)::int as n from users where username = $1', [username])).toBe(0);
   });
 
   test('a bad username and a bad e-mail are InvalidArgument naming each field', async () => {
@@ -580,10 +514,10 @@ describe('Register', () => {
       ['has space', 'missing-domain@'],
       ['x'.repeat(65), 'two@@example.com'],
     ] as const) {
-      const error = await expectError(server.client().auth.register({ username, email, password }), Code.InvalidArgument);
+      const error = await expectConnectError(server.client().auth.register({ username, email, password }), Code.InvalidArgument);
       expect(violatedFields(error), `${username} / ${email}`).toEqual(['username', 'email']);
     }
-    const allBad = await expectError(server.client().auth.register({ username: 'a!', email: 'nope', password: 'short' }), Code.InvalidArgument);
+    const allBad = await expectConnectError(server.client().auth.register({ username: 'a!', email: 'nope', password: 'short' }), Code.InvalidArgument);
     expect(violatedFields(allBad)).toEqual(['username', 'email', 'password']);
     expect(await userCount()).toBe(usersBefore);
   });
@@ -604,17 +538,17 @@ describe('GetMe', () => {
   });
 
   test('without credentials it is Unauthenticated (CREDENTIALS_REQUIRED)', async () => {
-    await expectError(rawAuth().getMe({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
-    await expectError(server.client({ protocol: 'grpc' }).auth.getMe({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
+    await expectConnectError(server.authClient().getMe({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
+    await expectConnectError(server.client({ protocol: 'grpc' }).auth.getMe({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
   });
 
   test('a malformed Authorization header, a bad token or an unknown API key is Unauthenticated', async () => {
-    await expectError(rawAuth({ authorization: 'Basic dXNlcjpwYXNz' }).getMe({}), Code.Unauthenticated, 'CREDENTIALS_MALFORMED');
-    await expectError(bearerAuth('not-a-jwt').getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient({ authorization: 'Basic dXNlcjpwYXNz' }).getMe({}), Code.Unauthenticated, 'CREDENTIALS_MALFORMED');
+    await expectConnectError(server.bearerAuthClient('not-a-jwt').getMe({}), Code.Unauthenticated);
     const { client } = await server.createUser();
     const [header, payload] = client.tokens!.accessToken.split('.');
-    await expectError(bearerAuth(`${header}.${payload}.${'A'.repeat(86)}`).getMe({}), Code.Unauthenticated);
-    await expectError(bearerAuth(`ym_${randomBytes(32).toString('base64url')}`).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
+    await expectConnectError(server.bearerAuthClient(`${header}.${payload}.${'A'.repeat(86)}`).getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.bearerAuthClient(`ym_${randomBytes(32).toString('base64url')}`).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
   });
 });
 
@@ -623,39 +557,39 @@ describe('ChangePassword', () => {
 
   test('a wrong current password is InvalidArgument on current_password and changes nothing', async () => {
     const user = await server.createUser();
-    const other = await signIn(user);
+    const other = (await server.signIn(user.user.username, user.password)).tokens!;
     const [before] = await server.query<{ password_hash: string }>('select password_hash from users where id = $1', [user.user.id]);
-    const error = await expectError(user.client.auth.changePassword({ currentPassword: 'not-the-password', newPassword }), Code.InvalidArgument);
+    const error = await expectConnectError(user.client.auth.changePassword({ currentPassword: 'not-the-password', newPassword }), Code.InvalidArgument);
     expect(violatedFields(error)).toEqual(['current_password']);
 
     const [after] = await server.query<{ password_hash: string }>('select password_hash from users where id = $1', [user.user.id]);
     expect(after!.password_hash).toBe(before!.password_hash);
-    expect((await bearerAuth(other.accessToken).getMe({})).user?.id).toBe(user.user.id);
+    expect((await server.bearerAuthClient(other.accessToken).getMe({})).user?.id).toBe(user.user.id);
     await server.client().auth.login({ username: user.user.username, password: user.password });
   });
 
   test('an empty current password and a too-short new one are InvalidArgument naming both fields', async () => {
     const user = await server.createUser();
-    const error = await expectError(user.client.auth.changePassword({ currentPassword: '', newPassword: 'short' }), Code.InvalidArgument);
+    const error = await expectConnectError(user.client.auth.changePassword({ currentPassword: '', newPassword: 'short' }), Code.InvalidArgument);
     expect(violatedFields(error)).toEqual(['current_password', 'new_password']);
-    const tooShort = await expectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'short' }), Code.InvalidArgument);
+    const tooShort = await expectConnectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'short' }), Code.InvalidArgument);
     expect(violatedFields(tooShort)).toEqual(['new_password']);
   });
 
   test('a change ends the caller’s other sessions but not the current one', async () => {
     const user = await server.createUser();
-    const b = await signIn(user);
-    const c = await signIn(user);
+    const b = (await server.signIn(user.user.username, user.password)).tokens!;
+    const c = (await server.signIn(user.user.username, user.password)).tokens!;
     const currentId = await currentSessionId(user.client.auth);
 
     const reply = await user.client.auth.changePassword({ currentPassword: user.password, newPassword });
     expect(reply.revokedSessions).toBe(2);
 
     expect((await user.client.auth.getMe({})).user?.id).toBe(user.user.id);
-    await rawAuth().refresh({ refreshToken: user.client.tokens!.refreshToken });
+    await server.authClient().refresh({ refreshToken: user.client.tokens!.refreshToken });
     for (const other of [b, c]) {
-      await expectError(bearerAuth(other.accessToken).getMe({}), Code.Unauthenticated);
-      await expectError(rawAuth().refresh({ refreshToken: other.refreshToken }), Code.Unauthenticated);
+      await expectConnectError(server.bearerAuthClient(other.accessToken).getMe({}), Code.Unauthenticated);
+      await expectConnectError(server.authClient().refresh({ refreshToken: other.refreshToken }), Code.Unauthenticated);
     }
     const open = await server.query<{ id: string }>('select id from sessions where user_id = $1 and revoked_at is null', [user.user.id]);
     expect(open.map((row) => row.id)).toEqual([currentId]);
@@ -664,7 +598,7 @@ describe('ChangePassword', () => {
   test('after a change the old password no longer logs in and the new one does', async () => {
     const user = await server.createUser();
     await user.client.auth.changePassword({ currentPassword: user.password, newPassword });
-    await expectError(server.client().auth.login({ username: user.user.username, password: user.password }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+    await expectConnectError(server.client().auth.login({ username: user.user.username, password: user.password }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
     expect((await server.client().auth.login({ username: user.user.username, password: newPassword })).user?.id).toBe(user.user.id);
   });
 });
@@ -728,13 +662,13 @@ describe('API keys', () => {
 
   test('an expiry in the past or a bad name is InvalidArgument and creates no key', async () => {
     const { user, client } = await server.createUser();
-    const past = await expectError(client.auth.createApiKey({ name: 'old', expireTime: timestampFromDate(new Date(Date.now() - 60_000)) }), Code.InvalidArgument);
+    const past = await expectConnectError(client.auth.createApiKey({ name: 'old', expireTime: timestampFromDate(new Date(Date.now() - 60_000)) }), Code.InvalidArgument);
     expect(violatedFields(past)).toEqual(['expire_time']);
     for (const name of ['', '   ', 'n'.repeat(101)]) {
-      const error = await expectError(client.auth.createApiKey({ name }), Code.InvalidArgument);
+      const error = await expectConnectError(client.auth.createApiKey({ name }), Code.InvalidArgument);
       expect(violatedFields(error), JSON.stringify(name)).toEqual(['name']);
     }
-    expect(await countRows('select count(*)::int as n from api_keys where user_id = $1', [user.id])).toBe(0);
+    expect(await server.countRows('select count(*)::int as n from api_keys where user_id = $1', [user.id])).toBe(0);
   });
 
   test('a key stops working once its expiry passes', async () => {
@@ -742,9 +676,9 @@ describe('API keys', () => {
     const expiresAt = new Date(Date.now() + 1_500);
     const { apiKey, secret } = await client.auth.createApiKey({ name: 'short-lived', expireTime: timestampFromDate(expiresAt) });
     expect(timestampDate(apiKey!.expireTime!).getTime()).toBe(expiresAt.getTime());
-    expect((await bearerAuth(secret).getMe({})).user?.id).toBe(user.id);
+    expect((await server.bearerAuthClient(secret).getMe({})).user?.id).toBe(user.id);
     await sleep(expiresAt.getTime() - Date.now() + 50);
-    await expectError(bearerAuth(secret).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
+    await expectConnectError(server.bearerAuthClient(secret).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
   });
 
   test('RevokeApiKey stops the key at once over Connect and gRPC, and is audited', async () => {
@@ -755,8 +689,8 @@ describe('API keys', () => {
 
     const { apiKey: revoked } = await client.auth.revokeApiKey({ id: apiKey!.id });
     expect(revoked?.revokeTime).toBeDefined();
-    await expectError(bearerAuth(secret).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
-    await expectError(overGrpc.auth.getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.bearerAuthClient(secret).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
+    await expectConnectError(overGrpc.auth.getMe({}), Code.Unauthenticated);
     const [row] = await server.query<{ revoked_at: Date | null }>('select revoked_at from api_keys where id = $1', [apiKey!.id]);
     expect(row!.revoked_at).not.toBeNull();
     const audited = await server.query<{ actor_id: string }>(
@@ -770,9 +704,9 @@ describe('API keys', () => {
     const owner = await server.createUser();
     const stranger = await server.createUser();
     const { apiKey, secret } = await owner.client.auth.createApiKey({ name: 'mine' });
-    await expectError(stranger.client.auth.revokeApiKey({ id: apiKey!.id }), Code.NotFound);
-    await expectError(stranger.client.auth.revokeApiKey({ id: '0190a5f0-0000-7000-8000-000000000000' }), Code.NotFound);
-    expect((await bearerAuth(secret).getMe({})).user?.id).toBe(owner.user.id);
+    await expectConnectError(stranger.client.auth.revokeApiKey({ id: apiKey!.id }), Code.NotFound);
+    await expectConnectError(stranger.client.auth.revokeApiKey({ id: '0190a5f0-0000-7000-8000-000000000000' }), Code.NotFound);
+    expect((await server.bearerAuthClient(secret).getMe({})).user?.id).toBe(owner.user.id);
     const [row] = await server.query<{ revoked_at: Date | null }>('select revoked_at from api_keys where id = $1', [apiKey!.id]);
     expect(row!.revoked_at).toBeNull();
     expect((await stranger.client.auth.listApiKeys({ showRevoked: true })).apiKeys).toEqual([]);
@@ -781,7 +715,7 @@ describe('API keys', () => {
   test('a key id that is not a UUID is InvalidArgument on id', async () => {
     const { client } = await server.createUser();
     for (const id of ['not-a-uuid', '', "1' or '1'='1"]) {
-      const error = await expectError(client.auth.revokeApiKey({ id }), Code.InvalidArgument);
+      const error = await expectConnectError(client.auth.revokeApiKey({ id }), Code.InvalidArgument);
       expect(violatedFields(error), JSON.stringify(id)).toEqual(['id']);
     }
   });
@@ -816,10 +750,10 @@ describe('API keys', () => {
 describe('sessions', () => {
   test('ListSessions marks the current session and pages with page_size 1, most recently used first', async () => {
     const user = await server.createUser();
-    const b = await signIn(user);
-    const c = await signIn(user);
-    await bearerAuth(c.accessToken).logout({}); // ended sessions are not listed
-    const byB = bearerAuth(b.accessToken);
+    const b = (await server.signIn(user.user.username, user.password)).tokens!;
+    const c = (await server.signIn(user.user.username, user.password)).tokens!;
+    await server.bearerAuthClient(c.accessToken).logout({}); // ended sessions are not listed
+    const byB = server.bearerAuthClient(b.accessToken);
     const currentB = await currentSessionId(byB);
     const currentA = await currentSessionId(user.client.auth);
     expect(currentA).not.toBe(currentB);
@@ -844,9 +778,9 @@ describe('sessions', () => {
   test('a session records the client address and user agent of its device', async () => {
     const { user, password } = await server.createUser();
     const address = freshAddress();
-    const device = rawAuth({ 'x-forwarded-for': address, 'user-agent': 'yardmaster-tests/1.0' });
+    const device = server.authClient({ 'x-forwarded-for': address, 'user-agent': 'yardmaster-tests/1.0' });
     const { accessToken } = await device.login({ username: user.username, password });
-    const { sessions } = await bearerAuth(accessToken).listSessions({});
+    const { sessions } = await server.bearerAuthClient(accessToken).listSessions({});
     const current = sessions.find((session) => session.current);
     expect(current?.clientAddress).toBe(address);
     expect(current?.userAgent).toBe('yardmaster-tests/1.0');
@@ -854,31 +788,31 @@ describe('sessions', () => {
 
   test('RevokeSession of one’s own session stops its access and refresh tokens at once', async () => {
     const user = await server.createUser();
-    const b = await signIn(user);
-    const sessionB = await currentSessionId(bearerAuth(b.accessToken));
+    const b = (await server.signIn(user.user.username, user.password)).tokens!;
+    const sessionB = await currentSessionId(server.bearerAuthClient(b.accessToken));
     await user.client.auth.revokeSession({ id: sessionB });
 
-    await expectError(bearerAuth(b.accessToken).getMe({}), Code.Unauthenticated);
-    await expectError(rawAuth().refresh({ refreshToken: b.refreshToken }), Code.Unauthenticated);
+    await expectConnectError(server.bearerAuthClient(b.accessToken).getMe({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient().refresh({ refreshToken: b.refreshToken }), Code.Unauthenticated);
     expect((await user.client.auth.getMe({})).user?.id).toBe(user.user.id);
     expect((await user.client.auth.listSessions({})).sessions.map((session) => session.id)).not.toContain(sessionB);
 
     // Ending the session of the call itself works the same way.
-    const own = bearerAuth(user.client.tokens!.accessToken);
+    const own = server.bearerAuthClient(user.client.tokens!.accessToken);
     await own.revokeSession({ id: await currentSessionId(own) });
-    await expectError(own.getMe({}), Code.Unauthenticated);
+    await expectConnectError(own.getMe({}), Code.Unauthenticated);
   });
 
   test('RevokeSession of someone else’s session is NotFound and leaves it open; a non-UUID id is InvalidArgument', async () => {
     const owner = await server.createUser();
     const stranger = await server.createUser();
     const ownerSession = await currentSessionId(owner.client.auth);
-    await expectError(stranger.client.auth.revokeSession({ id: ownerSession }), Code.NotFound);
+    await expectConnectError(stranger.client.auth.revokeSession({ id: ownerSession }), Code.NotFound);
     expect((await owner.client.auth.getMe({})).user?.id).toBe(owner.user.id);
     const [row] = await server.query<{ revoked_at: Date | null }>('select revoked_at from sessions where id = $1', [ownerSession]);
     expect(row!.revoked_at).toBeNull();
 
-    const error = await expectError(stranger.client.auth.revokeSession({ id: 'session-1' }), Code.InvalidArgument);
+    const error = await expectConnectError(stranger.client.auth.revokeSession({ id: 'session-1' }), Code.InvalidArgument);
     expect(violatedFields(error)).toEqual(['id']);
   });
 });
@@ -921,14 +855,14 @@ describe('GetMyPermissions', () => {
     const { client } = await server.createUser({ role: Role.USER });
     const { methods } = await client.auth.getMyPermissions({});
     expect(methods).not.toContain(method('AdminService', 'ListUsers'));
-    await expectError(client.admin.listUsers({}), Code.PermissionDenied, 'ROLE_NOT_ALLOWED');
+    await expectConnectError(client.admin.listUsers({}), Code.PermissionDenied, 'ROLE_NOT_ALLOWED');
   });
 });
 
 describe('rate limiting', () => {
   /** Failure counters of an account in rate_limit_counters (keyed by the account's id). */
   const accountCounterPoints = (userId: string) =>
-    countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1`, [`id:${userId}`]);
+    server.countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1`, [`id:${userId}`]);
 
   test('after auth.account_failure_limit failures even the right password is ResourceExhausted with RetryInfo and retry-after', async () => {
     await setSetting('auth.account_failure_limit', 3);
@@ -936,10 +870,10 @@ describe('rate limiting', () => {
     const auth = authFrom(freshAddress());
     const sessionsBefore = await sessionCount(user.id);
     for (let attempt = 0; attempt < 3; attempt++) {
-      await expectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+      await expectConnectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
     }
 
-    const locked = await expectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
+    const locked = await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
     const delay = retryDelayMs(locked);
     expect(delay).toBeGreaterThan(0);
     expect(delay).toBeLessThanOrEqual(15 * 60_000);
@@ -949,9 +883,9 @@ describe('rate limiting', () => {
     expect(await sessionCount(user.id)).toBe(sessionsBefore);
 
     // From another address too: the lock is on the account.
-    await expectError(authFrom(freshAddress()).login({ username: user.username, password }), Code.ResourceExhausted);
+    await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password }), Code.ResourceExhausted);
     // Over gRPC, the same detail arrives.
-    const grpc = await expectError(server.client({ protocol: 'grpc' }).auth.login({ username: user.username, password }), Code.ResourceExhausted);
+    const grpc = await expectConnectError(server.client({ protocol: 'grpc' }).auth.login({ username: user.username, password }), Code.ResourceExhausted);
     expect(retryDelayMs(grpc)).toBeGreaterThan(0);
     // Other accounts are not affected.
     const other = await server.createUser();
@@ -962,12 +896,12 @@ describe('rate limiting', () => {
     await setSetting('auth.account_failure_limit', 3);
     const { user, password } = await server.createUser();
     const auth = authFrom(freshAddress());
-    await expectError(auth.login({ username: user.username, password: 'wrong-1' }), Code.Unauthenticated);
-    await expectError(auth.login({ username: user.email, password: 'wrong-2' }), Code.Unauthenticated);
-    await expectError(auth.login({ username: user.email.toUpperCase(), password: 'wrong-3' }), Code.Unauthenticated);
+    await expectConnectError(auth.login({ username: user.username, password: 'wrong-1' }), Code.Unauthenticated);
+    await expectConnectError(auth.login({ username: user.email, password: 'wrong-2' }), Code.Unauthenticated);
+    await expectConnectError(auth.login({ username: user.email.toUpperCase(), password: 'wrong-3' }), Code.Unauthenticated);
 
-    await expectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
-    await expectError(auth.login({ username: user.email, password }), Code.ResourceExhausted);
+    await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
+    await expectConnectError(auth.login({ username: user.email, password }), Code.ResourceExhausted);
   });
 
   test('each lock-out lasts longer than the one before', async () => {
@@ -977,9 +911,9 @@ describe('rate limiting', () => {
     const auth = authFrom(freshAddress());
     const lockOut = async () => {
       for (let attempt = 0; attempt < 3; attempt++) {
-        await expectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
+        await expectConnectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
       }
-      return retryDelayMs(await expectError(auth.login({ username: user.username, password }), Code.ResourceExhausted));
+      return retryDelayMs(await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted));
     };
 
     const first = await lockOut();
@@ -996,16 +930,16 @@ describe('rate limiting', () => {
     const address = freshAddress();
     const auth = authFrom(address);
     for (let attempt = 0; attempt < 5; attempt++) {
-      await expectError(auth.login({ username: uniqueName('guess'), password: 'not-the-password' }), Code.Unauthenticated);
+      await expectConnectError(auth.login({ username: uniqueName('guess'), password: 'not-the-password' }), Code.Unauthenticated);
     }
 
-    const blocked = await expectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
+    const blocked = await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
     const delay = retryDelayMs(blocked);
     expect(delay).toBeGreaterThan(0);
     expect(delay).toBeLessThanOrEqual(60_000);
     expect(Number(blocked.metadata.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    await expectError(auth.refresh({ refreshToken: 'ymr_anything' }), Code.ResourceExhausted);
-    const rows = await countRows(`select count(*)::int as n from rate_limit_counters where key like '%' || $1 and points >= 5`, [address]);
+    await expectConnectError(auth.refresh({ refreshToken: 'ymr_anything' }), Code.ResourceExhausted);
+    const rows = await server.countRows(`select count(*)::int as n from rate_limit_counters where key like '%' || $1 and points >= 5`, [address]);
     expect(rows).toBeGreaterThanOrEqual(1);
     // Another address is not affected.
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
@@ -1017,7 +951,7 @@ describe('rate limiting', () => {
     const auth = authFrom(freshAddress());
     for (let round = 0; round < 3; round++) {
       for (let attempt = 0; attempt < 2; attempt++) {
-        await expectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
+        await expectConnectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
       }
       expect(await accountCounterPoints(user.id)).toBe(2);
       expect((await auth.login({ username: user.username, password })).user?.id).toBe(user.id);
@@ -1030,7 +964,7 @@ describe('rate limiting', () => {
     await setSetting('auth.address_request_limit', 3);
     const auth = authFrom(freshAddress());
     for (let attempt = 0; attempt < 3; attempt++) await auth.login({ username: user.username, password });
-    const capped = await expectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
+    const capped = await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
     expect(retryDelayMs(capped)).toBeGreaterThan(0);
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
   });
@@ -1040,7 +974,7 @@ describe('pagination input', () => {
   test('a negative page_size is InvalidArgument on page_size', async () => {
     const { client } = await server.createUser();
     for (const call of [() => client.auth.listApiKeys({ pageSize: -1 }), () => client.auth.listSessions({ pageSize: -5 })]) {
-      const error = await expectError(call(), Code.InvalidArgument);
+      const error = await expectConnectError(call(), Code.InvalidArgument);
       expect(violatedFields(error)).toEqual(['page_size']);
     }
   });
@@ -1055,14 +989,14 @@ describe('pagination input', () => {
   ])('a page_token that is %s is InvalidArgument on page_token', async (_what, pageToken) => {
     const { client } = await server.createUser();
     for (const call of [() => client.auth.listApiKeys({ pageToken }), () => client.auth.listSessions({ pageToken })]) {
-      const error = await expectError(call(), Code.InvalidArgument);
+      const error = await expectConnectError(call(), Code.InvalidArgument);
       expect(violatedFields(error)).toEqual(['page_token']);
     }
   });
 
   test('a page_token from another list, another filter or edited by hand is InvalidArgument on page_token', async () => {
     const user = await server.createUser();
-    await signIn(user);
+    await server.signIn(user.user.username, user.password);
     for (const name of ['a', 'b']) await user.client.auth.createApiKey({ name });
     const keysToken = (await user.client.auth.listApiKeys({ pageSize: 1 })).nextPageToken;
     const sessionsToken = (await user.client.auth.listSessions({ pageSize: 1 })).nextPageToken;
@@ -1079,7 +1013,7 @@ describe('pagination input', () => {
       ['token with show_revoked changed', () => user.client.auth.listApiKeys({ pageToken: keysToken, showRevoked: true })],
       ['edited cursor', () => user.client.auth.listApiKeys({ pageToken: edited })],
     ] as const) {
-      const error = await failure(call());
+      const error = await connectErrorOf(call());
       expect({ what, code: Code[error.code], fields: violatedFields(error) }).toEqual({ what, code: 'InvalidArgument', fields: ['page_token'] });
     }
   });

@@ -18,6 +18,7 @@ import { createConnectTransport, createGrpcTransport, Http2SessionManager } from
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
 import { AuthService } from '../gen/yardmaster/v1/auth_pb.ts';
 import { BadRequestSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
+import { connectErrorOf } from './support/assertions.ts';
 import type { ClientOptions } from './support/test-server.ts';
 import { adminPassword, startTestServer, type TestServer } from './support/test-server.ts';
 
@@ -34,16 +35,6 @@ afterAll(() => server?.close());
 function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([promise, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))]).finally(() => clearTimeout(timer));
-}
-
-async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConnectError);
-    return error as ConnectError;
-  }
-  throw new Error('the call succeeded but should have failed');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -90,19 +81,19 @@ describe('every protocol on one port', () => {
     expect(requestId).toBeTruthy();
 
     // An InvalidArgument with one violation per bad field, in request order.
-    const invalid = await failure(() => client.auth.login({ username: '', password: '' }));
+    const invalid = await connectErrorOf(() => client.auth.login({ username: '', password: '' }));
     expect(Code[invalid.code]).toBe(Code[Code.InvalidArgument]);
     const [badRequest] = invalid.findDetails(BadRequestSchema);
     expect(badRequest?.fieldViolations.map((violation) => violation.field)).toEqual(['username', 'password']);
     expect(badRequest?.fieldViolations.every((violation) => violation.description.length > 0)).toBe(true);
 
     // And one on an authenticated call.
-    const invalidKey = await failure(() => client.auth.createApiKey({ name: '' }));
+    const invalidKey = await connectErrorOf(() => client.auth.createApiKey({ name: '' }));
     expect(invalidKey.code).toBe(Code.InvalidArgument);
     expect(invalidKey.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe('name');
 
     // Unauthenticated comes through the same way.
-    const anonymous = await failure(() => server.client(options).auth.getMe({}));
+    const anonymous = await connectErrorOf(() => server.client(options).auth.getMe({}));
     expect(anonymous.code).toBe(Code.Unauthenticated);
   });
 
@@ -199,7 +190,7 @@ describe('grpc.health.v1', () => {
       expect((await client.health.check({ service: '' })).status).toBe(ServingStatus.SERVING);
       expect((await client.health.check({ service: 'yardmaster.v1.AuthService' })).status).toBe(ServingStatus.SERVING);
       expect((await client.health.check({ service: 'grpc.health.v1.Health' })).status).toBe(ServingStatus.SERVING);
-      const unknown = await failure(() => client.health.check({ service: 'no.such.Service' }));
+      const unknown = await connectErrorOf(() => client.health.check({ service: 'no.such.Service' }));
       expect(Code[unknown.code]).toBe(Code[Code.NotFound]);
     }
   });
@@ -260,7 +251,7 @@ describe('plain HTTP routes', () => {
     const client = server.client();
     await client.login('admin', adminPassword);
     await client.auth.getMe({});
-    await failure(() => server.client().auth.getMe({}));
+    await connectErrorOf(() => server.client().auth.getMe({}));
     const res = await fetch(`${server.url}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -424,7 +415,7 @@ describe('TLS', () => {
 
       // A client that does not trust the certificate is refused by its own TLS check.
       const untrusting = createClient(AuthService, createConnectTransport({ baseUrl: tlsServer.url, httpVersion: '1.1' }));
-      const refused = await failure(() => untrusting.login({ username: 'admin', password: adminPassword }));
+      const refused = await connectErrorOf(() => untrusting.login({ username: 'admin', password: adminPassword }));
       expect(refused.rawMessage).toMatch(/certificate/i);
 
       // Plaintext on the TLS port is not served.
@@ -484,7 +475,7 @@ describe('graceful shutdown', () => {
         (error: Error & { cause?: { code?: string } }) => error.cause?.code ?? error.message,
       );
       expect(refused).toBe('ECONNREFUSED');
-      const grpcAfter = await failure(() => createClient(Health, createGrpcTransport({ baseUrl: second.url })).check({ service: '' }, { timeoutMs: 3000 }));
+      const grpcAfter = await connectErrorOf(() => createClient(Health, createGrpcTransport({ baseUrl: second.url })).check({ service: '' }, { timeoutMs: 3000 }));
       expect(grpcAfter.code).toBe(Code.Unavailable);
     } finally {
       sessionManager.abort();

@@ -8,13 +8,14 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { importJWK, generateKeyPair, SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { AuthService } from '../gen/yardmaster/v1/auth_pb.ts';
 import { AdminService } from '../gen/yardmaster/v1/admin_pb.ts';
 import { BadRequestSchema, ErrorInfoSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
+import { connectErrorOf, expectConnectError, waitUntil } from './support/assertions.ts';
 import { adminPassword, startTestServer, type TestServer, type TestUser } from './support/test-server.ts';
 
 let server: TestServer;
@@ -95,29 +96,10 @@ function expectHygienic(text: string): void {
   }
 }
 
-/** Polls until `done` or the timeout. */
-async function waitFor(done: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!done() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
-}
-
-/** Runs a call that must fail and returns its ConnectError. */
-async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConnectError);
-    return error as ConnectError;
-  }
-  throw new Error('the call succeeded but should have failed');
-}
-
-/** Checks a typed-client failure: code, clean message and details, optional ErrorInfo reason. */
-function expectConnectError(error: ConnectError, code: Code, reason?: string): void {
-  expect(Code[error.code], error.rawMessage).toBe(Code[code]);
+/** Checks that a typed-client failure has a clean message and clean ErrorInfo and BadRequest details. */
+function expectHygienicError(error: ConnectError): void {
   expectHygienic(error.rawMessage);
   const info = error.findDetails(ErrorInfoSchema)[0];
-  if (reason !== undefined) expect(info?.reason).toBe(reason);
   if (info) expectHygienic(JSON.stringify(info));
   for (const bad of error.findDetails(BadRequestSchema)) expectHygienic(JSON.stringify(bad));
 }
@@ -132,15 +114,6 @@ function expectJsonError(reply: RawReply, httpStatus: number, code: string, reas
   const info = jsonDetail(reply.json, ErrorInfoSchema);
   if (reason !== undefined) expect(info?.reason, reply.text).toBe(reason);
   if (info) expectHygienic(JSON.stringify(info));
-}
-
-/** A typed AuthService client that sends exactly the given Authorization header. */
-function authClientWithHeader(authorization: string, httpVersion: '1.1' | '2' = '1.1'): Client<typeof AuthService> {
-  const setHeader: Interceptor = (next) => (req) => {
-    req.header.set('Authorization', authorization);
-    return next(req);
-  };
-  return createClient(AuthService, createConnectTransport({ baseUrl: server.url, httpVersion, interceptors: [setHeader] }));
 }
 
 function base64url(value: unknown): string {
@@ -334,18 +307,18 @@ describe('bearer credentials that must not work', () => {
     expectJsonError(reply, 401, 'unauthenticated', reason);
     expect(reply.json['user']).toBeUndefined();
 
-    const viaConnect = await failure(() => authClientWithHeader(authorization).getMe({}));
-    expectConnectError(viaConnect, Code.Unauthenticated, reason);
+    const viaConnect = await expectConnectError(() => server.authClient({ authorization }).getMe({}), Code.Unauthenticated, reason);
+    expectHygienicError(viaConnect);
 
     if (bearer) {
       // The project's own client (sending the credential as its API key), over gRPC.
       const secret = authorization.slice('Bearer '.length);
       const client = server.client({ apiKey: secret, protocol: 'grpc' });
-      const viaGrpc = await failure(() => client.auth.getMe({}));
-      expectConnectError(viaGrpc, Code.Unauthenticated, reason);
+      const viaGrpc = await expectConnectError(() => client.auth.getMe({}), Code.Unauthenticated, reason);
+      expectHygienicError(viaGrpc);
       // And a method that would reveal more than GetMe.
-      const listing = await failure(() => client.auth.listApiKeys({}));
-      expectConnectError(listing, Code.Unauthenticated, reason);
+      const listing = await expectConnectError(() => client.auth.listApiKeys({}), Code.Unauthenticated, reason);
+      expectHygienicError(listing);
     }
   });
 
@@ -367,7 +340,7 @@ describe('public methods with stale credentials', () => {
       expect(reply.json['accessToken']).toEqual(expect.any(String));
       expect((reply.json['user'] as { id: string }).id).toBe(userA.user.id);
     }
-    const typed = await authClientWithHeader('garbage').login({ username: userA.user.username, password: userA.password });
+    const typed = await server.authClient({ authorization: 'garbage' }).login({ username: userA.user.username, password: userA.password });
     expect(typed.user?.id).toBe(userA.user.id);
   });
 
@@ -375,7 +348,7 @@ describe('public methods with stale credentials', () => {
     const { sub, sid, role } = claimsOfA();
     const now = Math.floor(Date.now() / 1000);
     const expired = await signWithServerKey({ sub, sid, role }, { issuedAt: now - 7200, expiresAt: now - 3600 });
-    const response = await authClientWithHeader(`Bearer ${expired}`).login({ username: userA.user.username, password: userA.password });
+    const response = await server.authClient({ authorization: `Bearer ${expired}` }).login({ username: userA.user.username, password: userA.password });
     expect(response.accessToken).not.toBe('');
   });
 });
@@ -391,15 +364,15 @@ describe('cross-user isolation', () => {
     expect(sessionsOfB.sessions.length).toBeGreaterThan(0);
     const sessionOfB = sessionsOfB.sessions[0]!;
 
-    const revokeKey = await failure(() => userA.client.auth.revokeApiKey({ id: keyOfB.apiKey!.id }));
-    expectConnectError(revokeKey, Code.NotFound);
-    const revokeSession = await failure(() => userA.client.auth.revokeSession({ id: sessionOfB.id }));
-    expectConnectError(revokeSession, Code.NotFound);
+    const revokeKey = await expectConnectError(() => userA.client.auth.revokeApiKey({ id: keyOfB.apiKey!.id }), Code.NotFound);
+    expectHygienicError(revokeKey);
+    const revokeSession = await expectConnectError(() => userA.client.auth.revokeSession({ id: sessionOfB.id }), Code.NotFound);
+    expectHygienicError(revokeSession);
     // An id that exists nowhere gets exactly the same answer: existence is not leaked.
-    const revokeNothing = await failure(() => userA.client.auth.revokeApiKey({ id: randomUUID() }));
+    const revokeNothing = await connectErrorOf(() => userA.client.auth.revokeApiKey({ id: randomUUID() }));
     expect(revokeNothing.code).toBe(Code.NotFound);
     expect(revokeNothing.rawMessage).toBe(revokeKey.rawMessage);
-    const revokeNoSession = await failure(() => userA.client.auth.revokeSession({ id: randomUUID() }));
+    const revokeNoSession = await connectErrorOf(() => userA.client.auth.revokeSession({ id: randomUUID() }));
     expect(revokeNoSession.rawMessage).toBe(revokeSession.rawMessage);
 
     const keysOfA = await userA.client.auth.listApiKeys({ showRevoked: true });
@@ -445,8 +418,8 @@ const adminCalls: [string, (client: Client<typeof AdminService>) => Promise<unkn
 describe('admin methods', () => {
   test.each(adminCalls)('%s as a user and as a worker -> PermissionDenied', async (name, call) => {
     for (const caller of [userA, worker]) {
-      const error = await failure(() => call(caller.client.admin));
-      expectConnectError(error, Code.PermissionDenied, 'ROLE_NOT_ALLOWED');
+      const error = await expectConnectError(() => call(caller.client.admin), Code.PermissionDenied, 'ROLE_NOT_ALLOWED');
+      expectHygienicError(error);
     }
     // The raw JSON reply is the same.
     const reply = await postJson(`/yardmaster.v1.AdminService/${name}`, '{}', { authorization: `Bearer ${worker.client.tokens!.accessToken}` });
@@ -508,11 +481,11 @@ describe('error hygiene', () => {
     ];
     const seen: string[] = [];
     for (const [name, call] of calls) {
-      const error = await failure(call);
+      const error = await connectErrorOf(call);
       seen.push(`${name}: ${Code[error.code]} ${error.rawMessage}`);
       expect(error.code, `${name}: ${error.rawMessage}`).not.toBe(Code.Internal);
       expect(error.code, `${name}: ${error.rawMessage}`).not.toBe(Code.Unknown);
-      expectConnectError(error, error.code);
+      expectHygienicError(error);
       expect(error.rawMessage, name).not.toBe('');
     }
     expect(seen).toHaveLength(calls.length);
@@ -567,7 +540,7 @@ describe('error hygiene', () => {
         grpc: server.client({ protocol: 'grpc' }).auth,
       };
       for (const [name, client] of Object.entries(clients)) {
-        const error = await failure(() => client.login({ username: huge, password: 'x' }, { timeoutMs: 10_000 }));
+        const error = await connectErrorOf(() => client.login({ username: huge, password: 'x' }, { timeoutMs: 10_000 }));
         expect([Code.ResourceExhausted, Code.InvalidArgument], `${name}: ${Code[error.code]} ${error.rawMessage}`).toContain(error.code);
         expectHygienic(error.rawMessage);
       }
@@ -579,7 +552,7 @@ describe('error hygiene', () => {
     const reply = await postJson('/yardmaster.v1.AuthService/GetMe', '{}', { authorization: `Bearer ${userA.client.tokens!.accessToken}` });
     expect(reply.status).toBe(200);
     expect((await userA.client.auth.getMe({}, { timeoutMs: 5000 })).user?.id).toBe(userA.user.id);
-    const anonymous = await failure(() => server.client({ protocol: 'grpc' }).auth.getMe({}, { timeoutMs: 5000 }));
+    const anonymous = await connectErrorOf(() => server.client({ protocol: 'grpc' }).auth.getMe({}, { timeoutMs: 5000 }));
     expect(anonymous.code).toBe(Code.Unauthenticated);
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
   });
@@ -591,7 +564,7 @@ describe('error hygiene', () => {
     try {
       const client = createClient(AuthService, createConnectTransport({ baseUrl: server.url, httpVersion: '1.1', nodeOptions: { agent } }));
       const huge = 'a'.repeat(9 * 1024 * 1024);
-      const refused = await failure(() => client.login({ username: huge, password: 'x' }, { timeoutMs: 10_000 }));
+      const refused = await connectErrorOf(() => client.login({ username: huge, password: 'x' }, { timeoutMs: 10_000 }));
       expect(refused.code).toBe(Code.ResourceExhausted);
       const next = await client.login({ username: 'admin', password: adminPassword }, { timeoutMs: 3000 }).catch((error: unknown) => error);
       expect.soft(next instanceof ConnectError ? `${Code[next.code]}: ${next.rawMessage}` : 'answered', 'next call on the pooled connection').toBe('answered');
@@ -615,12 +588,12 @@ describe('error hygiene', () => {
         await new Promise<void>((resolve) => socket.write(`${chunk.length.toString(16)}\r\n`, () => socket.write(chunk, () => socket.write('\r\n', () => resolve()))));
       }
       if (!closed) socket.write('0\r\n\r\n');
-      await waitFor(() => /\r\n\r\n/.test(received) || closed, 5000);
+      await waitUntil(() => /\r\n\r\n/.test(received) || closed, 5000);
       const first = received;
       expect(first).toMatch(/^HTTP\/1\.1 (429|400|413)/);
       const announcedClose = /\r\nconnection: close\r\n/i.test(first);
       if (!closed) socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
-      await waitFor(() => closed || /HTTP\/1\.1 200/.test(received.slice(first.length)), 3000);
+      await waitUntil(() => closed || /HTTP\/1\.1 200/.test(received.slice(first.length)), 3000);
       const outcome = closed ? 'closed' : /HTTP\/1\.1 200/.test(received.slice(first.length)) ? 'answered' : 'hung';
       expect(outcome, `first reply: ${JSON.stringify(first.split('\r\n\r\n')[0])}`).not.toBe('hung');
       if (outcome === 'answered') expect(announcedClose).toBe(false);
@@ -631,8 +604,8 @@ describe('error hygiene', () => {
 
   test('a huge password (2000 characters) on Login -> InvalidArgument before any hashing', async () => {
     for (const username of [userA.user.username, 'unknown-user-for-huge-password']) {
-      const error = await failure(() => server.client().auth.login({ username, password: 'p'.repeat(2000) }));
-      expectConnectError(error, Code.InvalidArgument);
+      const error = await expectConnectError(() => server.client().auth.login({ username, password: 'p'.repeat(2000) }), Code.InvalidArgument);
+      expectHygienicError(error);
       expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field)).toContain('password');
     }
     const reply = await postJson('/yardmaster.v1.AuthService/Login', JSON.stringify({ username: 'admin', password: 'p'.repeat(2000) }));
@@ -708,7 +681,7 @@ describe('routes and request ids', () => {
     let header: string | null = null;
     await userA.client.auth.getMe({}, { onHeader: (headers) => (header = headers.get('x-request-id')) });
     expect(header).toBeTruthy();
-    const error = await failure(() => server.client().auth.getMe({}));
+    const error = await connectErrorOf(() => server.client().auth.getMe({}));
     expect(error.metadata.get('x-request-id')).toBeTruthy();
   });
 });
@@ -775,7 +748,7 @@ describe('timing', () => {
     const anonymous = server.client();
     const attempt = async (username: string): Promise<number> => {
       const started = performance.now();
-      const error = await failure(() => anonymous.auth.login({ username, password: 'definitely-wrong-password' }));
+      const error = await connectErrorOf(() => anonymous.auth.login({ username, password: 'definitely-wrong-password' }));
       const elapsed = performance.now() - started;
       expect(error.code).toBe(Code.Unauthenticated);
       return elapsed;
@@ -796,8 +769,8 @@ describe('timing', () => {
     expect(ratio).toBeLessThan(2);
 
     // And the replies are the same.
-    const a = await failure(() => anonymous.auth.login({ username: 'nobody-at-all', password: 'definitely-wrong-password' }));
-    const b = await failure(() => anonymous.auth.login({ username: userB.user.username, password: 'definitely-wrong-password' }));
+    const a = await connectErrorOf(() => anonymous.auth.login({ username: 'nobody-at-all', password: 'definitely-wrong-password' }));
+    const b = await connectErrorOf(() => anonymous.auth.login({ username: userB.user.username, password: 'definitely-wrong-password' }));
     expect(a.rawMessage).toBe(b.rawMessage);
     expect(a.findDetails(ErrorInfoSchema)[0]?.reason).toBe(b.findDetails(ErrorInfoSchema)[0]?.reason);
   });

@@ -1,7 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { fromJson, type JsonValue } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
+import { createClient, type Client } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { AuthService } from '../../gen/yardmaster/v1/auth_pb.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { User } from '../../gen/yardmaster/v1/common_pb.ts';
 import { createYardmasterClient, type NodeClientOptions, type YardmasterClient } from '../../clients/ts/src/node.ts';
@@ -9,6 +11,7 @@ import { createApp, type App } from '../../src/app.ts';
 import { loadConfig, type LogLevel } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { listen, type Listener } from '../../src/server/listener.ts';
+import { uniqueName } from './assertions.ts';
 import { createTestDatabase, queryDatabase, type TestDatabase } from './test-database.ts';
 
 export const adminPassword = 'admin-password-for-tests';
@@ -30,11 +33,24 @@ export interface TestServer {
   client(options?: ClientOptions): YardmasterClient;
   /** A client signed in as the first admin. */
   adminClient(options?: ClientOptions): Promise<YardmasterClient>;
+  /** A new client signed in as this account (a session of its own). */
+  signIn(username: string, password: string, options?: ClientOptions): Promise<YardmasterClient>;
+  /** A typed client that presents `bearer` (an access token or API key) as is and never refreshes. */
+  bearerClient(bearer: string): YardmasterClient;
+  /**
+   * A plain Connect AuthService client (JSON over HTTP/1.1) that sends exactly these
+   * headers and nothing else: no credentials of its own, no refresh, no retry.
+   */
+  authClient(headers?: Record<string, string>): Client<typeof AuthService>;
+  /** A plain AuthService client (as `authClient`) that presents `bearer` (an access token or API key) as is. */
+  bearerAuthClient(bearer: string): Client<typeof AuthService>;
   /** Creates an account through AdminService and returns a client signed in as it. */
   createUser(options?: { role?: Role; username?: string; clientOptions?: ClientOptions }): Promise<TestUser>;
   /** Sets a runtime setting as the admin. */
   setSetting(key: string, value: unknown): Promise<void>;
   query<T extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** The column `n` of the first row, as a number: for `select count(*) as n ...`. */
+  countRows(sql: string, params?: unknown[]): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -63,11 +79,26 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     clients.push(created);
     return created;
   };
-  const adminClient = async (clientOptions: ClientOptions = {}) => {
-    const admin = client(clientOptions);
-    await admin.login('admin', adminPassword);
-    return admin;
+  const signIn = async (username: string, password: string, clientOptions: ClientOptions = {}) => {
+    const signedIn = client(clientOptions);
+    await signedIn.login(username, password);
+    return signedIn;
   };
+  const adminClient = (clientOptions: ClientOptions = {}) => signIn('admin', adminPassword, clientOptions);
+  const authClient = (headers: Record<string, string> = {}) => {
+    const transport = createConnectTransport({
+      baseUrl: listener.url,
+      httpVersion: '1.1',
+      interceptors: [
+        (next) => (req) => {
+          for (const [name, value] of Object.entries(headers)) req.header.set(name, value);
+          return next(req);
+        },
+      ],
+    });
+    return createClient(AuthService, transport);
+  };
+  const query = <T extends pg.QueryResultRow>(sql: string, params?: unknown[]) => queryDatabase<T>(database.url, sql, params);
   let sharedAdmin: YardmasterClient | undefined;
 
   return {
@@ -76,20 +107,26 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     app,
     client,
     adminClient,
+    signIn,
+    bearerClient: (bearer) => client({ apiKey: bearer }),
+    authClient,
+    bearerAuthClient: (bearer) => authClient({ authorization: `Bearer ${bearer}` }),
     async createUser({ role = Role.USER, username, clientOptions } = {}) {
       sharedAdmin ??= await adminClient();
-      const name = username ?? `user-${randomBytes(4).toString('hex')}`;
+      const name = username ?? uniqueName('user');
       const password = `password-of-${name}`;
       const { user } = await sharedAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password, role });
-      const signedIn = client(clientOptions);
-      await signedIn.login(name, password);
-      return { user: user!, password, client: signedIn };
+      return { user: user!, password, client: await signIn(name, password, clientOptions) };
     },
     async setSetting(key, value) {
       sharedAdmin ??= await adminClient();
       await sharedAdmin.admin.updateSetting({ key, value: fromJson(ValueSchema, value as JsonValue) });
     },
-    query: (sql, params) => queryDatabase(database.url, sql, params),
+    query,
+    async countRows(sql, params = []) {
+      const [row] = await query<{ n: number | string }>(sql, params);
+      return Number(row!.n);
+    },
     async close() {
       for (const created of clients) created.close();
       await listener.close(1000);
