@@ -7,6 +7,8 @@ import { ServerReflection as ServerReflectionV1 } from '../gen/grpc/reflection/v
 import { ServerReflection as ServerReflectionV1Alpha } from '../gen/grpc/reflection/v1alpha/reflection_pb.ts';
 import { AdminService } from '../gen/yardmaster/v1/admin_pb.ts';
 import { AuthService as AuthServiceDesc } from '../gen/yardmaster/v1/auth_pb.ts';
+import { JobsService as JobsServiceDesc } from '../gen/yardmaster/v1/jobs_pb.ts';
+import { QueueService as QueueServiceDesc } from '../gen/yardmaster/v1/queue_pb.ts';
 import { createAdminRpc } from './admin/admin-rpc.ts';
 import { AuditLog } from './admin/audit-log.ts';
 import { SettingsStore } from './admin/settings-store.ts';
@@ -20,13 +22,30 @@ import { SigningKeys } from './auth/signing-keys.ts';
 import type { Config } from './config.ts';
 import { createOrm, type MikroORM } from './db/orm.ts';
 import { runMigrations, withStartupLock } from './db/schema-migrations.ts';
+import { EventHub } from './events/event-hub.ts';
+import { pruneEvents } from './events/event-retention.ts';
+import { EventSequencer } from './events/event-sequencer.ts';
 import { PgNotifications } from './events/pg-notifications.ts';
+import { newId } from './ids.ts';
+import { builtinJobTypes } from './jobs/builtin-job-types.ts';
+import { JobAttempts } from './jobs/job-attempts.ts';
+import { JobChanges } from './jobs/job-changes.ts';
+import { JobRunner } from './jobs/job-runner.ts';
+import { JobStreams } from './jobs/job-streams.ts';
+import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
+import { createJobsRpc } from './jobs/jobs-rpc.ts';
+import { JobsService, type InputFileChecker } from './jobs/jobs-service.ts';
 import type { Logger } from './logger.ts';
+import { runMaintenance, startMaintenance, type MaintenanceTask } from './queue/maintenance.ts';
+import { ensureQueues, startPgBoss, type PgBoss } from './queue/pg-boss.ts';
+import { QueuePauses } from './queue/queue-pauses.ts';
+import { createQueueRpc } from './queue/queue-rpc.ts';
+import { QueueService } from './queue/queue-service.ts';
 import { AccessPolicies } from './server/access-policies.ts';
 import { clientAddressOf } from './server/client-address.ts';
 import { clientKey, entityManagerKey, loggerKey, requestIdKey } from './server/context.ts';
 import { createHealthService } from './server/health-service.ts';
-import { createHttpHandler, sendJson, type HttpHandler } from './server/http-handler.ts';
+import { createHttpHandler, sendJson, type HttpHandler, type PlainRoute } from './server/http-handler.ts';
 import { auditInterceptor } from './server/interceptors/audit.ts';
 import { authenticationInterceptor } from './server/interceptors/authentication.ts';
 import { authorizationInterceptor } from './server/interceptors/authorization.ts';
@@ -41,6 +60,10 @@ export interface AppOptions {
   config: Config;
   databaseUrl: string;
   logger: Logger;
+  /** Job types beyond the built-in ones (tests add their own). */
+  extraJobTypes?: JobType[];
+  /** How long a stopping instance lets running jobs finish before it hands them back. */
+  jobDrainMs?: number;
 }
 
 export interface App {
@@ -49,17 +72,28 @@ export interface App {
   shutdownController: AbortController;
   /** The first admin's password when this start created it with a generated one. */
   firstAdminPassword: string | undefined;
+  instanceId: string;
   orm: MikroORM;
+  boss: PgBoss;
+  sequencer: EventSequencer;
+  /** Runs every housekeeping task now (the schedule runs them every ten minutes). */
+  runMaintenance(): Promise<void>;
   close(): Promise<void>;
 }
 
-const maintenanceIntervalMs = 60 * 60 * 1000;
+/** Until the files area exists, no file can be a job's input. */
+const noInputFiles: InputFileChecker = {
+  async check(_em, _caller, fileIds, field) {
+    return fileIds.map((_id, index) => ({ field: `${field}[${index}]`, description: 'no such file' }));
+  },
+};
 
 /**
  * The composition root: infrastructure, then the domain services, then the RPC
  * handlers and the HTTP routes. Reads no environment; main.ts and the tests both call it.
  */
-export async function createApp({ config, databaseUrl, logger }: AppOptions): Promise<App> {
+export async function createApp({ config, databaseUrl, logger, extraJobTypes = [], jobDrainMs = 10_000 }: AppOptions): Promise<App> {
+  const instanceId = newId();
   const orm = await createOrm({ url: databaseUrl, logger });
   const cleanups: (() => Promise<void> | void)[] = [() => orm.close()];
   const close = async () => {
@@ -82,6 +116,20 @@ export async function createApp({ config, databaseUrl, logger }: AppOptions): Pr
     await settings.start(notifications);
     await signingKeys.start(notifications);
 
+    const registry = new JobTypeRegistry([...builtinJobTypes, ...extraJobTypes]);
+    const boss = await startPgBoss({ url: databaseUrl, logger });
+    cleanups.push(() => boss.stop({ graceful: true, timeout: 5000 }));
+    await ensureQueues(boss, registry.all());
+
+    const sequencer = new EventSequencer(orm, logger);
+    sequencer.start();
+    cleanups.push(() => sequencer.stop());
+    const hub = new EventHub(orm, logger);
+    await hub.start(notifications);
+    cleanups.push(() => hub.stop());
+    const pauses = new QueuePauses(orm, logger);
+    await pauses.start(notifications);
+
     const rateLimitPool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
     rateLimitPool.on('error', (error) => logger.warn({ err: error }, 'rate limit pool connection failed'));
     cleanups.push(() => rateLimitPool.end());
@@ -92,13 +140,33 @@ export async function createApp({ config, databaseUrl, logger }: AppOptions): Pr
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
     const authenticator = new Authenticator(signingKeys);
     const userAdmin = new UserAdmin(settings);
+    const changes = new JobChanges(sequencer);
+    const jobs = new JobsService({ registry, boss, settings, changes, inputFiles: noInputFiles });
+    const attempts = new JobAttempts({ boss, changes, pauses });
+    const streams = new JobStreams({ hub, notifications, settings });
+    const queues = new QueueService({ registry, pauses, boss, changes });
+
+    const maintenanceTasks: MaintenanceTask[] = [
+      { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
+      { name: 'prune sessions', run: () => authService.pruneSessions(orm.em.fork()) },
+      { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
+    ];
+    if (config.role !== 'api') {
+      const runner = new JobRunner({ orm, boss, registry, attempts, pauses, notifications, logger, instanceId });
+      await runner.start();
+      cleanups.push(() => runner.stop(jobDrainMs));
+      await startMaintenance(boss, maintenanceTasks, logger);
+    }
 
     const readiness = new Readiness();
     readiness.add('database', async () => {
       await orm.em.fork().execute('select 1');
     });
+    readiness.add('queue', async () => {
+      await boss.getQueue(registry.all()[0]!.name);
+    });
 
-    const yardmasterServices: DescService[] = [AuthServiceDesc, AdminService];
+    const yardmasterServices: DescService[] = [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc];
     const standardServices: DescService[] = [Health, ServerReflectionV1, ServerReflectionV1Alpha];
     const policies = new AccessPolicies(yardmasterServices, standardServices);
     const reflection = new ReflectionIndex([...yardmasterServices, ...standardServices]);
@@ -106,8 +174,11 @@ export async function createApp({ config, databaseUrl, logger }: AppOptions): Pr
 
     const rpc = connectNodeAdapter({
       routes: (router) => {
+        if (config.role === 'worker') return;
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys }));
+        router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
+        router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, settings }));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames));
         router.service(ServerReflectionV1, createReflectionV1(reflection));
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));
@@ -135,40 +206,33 @@ export async function createApp({ config, databaseUrl, logger }: AppOptions): Pr
       fallback: (_req, res) => sendJson(res, 404, { code: 'not_found', message: 'no such route' }),
     });
 
-    const handler = createHttpHandler({
-      rpc,
-      corsOrigins: config.corsOrigins,
-      routes: {
-        '/healthz': (_req, res) => sendJson(res, 200, { status: 'ok' }),
-        '/readyz': async (_req, res) => {
-          const { ok, dependencies } = await readiness.check();
-          sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', dependencies });
-        },
-        '/.well-known/jwks.json': (_req, res) => sendJson(res, 200, signingKeys.jwks(), { 'cache-control': 'public, max-age=300' }),
-        ...(config.metricsEnabled
-          ? {
-              '/metrics': async (_req, res) => {
-                res.writeHead(200, { 'content-type': metrics.registry.contentType });
-                res.end(await metrics.registry.metrics());
-              },
-            }
-          : {}),
+    const routes: Record<string, PlainRoute> = {
+      '/healthz': (_req, res) => sendJson(res, 200, { status: 'ok', instance: instanceId, role: config.role }),
+      '/readyz': async (_req, res) => {
+        const { ok, dependencies } = await readiness.check();
+        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', dependencies });
       },
-    });
+      '/.well-known/jwks.json': (_req, res) => sendJson(res, 200, signingKeys.jwks(), { 'cache-control': 'public, max-age=300' }),
+    };
+    if (config.metricsEnabled) {
+      routes['/metrics'] = async (_req, res) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(await metrics.registry.metrics());
+      };
+    }
+    const handler = createHttpHandler({ rpc, corsOrigins: config.corsOrigins, routes });
 
-    const maintenance = setInterval(() => {
-      void (async () => {
-        try {
-          await authService.pruneSessions(orm.em.fork());
-          await rateLimiter.pruneExpired();
-        } catch (error) {
-          logger.warn({ err: error }, 'maintenance failed');
-        }
-      })();
-    }, maintenanceIntervalMs).unref();
-    cleanups.push(() => clearInterval(maintenance));
-
-    return { handler, shutdownController, firstAdminPassword: firstAdmin.generatedPassword, orm, close };
+    return {
+      handler,
+      shutdownController,
+      firstAdminPassword: firstAdmin.generatedPassword,
+      instanceId,
+      orm,
+      boss,
+      sequencer,
+      runMaintenance: () => runMaintenance(maintenanceTasks, logger),
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

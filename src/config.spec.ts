@@ -17,6 +17,7 @@ test('defaults describe a local embedded server', () => {
     logLevel: 'info',
     trustProxyHops: 0,
     metricsEnabled: true,
+    role: 'all',
   });
 });
 
@@ -34,6 +35,7 @@ test('reads every variable', () => {
     LOG_LEVEL: 'DEBUG',
     TRUST_PROXY: '1',
     METRICS_ENABLED: 'false',
+    WORKER_ONLY: 'true',
   }, '/srv');
   expect(config).toMatchObject({
     host: '0.0.0.0',
@@ -48,6 +50,7 @@ test('reads every variable', () => {
     logLevel: 'debug',
     trustProxyHops: 1,
     metricsEnabled: false,
+    role: 'worker',
   });
 });
 
@@ -61,13 +64,15 @@ test('reports every bad variable on its own line', () => {
       CORS_ORIGINS: 'example.com',
       TLS_CERT: 'cert.pem',
       ADMIN_PASSWORD: 'short',
+      API_ONLY: 'true',
+      WORKER_ONLY: 'true',
     });
   } catch (caught) {
     error = caught;
   }
   expect(error).toBeInstanceOf(ConfigError);
   const names = (error as Error).message.split('\n').map((line) => line.split(':')[0]);
-  expect(names.sort()).toEqual(['ACCESS_TOKEN_TTL', 'ADMIN_PASSWORD', 'CORS_ORIGINS', 'DATABASE_URL', 'PORT', 'TLS_KEY']);
+  expect(names.sort()).toEqual(['ACCESS_TOKEN_TTL', 'ADMIN_PASSWORD', 'CORS_ORIGINS', 'DATABASE_URL', 'PORT', 'TLS_KEY', 'WORKER_ONLY']);
 });
 
 test('refresh tokens must outlive access tokens', () => {

@@ -20,7 +20,11 @@ export interface Config {
   /** Number of reverse proxies in front of the server whose X-Forwarded-For entries are trusted. */
   trustProxyHops: number;
   metricsEnabled: boolean;
+  /** What this process runs: everything, only the API (no jobs), or only jobs and housekeeping (no API). */
+  role: ProcessRole;
 }
+
+export type ProcessRole = 'all' | 'api' | 'worker';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -99,6 +103,13 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   if (metricsEnabled === undefined) fail('METRICS_ENABLED', 'must be true or false');
 
 
+  const apiOnly = parseBoolean(read('API_ONLY') ?? 'false');
+  if (apiOnly === undefined) fail('API_ONLY', 'must be true or false');
+  const workerOnly = parseBoolean(read('WORKER_ONLY') ?? 'false');
+  if (workerOnly === undefined) fail('WORKER_ONLY', 'must be true or false');
+  if (apiOnly && workerOnly) fail('WORKER_ONLY', 'cannot be combined with API_ONLY');
+  const role: ProcessRole = apiOnly ? 'api' : workerOnly ? 'worker' : 'all';
+
   const adminUsername = (read('ADMIN_USERNAME') ?? 'admin').toLowerCase();
   if (!/^[a-z0-9._-]{3,64}$/.test(adminUsername)) {
     fail('ADMIN_USERNAME', "must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-'");
@@ -124,6 +135,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     logLevel,
     trustProxyHops: trustProxyHops!,
     metricsEnabled: metricsEnabled!,
+    role,
   };
 }
 

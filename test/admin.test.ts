@@ -1076,6 +1076,9 @@ describe('settings', () => {
     'auth.open_registration': [SettingType.BOOL, false],
     'auth.password_min_length': [SettingType.INTEGER, 12],
     'auth.refresh_reuse_grace': [SettingType.DURATION, '10s'],
+    'jobs.event_retention': [SettingType.DURATION, '7d'],
+    'jobs.max_params_bytes': [SettingType.BYTES, 65536],
+    'jobs.stream_heartbeat_interval': [SettingType.DURATION, '15s'],
   };
 
   beforeAll(async () => {

@@ -11,6 +11,7 @@ import type { AuditEvent } from './entities.ts';
 import type { SettingTypeName } from './setting-types.ts';
 import type { SettingsStore, SettingView } from './settings-store.ts';
 import { countSystemTotals } from './system-totals.ts';
+import { jobStatusKey } from '../jobs/job-messages.ts';
 import type { UserAdmin } from './user-admin.ts';
 
 const settingTypes: Record<SettingTypeName, SettingType> = {
@@ -133,6 +134,7 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
         ),
         apiKeysActive: BigInt(totals.apiKeysActive),
         sessionsActive: BigInt(totals.sessionsActive),
+        jobsByStatus: Object.fromEntries(Object.entries(totals.jobsByStatus).map(([status, count]) => [jobStatusKey(status), BigInt(count)])),
       };
     },
 

@@ -1,9 +1,11 @@
 import { authSettings } from '../auth/auth-settings.ts';
+import { jobsSettings } from '../jobs/jobs-settings.ts';
 import type { SettingDefinition } from './setting-types.ts';
 
 /** Every runtime setting, by key. Each area declares its own; this is where they meet. */
 export const settingsCatalog = {
   ...authSettings,
+  ...jobsSettings,
 };
 
 export type SettingsCatalog = typeof settingsCatalog;

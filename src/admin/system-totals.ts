@@ -8,6 +8,7 @@ export interface SystemTotals {
   usersByRole: Record<RoleName, number>;
   apiKeysActive: number;
   sessionsActive: number;
+  jobsByStatus: Record<string, number>;
 }
 
 /** The totals of AdminService.GetMetrics, counted in the database at the time of the call. */
@@ -25,6 +26,7 @@ export async function countSystemTotals(em: EntityManager): Promise<SystemTotals
     `select (select count(*) from api_keys where revoked_at is null and (expires_at is null or expires_at > now())) as api_keys,
             (select count(*) from sessions where revoked_at is null and expires_at > now()) as sessions`,
   );
+  const jobs = await em.execute<{ status: string; count: string }[]>('select status, count(*) as count from jobs group by status');
   return {
     usersTotal: Number(users!.total),
     usersEnabled: Number(users!.enabled),
@@ -32,5 +34,6 @@ export async function countSystemTotals(em: EntityManager): Promise<SystemTotals
     usersByRole: { user: Number(users!.users), admin: Number(users!.admins), worker: Number(users!.workers) },
     apiKeysActive: Number(credentials!.api_keys),
     sessionsActive: Number(credentials!.sessions),
+    jobsByStatus: Object.fromEntries(jobs.map((row) => [row.status, Number(row.count)])),
   };
 }

@@ -3,6 +3,8 @@ import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { AdminService } from '../../../gen/yardmaster/v1/admin_pb.ts';
 import { AuthService, type LoginResponse } from '../../../gen/yardmaster/v1/auth_pb.ts';
 import { Health } from '../../../gen/grpc/health/v1/health_pb.ts';
+import { JobsService } from '../../../gen/yardmaster/v1/jobs_pb.ts';
+import { QueueService } from '../../../gen/yardmaster/v1/queue_pb.ts';
 import { authInterceptor } from './auth-interceptor.ts';
 import { TokenSession, type SessionTokens } from './token-session.ts';
 
@@ -19,6 +21,8 @@ export interface CredentialOptions {
 export interface YardmasterClient {
   auth: Client<typeof AuthService>;
   admin: Client<typeof AdminService>;
+  jobs: Client<typeof JobsService>;
+  queue: Client<typeof QueueService>;
   health: Client<typeof Health>;
   /** Signs in and keeps the session's tokens for every later call. */
   login(username: string, password: string): Promise<LoginResponse>;
@@ -46,6 +50,8 @@ export function createClientOnTransport(
   return {
     auth,
     admin: createClient(AdminService, transport),
+    jobs: createClient(JobsService, transport),
+    queue: createClient(QueueService, transport),
     health: createClient(Health, transport),
     async login(username, password) {
       const response = await plainAuth.login({ username, password });

@@ -1,0 +1,85 @@
+import { defineEntity, p } from '@mikro-orm/core';
+import { User } from '../auth/entities.ts';
+
+export const jobStatuses = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type JobStatusName = (typeof jobStatuses)[number];
+export const finalJobStatuses: readonly JobStatusName[] = ['succeeded', 'failed', 'cancelled'];
+
+const now = () => new Date();
+
+const JobSchema = defineEntity({
+  name: 'Job',
+  tableName: 'jobs',
+  indexes: [
+    { properties: ['owner', 'id'] },
+    { properties: ['type', 'status', 'priority', 'createdAt'] },
+    { properties: ['status', 'finishedAt'] },
+    { name: 'jobs_search_text_trgm', expression: 'create index "jobs_search_text_trgm" on "jobs" using gin ("search_text" gin_trgm_ops)' },
+  ],
+  uniques: [{ properties: ['owner', 'requestId'] }],
+  properties: {
+    id: p.uuid().primary(),
+    owner: () => p.manyToOne(User).mapToPk().deleteRule('cascade'),
+    /** The job type, which is also its queue's name. */
+    type: p.string().length(64),
+    name: p.string().length(200),
+    params: p.json<Record<string, unknown>>(),
+    labels: p.json<Record<string, string>>(),
+    /** Lower-cased name, labels and params, for substring search. */
+    searchText: p.text().lazy(),
+    priority: p.integer(),
+    status: p.enum(jobStatuses),
+    progressPercent: p.integer().default(0),
+    progressMessage: p.string().length(500).default(''),
+    /** Attempts started so far. */
+    attempt: p.integer().default(0),
+    maxAttempts: p.integer(),
+    inputFileIds: p.json<string[]>(),
+    outputFileIds: p.json<string[]>(),
+    result: p.json<Record<string, unknown>>().nullable(),
+    errorMessage: p.text().nullable(),
+    errorCode: p.string().length(64).nullable(),
+    createdAt: p.datetime().onCreate(now),
+    startedAt: p.datetime().nullable(),
+    finishedAt: p.datetime().nullable(),
+    updatedAt: p.datetime().onCreate(now),
+    runAfter: p.datetime().nullable(),
+    cancelRequested: p.boolean().default(false),
+    cancelReason: p.string().length(500).nullable(),
+    abandoned: p.boolean().default(false),
+    /** Idempotency key of the CreateJob call (AIP-155), cleared after 24 hours. */
+    requestId: p.string().length(128).nullable(),
+    /** pg-boss id of the queue entry of the current series of attempts. */
+    queueJobId: p.uuid().nullable(),
+    /** pg-boss's retry count of that entry when the running attempt started (tells a redelivery from a duplicate). */
+    queueRetryCount: p.integer().nullable(),
+    /** Instance (or external worker) running the current attempt. */
+    workerId: p.string().length(128).nullable(),
+    /** Incremented by every change, so that watchers can drop states they have already seen. */
+    version: p.integer().default(1),
+    /** Log lines written so far: the next line's number is logCount + 1. */
+    logCount: p.integer().default(0),
+  },
+});
+export class Job extends JobSchema.class {}
+JobSchema.setClass(Job);
+
+export const logLevels = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevelName = (typeof logLevels)[number];
+
+const JobLogLineSchema = defineEntity({
+  name: 'JobLogLine',
+  tableName: 'job_log_lines',
+  properties: {
+    job: () => p.manyToOne(Job).mapToPk().deleteRule('cascade').primary(),
+    sequence: p.integer().primary(),
+    createdAt: p.datetime(),
+    level: p.enum(logLevels),
+    message: p.text(),
+    attempt: p.integer(),
+  },
+});
+export class JobLogLine extends JobLogLineSchema.class {}
+JobLogLineSchema.setClass(JobLogLine);
+
+export const jobEntities = [Job, JobLogLine];

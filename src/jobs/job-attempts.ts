@@ -1,0 +1,163 @@
+import { LockMode } from '@mikro-orm/core';
+import type { EntityManager } from '../db/orm.ts';
+import { newId } from '../ids.ts';
+import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
+import type { QueuePauses } from '../queue/queue-pauses.ts';
+import { Job } from './entities.ts';
+import type { JobChanges } from './job-changes.ts';
+import { isFinal, jobView, type JobView } from './job-view.ts';
+
+/** Identifies one attempt: later writes of a superseded attempt are ignored. */
+export interface AttemptRef {
+  jobId: string;
+  attempt: number;
+  workerId: string;
+}
+
+export type StartOutcome =
+  | { kind: 'started'; job: JobView; attempt: AttemptRef }
+  /** Nothing to run: the job is gone, finished, cancelled, or this queue entry is stale. */
+  | { kind: 'skip'; reason: string }
+  /** The queue is paused: the job was put back to wait for the resume. */
+  | { kind: 'deferred' };
+
+export type AttemptResult =
+  | { kind: 'succeeded'; result: Record<string, unknown> }
+  | { kind: 'failed'; message: string; code: string; retryable: boolean; abandoned?: boolean }
+  | { kind: 'cancelled'; abandoned: boolean }
+  /** Stopped by a shutdown: queued again without counting the attempt. */
+  | { kind: 'interrupted' };
+
+/** What pg-boss should do with the queue entry of the attempt. */
+export type QueueDisposition = 'completed' | 'failed' | 'deadletter';
+
+/**
+ * The transitions of a job's attempts: start, progress, finish. The job row mirrors
+ * each one (status, attempt, times, error) with an event, and decides, with pg-boss,
+ * whether another attempt follows.
+ */
+export class JobAttempts {
+  readonly #boss: PgBoss;
+  readonly #changes: JobChanges;
+  readonly #pauses: QueuePauses;
+
+  constructor(deps: { boss: PgBoss; changes: JobChanges; pauses: QueuePauses }) {
+    this.#boss = deps.boss;
+    this.#changes = deps.changes;
+    this.#pauses = deps.pauses;
+  }
+
+  /**
+   * Starts the next attempt of the job behind queue entry `queueJobId`. The pause
+   * check happens here, in the same transaction, so a worker that fetched a job just as
+   * its queue was paused puts it back instead of running it.
+   */
+  async start(em: EntityManager, input: { jobId: string; queueJobId: string; retryCount: number; workerId: string }): Promise<StartOutcome> {
+    return this.#changes.transact(em, async (tx) => {
+      const job = await tx.findOne(Job, input.jobId, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (!job) return { kind: 'skip', reason: 'the job no longer exists' };
+      if (job.queueJobId !== input.queueJobId) return { kind: 'skip', reason: 'the queue entry was replaced' };
+      if (isFinal(job.status)) return { kind: 'skip', reason: `the job is ${job.status}` };
+      // The same delivery twice (the entry's retry count is what pg-boss bumps on redelivery).
+      if (job.status === 'running' && job.queueRetryCount != null && input.retryCount <= job.queueRetryCount) {
+        return { kind: 'skip', reason: 'the attempt is already running' };
+      }
+      if (await this.#pauses.isPausedInTransaction(tx, job.type)) {
+        job.status = 'queued';
+        await this.#requeue(tx, job);
+        return { kind: 'deferred' };
+      }
+      if (job.status === 'running') {
+        // pg-boss gave the job out again: the worker of the previous attempt stopped answering.
+        job.errorMessage = `attempt ${job.attempt} was lost: the worker running it stopped answering`;
+        job.errorCode = 'WORKER_LOST';
+      }
+      const attempt = job.attempt + 1;
+      job.status = 'running';
+      job.attempt = attempt;
+      job.queueRetryCount = input.retryCount;
+      job.startedAt = new Date();
+      job.workerId = input.workerId;
+      job.abandoned = false;
+      this.#changes.record(tx, job, 'updated');
+      return { kind: 'started', job: jobView(job), attempt: { jobId: job.id, attempt, workerId: input.workerId } };
+    });
+  }
+
+  /** Records progress; false when the attempt no longer holds the job (stop writing). */
+  async reportProgress(em: EntityManager, ref: AttemptRef, percent: number, message: string): Promise<boolean> {
+    return this.#changes.transact(em, async (tx) => {
+      const job = await this.#lockAttempt(tx, ref);
+      if (!job) return false;
+      job.progressPercent = Math.max(0, Math.min(100, Math.round(percent)));
+      job.progressMessage = message.slice(0, 500);
+      this.#changes.record(tx, job, 'updated');
+      return true;
+    });
+  }
+
+  /** Is a cancellation pending for this attempt's job? */
+  async cancelRequested(em: EntityManager, jobIds: string[]): Promise<string[]> {
+    if (jobIds.length === 0) return [];
+    const jobs = await em.find(Job, { id: { $in: jobIds }, cancelRequested: true, status: 'running' }, { fields: ['id'] });
+    return jobs.map((job) => job.id);
+  }
+
+  /** Ends the attempt; the answer tells pg-boss whether the queue entry is done or retried. */
+  async finish(em: EntityManager, ref: AttemptRef, result: AttemptResult): Promise<QueueDisposition> {
+    return this.#changes.transact(em, async (tx) => {
+      const job = await this.#lockAttempt(tx, ref);
+      // A superseded attempt: the job moved on without it, so nothing here may change it.
+      if (!job) return 'completed';
+      const now = new Date();
+      let disposition: QueueDisposition = 'completed';
+      switch (result.kind) {
+        case 'succeeded':
+          Object.assign(job, { status: 'succeeded', result: result.result, finishedAt: now, errorMessage: null, errorCode: null, progressPercent: 100 });
+          break;
+        case 'cancelled':
+          Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });
+          break;
+        case 'failed': {
+          job.errorMessage = result.message.slice(0, 4000);
+          job.errorCode = result.code;
+          job.abandoned = result.abandoned ?? false;
+          const retried = result.retryable && job.attempt < job.maxAttempts && !job.cancelRequested;
+          if (retried) {
+            job.status = 'queued';
+            job.workerId = null;
+            disposition = 'failed';
+          } else {
+            Object.assign(job, { status: 'failed', finishedAt: now });
+            disposition = job.attempt < job.maxAttempts ? 'deadletter' : 'failed';
+          }
+          break;
+        }
+        case 'interrupted':
+          Object.assign(job, { status: 'queued', attempt: job.attempt - 1, workerId: null });
+          await this.#requeue(tx, job);
+          break;
+      }
+      this.#changes.record(tx, job, 'updated');
+      return disposition;
+    });
+  }
+
+  /** The job, locked, if this attempt still holds it. */
+  async #lockAttempt(tx: EntityManager, ref: AttemptRef): Promise<Job | undefined> {
+    const job = await tx.findOne(Job, ref.jobId, { lockMode: LockMode.PESSIMISTIC_WRITE });
+    if (!job || job.status !== 'running' || job.attempt !== ref.attempt || job.workerId !== ref.workerId) return undefined;
+    return job;
+  }
+
+  /** A fresh queue entry for the job, so that the current one can be settled as done. */
+  async #requeue(tx: EntityManager, job: Job): Promise<void> {
+    job.queueJobId = newId();
+    await this.#boss.send(job.type, { jobId: job.id }, {
+      id: job.queueJobId,
+      priority: job.priority,
+      retryLimit: job.maxAttempts - job.attempt - 1,
+      db: transactionDb(tx),
+    });
+  }
+}

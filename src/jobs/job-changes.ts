@@ -1,0 +1,37 @@
+import type { EntityManager } from '../db/orm.ts';
+import { appendEvent } from '../events/event-log.ts';
+import type { EventSequencer } from '../events/event-sequencer.ts';
+import type { Job } from './entities.ts';
+import { jobView, toSnapshot } from './job-view.ts';
+
+export type JobEventKind = 'created' | 'updated' | 'deleted';
+
+/** Channel on which a running job's cancellation reaches the instance that runs it. */
+export const jobCancelChannel = 'yardmaster_job_cancel';
+
+/**
+ * Every change to a job goes through here: it bumps the job's version, records the
+ * event in the same transaction, and has the event sequenced right after the commit.
+ */
+export class JobChanges {
+  readonly #sequencer: EventSequencer;
+
+  constructor(sequencer: EventSequencer) {
+    this.#sequencer = sequencer;
+  }
+
+  async transact<T>(em: EntityManager, work: (tx: EntityManager) => Promise<T>): Promise<T> {
+    const result = await em.transactional(work);
+    this.#sequencer.poke();
+    return result;
+  }
+
+  /** Records that `job` was created, changed (call after changing it) or is being deleted. */
+  record(tx: EntityManager, job: Job, kind: JobEventKind): void {
+    if (kind === 'updated') {
+      job.version += 1;
+      job.updatedAt = new Date();
+    }
+    appendEvent(tx, { kind: `job.${kind}`, subjectId: job.id, ownerId: job.owner, payload: toSnapshot(jobView(job)) });
+  }
+}

@@ -1,0 +1,104 @@
+import type { FilterQuery } from '@mikro-orm/core';
+import type { Caller } from '../auth/caller.ts';
+import { invalidField, Violations } from '../domain-errors.ts';
+import { isUuid } from '../ids.ts';
+import { jobStatuses, type Job, type JobStatusName } from './entities.ts';
+import type { JobView } from './job-view.ts';
+
+/** Which jobs a list, a count or a stream covers; every field set must match. */
+export interface JobFilter {
+  statuses: JobStatusName[];
+  types: string[];
+  ownerId: string;
+  labels: Record<string, string>;
+  createdAfter: Date | undefined;
+  createdBefore: Date | undefined;
+  search: string;
+}
+
+export const emptyJobFilter: JobFilter = {
+  statuses: [],
+  types: [],
+  ownerId: '',
+  labels: {},
+  createdAfter: undefined,
+  createdBefore: undefined,
+  search: '',
+};
+
+/** The owner whose jobs the caller may see: their own, or (admins) anyone's or a chosen account's. */
+function visibleOwner(filter: JobFilter, caller: Caller, field: string): string | undefined {
+  if (filter.ownerId !== '' && !isUuid(filter.ownerId)) throw invalidField(`${field}.owner_id`, 'must be a UUID');
+  if (caller.role === 'admin') return filter.ownerId || undefined;
+  if (filter.ownerId !== '' && filter.ownerId !== caller.userId) {
+    throw invalidField(`${field}.owner_id`, "only admins can see other accounts' jobs");
+  }
+  return caller.userId;
+}
+
+function searchWords(search: string): string[] {
+  return search.toLowerCase().split(/\s+/).filter((word) => word !== '').slice(0, 10);
+}
+
+export function checkJobFilter(filter: JobFilter, field: string): void {
+  const violations = new Violations();
+  for (const status of filter.statuses) {
+    violations.check(jobStatuses.includes(status), `${field}.statuses`, 'must be job statuses');
+  }
+  violations.check(filter.search.length <= 200, `${field}.search`, 'must be at most 200 characters');
+  violations.check(Object.keys(filter.labels).length <= 32, `${field}.labels`, 'must be at most 32 labels');
+  violations.throwIfAny();
+}
+
+/** The filter as a query over the jobs the caller may see. */
+export function jobWhere(filter: JobFilter, caller: Caller, field = 'filter'): FilterQuery<Job> {
+  checkJobFilter(filter, field);
+  const owner = visibleOwner(filter, caller, field);
+  const conditions: FilterQuery<Job>[] = [];
+  if (owner) conditions.push({ owner });
+  if (filter.statuses.length > 0) conditions.push({ status: { $in: filter.statuses } });
+  if (filter.types.length > 0) conditions.push({ type: { $in: filter.types } });
+  for (const [key, value] of Object.entries(filter.labels)) conditions.push({ labels: { [key]: value } } as FilterQuery<Job>);
+  if (filter.createdAfter) conditions.push({ createdAt: { $gte: filter.createdAfter } });
+  if (filter.createdBefore) conditions.push({ createdAt: { $lt: filter.createdBefore } });
+  for (const word of searchWords(filter.search)) {
+    conditions.push({ searchText: { $like: `%${word.replace(/[\\%_]/g, (char) => `\\${char}`)}%` } });
+  }
+  return conditions.length > 0 ? { $and: conditions } : {};
+}
+
+/**
+ * The filter as a test on a job's state, for streams. Returns a function; throws
+ * InvalidArgument for a filter the caller may not use.
+ */
+export function jobMatcher(filter: JobFilter, caller: Caller, field = 'filter'): (job: JobView) => boolean {
+  checkJobFilter(filter, field);
+  if (filter.search !== '') throw invalidField(`${field}.search`, 'is not supported on streams');
+  const owner = visibleOwner(filter, caller, field);
+  return (job) =>
+    (!owner || job.ownerId === owner) &&
+    (filter.statuses.length === 0 || filter.statuses.includes(job.status)) &&
+    (filter.types.length === 0 || filter.types.includes(job.type)) &&
+    Object.entries(filter.labels).every(([key, value]) => job.labels[key] === value) &&
+    (!filter.createdAfter || job.createdAt >= filter.createdAfter) &&
+    (!filter.createdBefore || job.createdAt < filter.createdBefore);
+}
+
+/** Lower-cased text that searches match: the name, the labels and every scalar of the params. */
+export function jobSearchText(name: string, labels: Record<string, string>, params: unknown): string {
+  const parts: string[] = [name];
+  for (const [key, value] of Object.entries(labels)) parts.push(`${key}=${value}`, key, value);
+  const collect = (value: unknown) => {
+    if (value === null || value === undefined) return;
+    if (typeof value === 'object') {
+      for (const [key, inner] of Object.entries(value)) {
+        if (!Array.isArray(value)) parts.push(key);
+        collect(inner);
+      }
+    } else {
+      parts.push(String(value));
+    }
+  };
+  collect(params);
+  return parts.join(' ').toLowerCase().slice(0, 100_000);
+}

@@ -1,0 +1,266 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Job as QueueEntry, JobResult } from 'pg-boss';
+import type { MikroORM } from '../db/orm.ts';
+import type { PgNotifications } from '../events/pg-notifications.ts';
+import type { Logger } from '../logger.ts';
+import type { PgBoss } from '../queue/pg-boss.ts';
+import type { QueuePauses } from '../queue/queue-pauses.ts';
+import { AttemptReporter } from './attempt-reporter.ts';
+import { Job } from './entities.ts';
+import type { AttemptRef, AttemptResult, JobAttempts } from './job-attempts.ts';
+import { jobCancelChannel } from './job-changes.ts';
+import { JobFailure, type JobType, type JobTypeRegistry } from './job-types.ts';
+
+type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'lost';
+
+interface RunningAttempt {
+  ref: AttemptRef;
+  controller: AbortController;
+  reason: StopReason | undefined;
+}
+
+interface QueueData {
+  jobId: string;
+}
+
+const cancellationCheckMs = 2000;
+const reconcileIntervalMs = 30_000;
+
+export interface JobRunnerDeps {
+  orm: MikroORM;
+  boss: PgBoss;
+  registry: JobTypeRegistry;
+  attempts: JobAttempts;
+  pauses: QueuePauses;
+  notifications: PgNotifications;
+  logger: Logger;
+  /** Names this instance in the job rows it runs. */
+  instanceId: string;
+}
+
+/**
+ * Runs this instance's share of the jobs: one pg-boss worker per job type whose queue
+ * is not paused, each attempt under its own AbortSignal (cancellation, timeout,
+ * shutdown), with a grace period after which a handler that ignores the signal is
+ * abandoned.
+ */
+export class JobRunner {
+  readonly #deps: JobRunnerDeps;
+  readonly #logger: Logger;
+  readonly #workers = new Map<string, string>();
+  readonly #running = new Map<string, RunningAttempt>();
+  #syncing: Promise<void> = Promise.resolve();
+  #stopping = false;
+  #timers: NodeJS.Timeout[] = [];
+
+  constructor(deps: JobRunnerDeps) {
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ component: 'job-runner' });
+  }
+
+  async start(): Promise<void> {
+    await this.#deps.notifications.subscribe(jobCancelChannel, (jobId) => this.#stop(jobId, 'cancelled'));
+    this.#deps.notifications.onReconnect(() => void this.#checkCancellations());
+    this.#deps.pauses.onChange(() => void this.#syncWorkers());
+    this.#timers.push(setInterval(() => void this.#checkCancellations(), cancellationCheckMs).unref());
+    this.#timers.push(setInterval(() => void this.#reconcileLostAttempts(), reconcileIntervalMs).unref());
+    await this.#syncWorkers();
+  }
+
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /** Queues this instance currently takes jobs from. */
+  get workingQueues(): string[] {
+    return [...this.#workers.keys()].sort();
+  }
+
+  /**
+   * Stops taking jobs, lets running ones finish for up to `graceMs`, then interrupts the
+   * rest: they go back to their queue without counting the attempt, for another instance.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    await this.#syncWorkers();
+    const deadline = Date.now() + graceMs;
+    while (this.#running.size > 0 && Date.now() < deadline) await sleep(50);
+    for (const jobId of this.#running.keys()) this.#stop(jobId, 'shutdown');
+    while (this.#running.size > 0) await sleep(50);
+  }
+
+  /** Starts or stops pg-boss workers so that exactly the unpaused queues are worked. */
+  #syncWorkers(): Promise<void> {
+    this.#syncing = this.#syncing.then(async () => {
+      for (const type of this.#deps.registry.all()) {
+        const wanted = !this.#stopping && !this.#deps.pauses.isPaused(type.name);
+        const working = this.#workers.has(type.name);
+        try {
+          if (wanted && !working) {
+            const workId = await this.#deps.boss.work<QueueData>(
+              type.name,
+              {
+                batchSize: type.batchSize,
+                localConcurrency: Math.max(1, Math.ceil(type.concurrency / type.batchSize)),
+                perJobResults: true,
+                burstWhenBatchFull: true,
+                pollingIntervalSeconds: 2,
+              },
+              (entries) => this.#runBatch(type, entries),
+            );
+            this.#workers.set(type.name, workId);
+          } else if (!wanted && working) {
+            this.#workers.delete(type.name);
+            await this.#deps.boss.offWork(type.name);
+          }
+        } catch (error) {
+          this.#logger.error({ err: error, queue: type.name }, 'could not start or stop the queue worker');
+        }
+      }
+    });
+    return this.#syncing;
+  }
+
+  #runBatch(type: JobType, entries: QueueEntry<QueueData>[]): Promise<JobResult[]> {
+    return Promise.all(
+      entries.map(async (entry) => {
+        try {
+          return { id: entry.id, status: await this.#runOne(type, entry) };
+        } catch (error) {
+          this.#logger.error({ err: error, jobId: entry.data.jobId }, 'running a job failed');
+          return { id: entry.id, status: 'failed' as const };
+        }
+      }),
+    );
+  }
+
+  async #runOne(type: JobType, entry: QueueEntry<QueueData>): Promise<JobResult['status']> {
+    const { orm, attempts, instanceId } = this.#deps;
+    const start = await attempts.start(orm.em.fork(), { jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId: instanceId });
+    if (start.kind !== 'started') return 'completed';
+    const { job, attempt: ref } = start;
+    const running: RunningAttempt = { ref, controller: new AbortController(), reason: undefined };
+    this.#running.set(job.id, running);
+    const onQueueAbort = () => this.#stop(job.id, this.#stopping ? 'shutdown' : 'lost');
+    entry.signal.addEventListener('abort', onQueueAbort, { once: true });
+    const timeout = setTimeout(() => this.#stop(job.id, 'timeout'), type.timeoutMs);
+    const reporter = new AttemptReporter({ orm, attempts, ref, logger: this.#logger, onLost: () => this.#stop(job.id, 'lost') });
+    try {
+      const settled = Promise.resolve()
+        .then(() =>
+          type.run({
+            jobId: job.id,
+            ownerId: job.ownerId,
+            params: job.params,
+            attempt: ref.attempt,
+            signal: running.controller.signal,
+            progress: reporter.progress,
+            log: reporter.log,
+          }),
+        )
+        .then(
+          (value) => ({ ok: true as const, value: value ?? {} }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
+      const first = await Promise.race([settled, aborted(running.controller.signal)]);
+      let outcome: HandlerOutcome | undefined = first === 'aborted' ? undefined : first;
+      let abandoned = false;
+      if (first === 'aborted') {
+        const graceOver = new AbortController();
+        const afterGrace = await Promise.race([
+          settled,
+          sleep(type.cancelGraceMs, 'abandoned' as const, { signal: graceOver.signal }).catch(() => 'abandoned' as const),
+        ]);
+        graceOver.abort();
+        if (afterGrace === 'abandoned') {
+          abandoned = true;
+          this.#logger.warn({ jobId: job.id, type: type.name, reason: running.reason }, 'the handler did not stop within its grace period: abandoned');
+        } else {
+          outcome = afterGrace;
+        }
+      }
+      await reporter.close();
+      const result = attemptResult(running.reason, outcome, abandoned, type);
+      return await attempts.finish(orm.em.fork(), ref, result);
+    } finally {
+      clearTimeout(timeout);
+      entry.signal.removeEventListener('abort', onQueueAbort);
+      this.#running.delete(job.id);
+    }
+  }
+
+  /** Aborts the attempt of `jobId` running here, if any, remembering why. */
+  #stop(jobId: string, reason: StopReason): void {
+    const running = this.#running.get(jobId);
+    if (!running || running.controller.signal.aborted) return;
+    running.reason = reason;
+    running.controller.abort(new Error(`job ${reason}`));
+  }
+
+  /** Catches cancellations whose notification this instance missed. */
+  async #checkCancellations(): Promise<void> {
+    if (this.#running.size === 0) return;
+    try {
+      const cancelled = await this.#deps.attempts.cancelRequested(this.#deps.orm.em.fork(), [...this.#running.keys()]);
+      for (const jobId of cancelled) this.#stop(jobId, 'cancelled');
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'checking for cancellations failed');
+    }
+  }
+
+  /**
+   * Fails jobs whose attempt was lost for good: the instance running them died, and
+   * pg-boss gave up on their queue entry (no attempts left), so no redelivery will
+   * ever tell us.
+   */
+  async #reconcileLostAttempts(): Promise<void> {
+    const { orm, boss, attempts } = this.#deps;
+    try {
+      const stale = await orm.em.fork().find(Job, { status: 'running', updatedAt: { $lt: new Date(Date.now() - reconcileIntervalMs) } }, { limit: 100 });
+      for (const job of stale) {
+        if (this.#running.has(job.id) || !job.queueJobId || !job.workerId) continue;
+        const entry = await boss.getJobById(job.type, job.queueJobId);
+        if (entry && (entry.state === 'active' || entry.state === 'created' || entry.state === 'retry')) continue;
+        await attempts.finish(orm.em.fork(), { jobId: job.id, attempt: job.attempt, workerId: job.workerId }, {
+          kind: 'failed',
+          message: `attempt ${job.attempt} was lost: the worker running it stopped answering`,
+          code: 'WORKER_LOST',
+          retryable: false,
+        });
+      }
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'reconciling lost attempts failed');
+    }
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<'aborted'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve('aborted');
+    else signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+  });
+}
+
+type HandlerOutcome = { ok: true; value: Record<string, unknown> } | { ok: false; error: unknown };
+
+/** What the attempt amounts to, from why it was stopped (if it was) and how the handler ended. */
+function attemptResult(reason: StopReason | undefined, outcome: HandlerOutcome | undefined, abandoned: boolean, type: JobType): AttemptResult {
+  switch (reason) {
+    case 'cancelled':
+      return { kind: 'cancelled', abandoned };
+    case 'shutdown':
+      return { kind: 'interrupted' };
+    case 'timeout':
+      return { kind: 'failed', message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`, code: 'DEADLINE_EXCEEDED', retryable: true, abandoned };
+    case 'lost':
+      return { kind: 'failed', message: 'the attempt lost its claim on the job', code: 'WORKER_LOST', retryable: true, abandoned };
+    case undefined:
+      break;
+  }
+  if (!outcome) return { kind: 'failed', message: 'the handler did not finish', code: 'HANDLER_ERROR', retryable: true, abandoned };
+  if (outcome.ok) return { kind: 'succeeded', result: outcome.value };
+  const error = outcome.error;
+  if (error instanceof JobFailure) return { kind: 'failed', message: error.message, code: error.code, retryable: error.retryable };
+  return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: 'HANDLER_ERROR', retryable: true };
+}

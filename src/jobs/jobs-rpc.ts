@@ -1,0 +1,112 @@
+import type { ServiceImpl } from '@connectrpc/connect';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { JsonObject } from '@bufbuild/protobuf';
+import { JobEventKind, JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import { callerOf, entityManagerOf } from '../server/context.ts';
+import { eventKindToProto, jobFilterFromProto, jobStatusKey, jobToProto, logLineToProto } from './job-messages.ts';
+import type { JobStreams, WatchItem } from './job-streams.ts';
+import type { CreateJobInput, JobsService } from './jobs-service.ts';
+
+function createInput(req: CreateJobRequest): CreateJobInput {
+  return {
+    type: req.type,
+    name: req.name,
+    params: req.params as JsonObject | undefined,
+    labels: req.labels,
+    priority: req.priority,
+    maxAttempts: req.maxAttempts,
+    inputFileIds: req.inputFileIds,
+    runAfter: req.runAfter ? timestampDate(req.runAfter) : undefined,
+    requestId: req.requestId,
+  };
+}
+
+function durationOf(ms: number | undefined) {
+  return ms === undefined ? undefined : { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+function watchMessage(item: WatchItem) {
+  if (item.type === 'heartbeat') return { sequence: BigInt(item.sequence), kind: JobEventKind.HEARTBEAT };
+  return { sequence: BigInt(item.sequence), job: jobToProto(item.job), kind: eventKindToProto(item.kind), eventTime: timestampFromDate(item.at) };
+}
+
+export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceImpl<typeof JobsServiceDesc> {
+  return {
+    async createJob(req, ctx) {
+      return { job: jobToProto(await jobs.create(entityManagerOf(ctx), callerOf(ctx), createInput(req))) };
+    },
+
+    async batchCreateJobs(req, ctx) {
+      const created = await jobs.batchCreate(entityManagerOf(ctx), callerOf(ctx), req.requests.map(createInput));
+      return { jobs: created.map(jobToProto) };
+    },
+
+    async getJob(req, ctx) {
+      return { job: jobToProto(await jobs.get(entityManagerOf(ctx), callerOf(ctx), req.id)) };
+    },
+
+    async listJobs(req, ctx) {
+      const page = await jobs.list(entityManagerOf(ctx), callerOf(ctx), jobFilterFromProto(req.filter), req.orderBy, req);
+      return { jobs: page.items.map(jobToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async updateJob(req, ctx) {
+      const changes = { name: req.job?.name, labels: req.job?.labels, priority: req.job?.priority };
+      const job = await jobs.update(entityManagerOf(ctx), callerOf(ctx), req.job?.id ?? '', changes, req.updateMask?.paths ?? []);
+      return { job: jobToProto(job) };
+    },
+
+    async cancelJob(req, ctx) {
+      return { job: jobToProto(await jobs.cancel(entityManagerOf(ctx), callerOf(ctx), req.id, req.reason)) };
+    },
+
+    async retryJob(req, ctx) {
+      return { job: jobToProto(await jobs.retry(entityManagerOf(ctx), callerOf(ctx), req.id)) };
+    },
+
+    async deleteJob(req, ctx) {
+      await jobs.delete(entityManagerOf(ctx), callerOf(ctx), req.id);
+      return {};
+    },
+
+    async getJobStats(req, ctx) {
+      const stats = await jobs.stats(entityManagerOf(ctx), callerOf(ctx), jobFilterFromProto(req.filter));
+      const byStatus = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).map(([status, count]) => [jobStatusKey(status), BigInt(count)]));
+      return {
+        total: BigInt(stats.total),
+        countsByStatus: byStatus(stats.countsByStatus),
+        types: Object.entries(stats.countsByType)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([type, counts]) => ({ type, countsByStatus: byStatus(counts) })),
+        durationP50: durationOf(stats.durationP50Ms),
+        durationP95: durationOf(stats.durationP95Ms),
+        finishedLastHour: BigInt(stats.finishedLastHour),
+        throughputPerMinute: stats.throughputPerMinute,
+      };
+    },
+
+    async listJobLogs(req, ctx) {
+      const page = await jobs.listLogs(entityManagerOf(ctx), callerOf(ctx), req.id, req);
+      return { lines: page.items.map(logLineToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async *streamJobLogs(req, ctx) {
+      for await (const lines of streams.tailLogs(entityManagerOf(ctx), callerOf(ctx), req.id, req.follow, Number(req.afterSequence), ctx.signal)) {
+        yield { lines: lines.map(logLineToProto) };
+      }
+    },
+
+    async *watchJob(req, ctx) {
+      for await (const item of streams.watchJob(entityManagerOf(ctx), callerOf(ctx), req.id, ctx.signal)) {
+        yield watchMessage(item);
+      }
+    },
+
+    async *watchJobs(req, ctx) {
+      const filter = jobFilterFromProto(req.filter);
+      for await (const item of streams.watchJobs(entityManagerOf(ctx), callerOf(ctx), filter, Number(req.afterSequence), ctx.signal)) {
+        yield watchMessage(item);
+      }
+    },
+  };
+}

@@ -1,0 +1,394 @@
+import { LockMode, UniqueConstraintViolationException, type QueryOrderMap } from '@mikro-orm/core';
+import type { SettingsStore } from '../admin/settings-store.ts';
+import type { Caller } from '../auth/caller.ts';
+import type { EntityManager } from '../db/orm.ts';
+import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../domain-errors.ts';
+import { newId, requireId } from '../ids.ts';
+import { findPage, type Page, type PageRequest } from '../pagination.ts';
+import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
+import { Job, JobLogLine } from './entities.ts';
+import type { StoredLogLine } from './job-logs.ts';
+import { jobCancelChannel, type JobChanges } from './job-changes.ts';
+import { jobSearchText, jobWhere, type JobFilter } from './job-filter.ts';
+import type { JobTypeRegistry } from './job-types.ts';
+import { isFinal, jobView, type JobView } from './job-view.ts';
+
+export interface CreateJobInput {
+  type: string;
+  name: string;
+  params: Record<string, unknown> | undefined;
+  labels: Record<string, string>;
+  priority: number;
+  maxAttempts: number;
+  inputFileIds: string[];
+  runAfter: Date | undefined;
+  requestId: string;
+}
+
+/** Checks that input files exist, belong to the caller and are complete. */
+export interface InputFileChecker {
+  check(em: EntityManager, caller: Caller, fileIds: string[], field: string): Promise<FieldViolation[]>;
+}
+
+/** A validated CreateJob request, shaped as the row to insert. */
+interface PreparedJob {
+  id: string;
+  type: string;
+  name: string;
+  params: Record<string, unknown>;
+  labels: Record<string, string>;
+  searchText: string;
+  priority: number;
+  maxAttempts: number;
+  inputFileIds: string[];
+  runAfter: Date | null;
+  requestId: string | null;
+}
+
+export interface JobChangesInput {
+  name?: string;
+  labels?: Record<string, string>;
+  priority?: number;
+}
+
+export interface JobStats {
+  total: number;
+  countsByStatus: Record<string, number>;
+  countsByType: Record<string, Record<string, number>>;
+  durationP50Ms: number | undefined;
+  durationP95Ms: number | undefined;
+  finishedLastHour: number;
+  throughputPerMinute: number;
+}
+
+export interface JobsServiceDeps {
+  registry: JobTypeRegistry;
+  boss: PgBoss;
+  settings: SettingsStore;
+  changes: JobChanges;
+  inputFiles: InputFileChecker;
+}
+
+const labelKeyPattern = /^[a-z0-9][a-z0-9._/-]{0,62}$/;
+const idempotencyWindowMs = 24 * 3_600_000;
+const maxBatch = 1000;
+const updatablePaths = ['name', 'labels', 'priority'] as const;
+
+const orderings: Record<string, QueryOrderMap<Job>> = {
+  '': { id: 'desc' },
+  'create_time desc': { id: 'desc' },
+  create_time: { id: 'asc' },
+  'create_time asc': { id: 'asc' },
+  'priority desc': { priority: 'desc', createdAt: 'asc', id: 'asc' },
+};
+
+/** What a client can do with jobs: submit, read, change, cancel, retry, delete, count. */
+export class JobsService {
+  readonly #registry: JobTypeRegistry;
+  readonly #boss: PgBoss;
+  readonly #settings: SettingsStore;
+  readonly #changes: JobChanges;
+  readonly #inputFiles: InputFileChecker;
+
+  constructor(deps: JobsServiceDeps) {
+    this.#registry = deps.registry;
+    this.#boss = deps.boss;
+    this.#settings = deps.settings;
+    this.#changes = deps.changes;
+    this.#inputFiles = deps.inputFiles;
+  }
+
+  async create(em: EntityManager, caller: Caller, input: CreateJobInput): Promise<JobView> {
+    const [job] = await this.#createAll(em, caller, [input], (field) => field);
+    return job!;
+  }
+
+  /** All or nothing: one transaction, and the first bad request's fields named `requests[i].…`. */
+  async batchCreate(em: EntityManager, caller: Caller, inputs: CreateJobInput[]): Promise<JobView[]> {
+    if (inputs.length === 0 || inputs.length > maxBatch) throw invalidField('requests', `must hold 1 to ${maxBatch} jobs`);
+    return this.#createAll(em, caller, inputs, (field, index) => `requests[${index}].${field}`);
+  }
+
+  async get(em: EntityManager, caller: Caller, id: string): Promise<JobView> {
+    return jobView(await this.#findVisible(em, caller, id));
+  }
+
+  async list(em: EntityManager, caller: Caller, filter: JobFilter, orderBy: string, page: PageRequest): Promise<Page<JobView>> {
+    const order = orderings[orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
+    if (!order) throw invalidField('order_by', 'must be "create_time desc", "create_time" or "priority desc"');
+    const result = await findPage(em, Job, { where: jobWhere(filter, caller), orderBy: order, query: ['jobs', filter, order, caller.userId], page });
+    return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
+  }
+
+  async update(em: EntityManager, caller: Caller, id: string, changes: JobChangesInput, updateMask: string[]): Promise<JobView> {
+    requireId(id, 'job.id');
+    if (updateMask.length === 0) throw invalidField('update_mask', `is required: name the fields to change (${updatablePaths.join(', ')})`);
+    const violations = new Violations();
+    for (const path of updateMask) {
+      violations.check((updatablePaths as readonly string[]).includes(path), 'update_mask', `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`);
+    }
+    const paths = new Set(updateMask);
+    if (paths.has('name')) checkName(changes.name ?? '', 'job.name', violations);
+    if (paths.has('labels')) checkLabels(changes.labels ?? {}, 'job.labels', violations);
+    if (paths.has('priority')) checkPriority(changes.priority ?? 0, 'job.priority', violations);
+    violations.throwIfAny();
+
+    return this.#changes.transact(em, async (tx) => {
+      const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
+      if (paths.has('priority') && changes.priority !== job.priority) {
+        if (job.status !== 'queued') throw failedPrecondition('the priority can only change while the job is queued', 'JOB_NOT_QUEUED');
+        job.priority = changes.priority ?? 0;
+        if (job.queueJobId) {
+          await this.#boss.update(job.type, { jobId: job.id }, { id: job.queueJobId, priority: job.priority, db: transactionDb(tx) });
+        }
+      }
+      if (paths.has('name')) job.name = (changes.name ?? '').trim();
+      if (paths.has('labels')) job.labels = changes.labels ?? {};
+      job.searchText = jobSearchText(job.name, job.labels, job.params);
+      this.#changes.record(tx, job, 'updated');
+      return jobView(job);
+    });
+  }
+
+  /**
+   * A queued job is cancelled at once; a running one is asked to stop, on whichever
+   * instance runs it, and the runner ends it CANCELLED.
+   */
+  async cancel(em: EntityManager, caller: Caller, id: string, reason: string): Promise<JobView> {
+    requireId(id, 'id');
+    if (reason.length > 500) throw invalidField('reason', 'must be at most 500 characters');
+    return this.#changes.transact(em, async (tx) => {
+      const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
+      if (isFinal(job.status)) throw failedPrecondition(`the job has already finished (${job.status})`, 'JOB_FINISHED');
+      if (job.cancelRequested) return jobView(job);
+      job.cancelReason = reason.trim() || null;
+      if (job.status === 'queued') {
+        job.status = 'cancelled';
+        job.finishedAt = new Date();
+        if (job.queueJobId) await this.#boss.cancel(job.type, job.queueJobId, { db: transactionDb(tx) });
+      } else {
+        job.cancelRequested = true;
+        await tx.execute('select pg_notify(?, ?)', [jobCancelChannel, job.id]);
+      }
+      this.#changes.record(tx, job, 'updated');
+      return jobView(job);
+    });
+  }
+
+  /** Queues a failed or cancelled job again, with a fresh set of attempts. */
+  async retry(em: EntityManager, caller: Caller, id: string): Promise<JobView> {
+    requireId(id, 'id');
+    return this.#changes.transact(em, async (tx) => {
+      const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
+      if (job.status !== 'failed' && job.status !== 'cancelled') {
+        throw failedPrecondition(`only failed or cancelled jobs can be retried; this one is ${job.status}`, 'JOB_NOT_RETRYABLE');
+      }
+      Object.assign(job, {
+        status: 'queued',
+        attempt: 0,
+        progressPercent: 0,
+        progressMessage: '',
+        result: null,
+        errorMessage: null,
+        errorCode: null,
+        startedAt: null,
+        finishedAt: null,
+        cancelRequested: false,
+        cancelReason: null,
+        abandoned: false,
+        workerId: null,
+        queueRetryCount: null,
+      });
+      await this.#enqueue(tx, job);
+      this.#changes.record(tx, job, 'updated');
+      return jobView(job);
+    });
+  }
+
+  /** Deletes a finished job with its logs. */
+  async delete(em: EntityManager, caller: Caller, id: string): Promise<void> {
+    requireId(id, 'id');
+    await this.#changes.transact(em, async (tx) => {
+      const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
+      if (!isFinal(job.status)) throw failedPrecondition(`only finished jobs can be deleted; this one is ${job.status}: cancel it first`, 'JOB_NOT_FINISHED');
+      this.#changes.record(tx, job, 'deleted');
+      if (job.queueJobId) await this.#boss.deleteJob(job.type, job.queueJobId, { db: transactionDb(tx) });
+      tx.remove(job);
+    });
+  }
+
+  async stats(em: EntityManager, caller: Caller, filter: JobFilter): Promise<JobStats> {
+    // The filter is compiled by the ORM into a sub-query of matching ids; the aggregates run over it.
+    const matching = em.createQueryBuilder(Job, 'j').select('j.id').where(jobWhere(filter, caller) as never).toQuery();
+    const byTypeAndStatus = await em.execute<{ type: string; status: string; count: string }[]>(
+      `select type, status, count(*) as count from jobs where id in (${matching.sql}) group by type, status`,
+      [...matching.params],
+    );
+    const [timing] = await em.execute<{ p50: number | null; p95: number | null; last_hour: string; last_15m: string }[]>(
+      `select percentile_cont(0.5) within group (order by extract(epoch from (finished_at - started_at))) as p50,
+              percentile_cont(0.95) within group (order by extract(epoch from (finished_at - started_at))) as p95,
+              count(*) filter (where finished_at > now() - interval '1 hour') as last_hour,
+              count(*) filter (where finished_at > now() - interval '15 minutes') as last_15m
+         from jobs where id in (${matching.sql}) and finished_at is not null and started_at is not null`,
+      [...matching.params],
+    );
+    const countsByStatus: Record<string, number> = {};
+    const countsByType: Record<string, Record<string, number>> = {};
+    let total = 0;
+    for (const row of byTypeAndStatus) {
+      const count = Number(row.count);
+      total += count;
+      countsByStatus[row.status] = (countsByStatus[row.status] ?? 0) + count;
+      (countsByType[row.type] ??= {})[row.status] = count;
+    }
+    const toMs = (seconds: number | null | undefined) => (seconds === null || seconds === undefined ? undefined : Math.round(Number(seconds) * 1000));
+    return {
+      total,
+      countsByStatus,
+      countsByType,
+      durationP50Ms: toMs(timing?.p50),
+      durationP95Ms: toMs(timing?.p95),
+      finishedLastHour: Number(timing?.last_hour ?? 0),
+      throughputPerMinute: Number(timing?.last_15m ?? 0) / 15,
+    };
+  }
+
+  /** One page of a job's log lines, in order. */
+  async listLogs(em: EntityManager, caller: Caller, id: string, page: PageRequest): Promise<Page<StoredLogLine>> {
+    await this.#findVisible(em, caller, id);
+    const result = await findPage(em, JobLogLine, { where: { job: id }, orderBy: { sequence: 'asc' }, query: ['logs', id], page });
+    return {
+      items: result.items.map((line) => ({ sequence: line.sequence, message: line.message, level: line.level, attempt: line.attempt, createdAt: line.createdAt })),
+      nextPageToken: result.nextPageToken,
+    };
+  }
+
+  /** A job the caller may see (their own; any for admins), or NotFound. */
+  async #findVisible(em: EntityManager, caller: Caller, id: string, lockMode?: LockMode): Promise<Job> {
+    requireId(id, 'id');
+    const job = await em.findOne(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId }, lockMode ? { lockMode } : {});
+    if (!job) throw notFound('job');
+    return job;
+  }
+
+  async #createAll(em: EntityManager, caller: Caller, inputs: CreateJobInput[], fieldOf: (field: string, index: number) => string): Promise<JobView[]> {
+    const prepared: PreparedJob[] = [];
+    for (const [index, input] of inputs.entries()) {
+      prepared.push(await this.#prepare(em, caller, input, (field) => fieldOf(field, index)));
+    }
+    try {
+      return await this.#changes.transact(em, async (tx) => {
+        const views: JobView[] = [];
+        for (const candidate of prepared) {
+          const earlier = candidate.requestId ? await this.#earlierRequest(tx, caller, candidate.requestId) : undefined;
+          if (earlier) {
+            views.push(jobView(earlier));
+            continue;
+          }
+          const job = tx.create(Job, { ...candidate, owner: caller.userId, status: 'queued', outputFileIds: [], createdAt: new Date(), updatedAt: new Date() });
+          await this.#enqueue(tx, job);
+          this.#changes.record(tx, job, 'created');
+          views.push(jobView(job));
+        }
+        return views;
+      });
+    } catch (error) {
+      // Two identical requests raced: the loser returns what the winner created.
+      if (error instanceof UniqueConstraintViolationException && prepared.some((candidate) => candidate.requestId)) {
+        return Promise.all(
+          prepared.map(async (candidate) => {
+            const earlier = candidate.requestId ? await this.#earlierRequest(em.fork(), caller, candidate.requestId) : undefined;
+            if (!earlier) throw error;
+            return jobView(earlier);
+          }),
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** Validates one request and shapes the row to insert; nothing is written. */
+  async #prepare(em: EntityManager, caller: Caller, input: CreateJobInput, field: (name: string) => string): Promise<PreparedJob> {
+    const violations = new Violations();
+    const type = this.#registry.get(input.type);
+    if (!type) violations.add(field('type'), `must be a known job type (${this.#registry.names().join(', ')})`);
+    checkName(input.name, field('name'), violations);
+    checkLabels(input.labels, field('labels'), violations);
+    checkPriority(input.priority, field('priority'), violations);
+    violations.check(input.maxAttempts >= 0 && input.maxAttempts <= 20, field('max_attempts'), 'must be 0 (the type default) to 20');
+    violations.check(input.requestId.length <= 128, field('request_id'), 'must be at most 128 characters');
+    violations.check(input.inputFileIds.length <= 100, field('input_file_ids'), 'must name at most 100 files');
+    const rawParams = input.params ?? {};
+    const maxBytes = this.#settings.get('jobs.max_params_bytes');
+    const paramsSize = Buffer.byteLength(JSON.stringify(rawParams));
+    violations.check(paramsSize <= maxBytes, field('params'), `must be at most ${maxBytes} bytes as JSON (got ${paramsSize})`);
+    let params: Record<string, unknown> = rawParams;
+    if (type && paramsSize <= maxBytes) {
+      const parsed = type.paramsSchema.safeParse(rawParams);
+      if (parsed.success) params = parsed.data as Record<string, unknown>;
+      else {
+        for (const issue of parsed.error.issues) {
+          const path = issue.path.length > 0 ? `.${issue.path.map(String).join('.')}` : '';
+          violations.add(`${field('params')}${path}`, issue.message);
+        }
+      }
+    }
+    violations.throwIfAny();
+    const fileViolations = input.inputFileIds.length > 0 ? await this.#inputFiles.check(em, caller, input.inputFileIds, field('input_file_ids')) : [];
+    if (fileViolations.length > 0) throw new DomainError('invalid_argument', fileViolations.map((v) => `${v.field}: ${v.description}`).join('; '), { violations: fileViolations });
+    const name = input.name.trim();
+    return {
+      id: newId(),
+      type: input.type,
+      name,
+      params,
+      labels: input.labels,
+      searchText: jobSearchText(name, input.labels, params),
+      priority: input.priority,
+      maxAttempts: input.maxAttempts || type!.retry.defaultMaxAttempts,
+      inputFileIds: input.inputFileIds,
+      runAfter: input.runAfter ?? null,
+      requestId: input.requestId.trim() || null,
+    };
+  }
+
+  /** The job an earlier call with this request id created, within the idempotency window. */
+  async #earlierRequest(tx: EntityManager, caller: Caller, requestId: string): Promise<Job | undefined> {
+    const earlier = await tx.findOne(Job, { owner: caller.userId, requestId });
+    if (!earlier) return undefined;
+    if (Date.now() - earlier.createdAt.getTime() <= idempotencyWindowMs) return earlier;
+    // Past the window the key is free again.
+    earlier.requestId = null;
+    await tx.flush();
+    return undefined;
+  }
+
+  /** Puts the job in its pg-boss queue, in the caller's transaction, under a fresh queue entry id. */
+  async #enqueue(tx: EntityManager, job: Job): Promise<void> {
+    job.queueJobId = newId();
+    await this.#boss.send(job.type, { jobId: job.id }, {
+      id: job.queueJobId,
+      priority: job.priority,
+      retryLimit: job.maxAttempts - 1,
+      ...(job.runAfter ? { startAfter: job.runAfter } : {}),
+      db: transactionDb(tx),
+    });
+  }
+}
+
+function checkName(name: string, field: string, violations: Violations): void {
+  violations.check(name.trim().length <= 200, field, 'must be at most 200 characters');
+}
+
+function checkLabels(labels: Record<string, string>, field: string, violations: Violations): void {
+  const entries = Object.entries(labels);
+  violations.check(entries.length <= 32, field, 'must be at most 32 labels');
+  for (const [key, value] of entries) {
+    violations.check(labelKeyPattern.test(key), `${field}.${key}`, "keys must be 1 to 63 characters of a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit");
+    violations.check(value.length <= 256, `${field}.${key}`, 'values must be at most 256 characters');
+  }
+}
+
+function checkPriority(priority: number, field: string, violations: Violations): void {
+  violations.check(Number.isInteger(priority) && priority >= -100 && priority <= 100, field, 'must be from -100 to 100');
+}

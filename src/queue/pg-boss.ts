@@ -1,0 +1,69 @@
+import { fromKysely, PgBoss, type Db } from 'pg-boss';
+import type { EntityManager } from '../db/orm.ts';
+import type { Logger } from '../logger.ts';
+import type { JobType } from '../jobs/job-types.ts';
+
+export type { PgBoss };
+
+export const pgBossSchema = 'pgboss';
+
+export interface PgBossOptions {
+  url: string;
+  logger: Logger;
+  /** Connections of pg-boss's own pool. */
+  poolSize?: number;
+}
+
+/**
+ * pg-boss on the application's database, in its own schema. LISTEN/NOTIFY brings a new
+ * job to a waiting worker in milliseconds instead of a polling interval.
+ */
+export async function startPgBoss({ url, logger, poolSize = 10 }: PgBossOptions): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: url,
+    schema: pgBossSchema,
+    max: poolSize,
+    useListenNotify: true,
+    application_name: 'yardmaster-queue',
+    // Live instances (and the queues they work) are visible within seconds, and the jobs
+    // of an instance that died are failed (and retried) within a quarter minute.
+    instanceHeartbeatSeconds: 10,
+    superviseIntervalSeconds: 15,
+  });
+  const queueLogger = logger.child({ component: 'pg-boss' });
+  boss.on('error', (error) => queueLogger.warn({ err: error }, 'pg-boss error'));
+  boss.on('warning', (warning) => queueLogger.warn({ warning }, 'pg-boss warning'));
+  await boss.start();
+  return boss;
+}
+
+/**
+ * Gives every job type its pg-boss queue, with the type's retry and expiry policy.
+ * The expiry is a backstop for a worker that died: our own timeout fires first.
+ */
+export async function ensureQueues(boss: PgBoss, types: JobType[]): Promise<void> {
+  for (const type of types) {
+    const options = {
+      retryLimit: type.retry.defaultMaxAttempts - 1,
+      retryDelay: Math.ceil(type.retry.delayMs / 1000),
+      retryBackoff: type.retry.backoff,
+      ...(type.retry.backoff ? { retryDelayMax: Math.ceil(type.retry.maxDelayMs / 1000) } : {}),
+      expireInSeconds: Math.ceil((type.timeoutMs + type.cancelGraceMs) / 1000) + 60,
+      heartbeatSeconds: 30,
+    };
+    if (await boss.getQueue(type.name)) {
+      // pg-boss fixes these two when a queue is created.
+      const { retryDelayMax: _max, heartbeatSeconds: _heartbeat, ...updatable } = options as typeof options & { retryDelayMax?: number };
+      await boss.updateQueue(type.name, updatable);
+    } else {
+      await boss.createQueue(type.name, { ...options, policy: 'standard', notify: true });
+    }
+  }
+}
+
+/** pg-boss's view of the caller's transaction, so that a queue entry commits or rolls back with it. */
+export function transactionDb(em: EntityManager): Db {
+  const context = em.getTransactionContext();
+  if (!context) throw new Error('pg-boss calls that must share a transaction need one');
+  return fromKysely(context as Parameters<typeof fromKysely>[0]);
+}

@@ -1,0 +1,89 @@
+import type { EntityManager, MikroORM } from '../db/orm.ts';
+import type { PgNotifications } from '../events/pg-notifications.ts';
+import type { Logger } from '../logger.ts';
+import { globalQueueName, QueueState } from './entities.ts';
+
+const channel = 'yardmaster_queue_pauses';
+
+/**
+ * Which queues are paused, persisted in `queue_states` and known to every instance within
+ * moments through NOTIFY. Because a notification can lose a race with a worker's fetch,
+ * the start of every attempt re-checks the table itself (see isPausedInTransaction).
+ */
+export class QueuePauses {
+  readonly #orm: MikroORM;
+  readonly #logger: Logger;
+  #paused = new Set<string>();
+  readonly #listeners = new Set<() => void>();
+
+  constructor(orm: MikroORM, logger: Logger) {
+    this.#orm = orm;
+    this.#logger = logger.child({ component: 'queue-pauses' });
+  }
+
+  async start(notifications: PgNotifications): Promise<void> {
+    await notifications.subscribe(channel, () => void this.#reloadLogged());
+    notifications.onReconnect(() => void this.#reloadLogged());
+    await this.#reload();
+  }
+
+  get pausedGlobally(): boolean {
+    return this.#paused.has(globalQueueName);
+  }
+
+  /** Queues paused on their own (not counting the global pause), sorted. */
+  get pausedQueues(): string[] {
+    return [...this.#paused].filter((name) => name !== globalQueueName).sort();
+  }
+
+  isPaused(queue: string): boolean {
+    return this.#paused.has(globalQueueName) || this.#paused.has(queue);
+  }
+
+  /** Called on this instance whenever the set of paused queues changes. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Pauses or resumes `queues` (globalQueueName for the global pause), persistently and everywhere. */
+  async set(em: EntityManager, queues: string[], paused: boolean, by: string): Promise<void> {
+    await em.transactional(async (tx) => {
+      for (const name of queues) {
+        await tx.upsert(QueueState, { name, paused, updatedAt: new Date(), updatedBy: by });
+      }
+      await tx.execute('select pg_notify(?, ?)', [channel, '']);
+    });
+    await this.#reload();
+  }
+
+  /** Resumes every queue and lifts the global pause. */
+  async resumeAll(em: EntityManager, by: string): Promise<void> {
+    await em.transactional(async (tx) => {
+      await tx.nativeUpdate(QueueState, { paused: true }, { paused: false, updatedAt: new Date(), updatedBy: by });
+      await tx.execute('select pg_notify(?, ?)', [channel, '']);
+    });
+    await this.#reload();
+  }
+
+  /** The authoritative check, inside the transaction that starts an attempt. */
+  async isPausedInTransaction(tx: EntityManager, queue: string): Promise<boolean> {
+    return (await tx.count(QueueState, { name: { $in: [queue, globalQueueName] }, paused: true })) > 0;
+  }
+
+  async #reloadLogged(): Promise<void> {
+    try {
+      await this.#reload();
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'reloading queue pauses failed');
+    }
+  }
+
+  async #reload(): Promise<void> {
+    const rows = await this.#orm.em.fork().find(QueueState, { paused: true });
+    const next = new Set(rows.map((row) => row.name));
+    const changed = next.size !== this.#paused.size || [...next].some((name) => !this.#paused.has(name));
+    this.#paused = next;
+    if (changed) for (const listener of this.#listeners) listener();
+  }
+}

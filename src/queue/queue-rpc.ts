@@ -1,0 +1,113 @@
+import type { ServiceImpl } from '@connectrpc/connect';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
+import type { SettingsStore } from '../admin/settings-store.ts';
+import type { EventHub } from '../events/event-hub.ts';
+import { Latch } from '../events/latch.ts';
+import { jobToProto } from '../jobs/job-messages.ts';
+import { callerOf, entityManagerOf } from '../server/context.ts';
+import type { QueuePauses } from './queue-pauses.ts';
+import type { QueueOverview, QueueService, QueueTotals, QueueView } from './queue-service.ts';
+
+/** At most this often does WatchQueues send changed counts. */
+const watchMinIntervalMs = 300;
+
+function ageOf(ms: number | undefined) {
+  return ms === undefined ? undefined : { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+function queueToProto(queue: QueueView) {
+  return {
+    name: queue.name,
+    description: queue.description,
+    queued: BigInt(queue.queued),
+    running: BigInt(queue.running),
+    succeededLastHour: BigInt(queue.succeededLastHour),
+    failedLastHour: BigInt(queue.failedLastHour),
+    paused: queue.paused,
+    oldestQueuedAge: ageOf(queue.oldestQueuedAgeMs),
+    concurrency: queue.concurrency,
+    workersAttached: queue.workersAttached,
+  };
+}
+
+function totalsToProto(totals: QueueTotals) {
+  return {
+    queued: BigInt(totals.queued),
+    running: BigInt(totals.running),
+    succeededLastHour: BigInt(totals.succeededLastHour),
+    failedLastHour: BigInt(totals.failedLastHour),
+    oldestQueuedAge: ageOf(totals.oldestQueuedAgeMs),
+  };
+}
+
+/** Counts without the ever-growing ages, to tell a real change from the clock moving. */
+function fingerprint(overview: QueueOverview): string {
+  return JSON.stringify([overview.queues.map((queue) => ({ ...queue, oldestQueuedAgeMs: queue.oldestQueuedAgeMs !== undefined })), overview.pausedGlobally]);
+}
+
+export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses; hub: EventHub; settings: SettingsStore }): ServiceImpl<typeof QueueServiceDesc> {
+  const { queues, pauses, hub, settings } = deps;
+  const changeResponse = async (ctx: Parameters<ServiceImpl<typeof QueueServiceDesc>['pauseQueue']>[1]) => {
+    const overview = await queues.overview(entityManagerOf(ctx));
+    return { queues: overview.queues.map(queueToProto), pausedGlobally: overview.pausedGlobally };
+  };
+  return {
+    async listQueues(_req, ctx) {
+      return { queues: (await queues.overview(entityManagerOf(ctx))).queues.map(queueToProto) };
+    },
+
+    async getQueueStatus(_req, ctx) {
+      const overview = await queues.overview(entityManagerOf(ctx));
+      return { totals: totalsToProto(overview.totals), pausedGlobally: overview.pausedGlobally, pausedQueues: overview.pausedQueues };
+    },
+
+    async listQueuedJobs(req, ctx) {
+      const page = await queues.listQueued(entityManagerOf(ctx), callerOf(ctx), req.queue, req);
+      return { jobs: page.items.map(jobToProto), nextPageToken: page.nextPageToken };
+    },
+
+    async pauseQueue(req, ctx) {
+      await queues.pause(entityManagerOf(ctx), callerOf(ctx), req.queue);
+      return changeResponse(ctx);
+    },
+
+    async resumeQueue(req, ctx) {
+      await queues.resume(entityManagerOf(ctx), callerOf(ctx), req.queue);
+      return changeResponse(ctx);
+    },
+
+    async clearQueue(req, ctx) {
+      return { count: BigInt(await queues.clear(entityManagerOf(ctx), { queue: req.queue, confirm: req.confirm, dryRun: req.dryRun })) };
+    },
+
+    async *watchQueues(_req, ctx) {
+      const changed = new Latch();
+      const subscription = hub.subscribe((event) => {
+        if (event.kind.startsWith('job.')) changed.set();
+      });
+      const stopPauses = pauses.onChange(() => changed.set());
+      try {
+        let sent = '';
+        let sentAt = 0;
+        for (;;) {
+          const overview = await queues.overview(entityManagerOf(ctx).fork());
+          const print = fingerprint(overview);
+          const heartbeatDue = Date.now() - sentAt >= settings.get('jobs.stream_heartbeat_interval');
+          if (print !== sent || heartbeatDue) {
+            yield { queues: overview.queues.map(queueToProto), totals: totalsToProto(overview.totals), pausedGlobally: overview.pausedGlobally, time: timestampFromDate(new Date()) };
+            sent = print;
+            sentAt = Date.now();
+          }
+          const woke = await changed.wait(Math.max(1, settings.get('jobs.stream_heartbeat_interval') - (Date.now() - sentAt)), ctx.signal);
+          if (woke === 'aborted') return;
+          // Changes arriving in a burst are counted once.
+          await new Promise((resolve) => setTimeout(resolve, watchMinIntervalMs));
+        }
+      } finally {
+        subscription.close();
+        stopPauses();
+      }
+    },
+  };
+}
