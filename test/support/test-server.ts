@@ -8,6 +8,7 @@ import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { User } from '../../gen/yardmaster/v1/common_pb.ts';
 import { createYardmasterClient, type NodeClientOptions, type YardmasterClient } from '../../clients/ts/src/node.ts';
 import { createApp, type App } from '../../src/app.ts';
+import type { JobType } from '../../src/jobs/job-types.ts';
 import { loadConfig, type LogLevel } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { listen, type Listener } from '../../src/server/listener.ts';
@@ -56,6 +57,8 @@ export interface TestServer {
 
 export interface TestServerOptions {
   env?: Record<string, string>;
+  /** Job types registered besides the built-in ones. */
+  jobTypes?: JobType[];
   /** Reuse an existing database (another instance of the same system) instead of a new one. */
   database?: TestDatabase;
 }
@@ -65,7 +68,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const database = options.database ?? (await createTestDatabase());
   const config = loadConfig({ PORT: '0', ADMIN_PASSWORD: adminPassword, DATABASE_URL: database.url, ...options.env });
   const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
-  const app = await createApp({ config, databaseUrl: database.url, logger });
+  const app = await createApp({ config, databaseUrl: database.url, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000 });
   let listener: Listener;
   try {
     listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: config.tls, logger, shutdownController: app.shutdownController });
