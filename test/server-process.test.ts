@@ -3,13 +3,14 @@
  * embedded PostgreSQL under a fresh DATA_DIR, a generated admin password printed once,
  * and a clean stop on SIGTERM.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { createYardmasterClient } from '../clients/ts/src/node.ts';
+import { startServerProcess, type ServerProcess } from './support/server-process.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const scratch: string[] = [];
@@ -17,38 +18,8 @@ afterAll(async () => {
   for (const dir of scratch) await rm(dir, { recursive: true, force: true });
 });
 
-interface RunningServer {
-  child: ChildProcessWithoutNullStreams;
-  url: string;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startServer(env: Record<string, string>): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['src/main.ts'], {
-    cwd: repoRoot,
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 60_000);
-    const poll = setInterval(() => {
-      const match = /"url":"(http:\/\/[^"]+)".*serving/.exec(output);
-      if (match) {
-        clearInterval(poll);
-        clearTimeout(timer);
-        resolve({ child, url: match[1]!, output: () => output, exited });
-      }
-    }, 50);
-    void exited.then((code) => {
-      clearInterval(poll);
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${output}`));
-    });
-  });
+function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  return startServerProcess(env);
 }
 
 test('first start creates the admin with a printed password; later starts keep the data and print nothing', async () => {
