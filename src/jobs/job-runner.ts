@@ -105,7 +105,10 @@ export class JobRunner {
                 localConcurrency: Math.max(1, Math.ceil(type.concurrency / type.batchSize)),
                 perJobResults: true,
                 burstWhenBatchFull: true,
-                pollingIntervalSeconds: 2,
+                // NOTIFY wakes a worker for new entries only: retries and run_after times
+                // coming due are found by polling, so poll often even with notifications on.
+                pollingIntervalSeconds: 1,
+                notifyPollingIntervalSeconds: 1,
               },
               (entries) => this.#runBatch(type, entries),
             );

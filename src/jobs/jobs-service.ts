@@ -328,8 +328,12 @@ export class JobsService {
       if (parsed.success) params = parsed.data as Record<string, unknown>;
       else {
         for (const issue of parsed.error.issues) {
-          const path = issue.path.length > 0 ? `.${issue.path.map(String).join('.')}` : '';
-          violations.add(`${field('params')}${path}`, issue.message);
+          const path = issue.path.map((part) => `.${String(part)}`).join('');
+          if (issue.code === 'unrecognized_keys') {
+            for (const key of issue.keys) violations.add(`${field('params')}${path}.${key}`, 'is not a parameter of this job type');
+          } else {
+            violations.add(`${field('params')}${path}`, issue.message);
+          }
         }
       }
     }
