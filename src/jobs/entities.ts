@@ -12,7 +12,7 @@ const JobSchema = defineEntity({
   tableName: 'jobs',
   indexes: [
     { properties: ['owner', 'id'] },
-    { properties: ['type', 'status', 'priority', 'createdAt'] },
+    { properties: ['type', 'status', 'priority', 'queuedAt'] },
     { properties: ['status', 'finishedAt'] },
     { name: 'jobs_search_text_trgm', expression: 'create index "jobs_search_text_trgm" on "jobs" using gin ("search_text" gin_trgm_ops)' },
   ],
@@ -44,6 +44,8 @@ const JobSchema = defineEntity({
     finishedAt: p.datetime().nullable(),
     updatedAt: p.datetime().onCreate(now),
     runAfter: p.datetime().nullable(),
+    /** When the current queue entry was made: pg-boss runs equal priorities oldest entry first. */
+    queuedAt: p.datetime().nullable(),
     cancelRequested: p.boolean().default(false),
     cancelReason: p.string().length(500).nullable(),
     abandoned: p.boolean().default(false),

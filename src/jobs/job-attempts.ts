@@ -28,6 +28,9 @@ export type AttemptResult =
   /** Stopped by a shutdown: queued again without counting the attempt. */
   | { kind: 'interrupted' };
 
+/** How long a job fetched from a paused queue waits before it may be fetched again. */
+const deferDelayMs = 2000;
+
 /** What pg-boss should do with the queue entry of the attempt. */
 export type QueueDisposition = 'completed' | 'failed' | 'deadletter';
 
@@ -64,7 +67,8 @@ export class JobAttempts {
       }
       if (await this.#pauses.isPausedInTransaction(tx, job.type)) {
         job.status = 'queued';
-        await this.#requeue(tx, job);
+        // Not due at once: a worker that has not yet heard of the pause must not spin on it.
+        await this.#requeue(tx, job, deferDelayMs);
         return { kind: 'deferred' };
       }
       if (job.status === 'running') {
@@ -151,12 +155,14 @@ export class JobAttempts {
   }
 
   /** A fresh queue entry for the job, so that the current one can be settled as done. */
-  async #requeue(tx: EntityManager, job: Job): Promise<void> {
+  async #requeue(tx: EntityManager, job: Job, delayMs = 0): Promise<void> {
     job.queueJobId = newId();
+    job.queuedAt = new Date();
     await this.#boss.send(job.type, { jobId: job.id }, {
       id: job.queueJobId,
       priority: job.priority,
       retryLimit: job.maxAttempts - job.attempt - 1,
+      ...(delayMs > 0 ? { startAfter: new Date(Date.now() + delayMs) } : {}),
       db: transactionDb(tx),
     });
   }

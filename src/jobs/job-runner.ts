@@ -115,7 +115,9 @@ export class JobRunner {
             this.#workers.set(type.name, workId);
           } else if (!wanted && working) {
             this.#workers.delete(type.name);
-            await this.#deps.boss.offWork(type.name);
+            // Without waiting: jobs already running finish on their own, and a later
+            // pause or resume must not queue behind them.
+            await this.#deps.boss.offWork(type.name, { wait: false });
           }
         } catch (error) {
           this.#logger.error({ err: error, queue: type.name }, 'could not start or stop the queue worker');

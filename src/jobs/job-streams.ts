@@ -130,11 +130,13 @@ export class JobStreams {
     try {
       let cursor = Math.max(0, afterSequence);
       let finished = false;
+      let lastSentAt = Date.now();
       while (!signal.aborted) {
         // A fresh fork per page: a long tail must not pile lines up in one identity map.
         const lines = await readLogLines(em.fork(), id, cursor, logPageSize);
         if (lines.length > 0) {
           cursor = lines[lines.length - 1]!.sequence;
+          lastSentAt = Date.now();
           yield lines;
           continue;
         }
@@ -146,8 +148,14 @@ export class JobStreams {
           finished = true;
           continue;
         }
-        const woke = await changed.wait(this.#settings.get('jobs.stream_heartbeat_interval'), signal);
-        if (woke === 'timeout') yield [];
+        // Other changes to the job (progress...) wake the loop too: the heartbeat is due by
+        // the clock, not by how the last wait ended.
+        const interval = this.#settings.get('jobs.stream_heartbeat_interval');
+        if (Date.now() - lastSentAt >= interval) {
+          lastSentAt = Date.now();
+          yield [];
+        }
+        await changed.wait(Math.max(1, interval - (Date.now() - lastSentAt)), signal);
       }
     } finally {
       unsubscribeLogs();

@@ -370,6 +370,7 @@ export class JobsService {
   /** Puts the job in its pg-boss queue, in the caller's transaction, under a fresh queue entry id. */
   async #enqueue(tx: EntityManager, job: Job): Promise<void> {
     job.queueJobId = newId();
+    job.queuedAt = new Date();
     await this.#boss.send(job.type, { jobId: job.id }, {
       id: job.queueJobId,
       priority: job.priority,

@@ -102,7 +102,7 @@ export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses
           const woke = await changed.wait(Math.max(1, settings.get('jobs.stream_heartbeat_interval') - (Date.now() - sentAt)), ctx.signal);
           if (woke === 'aborted') return;
           // Changes arriving in a burst are counted once.
-          await new Promise((resolve) => setTimeout(resolve, watchMinIntervalMs));
+          if (woke === 'set') await new Promise((resolve) => setTimeout(resolve, watchMinIntervalMs));
         }
       } finally {
         subscription.close();

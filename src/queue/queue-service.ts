@@ -113,11 +113,13 @@ export class QueueService {
     };
   }
 
-  /** Queued jobs in the order they will run: highest priority first, then oldest. */
+  /** Queued jobs in the order they will run: highest priority first, then the longest waiting. */
   async listQueued(em: EntityManager, caller: Caller, queue: string, page: PageRequest): Promise<Page<JobView>> {
     this.#requireQueue(queue, 'queue');
     const where = caller.role === 'admin' ? { type: queue, status: 'queued' as const } : { type: queue, status: 'queued' as const, owner: caller.userId };
-    const result = await findPage(em, Job, { where, orderBy: { priority: 'desc', createdAt: 'asc', id: 'asc' }, query: ['queued', queue, caller.userId], page });
+    // pg-boss's own order: priority, then the age of the current queue entry (a retried job
+    // queues again at the back).
+    const result = await findPage(em, Job, { where, orderBy: { priority: 'desc', queuedAt: 'asc', id: 'asc' }, query: ['queued', queue, caller.userId], page });
     return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
   }
 

@@ -278,7 +278,9 @@ export const ListQueuedJobsRequestSchema: GenMessage<ListQueuedJobsRequest> = /*
  */
 export type ListQueuedJobsResponse = Message<"yardmaster.v1.ListQueuedJobsResponse"> & {
   /**
-   * Queued jobs, next to run first (highest priority, then oldest).
+   * Queued jobs, next to run first: highest priority, then longest waiting in the queue
+   * (a retried job queues again at the back). Jobs whose run_after is still ahead keep
+   * their place but start only then.
    *
    * @generated from field: repeated yardmaster.v1.Job jobs = 1;
    */

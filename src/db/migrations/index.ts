@@ -1,8 +1,8 @@
 import { Migration20261122210449_initial } from './Migration20261122210449_initial.ts';
-import { Migration20261122214705_jobs } from './Migration20261122214705_jobs.ts';
+import { Migration20261122221837_jobs } from './Migration20261122221837_jobs.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
   { name: 'Migration20261122210449_initial', class: Migration20261122210449_initial },
-  { name: 'Migration20261122214705_jobs', class: Migration20261122214705_jobs },
+  { name: 'Migration20261122221837_jobs', class: Migration20261122221837_jobs },
 ];

@@ -1,8 +1,8 @@
 import { Migration } from '@mikro-orm/migrations';
 
-export class Migration20261122214705_jobs extends Migration {
+export class Migration20261122221837_jobs extends Migration {
 
-  override name = 'Migration20261122214705_jobs';
+  override name = 'Migration20261122221837_jobs';
 
   override up(): void | Promise<void> {
     // Trigram indexes make substring search over job names, labels and params fast.
@@ -17,9 +17,9 @@ export class Migration20261122214705_jobs extends Migration {
 
     this.addSql(`create table "queue_states" ("name" varchar(64) not null, "paused" boolean not null, "updated_at" timestamptz not null, "updated_by" varchar(64) null, primary key ("name"));`);
 
-    this.addSql(`create table "jobs" ("id" uuid not null, "owner_id" uuid not null, "type" varchar(64) not null, "name" varchar(200) not null, "params" jsonb not null, "labels" jsonb not null, "search_text" text not null, "priority" int not null, "status" text not null, "progress_percent" int not null default 0, "progress_message" varchar(500) not null default '', "attempt" int not null default 0, "max_attempts" int not null, "input_file_ids" jsonb not null, "output_file_ids" jsonb not null, "result" jsonb null, "error_message" text null, "error_code" varchar(64) null, "created_at" timestamptz not null, "started_at" timestamptz null, "finished_at" timestamptz null, "updated_at" timestamptz not null, "run_after" timestamptz null, "cancel_requested" boolean not null default false, "cancel_reason" varchar(500) null, "abandoned" boolean not null default false, "request_id" varchar(128) null, "queue_job_id" uuid null, "queue_retry_count" int null, "worker_id" varchar(128) null, "version" int not null default 1, "log_count" int not null default 0, primary key ("id"));`);
+    this.addSql(`create table "jobs" ("id" uuid not null, "owner_id" uuid not null, "type" varchar(64) not null, "name" varchar(200) not null, "params" jsonb not null, "labels" jsonb not null, "search_text" text not null, "priority" int not null, "status" text not null, "progress_percent" int not null default 0, "progress_message" varchar(500) not null default '', "attempt" int not null default 0, "max_attempts" int not null, "input_file_ids" jsonb not null, "output_file_ids" jsonb not null, "result" jsonb null, "error_message" text null, "error_code" varchar(64) null, "created_at" timestamptz not null, "started_at" timestamptz null, "finished_at" timestamptz null, "updated_at" timestamptz not null, "run_after" timestamptz null, "queued_at" timestamptz null, "cancel_requested" boolean not null default false, "cancel_reason" varchar(500) null, "abandoned" boolean not null default false, "request_id" varchar(128) null, "queue_job_id" uuid null, "queue_retry_count" int null, "worker_id" varchar(128) null, "version" int not null default 1, "log_count" int not null default 0, primary key ("id"));`);
     this.addSql(`create index "jobs_owner_id_id_index" on "jobs" ("owner_id", "id");`);
-    this.addSql(`create index "jobs_type_status_priority_created_at_index" on "jobs" ("type", "status", "priority", "created_at");`);
+    this.addSql(`create index "jobs_type_status_priority_queued_at_index" on "jobs" ("type", "status", "priority", "queued_at");`);
     this.addSql(`create index "jobs_status_finished_at_index" on "jobs" ("status", "finished_at");`);
     this.addSql(`create index "jobs_search_text_trgm" on "jobs" using gin ("search_text" gin_trgm_ops);`);
     this.addSql(`alter table "jobs" add constraint "jobs_owner_id_request_id_unique" unique ("owner_id", "request_id");`);
