@@ -9,6 +9,7 @@ import { AdminService } from '../gen/yardmaster/v1/admin_pb.ts';
 import { AuthService as AuthServiceDesc } from '../gen/yardmaster/v1/auth_pb.ts';
 import { JobsService as JobsServiceDesc } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { QueueService as QueueServiceDesc } from '../gen/yardmaster/v1/queue_pb.ts';
+import { FilesService as FilesServiceDesc } from '../gen/yardmaster/v1/files_pb.ts';
 import { createAdminRpc } from './admin/admin-rpc.ts';
 import { AuditLog } from './admin/audit-log.ts';
 import { SettingsStore } from './admin/settings-store.ts';
@@ -26,6 +27,9 @@ import { EventHub } from './events/event-hub.ts';
 import { pruneEvents } from './events/event-retention.ts';
 import { EventSequencer } from './events/event-sequencer.ts';
 import { PgNotifications } from './events/pg-notifications.ts';
+import { createFilesRpc } from './files/files-rpc.ts';
+import { FilesService } from './files/files-service.ts';
+import { jobFilesOf } from './files/job-files-adapter.ts';
 import { newId } from './ids.ts';
 import { builtinJobTypes } from './jobs/builtin-job-types.ts';
 import { JobAttempts } from './jobs/job-attempts.ts';
@@ -55,10 +59,13 @@ import { loggingInterceptor } from './server/interceptors/logging.ts';
 import { ServerMetrics } from './server/metrics.ts';
 import { Readiness } from './server/readiness.ts';
 import { createReflectionV1, createReflectionV1Alpha, ReflectionIndex } from './server/reflection-service.ts';
+import { ObjectStorage, type StorageConfig } from './storage/object-storage.ts';
 
 export interface AppOptions {
   config: Config;
   databaseUrl: string;
+  /** Where file bytes go (MinIO, or the embedded server main.ts started). */
+  storage: StorageConfig;
   logger: Logger;
   /** Job types beyond the built-in ones (tests add their own). */
   extraJobTypes?: JobType[];
@@ -81,18 +88,11 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** Until the files area exists, no file can be a job's input. */
-const noInputFiles: InputFileChecker = {
-  async check(_em, _caller, fileIds, field) {
-    return fileIds.map((_id, index) => ({ field: `${field}[${index}]`, description: 'no such file' }));
-  },
-};
-
 /**
  * The composition root: infrastructure, then the domain services, then the RPC
  * handlers and the HTTP routes. Reads no environment; main.ts and the tests both call it.
  */
-export async function createApp({ config, databaseUrl, logger, extraJobTypes = [], jobDrainMs = 10_000 }: AppOptions): Promise<App> {
+export async function createApp({ config, databaseUrl, storage: storageConfig, logger, extraJobTypes = [], jobDrainMs = 10_000 }: AppOptions): Promise<App> {
   const instanceId = newId();
   const orm = await createOrm({ url: databaseUrl, logger });
   const cleanups: (() => Promise<void> | void)[] = [() => orm.close()];
@@ -112,9 +112,12 @@ export async function createApp({ config, databaseUrl, logger, extraJobTypes = [
     const notifications = new PgNotifications(databaseUrl, logger);
     cleanups.push(() => notifications.close());
     await notifications.start();
-    const settings = new SettingsStore(orm, logger);
+    const settings = new SettingsStore(orm, logger, { 'files.max_upload_bytes': config.maxUploadBytes });
     await settings.start(notifications);
     await signingKeys.start(notifications);
+
+    const storage = new ObjectStorage(storageConfig);
+    await storage.ensureBucket(storageConfig.region);
 
     const registry = new JobTypeRegistry([...builtinJobTypes, ...extraJobTypes]);
     const boss = await startPgBoss({ url: databaseUrl, logger });
@@ -139,9 +142,11 @@ export async function createApp({ config, databaseUrl, logger, extraJobTypes = [
     const authService = new AuthService({ settings, signingKeys, refreshTokenTtlMs: config.refreshTokenTtlMs });
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
     const authenticator = new Authenticator(signingKeys);
-    const userAdmin = new UserAdmin(settings);
+    const files = new FilesService({ storage, settings });
+    const userAdmin = new UserAdmin(settings, [(em, userId) => files.deleteAccountFiles(em, userId)]);
     const changes = new JobChanges(sequencer);
-    const jobs = new JobsService({ registry, boss, settings, changes, inputFiles: noInputFiles });
+    const inputFiles: InputFileChecker = { check: (em, caller, fileIds, field) => files.checkJobInputs(em, caller, fileIds, field) };
+    const jobs = new JobsService({ registry, boss, settings, changes, inputFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const queues = new QueueService({ registry, pauses, boss, changes });
@@ -150,9 +155,10 @@ export async function createApp({ config, databaseUrl, logger, extraJobTypes = [
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
       { name: 'prune sessions', run: () => authService.pruneSessions(orm.em.fork()) },
       { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
+      { name: 'remove stale uploads', run: () => files.cleanupStaleUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
-      const runner = new JobRunner({ orm, boss, registry, attempts, pauses, notifications, logger, instanceId });
+      const runner = new JobRunner({ orm, files: jobFilesOf(files), boss, registry, attempts, pauses, notifications, logger, instanceId });
       await runner.start();
       cleanups.push(() => runner.stop(jobDrainMs));
       await startMaintenance(boss, maintenanceTasks, logger);
@@ -162,11 +168,12 @@ export async function createApp({ config, databaseUrl, logger, extraJobTypes = [
     readiness.add('database', async () => {
       await orm.em.fork().execute('select 1');
     });
+    readiness.add('object storage', () => storage.check());
     readiness.add('queue', async () => {
       await boss.getQueue(registry.all()[0]!.name);
     });
 
-    const yardmasterServices: DescService[] = [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc];
+    const yardmasterServices: DescService[] = [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc, FilesServiceDesc];
     const standardServices: DescService[] = [Health, ServerReflectionV1, ServerReflectionV1Alpha];
     const policies = new AccessPolicies(yardmasterServices, standardServices);
     const reflection = new ReflectionIndex([...yardmasterServices, ...standardServices]);
@@ -179,6 +186,7 @@ export async function createApp({ config, databaseUrl, logger, extraJobTypes = [
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, settings }));
+        router.service(FilesServiceDesc, createFilesRpc(files));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames));
         router.service(ServerReflectionV1, createReflectionV1(reflection));
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));

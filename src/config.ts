@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseByteSize } from './byte-sizes.ts';
 import { parseDuration } from './durations.ts';
 
 /** Everything the server reads from its environment, validated once at start-up. */
@@ -22,6 +23,21 @@ export interface Config {
   metricsEnabled: boolean;
   /** What this process runs: everything, only the API (no jobs), or only jobs and housekeeping (no API). */
   role: ProcessRole;
+  /** Unset: start an embedded S3-compatible server under dataDir. */
+  s3: S3Config | undefined;
+  /** Bucket (also of the embedded server). */
+  s3Bucket: string;
+  s3Region: string;
+  /** Default of the setting files.max_upload_bytes. */
+  maxUploadBytes: number;
+}
+
+export interface S3Config {
+  endpoint: string;
+  /** Endpoint in presigned URLs, when clients reach storage at another address than the server does. */
+  publicEndpoint: string;
+  accessKey: string;
+  secretKey: string;
 }
 
 export type ProcessRole = 'all' | 'api' | 'worker';
@@ -110,6 +126,26 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   if (apiOnly && workerOnly) fail('WORKER_ONLY', 'cannot be combined with API_ONLY');
   const role: ProcessRole = apiOnly ? 'api' : workerOnly ? 'worker' : 'all';
 
+  let s3: S3Config | undefined;
+  const s3Endpoint = read('S3_ENDPOINT');
+  if (s3Endpoint !== undefined) {
+    if (!isHttpUrl(s3Endpoint)) fail('S3_ENDPOINT', 'must be an http(s):// URL such as http://minio:9000');
+    const publicEndpoint = read('S3_PUBLIC_ENDPOINT') ?? s3Endpoint;
+    if (!isHttpUrl(publicEndpoint)) fail('S3_PUBLIC_ENDPOINT', 'must be an http(s):// URL');
+    const accessKey = read('S3_ACCESS_KEY');
+    const secretKey = read('S3_SECRET_KEY');
+    if (accessKey === undefined) fail('S3_ACCESS_KEY', 'is required with S3_ENDPOINT');
+    if (secretKey === undefined) fail('S3_SECRET_KEY', 'is required with S3_ENDPOINT');
+    s3 = { endpoint: s3Endpoint.replace(/\/+$/, ''), publicEndpoint: publicEndpoint.replace(/\/+$/, ''), accessKey: accessKey ?? '', secretKey: secretKey ?? '' };
+  } else if (read('S3_PUBLIC_ENDPOINT') !== undefined) {
+    fail('S3_PUBLIC_ENDPOINT', 'needs S3_ENDPOINT');
+  }
+  const s3Bucket = read('S3_BUCKET') ?? 'yardmaster';
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3Bucket)) fail('S3_BUCKET', 'must be a DNS-compatible bucket name (3 to 63 of a-z, 0-9, ".", "-")');
+  const s3Region = read('S3_REGION') ?? 'us-east-1';
+  const maxUploadBytes = parseByteSize(read('MAX_UPLOAD_BYTES') ?? '5GiB');
+  if (maxUploadBytes === undefined || maxUploadBytes < 1) fail('MAX_UPLOAD_BYTES', 'must be a size such as 5368709120, 500MiB or 5GiB');
+
   const adminUsername = (read('ADMIN_USERNAME') ?? 'admin').toLowerCase();
   if (!/^[a-z0-9._-]{3,64}$/.test(adminUsername)) {
     fail('ADMIN_USERNAME', "must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-'");
@@ -136,6 +172,10 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     trustProxyHops: trustProxyHops!,
     metricsEnabled: metricsEnabled!,
     role,
+    s3,
+    s3Bucket,
+    s3Region,
+    maxUploadBytes: maxUploadBytes!,
   };
 }
 
@@ -150,6 +190,15 @@ function parseBoolean(text: string): boolean | undefined {
   if (['true', '1', 'yes', 'on'].includes(lower)) return true;
   if (['false', '0', 'no', 'off'].includes(lower)) return false;
   return undefined;
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
 }
 
 function isOrigin(text: string): boolean {

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { createApp, type App } from './app.ts';
 import { processConfig } from './process-config.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded-postgres.ts';
+import { embeddedS3Credentials, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
+import type { StorageConfig } from './storage/object-storage.ts';
 import { createLogger } from './logger.ts';
 import { listen, type Listener } from './server/listener.ts';
 
@@ -14,6 +16,7 @@ const config = processConfig();
 
 const logger = createLogger(config.logLevel);
 let embedded: EmbeddedPostgres | undefined;
+let embeddedS3: EmbeddedS3 | undefined;
 let app: App | undefined;
 let listener: Listener | undefined;
 let stopping = false;
@@ -28,6 +31,7 @@ async function shutdown(signal: string): Promise<void> {
   try {
     await listener?.close();
     await app?.close();
+    await embeddedS3?.stop();
     await embedded?.stop();
     logger.info('stopped');
     process.exit(0);
@@ -43,7 +47,13 @@ try {
   if (!config.databaseUrl) {
     embedded = await startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger });
   }
-  app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, logger });
+  if (!config.s3) {
+    embeddedS3 = await startEmbeddedS3({ directory: path.join(config.dataDir, 'objects'), host: config.host, bucket: config.s3Bucket, logger });
+  }
+  const storage: StorageConfig = config.s3
+    ? { ...config.s3, bucket: config.s3Bucket, region: config.s3Region }
+    : { endpoint: embeddedS3!.endpoint, publicEndpoint: embeddedS3!.endpoint, ...embeddedS3Credentials, bucket: config.s3Bucket, region: config.s3Region };
+  app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, storage, logger });
   listener = await listen(app.handler, { host: config.host, port: config.port, tls: config.tls, logger, shutdownController: app.shutdownController });
   logger.info({ url: listener.url }, 'Yardmaster is serving Connect, gRPC and gRPC-Web');
   if (app.firstAdminPassword) {
@@ -56,6 +66,7 @@ try {
 } catch (error) {
   logger.fatal({ err: error }, 'start-up failed');
   await app?.close().catch(() => {});
+  await embeddedS3?.stop().catch(() => {});
   await embedded?.stop().catch(() => {});
   process.exit(1);
 }

@@ -366,16 +366,16 @@ describe('CreateJob', () => {
     expect((await create(client, { type: 'held', priority: -100 })).priority).toBe(-100);
   });
 
-  test('input_file_ids naming any file is InvalidArgument `input_file_ids[i]` (no file exists yet)', async () => {
+  test('input_file_ids must suit the job type: none for noop, and only the caller\'s available files for checksum', async () => {
     const { user, client } = await server.createUser();
     const before = await writes(user.id);
-    const one = await expectConnectError(client.jobs.createJob({ type: 'noop', inputFileIds: ['01a20540-c425-76c3-9669-8051ead8987d'] }), Code.InvalidArgument);
-    expect(violatedFields(one)).toEqual(['input_file_ids[0]']);
-    const two = await expectConnectError(
-      client.jobs.createJob({ type: 'noop', inputFileIds: ['01a20540-c425-76c3-9669-8051ead8987d', '01a20540-c425-76c3-9669-8051ead8987e'] }),
-      Code.InvalidArgument,
-    );
-    expect(violatedFields(two)).toEqual(['input_file_ids[0]', 'input_file_ids[1]']);
+    const unknownFile = '01a20540-c425-76c3-9669-8051ead8987d';
+    const forNoop = await expectConnectError(client.jobs.createJob({ type: 'noop', inputFileIds: [unknownFile] }), Code.InvalidArgument);
+    expect(violatedFields(forNoop)).toEqual(['input_file_ids']);
+    const missing = await expectConnectError(client.jobs.createJob({ type: 'checksum', inputFileIds: [unknownFile, 'not-a-uuid'] }), Code.InvalidArgument);
+    expect(violatedFields(missing)).toEqual(['input_file_ids[0]', 'input_file_ids[1]']);
+    const none = await expectConnectError(client.jobs.createJob({ type: 'checksum' }), Code.InvalidArgument);
+    expect(violatedFields(none)).toEqual(['input_file_ids']);
     expect(await writes(user.id)).toEqual(before);
   });
 

@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { JobStatus, type Job } from '../gen/yardmaster/v1/jobs_pb.ts';
 import type { Queue, WatchQueuesResponse } from '../gen/yardmaster/v1/queue_pb.ts';
-import { noopJobType, sleepJobType } from '../src/jobs/builtin-job-types.ts';
+import { archiveJobType, checksumJobType, noopJobType, sleepJobType } from '../src/jobs/builtin-job-types.ts';
 import { defineJobType } from '../src/jobs/job-types.ts';
 import { eventually, expectConnectError, randomHex, violatedFields } from './support/assertions.ts';
 import { createTestDatabase, type TestDatabase } from './support/test-database.ts';
@@ -75,7 +75,7 @@ function release(key: string): void {
 // Helpers
 
 const heartbeatMs = 200;
-const queueNames = ['noop', 'scripted', 'serial', 'sleep'];
+const queueNames = ['archive', 'checksum', 'noop', 'scripted', 'serial', 'sleep'];
 const method = (name: string) => `yardmaster.v1.QueueService.${name}`;
 
 let database: TestDatabase;
@@ -272,7 +272,7 @@ describe('ListQueues', () => {
     const { client } = await server.createUser();
     const { queues } = await client.queue.listQueues({});
     expect(queues.map((queue) => queue.name)).toEqual(queueNames);
-    const types = { noop: noopJobType, scripted: scriptedJobType, serial: serialJobType, sleep: sleepJobType };
+    const types = { archive: archiveJobType, checksum: checksumJobType, noop: noopJobType, scripted: scriptedJobType, serial: serialJobType, sleep: sleepJobType };
     for (const queue of queues) {
       const type = types[queue.name as keyof typeof types];
       expect(queue.description).toBe(type.description);
@@ -507,7 +507,7 @@ describe('PauseQueue and ResumeQueue', () => {
     const pause = withRequestId();
     const paused = await admin.queue.pauseQueue({ queue: 'sleep' }, pause.options);
     expect(paused.pausedGlobally).toBe(false);
-    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['noop:false', 'scripted:false', 'serial:false', 'sleep:true']);
+    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['archive:false', 'checksum:false', 'noop:false', 'scripted:false', 'serial:false', 'sleep:true']);
     expect((await queueStateRows())['sleep']).toEqual({ paused: true, updated_by: 'admin' });
     const [state] = await server.query<{ updated_at: Date }>(`select updated_at from queue_states where name = 'sleep'`);
     expect(Date.now() - state!.updated_at.getTime()).toBeLessThan(10_000);

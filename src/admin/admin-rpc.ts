@@ -135,6 +135,8 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
         apiKeysActive: BigInt(totals.apiKeysActive),
         sessionsActive: BigInt(totals.sessionsActive),
         jobsByStatus: Object.fromEntries(Object.entries(totals.jobsByStatus).map(([status, count]) => [jobStatusKey(status), BigInt(count)])),
+        filesTotal: BigInt(totals.filesTotal),
+        fileBytesTotal: BigInt(totals.fileBytesTotal),
       };
     },
 

@@ -1,4 +1,5 @@
 import { authSettings } from '../auth/auth-settings.ts';
+import { filesSettings } from '../files/files-settings.ts';
 import { jobsSettings } from '../jobs/jobs-settings.ts';
 import type { SettingDefinition } from './setting-types.ts';
 
@@ -6,6 +7,7 @@ import type { SettingDefinition } from './setting-types.ts';
 export const settingsCatalog = {
   ...authSettings,
   ...jobsSettings,
+  ...filesSettings,
 };
 
 export type SettingsCatalog = typeof settingsCatalog;

@@ -41,10 +41,13 @@ export class SettingsStore {
   readonly #logger: Logger;
   #overrides = new Map<SettingKey, Override>();
   readonly #listeners = new Map<SettingKey, Set<() => void>>();
+  readonly #defaults: Partial<Record<SettingKey, unknown>>;
 
-  constructor(orm: MikroORM, logger: Logger) {
+  /** `defaults` replaces the catalog's default of some settings (from the environment). */
+  constructor(orm: MikroORM, logger: Logger, defaults: Partial<Record<SettingKey, unknown>> = {}) {
     this.#orm = orm;
     this.#logger = logger.child({ component: 'settings' });
+    this.#defaults = defaults;
   }
 
   async start(notifications: PgNotifications): Promise<void> {
@@ -57,7 +60,7 @@ export class SettingsStore {
 
   get<K extends SettingKey>(key: K): SettingValue<K> {
     const override = this.#overrides.get(key);
-    return (override ? override.value : settingsCatalog[key].defaultValue) as SettingValue<K>;
+    return (override ? override.value : this.#defaultOf(key)) as SettingValue<K>;
   }
 
   /** Calls `listener` whenever the value of `key` changes on this instance. */
@@ -114,12 +117,16 @@ export class SettingsStore {
     return {
       key,
       type: definition.type,
-      value: override ? override.json : definition.toJson(definition.defaultValue),
-      defaultValue: definition.toJson(definition.defaultValue),
+      value: override ? override.json : definition.toJson(this.#defaultOf(key)),
+      defaultValue: definition.toJson(this.#defaultOf(key)),
       description: definition.description,
       updatedByUsername: override?.updatedByUsername,
       updatedAt: override?.updatedAt,
     };
+  }
+
+  #defaultOf(key: SettingKey): unknown {
+    return Object.hasOwn(this.#defaults, key) ? this.#defaults[key] : settingsCatalog[key].defaultValue;
   }
 
   async #reload(keys: SettingKey[]): Promise<void> {

@@ -9,6 +9,8 @@ export interface SystemTotals {
   apiKeysActive: number;
   sessionsActive: number;
   jobsByStatus: Record<string, number>;
+  filesTotal: number;
+  fileBytesTotal: number;
 }
 
 /** The totals of AdminService.GetMetrics, counted in the database at the time of the call. */
@@ -27,6 +29,7 @@ export async function countSystemTotals(em: EntityManager): Promise<SystemTotals
             (select count(*) from sessions where revoked_at is null and expires_at > now()) as sessions`,
   );
   const jobs = await em.execute<{ status: string; count: string }[]>('select status, count(*) as count from jobs group by status');
+  const [files] = await em.execute<{ files: string; bytes: string }[]>(`select count(*) as files, coalesce(sum(size), 0) as bytes from files where status = 'available'`);
   return {
     usersTotal: Number(users!.total),
     usersEnabled: Number(users!.enabled),
@@ -35,5 +38,7 @@ export async function countSystemTotals(em: EntityManager): Promise<SystemTotals
     apiKeysActive: Number(credentials!.api_keys),
     sessionsActive: Number(credentials!.sessions),
     jobsByStatus: Object.fromEntries(jobs.map((row) => [row.status, Number(row.count)])),
+    filesTotal: Number(files?.files ?? 0),
+    fileBytesTotal: Number(files?.bytes ?? 0),
   };
 }

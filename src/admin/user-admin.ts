@@ -39,11 +39,16 @@ const orderings: Record<string, QueryOrderMap<User>> = {
 };
 
 /** Account administration. Callers of these are admins: the access policy saw to it. */
+/** Removes what an account owns outside its database rows, before the account is deleted. */
+export type AccountCleanup = (em: EntityManager, userId: string) => Promise<void>;
+
 export class UserAdmin {
   readonly #settings: SettingsStore;
+  readonly #accountCleanups: AccountCleanup[];
 
-  constructor(settings: SettingsStore) {
+  constructor(settings: SettingsStore, accountCleanups: AccountCleanup[] = []) {
     this.#settings = settings;
+    this.#accountCleanups = accountCleanups;
   }
 
   listUsers(em: EntityManager, filter: UserFilter, page: PageRequest): Promise<Page<User>> {
@@ -118,16 +123,26 @@ export class UserAdmin {
     });
   }
 
+  /**
+   * Deletes an account. What other areas keep outside the database for it (file bytes)
+   * is removed first by the account cleanups, once the deletion is known to be allowed;
+   * the rows then go with the account.
+   */
   async deleteUser(em: EntityManager, actor: Caller, input: { id: string; confirm: string }): Promise<void> {
     requireId(input.id, 'id');
-    await em.transactional(async (tx) => {
+    const checkAllowed = async (tx: EntityManager) => {
       await tx.execute('select pg_advisory_xact_lock(?)', [adminChangeLockKey]);
       const user = await tx.findOne(User, input.id);
       if (!user) throw notFound('user');
       if (input.confirm !== user.username) throw invalidField('confirm', 'must equal the username of the account to delete');
       if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', 'SELF_DELETE');
       if (user.role === 'admin' && user.active) await this.#ensureAnotherAdmin(tx, user.id);
-      tx.remove(user);
+      return user;
+    };
+    await em.fork().transactional(checkAllowed);
+    for (const cleanup of this.#accountCleanups) await cleanup(em.fork(), input.id);
+    await em.transactional(async (tx) => {
+      tx.remove(await checkAllowed(tx));
       await tx.flush();
     });
   }

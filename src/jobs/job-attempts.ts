@@ -22,7 +22,7 @@ export type StartOutcome =
   | { kind: 'deferred' };
 
 export type AttemptResult =
-  | { kind: 'succeeded'; result: Record<string, unknown> }
+  | { kind: 'succeeded'; result: Record<string, unknown>; outputFileIds?: string[] }
   | { kind: 'failed'; message: string; code: string; retryable: boolean; abandoned?: boolean }
   | { kind: 'cancelled'; abandoned: boolean }
   /** Stopped by a shutdown: queued again without counting the attempt. */
@@ -117,7 +117,7 @@ export class JobAttempts {
       let disposition: QueueDisposition = 'completed';
       switch (result.kind) {
         case 'succeeded':
-          Object.assign(job, { status: 'succeeded', result: result.result, finishedAt: now, errorMessage: null, errorCode: null, progressPercent: 100 });
+          Object.assign(job, { status: 'succeeded', result: result.result, outputFileIds: result.outputFileIds ?? [], finishedAt: now, errorMessage: null, errorCode: null, progressPercent: 100 });
           break;
         case 'cancelled':
           Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });

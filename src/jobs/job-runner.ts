@@ -9,7 +9,8 @@ import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
 import type { AttemptRef, AttemptResult, JobAttempts } from './job-attempts.ts';
 import { jobCancelChannel } from './job-changes.ts';
-import { JobFailure, type JobType, type JobTypeRegistry } from './job-types.ts';
+import type { JobFiles } from './job-files.ts';
+import { JobFailure, type JobInputFile, type JobType, type JobTypeRegistry } from './job-types.ts';
 
 type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'lost';
 
@@ -28,6 +29,7 @@ const reconcileIntervalMs = 30_000;
 
 export interface JobRunnerDeps {
   orm: MikroORM;
+  files: JobFiles;
   boss: PgBoss;
   registry: JobTypeRegistry;
   attempts: JobAttempts;
@@ -151,7 +153,21 @@ export class JobRunner {
     entry.signal.addEventListener('abort', onQueueAbort, { once: true });
     const timeout = setTimeout(() => this.#stop(job.id, 'timeout'), type.timeoutMs);
     const reporter = new AttemptReporter({ orm, attempts, ref, logger: this.#logger, onLost: () => this.#stop(job.id, 'lost') });
+    const outputFileIds: string[] = [];
+    let attemptOver = false;
     try {
+      let inputs: JobInputFile[];
+      try {
+        inputs = await this.#deps.files.inputs(orm.em.fork(), job);
+      } catch (error) {
+        return await attempts.finish(orm.em.fork(), ref, attemptResult(undefined, { ok: false, error }, false, type));
+      }
+      const writeOutput = async (spec: Parameters<JobFiles['writeOutput']>[2], bytes: AsyncIterable<Uint8Array>) => {
+        if (attemptOver) throw new Error('the attempt is over: its outputs can no longer be written');
+        const id = await this.#deps.files.writeOutput(orm.em.fork(), job, spec, bytes, running.controller.signal);
+        outputFileIds.push(id);
+        return { id };
+      };
       const settled = Promise.resolve()
         .then(() =>
           type.run({
@@ -162,6 +178,8 @@ export class JobRunner {
             signal: running.controller.signal,
             progress: reporter.progress,
             log: reporter.log,
+            inputs,
+            writeOutput,
           }),
         )
         .then(
@@ -185,10 +203,15 @@ export class JobRunner {
           outcome = afterGrace;
         }
       }
+      attemptOver = true;
       await reporter.close();
       const result = attemptResult(running.reason, outcome, abandoned, type);
-      return await attempts.finish(orm.em.fork(), ref, result);
+      if (result.kind === 'succeeded') result.outputFileIds = outputFileIds;
+      const disposition = await attempts.finish(orm.em.fork(), ref, result);
+      if (result.kind !== 'succeeded' && outputFileIds.length > 0) await this.#deps.files.discard(orm.em.fork(), outputFileIds);
+      return disposition;
     } finally {
+      attemptOver = true;
       clearTimeout(timeout);
       entry.signal.removeEventListener('abort', onQueueAbort);
       this.#running.delete(job.id);

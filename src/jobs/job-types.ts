@@ -1,5 +1,26 @@
+import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { LogLevelName } from './entities.ts';
+
+/** An input file of a job, as its handler sees it. */
+export interface JobInputFile {
+  id: string;
+  name: string;
+  size: number;
+  contentType: string;
+  /** Hex SHA-256 when known. */
+  sha256: string | null;
+  /** A fresh stream of the file's bytes. */
+  open(): Promise<Readable>;
+}
+
+export interface JobOutputSpec {
+  name: string;
+  /** Default `/jobs/<job id>`. */
+  directory?: string;
+  /** A hint: the stored type is sniffed from the bytes. */
+  contentType?: string;
+}
 
 /** What a handler gets for one attempt of one job. */
 export interface JobContext<Params> {
@@ -15,6 +36,13 @@ export interface JobContext<Params> {
   progress(percent: number, message?: string): void;
   /** Appends a line to the job's log. */
   log(message: string, level?: LogLevelName): void;
+  /** The job's input files, in the order they were given. */
+  inputs: JobInputFile[];
+  /**
+   * Stores `bytes` (streamed, never held whole) as an output file of the job, owned by its
+   * submitter. Outputs of an attempt that does not succeed are deleted.
+   */
+  writeOutput(output: JobOutputSpec, bytes: AsyncIterable<Uint8Array>): Promise<{ id: string }>;
 }
 
 export interface RetryPolicy {
@@ -36,6 +64,8 @@ export interface JobType<Params = unknown> {
   concurrency: number;
   /** Jobs fetched from the queue at once (more for short jobs: fewer round trips). */
   batchSize: number;
+  /** How many input files a job of this type takes (default none). */
+  inputFiles?: { min: number; max: number };
   /** An attempt running longer is aborted and fails with DEADLINE_EXCEEDED. */
   timeoutMs: number;
   /** After its signal is aborted, how long a handler may take to stop before it is abandoned. */

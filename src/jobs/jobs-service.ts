@@ -317,7 +317,12 @@ export class JobsService {
     checkPriority(input.priority, field('priority'), violations);
     violations.check(input.maxAttempts >= 0 && input.maxAttempts <= 20, field('max_attempts'), 'must be 0 (the type default) to 20');
     violations.check(input.requestId.length <= 128, field('request_id'), 'must be at most 128 characters');
-    violations.check(input.inputFileIds.length <= 100, field('input_file_ids'), 'must name at most 100 files');
+    const inputs = type?.inputFiles ?? { min: 0, max: 0 };
+    violations.check(
+      input.inputFileIds.length >= inputs.min && input.inputFileIds.length <= inputs.max,
+      field('input_file_ids'),
+      inputs.max === 0 ? `must be empty: ${input.type} jobs take no input files` : `must name ${inputs.min} to ${inputs.max} files for ${input.type} jobs`,
+    );
     const rawParams = input.params ?? {};
     const maxBytes = this.#settings.get('jobs.max_params_bytes');
     const paramsSize = Buffer.byteLength(JSON.stringify(rawParams));

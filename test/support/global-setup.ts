@@ -12,6 +12,7 @@ import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.ts';
 import { createOrm } from '../../src/db/orm.ts';
 import { runMigrations } from '../../src/db/schema-migrations.ts';
 import { createLogger } from '../../src/logger.ts';
+import { startEmbeddedS3 } from '../../src/storage/embedded-s3.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -19,6 +20,8 @@ declare module 'vitest' {
     adminDatabaseUrl: string;
     /** Migrated database every test database is created from. */
     templateDatabase: string;
+    /** Endpoint of the S3-compatible server the test servers keep their files in (a bucket each). */
+    s3Endpoint: string;
   }
 }
 
@@ -54,10 +57,16 @@ export default async function setup(project: TestProject) {
   await runMigrations(orm);
   await orm.close();
 
+  const objectsDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-test-objects-'));
+  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket: 'yardmaster-test', logger });
+
   project.provide('adminDatabaseUrl', adminUrl);
   project.provide('templateDatabase', templateDatabase);
+  project.provide('s3Endpoint', s3.endpoint);
 
   return async () => {
+    await s3.stop();
+    await rm(objectsDir, { recursive: true, force: true });
     await stopPostgres?.();
     if (scratchDir) await rm(scratchDir, { recursive: true, force: true });
   };

@@ -5,6 +5,7 @@ import { AuthService, type LoginResponse } from '../../../gen/yardmaster/v1/auth
 import { Health } from '../../../gen/grpc/health/v1/health_pb.ts';
 import { JobsService } from '../../../gen/yardmaster/v1/jobs_pb.ts';
 import { QueueService } from '../../../gen/yardmaster/v1/queue_pb.ts';
+import { FilesService } from '../../../gen/yardmaster/v1/files_pb.ts';
 import { authInterceptor } from './auth-interceptor.ts';
 import { TokenSession, type SessionTokens } from './token-session.ts';
 
@@ -23,6 +24,7 @@ export interface YardmasterClient {
   admin: Client<typeof AdminService>;
   jobs: Client<typeof JobsService>;
   queue: Client<typeof QueueService>;
+  files: Client<typeof FilesService>;
   health: Client<typeof Health>;
   /** Signs in and keeps the session's tokens for every later call. */
   login(username: string, password: string): Promise<LoginResponse>;
@@ -52,6 +54,7 @@ export function createClientOnTransport(
     admin: createClient(AdminService, transport),
     jobs: createClient(JobsService, transport),
     queue: createClient(QueueService, transport),
+    files: createClient(FilesService, transport),
     health: createClient(Health, transport),
     async login(username, password) {
       const response = await plainAuth.login({ username, password });

@@ -1,0 +1,147 @@
+import type { ServiceImpl } from '@connectrpc/connect';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
+import { invalidField } from '../domain-errors.ts';
+import { callerOf, entityManagerOf } from '../server/context.ts';
+import { fileToProto } from './file-messages.ts';
+import type { FilesService } from './files-service.ts';
+
+/** Bytes per Download message: large enough to be cheap, small enough for any client. */
+const downloadChunkBytes = 256 * 1024;
+
+function bigintNumber(value: bigint, field: string): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) throw invalidField(field, 'is out of range');
+  return Number(value);
+}
+
+/** The chunks after the metadata message; anything else there is a client error. */
+async function* chunksOf(messages: AsyncIterator<UploadRequest>): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const next = await messages.next();
+    if (next.done) return;
+    if (next.value.content.case !== 'chunk') throw invalidField('chunk', 'every message after the first must carry a chunk');
+    yield next.value.content.value;
+  }
+}
+
+/** Re-cuts a byte stream into messages of at most downloadChunkBytes, holding one at a time. */
+async function* rechunk(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    pending.push(chunk);
+    size += chunk.byteLength;
+    while (size >= downloadChunkBytes) {
+      const joined = Buffer.concat(pending, size);
+      yield joined.subarray(0, downloadChunkBytes);
+      const rest = joined.subarray(downloadChunkBytes);
+      pending = rest.byteLength > 0 ? [rest] : [];
+      size = rest.byteLength;
+    }
+  }
+  if (size > 0) yield Buffer.concat(pending, size);
+}
+
+export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesServiceDesc> {
+  return {
+    async createUpload(req, ctx) {
+      const plan = await files.createUpload(entityManagerOf(ctx), callerOf(ctx), {
+        directory: req.directory,
+        name: req.name,
+        size: bigintNumber(req.size, 'size'),
+        contentType: req.contentType,
+        sha256: req.sha256,
+        requestId: req.requestId,
+      });
+      return {
+        file: fileToProto(plan.file),
+        uploadUrl: plan.uploadUrl,
+        parts: plan.parts,
+        partSize: BigInt(plan.partSize),
+        expireTime: timestampFromDate(plan.expiresAt),
+      };
+    },
+
+    async completeUpload(req, ctx) {
+      const file = await files.completeUpload(entityManagerOf(ctx), callerOf(ctx), req.fileId, req.parts);
+      return { file: fileToProto(file) };
+    },
+
+    async abortUpload(req, ctx) {
+      await files.abortUpload(entityManagerOf(ctx), callerOf(ctx), req.fileId);
+      return {};
+    },
+
+    async upload(requests, ctx) {
+      const messages = requests[Symbol.asyncIterator]();
+      const first = await messages.next();
+      if (first.done || first.value.content.case !== 'metadata') throw invalidField('metadata', 'the first message must carry the metadata');
+      const metadata = first.value.content.value;
+      const file = await files.uploadStream(
+        entityManagerOf(ctx),
+        callerOf(ctx),
+        { directory: metadata.directory, name: metadata.name, size: bigintNumber(metadata.size, 'metadata.size'), contentType: metadata.contentType, sha256: metadata.sha256 },
+        chunksOf(messages),
+        ctx.signal,
+      );
+      return { file: fileToProto(file) };
+    },
+
+    async getFile(req, ctx) {
+      return { file: fileToProto(await files.get(entityManagerOf(ctx), callerOf(ctx), req.id)) };
+    },
+
+    async listFiles(req, ctx) {
+      const listing = await files.list(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, recursive: req.recursive, ownerId: req.ownerId }, req);
+      return { files: listing.files.map(fileToProto), directories: listing.directories, nextPageToken: listing.nextPageToken };
+    },
+
+    async moveFile(req, ctx) {
+      return { file: fileToProto(await files.move(entityManagerOf(ctx), callerOf(ctx), req.id, { directory: req.directory, name: req.name })) };
+    },
+
+    async deleteFile(req, ctx) {
+      await files.delete(entityManagerOf(ctx), callerOf(ctx), req.id);
+      return {};
+    },
+
+    async deleteDirectory(req, ctx) {
+      const deleted = await files.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, confirm: req.confirm, ownerId: req.ownerId });
+      return { deletedFiles: BigInt(deleted) };
+    },
+
+    async getDownloadUrl(req, ctx) {
+      const expiresMs = req.expires ? Number(req.expires.seconds) * 1000 + Math.floor(req.expires.nanos / 1_000_000) : undefined;
+      const { url, expiresAt } = await files.downloadUrl(entityManagerOf(ctx), callerOf(ctx), req.id, expiresMs);
+      return { url, expireTime: timestampFromDate(expiresAt) };
+    },
+
+    async *download(req, ctx) {
+      const { file, bytes } = await files.openDownload(entityManagerOf(ctx), callerOf(ctx), req.id, bigintNumber(req.offset, 'offset'), bigintNumber(req.length, 'length'));
+      if (!bytes) {
+        yield { file: fileToProto(file) };
+        return;
+      }
+      try {
+        let first = true;
+        for await (const chunk of rechunk(bytes as AsyncIterable<Buffer>)) {
+          yield first ? { chunk, file: fileToProto(file) } : { chunk };
+          first = false;
+        }
+      } finally {
+        bytes.destroy();
+      }
+    },
+
+    async getStorageUsage(req, ctx) {
+      const usage = await files.usage(entityManagerOf(ctx), callerOf(ctx), req.userId);
+      return {
+        bytes: BigInt(usage.bytes),
+        fileCount: BigInt(usage.fileCount),
+        quotaBytes: BigInt(usage.quotaBytes),
+        uploadingBytes: BigInt(usage.uploadingBytes),
+        byContentType: usage.byContentType.map((entry) => ({ contentType: entry.contentType, bytes: BigInt(entry.bytes), fileCount: BigInt(entry.fileCount) })),
+      };
+    },
+  };
+}

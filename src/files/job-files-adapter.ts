@@ -1,0 +1,38 @@
+import type { JobFiles } from '../jobs/job-files.ts';
+import { JobFailure } from '../jobs/job-types.ts';
+import type { FilesService } from './files-service.ts';
+
+/** The files area as running jobs see it. */
+export function jobFilesOf(files: FilesService): JobFiles {
+  return {
+    async inputs(em, job) {
+      const available = await files.availableFiles(em, job.ownerId, job.inputFileIds);
+      if (available.length !== job.inputFileIds.length) {
+        const missing = job.inputFileIds.filter((id) => !available.some((file) => file.id === id));
+        throw new JobFailure(`input files are gone or no longer available: ${missing.join(', ')}`, { code: 'INPUT_MISSING', retryable: false });
+      }
+      return available.map((file) => ({
+        id: file.id,
+        name: file.name,
+        size: file.size,
+        contentType: file.contentType,
+        sha256: file.sha256 ?? null,
+        open: () => files.read(file),
+      }));
+    },
+
+    async writeOutput(em, job, output, bytes, signal) {
+      const file = await files.writeJobOutput(
+        em,
+        { ownerId: job.ownerId, jobId: job.id, directory: output.directory ?? `/jobs/${job.id}`, name: output.name, contentType: output.contentType ?? '' },
+        bytes,
+        signal,
+      );
+      return file.id;
+    },
+
+    discard(em, fileIds) {
+      return files.deleteFiles(em, fileIds);
+    },
+  };
+}
