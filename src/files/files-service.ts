@@ -337,12 +337,11 @@ export class FilesService {
     const hash = createHash('sha256');
     let sample = Buffer.alloc(0);
     let received = 0;
-    let typeChecked: Promise<void> | undefined;
     try {
       const size = await this.#storage.uploadStream(file.objectKey, chunks, {
         partBytes: streamPartBytes,
         signal,
-        onChunk: (chunk) => {
+        onChunk: async (chunk) => {
           received += chunk.byteLength;
           if (received > maxBytes) {
             throw limits.declaredSize === undefined
@@ -352,11 +351,11 @@ export class FilesService {
           hash.update(chunk);
           if (sample.byteLength < sniffSampleBytes) {
             sample = Buffer.concat([sample, chunk.subarray(0, sniffSampleBytes - sample.byteLength)]);
-            if (sample.byteLength >= sniffSampleBytes) typeChecked = this.#checkSniffedType(sample, file.declaredContentType);
+            // Refused as soon as the type is known, before the rest of a large file is sent.
+            if (sample.byteLength >= sniffSampleBytes) await this.#checkSniffedType(sample, file.declaredContentType);
           }
         },
       });
-      await typeChecked;
       await this.#accept(em, file, { size, contentType: await sniffContentType(sample, file.declaredContentType), sha256: hash.digest('hex') }, limits.declaredSize !== undefined);
       return file;
     } catch (error) {
@@ -365,7 +364,6 @@ export class FilesService {
     }
   }
 
-  /** Fails early on a disallowed type, before the rest of a large file is sent. */
   async #checkSniffedType(sample: Uint8Array, claimed: string): Promise<void> {
     const contentType = await sniffContentType(sample, claimed);
     if (!isAllowedContentType(contentType, this.#settings.get('files.allowed_content_types'))) throw contentTypeNotAllowed(contentType);
@@ -511,7 +509,7 @@ export class FilesService {
     if (fileIds.length === 0) return;
     const [row] = await em.execute<{ count: string }[]>(
       `select count(*) as count from jobs
-        where status in ('queued', 'running') and jsonb_exists_any(input_file_ids, ?::text[])`,
+        where status in ('queued', 'running') and jsonb_exists_any(input_file_ids, array[?]::text[])`,
       [fileIds],
     );
     if (Number(row?.count ?? 0) > 0) {

@@ -1,3 +1,4 @@
+import { DomainError } from '../domain-errors.ts';
 import type { JobFiles } from '../jobs/job-files.ts';
 import { JobFailure } from '../jobs/job-types.ts';
 import type { FilesService } from './files-service.ts';
@@ -22,13 +23,19 @@ export function jobFilesOf(files: FilesService): JobFiles {
     },
 
     async writeOutput(em, job, output, bytes, signal) {
-      const file = await files.writeJobOutput(
-        em,
-        { ownerId: job.ownerId, jobId: job.id, directory: output.directory ?? `/jobs/${job.id}`, name: output.name, contentType: output.contentType ?? '' },
-        bytes,
-        signal,
-      );
-      return file.id;
+      try {
+        const file = await files.writeJobOutput(
+          em,
+          { ownerId: job.ownerId, jobId: job.id, directory: output.directory ?? `/jobs/${job.id}`, name: output.name, contentType: output.contentType ?? '' },
+          bytes,
+          signal,
+        );
+        return file.id;
+      } catch (error) {
+        // Limits and bad names do not go away by trying again.
+        if (error instanceof DomainError) throw new JobFailure(`the output ${output.name} could not be stored: ${error.message}`, { code: error.reason ?? 'OUTPUT_REFUSED', retryable: false });
+        throw error;
+      }
     },
 
     discard(em, fileIds) {

@@ -160,8 +160,11 @@ export const archiveJobType = defineJobType({
     })();
     packing.catch((error: unknown) => archive.destroy(error as Error));
     const gzip = pipeline(archive as unknown as NodeJS.ReadableStream, createGzip(), () => {});
-    const [output] = await Promise.all([writeOutput({ name, contentType: 'application/gzip' }, gzip), packing]);
-    return { archiveFileId: output.id, files: inputs.length };
+    // When storing fails, packing fails too (its reader went away): the storing error says why.
+    const [stored, packed] = await Promise.allSettled([writeOutput({ name, contentType: 'application/gzip' }, gzip), packing]);
+    if (stored.status === 'rejected') throw stored.reason;
+    if (packed.status === 'rejected') throw packed.reason;
+    return { archiveFileId: stored.value.id, files: inputs.length };
   },
 });
 

@@ -1,6 +1,10 @@
-import { mkdir } from 'node:fs/promises';
+import { readFile, rm, stat, mkdir } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import S3rver from 's3rver';
 import type { Logger } from '../logger.ts';
+import { minPartBytes } from './object-storage.ts';
 
 /** s3rver accepts only these credentials. */
 export const embeddedS3Credentials = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
@@ -21,6 +25,8 @@ const bucketCors = `<CORSConfiguration>
   </CORSRule>
 </CORSConfiguration>`;
 
+const maxCompleteBodyBytes = 2 * 1024 * 1024;
+
 export interface EmbeddedS3 {
   /** Base URL, e.g. http://127.0.0.1:40123 */
   endpoint: string;
@@ -28,22 +34,116 @@ export interface EmbeddedS3 {
 }
 
 /**
- * A local S3-compatible server (s3rver) keeping its objects under `directory`: the
- * default when S3_ENDPOINT is unset, and what the tests use. The storage code speaks
- * plain S3 to it, exactly as to MinIO.
+ * A local S3-compatible server keeping its objects under `directory`: the default when
+ * S3_ENDPOINT is unset, and what the tests use. The storage code speaks plain S3 to it,
+ * exactly as to MinIO.
+ *
+ * It is s3rver behind a thin front that makes two multipart operations behave as S3
+ * does, because s3rver gets them wrong: completing an upload with a part that was never
+ * sent crashes it (an unhandled file error), it accepts any ETag, and it does not
+ * implement aborting an upload. The front checks the parts against s3rver's own store
+ * and removes aborted uploads itself; every other request passes through unchanged.
  */
 export async function startEmbeddedS3(options: { directory: string; host: string; bucket: string; logger: Logger }): Promise<EmbeddedS3> {
   await mkdir(options.directory, { recursive: true });
-  const server = new S3rver({
-    address: options.host,
+  const store = new S3rver({
+    address: '127.0.0.1',
     port: 0,
     directory: options.directory,
     silent: true,
     configureBuckets: [{ name: options.bucket, configs: [bucketCors] }],
   });
-  const { port } = await server.run();
+  const { port: storePort } = await store.run();
+  const uploadsOf = (bucket: string) => path.join(options.directory, bucket, '._S3rver_uploads');
+
+  const front = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://front');
+    const bucket = decodeURIComponent(url.pathname.split('/')[1] ?? '');
+    const uploadId = url.searchParams.get('uploadId');
+    const validUploadId = uploadId !== null && /^[A-Za-z0-9_-]{1,200}$/.test(uploadId);
+    if (req.method === 'POST' && uploadId !== null) {
+      void completeUpload(req, res, validUploadId ? path.join(uploadsOf(bucket), uploadId) : undefined, storePort);
+    } else if (req.method === 'DELETE' && uploadId !== null) {
+      req.resume();
+      void abortUpload(res, validUploadId ? path.join(uploadsOf(bucket), uploadId) : undefined);
+    } else {
+      forward(req, res, storePort, undefined);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.listen(0, options.host, () => resolve());
+  });
+  const { port } = front.address() as AddressInfo;
   const host = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   const endpoint = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   options.logger.info({ endpoint, directory: options.directory }, 'embedded S3 storage started');
-  return { endpoint, stop: () => server.close() };
+  return {
+    endpoint,
+    async stop() {
+      front.closeAllConnections();
+      await new Promise<void>((resolve) => front.close(() => resolve()));
+      await store.close();
+    },
+  };
+}
+
+/** Passes the request to s3rver as is (the Host header too: presigned signatures cover it). */
+function forward(req: http.IncomingMessage, res: http.ServerResponse, storePort: number, body: Buffer | undefined): void {
+  const upstream = http.request({ host: '127.0.0.1', port: storePort, method: req.method, path: req.url, headers: req.headers }, (reply) => {
+    res.writeHead(reply.statusCode ?? 502, reply.headers);
+    reply.pipe(res);
+  });
+  upstream.on('error', () => res.destroy());
+  if (body) upstream.end(body);
+  else req.pipe(upstream);
+}
+
+async function completeUpload(req: http.IncomingMessage, res: http.ServerResponse, uploadDir: string | undefined, storePort: number): Promise<void> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > maxCompleteBodyBytes) return sendError(res, 400, 'MaxMessageLengthExceeded', 'The request body is too large.');
+    chunks.push(chunk);
+  }
+  const body = Buffer.concat(chunks);
+  if (!uploadDir || !(await exists(uploadDir))) return sendError(res, 404, 'NoSuchUpload', 'The specified upload does not exist.');
+  const parts = [...body.toString('utf8').matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((match) => ({
+    number: Number(/<PartNumber>\s*(\d+)\s*<\/PartNumber>/.exec(match[1]!)?.[1]),
+    etag: (/<ETag>([^<]*)<\/ETag>/.exec(match[1]!)?.[1] ?? '').replace(/&quot;|"/g, '').trim(),
+  }));
+  if (parts.length === 0) return sendError(res, 400, 'MalformedXML', 'The XML you provided was not well-formed.');
+  for (const [index, part] of parts.entries()) {
+    if (!Number.isInteger(part.number) || part.number < 1 || (index > 0 && part.number <= parts[index - 1]!.number)) {
+      return sendError(res, 400, 'InvalidPartOrder', 'The list of parts was not in ascending order.');
+    }
+    const partPath = path.join(uploadDir, String(part.number));
+    const md5 = await readFile(`${partPath}.md5`, 'utf8').catch(() => undefined);
+    if (md5 === undefined || md5.trim() !== part.etag) {
+      return sendError(res, 400, 'InvalidPart', 'One or more of the specified parts could not be found or its entity tag did not match.');
+    }
+    if (index < parts.length - 1 && (await stat(partPath)).size < minPartBytes) {
+      return sendError(res, 400, 'EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.');
+    }
+  }
+  forward(req, res, storePort, body);
+}
+
+async function abortUpload(res: http.ServerResponse, uploadDir: string | undefined): Promise<void> {
+  if (!uploadDir || !(await exists(uploadDir))) return sendError(res, 404, 'NoSuchUpload', 'The specified upload does not exist.');
+  await rm(uploadDir, { recursive: true, force: true });
+  res.writeHead(204).end();
+}
+
+function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+  res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
 }

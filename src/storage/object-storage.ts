@@ -116,7 +116,11 @@ export class ObjectStorage {
    * throw to stop; on any error or abort the multipart upload is aborted, so nothing is
    * left in storage.
    */
-  async uploadStream(key: string, source: AsyncIterable<Uint8Array>, options: { partBytes: number; signal?: AbortSignal; onChunk?: (chunk: Uint8Array) => void }): Promise<number> {
+  async uploadStream(
+    key: string,
+    source: AsyncIterable<Uint8Array>,
+    options: { partBytes: number; signal?: AbortSignal; onChunk?: (chunk: Uint8Array) => void | Promise<void> },
+  ): Promise<number> {
     const uploadId = await this.startMultipart(key);
     const parts: UploadedPart[] = [];
     let pending: Buffer[] = [];
@@ -130,7 +134,7 @@ export class ObjectStorage {
     try {
       for await (const chunk of source) {
         options.signal?.throwIfAborted();
-        options.onChunk?.(chunk);
+        await options.onChunk?.(chunk);
         total += chunk.byteLength;
         pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         pendingBytes += chunk.byteLength;
