@@ -7,7 +7,7 @@ import { fileToProto } from './file-messages.ts';
 import type { FilesService } from './files-service.ts';
 
 /** Bytes per Download message: large enough to be cheap, small enough for any client. */
-const downloadChunkBytes = 256 * 1024;
+const downloadChunkBytes = 1024 * 1024;
 
 function bigintNumber(value: bigint, field: string): number {
   if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) throw invalidField(field, 'is out of range');

@@ -21,6 +21,13 @@ export interface Listener {
 }
 
 const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+/**
+ * HTTP/2 flow-control windows. The protocol's default (64 KiB) lets a stream carry one
+ * window per round trip, which caps file transfers far below what the network and
+ * storage can do; a few MiB per stream keeps large streams moving.
+ */
+const http2StreamWindowBytes = 4 * 1024 * 1024;
+const http2SessionWindowBytes = 16 * 1024 * 1024;
 const firstBytesTimeoutMs = 30_000;
 
 /**
@@ -55,6 +62,7 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
   };
 
   const trackSession = (session: http2.ServerHttp2Session) => {
+    session.once('connect', () => session.setLocalWindowSize(http2SessionWindowBytes));
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
   };
@@ -62,14 +70,17 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
   let server: net.Server;
   let h1: http.Server | undefined;
   if (options.tls) {
-    const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, tracked);
+    const secure = http2.createSecureServer(
+      { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, settings: { initialWindowSize: http2StreamWindowBytes } },
+      tracked,
+    );
     secure.on('session', trackSession);
     secure.setTimeout(0);
     server = secure;
   } else {
     // Long-lived server streams must not be cut by the default request timeout.
     h1 = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, tracked);
-    const h2 = http2.createServer({}, tracked);
+    const h2 = http2.createServer({ settings: { initialWindowSize: http2StreamWindowBytes } }, tracked);
     h2.on('session', trackSession);
     h2.setTimeout(0);
     const h1Server = h1;

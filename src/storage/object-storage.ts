@@ -111,8 +111,8 @@ export class ObjectStorage {
   }
 
   /**
-   * Uploads a stream of unknown chunking as a multipart upload, one part in memory at a
-   * time (constant memory whatever the size). `onChunk` sees every chunk first and may
+   * Uploads a stream of unknown chunking as a multipart upload, a part or two in memory
+   * at a time (constant memory whatever the size). `onChunk` sees every chunk first and may
    * throw to stop; on any error or abort the multipart upload is aborted, so nothing is
    * left in storage.
    */
@@ -126,10 +126,19 @@ export class ObjectStorage {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let total = 0;
+    let partNumber = 0;
+    // One part travels to storage while the next one fills: two parts in memory at most.
+    let inFlight: Promise<void> | undefined;
     const sendPart = async (payload: Buffer) => {
-      const partNumber = parts.length + 1;
-      const { etag } = await this.#client.uploadPart({ bucketName: this.bucket, objectName: key, uploadID: uploadId, partNumber, headers: {} }, payload);
-      parts.push({ partNumber, etag });
+      await inFlight;
+      const number = ++partNumber;
+      inFlight = this.#client
+        .uploadPart({ bucketName: this.bucket, objectName: key, uploadID: uploadId, partNumber: number, headers: {} }, payload)
+        .then(({ etag }) => {
+          parts.push({ partNumber: number, etag });
+        });
+      // Keep the rejection observed until it is awaited (next part or the end).
+      inFlight.catch(() => {});
     };
     try {
       for await (const chunk of source) {
@@ -148,14 +157,17 @@ export class ObjectStorage {
       }
       options.signal?.throwIfAborted();
       if (total === 0) {
+        await inFlight;
         await this.abortMultipart(key, uploadId);
         await this.#client.putObject(this.bucket, key, Buffer.alloc(0), 0);
         return 0;
       }
       if (pendingBytes > 0) await sendPart(Buffer.concat(pending, pendingBytes));
-      await this.completeMultipart(key, uploadId, parts);
+      await inFlight;
+      await this.completeMultipart(key, uploadId, parts.toSorted((a, b) => a.partNumber - b.partNumber));
       return total;
     } catch (error) {
+      await inFlight?.catch(() => {});
       await this.abortMultipart(key, uploadId).catch(() => {});
       throw error;
     }

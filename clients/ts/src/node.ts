@@ -18,8 +18,9 @@ export interface NodeClientOptions extends CredentialOptions {
 export function createYardmasterClient(options: NodeClientOptions): YardmasterClient {
   const protocol = options.protocol ?? 'connect';
   const httpVersion = protocol === 'grpc' ? '2' : (options.httpVersion ?? '1.1');
-  // One HTTP/2 session shared by both transports, closed by close().
-  const sessionManager = httpVersion === '2' ? new Http2SessionManager(options.baseUrl) : undefined;
+  // One HTTP/2 session shared by both transports, closed by close(). Its receive window is
+  // raised from the protocol's 64 KiB, which would cap downloads at one window per round trip.
+  const sessionManager = httpVersion === '2' ? new Http2SessionManager(options.baseUrl, undefined, { settings: { initialWindowSize: 4 * 1024 * 1024 } }) : undefined;
   const makeTransport = (interceptors: Parameters<typeof createConnectTransport>[0]['interceptors']) => {
     const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? protocol !== 'connect' };
     if (protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager });
