@@ -7,6 +7,7 @@ import type { FilesService } from './files-service.ts';
 export function jobFilesOf(files: FilesService): JobFiles {
   return {
     async inputs(em, job) {
+      if (job.inputFileIds.length === 0) return [];
       const available = await files.availableFiles(em, job.ownerId, job.inputFileIds);
       if (available.length !== job.inputFileIds.length) {
         const missing = job.inputFileIds.filter((id) => !available.some((file) => file.id === id));

@@ -7,6 +7,15 @@ import { Job } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
 
+export interface StartInput {
+  jobId: string;
+  /** The pg-boss entry that was fetched. */
+  queueJobId: string;
+  /** pg-boss's retry count of that entry. */
+  retryCount: number;
+  workerId: string;
+}
+
 /** Identifies one attempt: later writes of a superseded attempt are ignored. */
 export interface AttemptRef {
   jobId: string;
@@ -55,37 +64,57 @@ export class JobAttempts {
    * check happens here, in the same transaction, so a worker that fetched a job just as
    * its queue was paused puts it back instead of running it.
    */
-  async start(em: EntityManager, input: { jobId: string; queueJobId: string; retryCount: number; workerId: string }): Promise<StartOutcome> {
+  async start(em: EntityManager, input: StartInput): Promise<StartOutcome> {
+    return (await this.startMany(em, [input]))[0]!;
+  }
+
+  /**
+   * Starts the attempts of a batch of queue entries in one transaction (a worker fetches
+   * them in batches): one locking read, one pause check per queue, one commit.
+   */
+  async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
     return this.#changes.transact(em, async (tx) => {
-      const job = await tx.findOne(Job, input.jobId, { lockMode: LockMode.PESSIMISTIC_WRITE });
-      if (!job) return { kind: 'skip', reason: 'the job no longer exists' };
-      if (job.queueJobId !== input.queueJobId) return { kind: 'skip', reason: 'the queue entry was replaced' };
-      if (isFinal(job.status)) return { kind: 'skip', reason: `the job is ${job.status}` };
-      // The same delivery twice (the entry's retry count is what pg-boss bumps on redelivery).
-      if (job.status === 'running' && job.queueRetryCount != null && input.retryCount <= job.queueRetryCount) {
-        return { kind: 'skip', reason: 'the attempt is already running' };
+      // Locked in id order, so that two batches sharing jobs cannot deadlock.
+      const jobs = await tx.find(Job, { id: { $in: inputs.map((input) => input.jobId) } }, { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } });
+      const byId = new Map(jobs.map((job) => [job.id, job]));
+      const paused = new Set<string>();
+      for (const type of new Set(jobs.map((job) => job.type))) {
+        if (await this.#pauses.isPausedInTransaction(tx, type)) paused.add(type);
       }
-      if (await this.#pauses.isPausedInTransaction(tx, job.type)) {
-        job.status = 'queued';
-        // Not due at once: a worker that has not yet heard of the pause must not spin on it.
-        await this.#requeue(tx, job, deferDelayMs);
-        return { kind: 'deferred' };
-      }
-      if (job.status === 'running') {
-        // pg-boss gave the job out again: the worker of the previous attempt stopped answering.
-        job.errorMessage = `attempt ${job.attempt} was lost: the worker running it stopped answering`;
-        job.errorCode = 'WORKER_LOST';
-      }
-      const attempt = job.attempt + 1;
-      job.status = 'running';
-      job.attempt = attempt;
-      job.queueRetryCount = input.retryCount;
-      job.startedAt = new Date();
-      job.workerId = input.workerId;
-      job.abandoned = false;
-      this.#changes.record(tx, job, 'updated');
-      return { kind: 'started', job: jobView(job), attempt: { jobId: job.id, attempt, workerId: input.workerId } };
+      const outcomes: StartOutcome[] = [];
+      for (const input of inputs) outcomes.push(await this.#startLocked(tx, byId.get(input.jobId), input, paused.has(byId.get(input.jobId)?.type ?? '')));
+      return outcomes;
     });
+  }
+
+  async #startLocked(tx: EntityManager, job: Job | undefined, input: StartInput, paused: boolean): Promise<StartOutcome> {
+    if (!job) return { kind: 'skip', reason: 'the job no longer exists' };
+    if (job.queueJobId !== input.queueJobId) return { kind: 'skip', reason: 'the queue entry was replaced' };
+    if (isFinal(job.status)) return { kind: 'skip', reason: `the job is ${job.status}` };
+    // The same delivery twice (the entry's retry count is what pg-boss bumps on redelivery).
+    if (job.status === 'running' && job.queueRetryCount != null && input.retryCount <= job.queueRetryCount) {
+      return { kind: 'skip', reason: 'the attempt is already running' };
+    }
+    if (paused) {
+      job.status = 'queued';
+      // Not due at once: a worker that has not yet heard of the pause must not spin on it.
+      await this.#requeue(tx, job, deferDelayMs);
+      return { kind: 'deferred' };
+    }
+    if (job.status === 'running') {
+      // pg-boss gave the job out again: the worker of the previous attempt stopped answering.
+      job.errorMessage = `attempt ${job.attempt} was lost: the worker running it stopped answering`;
+      job.errorCode = 'WORKER_LOST';
+    }
+    const attempt = job.attempt + 1;
+    job.status = 'running';
+    job.attempt = attempt;
+    job.queueRetryCount = input.retryCount;
+    job.startedAt = new Date();
+    job.workerId = input.workerId;
+    job.abandoned = false;
+    this.#changes.record(tx, job, 'updated');
+    return { kind: 'started', job: jobView(job), attempt: { jobId: job.id, attempt, workerId: input.workerId } };
   }
 
   /** Records progress; false when the attempt no longer holds the job (stop writing). */
@@ -109,42 +138,58 @@ export class JobAttempts {
 
   /** Ends the attempt; the answer tells pg-boss whether the queue entry is done or retried. */
   async finish(em: EntityManager, ref: AttemptRef, result: AttemptResult): Promise<QueueDisposition> {
+    return (await this.finishMany(em, [{ ref, result }]))[0]!;
+  }
+
+  /** Ends several attempts in one transaction. */
+  async finishMany(em: EntityManager, items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
     return this.#changes.transact(em, async (tx) => {
-      const job = await this.#lockAttempt(tx, ref);
-      // A superseded attempt: the job moved on without it, so nothing here may change it.
-      if (!job) return 'completed';
-      const now = new Date();
-      let disposition: QueueDisposition = 'completed';
-      switch (result.kind) {
-        case 'succeeded':
-          Object.assign(job, { status: 'succeeded', result: result.result, outputFileIds: result.outputFileIds ?? [], finishedAt: now, errorMessage: null, errorCode: null, progressPercent: 100 });
-          break;
-        case 'cancelled':
-          Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });
-          break;
-        case 'failed': {
-          job.errorMessage = result.message.slice(0, 4000);
-          job.errorCode = result.code;
-          job.abandoned = result.abandoned ?? false;
-          const retried = result.retryable && job.attempt < job.maxAttempts && !job.cancelRequested;
-          if (retried) {
-            job.status = 'queued';
-            job.workerId = null;
-            disposition = 'failed';
-          } else {
-            Object.assign(job, { status: 'failed', finishedAt: now });
-            disposition = job.attempt < job.maxAttempts ? 'deadletter' : 'failed';
-          }
-          break;
-        }
-        case 'interrupted':
-          Object.assign(job, { status: 'queued', attempt: job.attempt - 1, workerId: null });
-          await this.#requeue(tx, job);
-          break;
+      const jobs = await tx.find(Job, { id: { $in: items.map((item) => item.ref.jobId) } }, { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } });
+      const byId = new Map(jobs.map((job) => [job.id, job]));
+      const dispositions: QueueDisposition[] = [];
+      for (const { ref, result } of items) {
+        const job = byId.get(ref.jobId);
+        const held = job && job.status === 'running' && job.attempt === ref.attempt && job.workerId === ref.workerId;
+        dispositions.push(await this.#finishLocked(tx, held ? job : undefined, result));
       }
-      this.#changes.record(tx, job, 'updated');
-      return disposition;
+      return dispositions;
     });
+  }
+
+  async #finishLocked(tx: EntityManager, job: Job | undefined, result: AttemptResult): Promise<QueueDisposition> {
+    // A superseded attempt: the job moved on without it, so nothing here may change it.
+    if (!job) return 'completed';
+    const now = new Date();
+    let disposition: QueueDisposition = 'completed';
+    switch (result.kind) {
+      case 'succeeded':
+        Object.assign(job, { status: 'succeeded', result: result.result, outputFileIds: result.outputFileIds ?? [], finishedAt: now, errorMessage: null, errorCode: null, progressPercent: 100 });
+        break;
+      case 'cancelled':
+        Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });
+        break;
+      case 'failed': {
+        job.errorMessage = result.message.slice(0, 4000);
+        job.errorCode = result.code;
+        job.abandoned = result.abandoned ?? false;
+        const retried = result.retryable && job.attempt < job.maxAttempts && !job.cancelRequested;
+        if (retried) {
+          job.status = 'queued';
+          job.workerId = null;
+          disposition = 'failed';
+        } else {
+          Object.assign(job, { status: 'failed', finishedAt: now });
+          disposition = job.attempt < job.maxAttempts ? 'deadletter' : 'failed';
+        }
+        break;
+      }
+      case 'interrupted':
+        Object.assign(job, { status: 'queued', attempt: job.attempt - 1, workerId: null });
+        await this.#requeue(tx, job);
+        break;
+    }
+    this.#changes.record(tx, job, 'updated');
+    return disposition;
   }
 
   /** The job, locked, if this attempt still holds it. */

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Job as QueueEntry, JobResult } from 'pg-boss';
+import type { Job as QueueEntry, JobResult, WorkOptions } from 'pg-boss';
 import type { MikroORM } from '../db/orm.ts';
 import type { PgNotifications } from '../events/pg-notifications.ts';
 import type { Logger } from '../logger.ts';
@@ -7,7 +7,7 @@ import type { PgBoss } from '../queue/pg-boss.ts';
 import type { QueuePauses } from '../queue/queue-pauses.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
-import type { AttemptRef, AttemptResult, JobAttempts } from './job-attempts.ts';
+import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOutcome } from './job-attempts.ts';
 import { jobCancelChannel } from './job-changes.ts';
 import type { JobFiles } from './job-files.ts';
 import { JobFailure, type JobInputFile, type JobType, type JobTypeRegistry } from './job-types.ts';
@@ -25,6 +25,25 @@ interface QueueData {
 }
 
 const cancellationCheckMs = 2000;
+/** Most attempts ended in one transaction. */
+const finishGroupSize = 200;
+
+/**
+ * How this instance works a type's queue: batches of the type's size, enough batches at
+ * once for its concurrency, a fresh batch as soon as one is full, and per-job results.
+ */
+export function workOptionsOf(type: JobType): WorkOptions & { perJobResults: true } {
+  return {
+    batchSize: type.batchSize,
+    localConcurrency: Math.max(1, Math.ceil(type.concurrency / type.batchSize)),
+    perJobResults: true,
+    burstWhenBatchFull: true,
+    // NOTIFY wakes a worker for new entries only: retries and run_after times coming due
+    // are found by polling, so poll often even with notifications on.
+    pollingIntervalSeconds: 1,
+    notifyPollingIntervalSeconds: 1,
+  };
+}
 const reconcileIntervalMs = 30_000;
 
 export interface JobRunnerDeps {
@@ -54,10 +73,12 @@ export class JobRunner {
   #syncing: Promise<void> = Promise.resolve();
   #stopping = false;
   #timers: NodeJS.Timeout[] = [];
+  readonly #finisher: AttemptFinisher;
 
   constructor(deps: JobRunnerDeps) {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'job-runner' });
+    this.#finisher = new AttemptFinisher(deps.orm, deps.attempts);
   }
 
   async start(): Promise<void> {
@@ -100,20 +121,7 @@ export class JobRunner {
         const working = this.#workers.has(type.name);
         try {
           if (wanted && !working) {
-            const workId = await this.#deps.boss.work<QueueData>(
-              type.name,
-              {
-                batchSize: type.batchSize,
-                localConcurrency: Math.max(1, Math.ceil(type.concurrency / type.batchSize)),
-                perJobResults: true,
-                burstWhenBatchFull: true,
-                // NOTIFY wakes a worker for new entries only: retries and run_after times
-                // coming due are found by polling, so poll often even with notifications on.
-                pollingIntervalSeconds: 1,
-                notifyPollingIntervalSeconds: 1,
-              },
-              (entries) => this.#runBatch(type, entries),
-            );
+            const workId = await this.#deps.boss.work<QueueData, never, WorkOptions & { perJobResults: true }>(type.name, workOptionsOf(type), (entries) => this.#runBatch(type, entries));
             this.#workers.set(type.name, workId);
           } else if (!wanted && working) {
             this.#workers.delete(type.name);
@@ -129,11 +137,22 @@ export class JobRunner {
     return this.#syncing;
   }
 
-  #runBatch(type: JobType, entries: QueueEntry<QueueData>[]): Promise<JobResult[]> {
+  async #runBatch(type: JobType, entries: QueueEntry<QueueData>[]): Promise<JobResult[]> {
+    const { orm, attempts, instanceId } = this.#deps;
+    let starts: StartOutcome[];
+    try {
+      starts = await attempts.startMany(
+        orm.em.fork(),
+        entries.map((entry) => ({ jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId: instanceId })),
+      );
+    } catch (error) {
+      this.#logger.error({ err: error }, 'starting a batch of jobs failed');
+      return entries.map((entry) => ({ id: entry.id, status: 'failed' as const }));
+    }
     return Promise.all(
-      entries.map(async (entry) => {
+      entries.map(async (entry, index) => {
         try {
-          return { id: entry.id, status: await this.#runOne(type, entry) };
+          return { id: entry.id, status: await this.#runOne(type, entry, starts[index]!) };
         } catch (error) {
           this.#logger.error({ err: error, jobId: entry.data.jobId }, 'running a job failed');
           return { id: entry.id, status: 'failed' as const };
@@ -142,9 +161,8 @@ export class JobRunner {
     );
   }
 
-  async #runOne(type: JobType, entry: QueueEntry<QueueData>): Promise<JobResult['status']> {
-    const { orm, attempts, instanceId } = this.#deps;
-    const start = await attempts.start(orm.em.fork(), { jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId: instanceId });
+  async #runOne(type: JobType, entry: QueueEntry<QueueData>, start: StartOutcome): Promise<JobResult['status']> {
+    const { orm, attempts } = this.#deps;
     if (start.kind !== 'started') return 'completed';
     const { job, attempt: ref } = start;
     const running: RunningAttempt = { ref, controller: new AbortController(), reason: undefined };
@@ -207,7 +225,7 @@ export class JobRunner {
       await reporter.close();
       const result = attemptResult(running.reason, outcome, abandoned, type);
       if (result.kind === 'succeeded') result.outputFileIds = outputFileIds;
-      const disposition = await attempts.finish(orm.em.fork(), ref, result);
+      const disposition = await this.#finisher.finish(ref, result);
       if (result.kind !== 'succeeded' && outputFileIds.length > 0) await this.#deps.files.discard(orm.em.fork(), outputFileIds);
       return disposition;
     } finally {
@@ -291,4 +309,56 @@ function attemptResult(reason: StopReason | undefined, outcome: HandlerOutcome |
   const error = outcome.error;
   if (error instanceof JobFailure) return { kind: 'failed', message: error.message, code: error.code, retryable: error.retryable };
   return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: 'HANDLER_ERROR', retryable: true };
+}
+
+interface PendingFinish {
+  ref: AttemptRef;
+  result: AttemptResult;
+  resolve: (disposition: QueueDisposition) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Ends attempts in shared transactions: finishes that arrive while one transaction is
+ * being written wait and go together in the next, so a busy runner commits once per
+ * group of jobs and an idle one adds no delay. A group that fails is retried one attempt
+ * at a time, so one bad attempt cannot fail the others.
+ */
+class AttemptFinisher {
+  readonly #orm: MikroORM;
+  readonly #attempts: JobAttempts;
+  #pending: PendingFinish[] = [];
+  #flushing = false;
+
+  constructor(orm: MikroORM, attempts: JobAttempts) {
+    this.#orm = orm;
+    this.#attempts = attempts;
+  }
+
+  finish(ref: AttemptRef, result: AttemptResult): Promise<QueueDisposition> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ ref, result, resolve, reject });
+      if (!this.#flushing) void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    while (this.#pending.length > 0) {
+      const group = this.#pending.splice(0, finishGroupSize);
+      try {
+        const dispositions = await this.#attempts.finishMany(this.#orm.em.fork(), group);
+        group.forEach((item, index) => item.resolve(dispositions[index]!));
+      } catch (error) {
+        if (group.length === 1) {
+          group[0]!.reject(error);
+          continue;
+        }
+        for (const item of group) {
+          await this.#attempts.finish(this.#orm.em.fork(), item.ref, item.result).then(item.resolve, item.reject);
+        }
+      }
+    }
+    this.#flushing = false;
+  }
 }

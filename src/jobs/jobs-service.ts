@@ -279,17 +279,20 @@ export class JobsService {
     try {
       return await this.#changes.transact(em, async (tx) => {
         const views: JobView[] = [];
+        const created: Job[] = [];
         for (const candidate of prepared) {
           const earlier = candidate.requestId ? await this.#earlierRequest(tx, caller, candidate.requestId) : undefined;
           if (earlier) {
             views.push(jobView(earlier));
             continue;
           }
-          const job = tx.create(Job, { ...candidate, owner: caller.userId, status: 'queued', outputFileIds: [], createdAt: new Date(), updatedAt: new Date() });
-          await this.#enqueue(tx, job);
+          const now = new Date();
+          const job = tx.create(Job, { ...candidate, owner: caller.userId, status: 'queued', outputFileIds: [], createdAt: now, updatedAt: now, queueJobId: newId(), queuedAt: now });
+          created.push(job);
           this.#changes.record(tx, job, 'created');
           views.push(jobView(job));
         }
+        await this.#enqueueNew(tx, created);
         return views;
       });
     } catch (error) {
@@ -370,6 +373,23 @@ export class JobsService {
     earlier.requestId = null;
     await tx.flush();
     return undefined;
+  }
+
+  /** Puts new jobs (with their queue entry ids set) in their pg-boss queues: one insert per queue, in the caller's transaction. */
+  async #enqueueNew(tx: EntityManager, jobs: Job[]): Promise<void> {
+    for (const [type, ofType] of Map.groupBy(jobs, (job) => job.type)) {
+      await this.#boss.insert(
+        type,
+        ofType.map((job) => ({
+          id: job.queueJobId!,
+          data: { jobId: job.id },
+          priority: job.priority,
+          retryLimit: job.maxAttempts - 1,
+          ...(job.runAfter ? { startAfter: job.runAfter } : {}),
+        })),
+        { db: transactionDb(tx) },
+      );
+    }
   }
 
   /** Puts the job in its pg-boss queue, in the caller's transaction, under a fresh queue entry id. */
