@@ -1,4 +1,5 @@
 import { DomainError } from '../domain-errors.ts';
+import { Latch } from './latch.ts';
 
 export type Waited<T> = { item: T } | { timeout: true } | { aborted: true };
 
@@ -10,8 +11,8 @@ export type Waited<T> = { item: T } | { timeout: true } | { aborted: true };
  */
 export class StreamBuffer<T> {
   readonly #limit: number;
+  readonly #arrived = new Latch();
   #items: T[] = [];
-  #wake: (() => void) | undefined;
   #overflowed = false;
 
   constructor(limit: number) {
@@ -30,7 +31,7 @@ export class StreamBuffer<T> {
     } else {
       this.#items.push(item);
     }
-    this.#wake?.();
+    this.#arrived.set();
   }
 
   /** The next item; or, after `timeoutMs` without one, a timeout; or the abort. */
@@ -42,19 +43,7 @@ export class StreamBuffer<T> {
         });
       }
       if (this.#items.length > 0) return { item: this.#items.shift()! };
-      if (signal.aborted) return { aborted: true };
-      const woke = await new Promise<'item' | 'timeout' | 'aborted'>((resolve) => {
-        const timer = setTimeout(() => finish('timeout'), timeoutMs);
-        const onAbort = () => finish('aborted');
-        const finish = (why: 'item' | 'timeout' | 'aborted') => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
-          this.#wake = undefined;
-          resolve(why);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.#wake = () => finish('item');
-      });
+      const woke = await this.#arrived.wait(timeoutMs, signal);
       if (woke === 'timeout') return { timeout: true };
       if (woke === 'aborted') return { aborted: true };
     }

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
 import { invalidField } from '../domain-errors.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
@@ -111,7 +111,7 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
     },
 
     async getDownloadUrl(req, ctx) {
-      const expiresMs = req.expires ? Number(req.expires.seconds) * 1000 + Math.floor(req.expires.nanos / 1_000_000) : undefined;
+      const expiresMs = req.expires ? durationMs(req.expires) : undefined;
       const { url, expiresAt } = await files.downloadUrl(entityManagerOf(ctx), callerOf(ctx), req.id, expiresMs);
       return { url, expireTime: timestampFromDate(expiresAt) };
     },

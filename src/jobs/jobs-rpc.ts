@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { durationFromMs, timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { JobEventKind, JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
@@ -19,10 +19,6 @@ function createInput(req: CreateJobRequest): CreateJobInput {
     runAfter: req.runAfter ? timestampDate(req.runAfter) : undefined,
     requestId: req.requestId,
   };
-}
-
-function durationOf(ms: number | undefined) {
-  return ms === undefined ? undefined : { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
 function watchMessage(item: WatchItem) {
@@ -78,8 +74,8 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceIm
         types: Object.entries(stats.countsByType)
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([type, counts]) => ({ type, countsByStatus: byStatus(counts) })),
-        durationP50: durationOf(stats.durationP50Ms),
-        durationP95: durationOf(stats.durationP95Ms),
+        durationP50: stats.durationP50Ms === undefined ? undefined : durationFromMs(stats.durationP50Ms),
+        durationP95: stats.durationP95Ms === undefined ? undefined : durationFromMs(stats.durationP95Ms),
         finishedLastHour: BigInt(stats.finishedLastHour),
         throughputPerMinute: stats.throughputPerMinute,
       };

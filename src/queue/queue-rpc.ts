@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
 import type { SettingsStore } from '../admin/settings-store.ts';
 import type { EventHub } from '../events/event-hub.ts';
@@ -13,7 +13,7 @@ import type { QueueOverview, QueueService, QueueTotals, QueueView } from './queu
 const watchMinIntervalMs = 300;
 
 function ageOf(ms: number | undefined) {
-  return ms === undefined ? undefined : { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+  return ms === undefined ? undefined : durationFromMs(ms);
 }
 
 function queueToProto(queue: QueueView) {

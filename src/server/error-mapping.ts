@@ -1,3 +1,4 @@
+import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import {
   CheckConstraintViolationException,
@@ -65,8 +66,7 @@ function fromDomainError(error: DomainError): ConnectError {
   }
   if (error.retryAfterMs !== undefined) {
     const seconds = Math.max(1, Math.ceil(error.retryAfterMs / 1000));
-    const ms = Math.max(0, Math.ceil(error.retryAfterMs));
-    details.push({ desc: RetryInfoSchema, value: { retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 } } });
+    details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(Math.max(0, Math.ceil(error.retryAfterMs))) } });
     metadata.set('retry-after', String(seconds));
   }
   return new ConnectError(error.message, codeOfKind[error.kind], metadata, details);
