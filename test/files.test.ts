@@ -372,7 +372,6 @@ async function withSettings(settings: Record<string, unknown>, run: () => Promis
 /** Whether the name is safe to store: no separator, control character, `..`, leading dot or reserved name. */
 function expectSafeName(name: string): void {
   expect(name).not.toBe('');
-  // eslint-disable-next-line no-control-regex
   expect(name).not.toMatch(/[/\\\u0000-\u001f\u007f]/);
   expect(name).not.toMatch(/^[.\s]|[.\s]$/);
   expect(name).not.toMatch(/^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i);

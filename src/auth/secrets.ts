@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 
 /** API keys start with this, so that a leaked key is easy to grep for and to tell from a JWT. */
 export const apiKeyPrefix = 'ym_';
@@ -19,10 +19,6 @@ export function newRefreshToken(): string {
  */
 export function secretHash(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
-}
-
-export function sameSecretHash(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
 function keyFromSecret(secret: string): Buffer {

@@ -54,10 +54,6 @@ export class EventHub {
     return this.#position;
   }
 
-  get subscriberCount(): number {
-    return this.#listeners.size;
-  }
-
   /** Calls `listener` with every event after the current position, in order. */
   subscribe(listener: Listener): EventSubscription {
     this.#listeners.add(listener);

@@ -6,7 +6,6 @@
  */
 
 const reservedNames = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
-// eslint-disable-next-line no-control-regex
 const unsafeCharacters = /[\u0000-\u001f\u007f/\\:*?"<>|]/g;
 const maxNameBytes = 255;
 const maxDirectoryLength = 1024;
@@ -37,9 +36,4 @@ export function normalizeDirectory(directory: string): string | undefined {
   if (segments.length > maxDepth) return undefined;
   const normalized = `/${segments.join('/')}`;
   return normalized.length > maxDirectoryLength ? undefined : normalized;
-}
-
-/** True when `directory` is `ancestor` or lies below it. */
-export function isWithin(directory: string, ancestor: string): boolean {
-  return ancestor === rootDirectory || directory === ancestor || directory.startsWith(`${ancestor}/`);
 }

@@ -16,16 +16,6 @@ export interface JobFilter {
   search: string;
 }
 
-export const emptyJobFilter: JobFilter = {
-  statuses: [],
-  types: [],
-  ownerId: '',
-  labels: {},
-  createdAfter: undefined,
-  createdBefore: undefined,
-  search: '',
-};
-
 /** The owner whose jobs the caller may see: their own, or (admins) anyone's or a chosen account's. */
 function visibleOwner(filter: JobFilter, caller: Caller, field: string): string | undefined {
   if (filter.ownerId !== '' && !isUuid(filter.ownerId)) throw invalidField(`${field}.owner_id`, 'must be a UUID');

@@ -28,10 +28,6 @@ const eventKindOfName: Record<JobEventKindName, JobEventKind> = {
   deleted: JobEventKind.DELETED,
 };
 
-export function jobStatusToProto(status: JobStatusName): JobStatus {
-  return statusOfName[status];
-}
-
 /** `JOB_STATUS_QUEUED`... for maps keyed by status name. */
 export function jobStatusKey(status: string): string {
   return `JOB_STATUS_${status.toUpperCase()}`;

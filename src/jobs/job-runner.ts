@@ -90,15 +90,6 @@ export class JobRunner {
     await this.#syncWorkers();
   }
 
-  get runningCount(): number {
-    return this.#running.size;
-  }
-
-  /** Queues this instance currently takes jobs from. */
-  get workingQueues(): string[] {
-    return [...this.#workers.keys()].sort();
-  }
-
   /**
    * Stops taking jobs, lets running ones finish for up to `graceMs`, then interrupts the
    * rest: they go back to their queue without counting the attempt, for another instance.
