@@ -352,11 +352,14 @@ function openMultipartUploads(prefix = ''): { key: string; parts: number }[] {
     .filter((upload): upload is { key: string; parts: number } => upload !== undefined && upload.key.startsWith(prefix));
 }
 
-/** What the bucket holds for an account: objects and open multipart uploads. */
+/** What the bucket holds for an account: objects (the files' own and staged single uploads) and open multipart uploads. */
 async function storedFor(ownerId: string): Promise<{ objects: string[]; multipart: string[] }> {
   const prefix = `files/${ownerId}/`;
-  return { objects: await objectKeys(prefix), multipart: openMultipartUploads(prefix).map((upload) => upload.key) };
+  return { objects: [...(await objectKeys(prefix)), ...(await objectKeys(stagingPrefixOf(ownerId)))].sort(), multipart: openMultipartUploads(prefix).map((upload) => upload.key) };
 }
+
+/** Where the presigned PUT of a single upload writes, before CompleteUpload moves the bytes to the file's own key. */
+const stagingPrefixOf = (ownerId: string) => `uploads/${ownerId}/`;
 
 const objectKeyPattern = /^files\/[0-9a-f-]{36}\/[0-9a-f-]{36}$/;
 
@@ -405,7 +408,7 @@ async function untarGz(bytes: Buffer): Promise<{ name: string; bytes: Buffer }[]
 // =======================================================================================
 
 describe('presigned single upload', () => {
-  test('a PNG PUT with fetch becomes AVAILABLE as image/png although the client claimed text/plain; the bytes are at files/<owner>/<id>', async () => {
+  test('a PNG PUT with fetch becomes AVAILABLE as image/png although the client claimed text/plain; the URL writes to uploads/<owner>/<id>, the bytes end at files/<owner>/<id>', async () => {
     const { user, client } = await server.createUser();
     const bytes = png();
     const plan = await createUpload(client, { directory: '/pictures', name: 'dot.png', contentType: 'text/plain' }, bytes);
@@ -421,14 +424,17 @@ describe('presigned single upload', () => {
     const row = (await fileRow(created.id))!;
     expect(row).toMatchObject({ status: 'uploading', upload_mode: 'single', object_key: `files/${user.id}/${created.id}` });
     expect(await objectSize(row.object_key)).toBeUndefined();
-    expect(new URL(plan.uploadUrl).pathname).toBe(`/${bucket}/${row.object_key}`);
+    const stagingKey = `${stagingPrefixOf(user.id)}${created.id}`;
+    expect(new URL(plan.uploadUrl).pathname).toBe(`/${bucket}/${stagingKey}`);
 
     const res = await put(plan.uploadUrl, bytes);
     expect(res.headers.get('etag')).toBeTruthy();
+    expect(await objectSize(stagingKey)).toBe(bytes.length);
     const { file } = await client.files.completeUpload({ fileId: created.id });
     expect(file).toMatchObject({ id: created.id, status: FileStatus.AVAILABLE, contentType: 'image/png', size: BigInt(bytes.length), sha256: '', name: 'dot.png' });
     expect(await fileRow(created.id)).toMatchObject({ status: 'available', content_type: 'image/png', upload_expires_at: null });
     expect(await objectBytes(row.object_key)).toEqual(bytes);
+    expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([]);
 
     // Completing again changes nothing and says the same.
     const again = await client.files.completeUpload({ fileId: created.id });
@@ -458,12 +464,14 @@ describe('presigned single upload', () => {
     const plan = await createUpload(client, { directory: '/sums', name: 'bad.bin', sha256: sha256(text('something else')) }, bytes);
     await put(plan.uploadUrl, bytes);
     const key = `files/${user.id}/${plan.file!.id}`;
-    expect(await objectSize(key)).toBe(bytes.length);
+    const stagingKey = `${stagingPrefixOf(user.id)}${plan.file!.id}`;
+    expect(await objectSize(stagingKey)).toBe(bytes.length);
     const error = await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id }), Code.InvalidArgument, 'CHECKSUM_MISMATCH');
     expect(violatedFields(error)).toEqual(['sha256']);
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'failed' });
     expect((await client.files.getFile({ id: plan.file!.id })).file!.status).toBe(FileStatus.FAILED);
     expect(await objectSize(key)).toBeUndefined();
+    expect(await objectSize(stagingKey)).toBeUndefined();
     // A failed upload stays failed, and does not hold its name.
     await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id }), Code.FailedPrecondition, 'UPLOAD_FAILED');
     await expectConnectError(client.files.getDownloadUrl({ id: plan.file!.id }), Code.FailedPrecondition, 'FILE_NOT_AVAILABLE');
@@ -505,12 +513,61 @@ describe('presigned single upload', () => {
     expect(await fileRow(kept.id)).toMatchObject({ status: 'available' });
   });
 
-  test('the same request_id returns the same upload and writes one row', async () => {
+  test('the same request_id returns the first result and writes one row: while uploading, once AVAILABLE (no URL), once FAILED, and when retries race', async () => {
     const { user, client } = await server.createUser();
     const first = await createUpload(client, { name: 'once.bin', size: 10, requestId: 'upload-1' });
     const second = await createUpload(client, { name: 'once.bin', size: 10, requestId: 'upload-1' });
     expect(second.file!.id).toBe(first.file!.id);
+    expect(second.uploadUrl).not.toBe('');
     expect(await fileRowsOf(user.id)).toHaveLength(1);
+
+    await put(first.uploadUrl, randomBytes(10));
+    await client.files.completeUpload({ fileId: first.file!.id });
+    const afterCompletion = await createUpload(client, { name: 'once.bin', size: 10, requestId: 'upload-1' });
+    expect(afterCompletion.file).toMatchObject({ id: first.file!.id, status: FileStatus.AVAILABLE });
+    expect(afterCompletion.uploadUrl).toBe('');
+    expect(afterCompletion.parts).toEqual([]);
+
+    const failing = await createUpload(client, { name: 'wrong-size.bin', size: 10, requestId: 'upload-2' });
+    await put(failing.uploadUrl, randomBytes(11));
+    await expectConnectError(client.files.completeUpload({ fileId: failing.file!.id }), Code.InvalidArgument, 'SIZE_MISMATCH');
+    const afterFailure = await createUpload(client, { name: 'wrong-size.bin', size: 10, requestId: 'upload-2' });
+    expect(afterFailure.file).toMatchObject({ id: failing.file!.id, status: FileStatus.FAILED });
+    expect(afterFailure.uploadUrl).toBe('');
+
+    const racing = await Promise.all(Array.from({ length: 5 }, () => createUpload(client, { name: 'raced.bin', size: 10, requestId: 'upload-3' })));
+    expect(new Set(racing.map((plan) => plan.file!.id)).size).toBe(1);
+    expect((await fileRowsOf(user.id)).map((row) => row.name)).toEqual(['once.bin', 'raced.bin', 'wrong-size.bin']);
+  });
+
+  test('the upload URL cannot touch a checked file: bytes PUT after CompleteUpload, AbortUpload or DeleteFile land beside it, and maintenance removes them', async () => {
+    const { user, client } = await server.createUser();
+    const bytes = text('the checked bytes\n');
+    const plan = await createUpload(client, { name: 'checked.txt' }, bytes);
+    await put(plan.uploadUrl, bytes);
+    const { file } = await client.files.completeUpload({ fileId: plan.file!.id });
+    // A larger file of another type, sent with the URL that is still within its expiry.
+    await put(plan.uploadUrl, Buffer.concat([pdf(), randomBytes(64 * kib)]));
+    expect((await client.files.getFile({ id: file!.id })).file).toMatchObject({ size: BigInt(bytes.length), contentType: 'text/plain' });
+    expect((await download(client, file!.id)).bytes).toEqual(bytes);
+    expect((await fetchBytes((await client.files.getDownloadUrl({ id: file!.id })).url)).bytes).toEqual(bytes);
+
+    const aborted = await createUpload(client, { name: 'aborted.bin' }, randomBytes(kib));
+    await client.files.abortUpload({ fileId: aborted.file!.id });
+    await put(aborted.uploadUrl, randomBytes(kib));
+    const deleted = await createUpload(client, { name: 'deleted.bin' }, randomBytes(kib));
+    await client.files.deleteFile({ id: deleted.file!.id });
+    await put(deleted.uploadUrl, randomBytes(kib));
+    const inProgress = await createUpload(client, { name: 'in-progress.bin' }, randomBytes(kib));
+    await put(inProgress.uploadUrl, randomBytes(kib));
+    const staged = (id: string) => `${stagingPrefixOf(user.id)}${id}`;
+    expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([file!.id, aborted.file!.id, deleted.file!.id, inProgress.file!.id].map(staged).sort());
+
+    await server.app.runMaintenance();
+    // Only the upload still in progress keeps its staged bytes, and can be completed.
+    expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([staged(inProgress.file!.id)]);
+    expect(await objectBytes(`files/${user.id}/${file!.id}`)).toEqual(bytes);
+    expect((await client.files.completeUpload({ fileId: inProgress.file!.id })).file!.status).toBe(FileStatus.AVAILABLE);
   });
 
   test('file calls without credentials are Unauthenticated', async () => {
@@ -771,7 +828,7 @@ describe('names and directories', () => {
     expect(row.name).toBe(stored);
     expect(row.object_key).toBe(`files/${user.id}/${plan.file!.id}`);
     expect(row.object_key).toMatch(objectKeyPattern);
-    expect(new URL(plan.uploadUrl).pathname).toBe(`/${bucket}/${row.object_key}`);
+    expect(new URL(plan.uploadUrl).pathname).toBe(`/${bucket}/${stagingPrefixOf(user.id)}${plan.file!.id}`);
     await put(plan.uploadUrl, bytes);
     await client.files.completeUpload({ fileId: plan.file!.id });
     // The streamed path cleans the same way.
@@ -863,7 +920,7 @@ describe("another user's files", () => {
     }
     expect(await fileRowsOf(owner.id)).toEqual(before);
     expect(await objectSize(`files/${owner.id}/${available.id}`)).toBe(11);
-    expect(await objectSize(`files/${owner.id}/${uploading.id}`)).toBe(4);
+    expect(await objectSize(`${stagingPrefixOf(owner.id)}${uploading.id}`)).toBe(4);
 
     for (const recursive of [false, true]) {
       for (const directory of ['/', '/private']) {
@@ -1249,7 +1306,7 @@ describe('stale uploads', () => {
     await server.app.runMaintenance();
 
     expect((await fileRowsOf(user.id)).map((row) => `${row.name} ${row.status}`)).toEqual(['done.bin available', 'failed-today.bin failed', 'fresh.bin uploading']);
-    expect(await storedFor(user.id)).toEqual({ objects: [`files/${user.id}/${available.id}`, `files/${user.id}/${fresh.file!.id}`].sort(), multipart: [] });
+    expect(await storedFor(user.id)).toEqual({ objects: [`files/${user.id}/${available.id}`, `${stagingPrefixOf(user.id)}${fresh.file!.id}`].sort(), multipart: [] });
     // The fresh upload can still be completed.
     expect((await client.files.completeUpload({ fileId: fresh.file!.id })).file!.status).toBe(FileStatus.AVAILABLE);
   });

@@ -87,16 +87,22 @@ export class FilesService {
     const requestId = input.requestId.trim() || null;
     if (requestId) {
       const earlier = await em.findOne(StoredFile, { owner: caller.userId, requestId });
-      if (earlier && Date.now() - earlier.createdAt.getTime() <= idempotencyWindowMs && earlier.status === 'uploading' && earlier.uploadMode !== 'stream') {
-        return this.#plan(earlier);
-      }
+      if (earlier && Date.now() - earlier.createdAt.getTime() <= idempotencyWindowMs) return this.#replay(earlier);
       if (earlier) {
         earlier.requestId = null;
         await em.flush();
       }
     }
     const mode: UploadMode = input.size > multipartThresholdBytes ? 'multipart' : 'single';
-    const file = await this.#reserve(em, caller.userId, { ...path!, size: input.size, contentType: input.contentType, declaredSha256, mode, requestId, jobId: null });
+    let file: StoredFile;
+    try {
+      file = await this.#reserve(em, caller.userId, { ...path!, size: input.size, contentType: input.contentType, declaredSha256, mode, requestId, jobId: null });
+    } catch (error) {
+      // A retry that raced the first call with the same request_id: answer as the first.
+      const first = error instanceof DuplicateRequest ? await em.fork().findOne(StoredFile, { owner: caller.userId, requestId }) : null;
+      if (first) return this.#replay(first);
+      throw error;
+    }
     if (mode === 'multipart') {
       try {
         file.uploadId = await this.#storage.startMultipart(file.objectKey);
@@ -131,6 +137,15 @@ export class FilesService {
         }
         file.uploadId = null;
         await em.flush();
+      }
+    }
+    if (file.uploadMode === 'single') {
+      // The presigned URL stays valid until it expires, so the bytes are moved out of its
+      // reach first and checked where they will stay: a later PUT cannot replace them.
+      const stagingKey = stagingKeyOf(file);
+      if ((await this.#storage.size(stagingKey)) !== undefined) {
+        await this.#storage.copy(stagingKey, file.objectKey);
+        await this.#storage.remove(stagingKey);
       }
     }
     const actualSize = await this.#storage.size(file.objectKey);
@@ -332,6 +347,24 @@ export class FilesService {
     return stale.length;
   }
 
+  /**
+   * Removes staged single-upload objects that no upload in progress owns: bytes PUT to a
+   * URL after its upload completed, was aborted or deleted. Returns how many went.
+   */
+  async removeOrphanStagedObjects(em: EntityManager): Promise<number> {
+    let removed = 0;
+    for await (const keys of this.#storage.listKeys(stagingPrefix)) {
+      const idOf = (key: string) => key.slice(key.lastIndexOf('/') + 1);
+      const ids = keys.map(idOf).filter((id) => isUuid(id));
+      const live = new Set((await em.find(StoredFile, { id: { $in: ids }, status: 'uploading', uploadMode: 'single' }, { fields: ['id'] })).map((file) => file.id));
+      for (const key of keys.filter((key) => !live.has(idOf(key)))) {
+        await this.#storage.remove(key);
+        removed += 1;
+      }
+    }
+    return removed;
+  }
+
   async #receive(em: EntityManager, file: StoredFile, chunks: AsyncIterable<Uint8Array>, signal: AbortSignal, limits: { declaredSize: number | undefined }): Promise<StoredFile> {
     const maxBytes = limits.declaredSize ?? (await this.#remainingAllowance(em, file.owner));
     const hash = createHash('sha256');
@@ -415,6 +448,8 @@ export class FilesService {
     try {
       return await em.transactional(async (tx) => {
         await tx.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`files:${ownerId}`]);
+        // A retry that raced the first call: under the lock, the first one's row is visible.
+        if (input.requestId && (await tx.count(StoredFile, { owner: ownerId, requestId: input.requestId })) > 0) throw new DuplicateRequest();
         const quota = this.#settings.get('files.user_quota_bytes');
         if (quota > 0) {
           const used = await this.#usedBytes(tx, ownerId);
@@ -445,7 +480,9 @@ export class FilesService {
         return file;
       });
     } catch (error) {
-      if (error instanceof UniqueConstraintViolationException) throw fileExists(input.directory, input.name);
+      if (error instanceof UniqueConstraintViolationException) {
+        throw violatedConstraint(error) === requestIdConstraint ? new DuplicateRequest() : fileExists(input.directory, input.name);
+      }
       throw error;
     }
   }
@@ -466,6 +503,7 @@ export class FilesService {
   /** Removes a file's bytes (and open multipart upload), then its row. */
   async #discard(em: EntityManager, file: StoredFile): Promise<void> {
     if (file.uploadId) await this.#storage.abortMultipart(file.objectKey, file.uploadId).catch(() => {});
+    if (file.uploadMode === 'single') await this.#storage.remove(stagingKeyOf(file));
     await this.#storage.remove(file.objectKey);
     await em.nativeDelete(StoredFile, { id: file.id });
   }
@@ -481,7 +519,14 @@ export class FilesService {
       }
       return { file, uploadUrl: '', parts, partSize: file.partSize!, expiresAt };
     }
-    return { file, uploadUrl: await this.#storage.presignPut(file.objectKey, seconds), parts: [], partSize: 0, expiresAt };
+    return { file, uploadUrl: await this.#storage.presignPut(stagingKeyOf(file), seconds), parts: [], partSize: 0, expiresAt };
+  }
+
+  /** What a CreateUpload retried with the same request_id answers: the upload as it now is. */
+  async #replay(file: StoredFile): Promise<UploadPlan> {
+    if (file.status === 'uploading') return this.#plan(file);
+    // Completed or failed: nothing is left to send, and no new URL is made.
+    return { file, uploadUrl: '', parts: [], partSize: 0, expiresAt: file.updatedAt };
   }
 
   async #findVisible(em: EntityManager, caller: Caller, id: string, field: string): Promise<StoredFile> {
@@ -535,6 +580,24 @@ export class FilesService {
     violations.check(/^[0-9a-f]{64}$/.test(value), field, 'must be 64 hexadecimal characters');
     return value;
   }
+}
+
+/**
+ * Where the presigned PUT of a single upload writes: not the file's own key, so that the
+ * URL, valid until it expires, can never overwrite bytes that were checked.
+ */
+function stagingKeyOf(file: StoredFile): string {
+  return `${stagingPrefix}${file.owner}/${file.id}`;
+}
+
+const stagingPrefix = 'uploads/';
+const requestIdConstraint = 'files_owner_id_request_id_unique';
+
+/** Another upload of the same caller holds this request_id. */
+class DuplicateRequest extends Error {}
+
+function violatedConstraint(error: UniqueConstraintViolationException): string | undefined {
+  return (error as { constraint?: string }).constraint;
 }
 
 function sizeMismatch(message: string): DomainError {

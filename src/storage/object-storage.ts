@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { Client } from 'minio';
+import { Client, CopyDestinationOptions, CopySourceOptions } from 'minio';
 
 export interface StorageConfig {
   /** http(s)://host:port of the S3 API, as the server reaches it. */
@@ -108,6 +108,24 @@ export class ObjectStorage {
 
   async remove(key: string): Promise<void> {
     await this.#client.removeObject(this.bucket, key);
+  }
+
+  /** Copies an object inside the bucket, on the storage side (no bytes through here). */
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    await this.#client.copyObject(new CopySourceOptions({ Bucket: this.bucket, Object: sourceKey }), new CopyDestinationOptions({ Bucket: this.bucket, Object: targetKey }));
+  }
+
+  /** The keys of the objects under `prefix`, a page of storage's listing at a time. */
+  async *listKeys(prefix: string): AsyncGenerator<string[]> {
+    let page: string[] = [];
+    for await (const item of this.#client.listObjectsV2(this.bucket, prefix, true) as AsyncIterable<{ name?: string }>) {
+      if (item.name) page.push(item.name);
+      if (page.length === 1000) {
+        yield page;
+        page = [];
+      }
+    }
+    if (page.length > 0) yield page;
   }
 
   /**
