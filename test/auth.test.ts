@@ -303,7 +303,9 @@ describe('Refresh', () => {
     expect(session!.revoked_at).not.toBeNull();
     expect(await auditCount(method('AuthService', 'Refresh'), 'failure', 'REFRESH_TOKEN_REUSED')).toBe(auditedBefore + 1);
     const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AuthService', 'Refresh'), outcome: AuditOutcome.FAILURE });
-    expect(auditEvents.some((event) => event.reason === 'REFRESH_TOKEN_REUSED' && event.errorCode === 'unauthenticated')).toBe(true);
+    // Who and what: the account whose session it was, and that session.
+    const reuse = auditEvents.find((event) => event.reason === 'REFRESH_TOKEN_REUSED' && event.target === sessionId);
+    expect(reuse).toMatchObject({ errorCode: 'unauthenticated', actorId: user.user.id, actorUsername: user.user.username });
 
     // Only that session (token family) ends: the account's other session goes on.
     expect((await server.bearerAuthClient(other.accessToken).getMe({})).user?.id).toBe(user.user.id);
@@ -378,13 +380,16 @@ describe('client auth interceptor', () => {
 });
 
 describe('Logout', () => {
-  test('logout with a refresh token ends only that session', async () => {
+  test('logout with a refresh token ends only that session, audited with the session as target', async () => {
     const user = await server.createUser();
     const a = (await server.signIn(user.user.username, user.password)).tokens!;
     const b = (await server.signIn(user.user.username, user.password)).tokens!;
-    const reply = await server.authClient().logout({ refreshToken: a.refreshToken });
+    const sessionOfA = await currentSessionId(server.bearerAuthClient(a.accessToken));
+    const reply = await server.bearerAuthClient(b.accessToken).logout({ refreshToken: a.refreshToken });
     expect(reply.revokedSessions).toBe(1);
-    expect((await server.authClient().logout({ refreshToken: a.refreshToken })).revokedSessions).toBe(0);
+    expect((await server.bearerAuthClient(b.accessToken).logout({ refreshToken: a.refreshToken })).revokedSessions).toBe(0);
+    const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AuthService', 'Logout'), target: sessionOfA });
+    expect(auditEvents[0]).toMatchObject({ actorId: user.user.id, outcome: AuditOutcome.SUCCESS });
 
     await expectConnectError(server.bearerAuthClient(a.accessToken).getMe({}), Code.Unauthenticated);
     await expectConnectError(server.authClient().refresh({ refreshToken: a.refreshToken }), Code.Unauthenticated);
@@ -400,7 +405,7 @@ describe('Logout', () => {
     const open = await openSessionCount(user.user.id);
     expect(open).toBe(3);
 
-    const reply = await server.authClient().logout({ refreshToken: a.refreshToken, allSessions: true });
+    const reply = await server.bearerAuthClient(b.accessToken).logout({ refreshToken: a.refreshToken, allSessions: true });
     expect(reply.revokedSessions).toBe(open);
     expect(await openSessionCount(user.user.id)).toBe(0);
     for (const token of [a.accessToken, b.accessToken, user.client.tokens!.accessToken]) {
@@ -423,11 +428,19 @@ describe('Logout', () => {
     expect(await openSessionCount(user.user.id)).toBe(0);
   });
 
-  test('logout without any credential is Unauthenticated (CREDENTIALS_REQUIRED); with an API key it needs a refresh_token or all_sessions', async () => {
-    await expectConnectError(server.authClient().logout({}), Code.Unauthenticated, 'CREDENTIALS_REQUIRED');
-    await expectConnectError(server.authClient().logout({ refreshToken: 'ymr_unknown' }), Code.Unauthenticated, 'REFRESH_TOKEN_INVALID');
-
+  test('logout needs a signed-in caller, even with a valid refresh token; another account\'s token is InvalidArgument like an unknown one; an API key needs a refresh_token or all_sessions', async () => {
     const user = await server.createUser();
+    const victim = await server.createUser();
+    const victimTokens = victim.client.tokens!;
+    await expectConnectError(server.authClient().logout({}), Code.Unauthenticated);
+    await expectConnectError(server.authClient().logout({ refreshToken: victimTokens.refreshToken, allSessions: true }), Code.Unauthenticated);
+    for (const refreshToken of [victimTokens.refreshToken, 'ymr_unknown', 'x'.repeat(500)]) {
+      const error = await expectConnectError(user.client.auth.logout({ refreshToken }), Code.InvalidArgument);
+      expect(violatedFields(error)).toEqual(['refresh_token']);
+    }
+    expect(await openSessionCount(victim.user.id)).toBe(1);
+    expect(await openSessionCount(user.user.id)).toBe(1);
+
     const { secret } = await user.client.auth.createApiKey({ name: 'logout' });
     const error = await expectConnectError(server.bearerAuthClient(secret).logout({}), Code.InvalidArgument);
     expect(violatedFields(error)).toEqual(['refresh_token']);

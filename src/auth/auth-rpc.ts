@@ -1,9 +1,9 @@
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { AuthService as AuthServiceDesc } from '../../gen/yardmaster/v1/auth_pb.ts';
-import { auditActorKey, callerKey, callerOf, clientKey, entityManagerOf } from '../server/context.ts';
+import { auditActorKey, auditTargetKey, callerOf, clientKey, entityManagerOf } from '../server/context.ts';
 import type { AccessPolicies } from '../server/access-policies.ts';
-import type { AuthService, TokenGrant } from './auth-service.ts';
+import type { AuthService, SessionOwner, TokenGrant } from './auth-service.ts';
 import type { ApiKey, Session } from './entities.ts';
 import { roleToProto } from './role-names.ts';
 import { optionalTimestamp, userToProto } from './user-messages.ts';
@@ -56,11 +56,17 @@ export function createAuthRpc(auth: AuthService, policies: AccessPolicies): Serv
     },
 
     async refresh(req, ctx) {
-      return grantToProto(await auth.refresh(entityManagerOf(ctx), req, ctx.values.get(clientKey)));
+      // A failed refresh (a reused token above all) is audited as the session's account.
+      const identified = (owner: SessionOwner) => {
+        ctx.values.set(auditActorKey, { id: owner.userId, username: owner.username });
+        ctx.values.set(auditTargetKey, owner.sessionId);
+      };
+      return grantToProto(await auth.refresh(entityManagerOf(ctx), req, ctx.values.get(clientKey), identified));
     },
 
     async logout(req, ctx) {
-      const revokedSessions = await auth.logout(entityManagerOf(ctx), req, ctx.values.get(callerKey));
+      const ended = (sessionId: string) => ctx.values.set(auditTargetKey, sessionId || 'all sessions');
+      const revokedSessions = await auth.logout(entityManagerOf(ctx), req, callerOf(ctx), ended);
       return { revokedSessions };
     },
 

@@ -27,6 +27,13 @@ interface SealedGrant {
   refreshTokenExpiresAt: string;
 }
 
+/** The account and session a refresh token belongs to, known once the token is found. */
+export interface SessionOwner {
+  sessionId: string;
+  userId: string;
+  username: string;
+}
+
 const maxActiveApiKeysPerUser = 100;
 
 export interface AuthServiceDeps {
@@ -90,7 +97,7 @@ export class AuthService {
    * duplicate (within the grace interval: the same reply again) or a stolen copy in
    * use (afterwards: the whole session is revoked).
    */
-  async refresh(em: EntityManager, input: { refreshToken: string }, client: ClientInfo): Promise<TokenGrant> {
+  async refresh(em: EntityManager, input: { refreshToken: string }, client: ClientInfo, identified: (session: SessionOwner) => void = () => {}): Promise<TokenGrant> {
     const presented = input.refreshToken.trim();
     if (!presented.startsWith(refreshTokenPrefix) || presented.length > 100) throw invalidRefreshToken();
 
@@ -103,6 +110,7 @@ export class AuthService {
       if (!token) return invalidRefreshToken();
       const session = await tx.findOneOrFail(Session, token.session, { lockMode: LockMode.PESSIMISTIC_WRITE });
       const user = await tx.findOneOrFail(User, session.user);
+      identified({ sessionId: session.id, userId: user.id, username: user.username });
       const now = new Date();
       if (session.revokedAt) return unauthenticated('this session has ended', 'SESSION_REVOKED');
       if (token.expiresAt <= now || session.expiresAt <= now) return unauthenticated('the refresh token has expired', 'REFRESH_TOKEN_EXPIRED');
@@ -130,22 +138,28 @@ export class AuthService {
     return outcome;
   }
 
-  /** Ends the session of `refreshToken`, or all sessions of its account (or of the caller). */
-  async logout(em: EntityManager, input: { refreshToken: string; allSessions: boolean }, caller: Caller | undefined): Promise<number> {
-    let userId = caller?.userId;
-    let sessionId = caller?.sessionId;
+  /**
+   * Ends one of the caller's sessions (the one of `refreshToken`, else the one of the
+   * caller's access token) or, with `allSessions`, all of them. Returns how many ended;
+   * `ended` learns which session the call was about ('' for all).
+   */
+  async logout(em: EntityManager, input: { refreshToken: string; allSessions: boolean }, caller: Caller, ended: (sessionId: string) => void = () => {}): Promise<number> {
+    let sessionId = caller.sessionId;
     if (input.refreshToken !== '') {
-      const token = await em.findOne(RefreshToken, { tokenHash: secretHash(input.refreshToken.trim()) });
-      if (!token) throw invalidRefreshToken();
-      const session = await em.findOneOrFail(Session, token.session);
-      if (caller && caller.userId !== session.user) throw invalidRefreshToken();
-      userId = session.user;
+      const presented = input.refreshToken.trim();
+      const token = presented.length <= 100 ? await em.findOne(RefreshToken, { tokenHash: secretHash(presented) }) : null;
+      const session = token ? await em.findOne(Session, { id: token.session, user: caller.userId }) : null;
+      // Another account's token is answered like an unknown one.
+      if (!session) throw invalidField('refresh_token', 'is not the refresh token of one of your sessions');
       sessionId = session.id;
     }
-    if (!userId) throw unauthenticated('send the refresh token of the session to end, or an access token', 'CREDENTIALS_REQUIRED');
-    if (!input.allSessions && !sessionId) throw invalidField('refresh_token', 'is required to end one session when calling with an API key');
-    const where = input.allSessions ? { user: userId, revokedAt: null } : { id: sessionId!, revokedAt: null };
-    return em.nativeUpdate(Session, where, { revokedAt: new Date(), revokeReason: 'logout' });
+    if (input.allSessions) {
+      ended('');
+      return em.nativeUpdate(Session, { user: caller.userId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' });
+    }
+    if (!sessionId) throw invalidField('refresh_token', 'is required to end one session when calling with an API key');
+    ended(sessionId);
+    return em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' });
   }
 
   async getUser(em: EntityManager, caller: Caller): Promise<User> {

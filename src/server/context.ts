@@ -17,6 +17,11 @@ export const entityManagerKey = createContextKey<EntityManager | undefined>(unde
  * audit record names it as the actor.
  */
 export const auditActorKey = createContextKey<{ id: string; username: string } | undefined>(undefined, { description: 'audit actor' });
+/**
+ * What the call acted on, when no request field can say it (a refresh token is a secret:
+ * the audit record names its session instead).
+ */
+export const auditTargetKey = createContextKey<string | undefined>(undefined, { description: 'audit target' });
 
 /** The EntityManager fork of this call. */
 export function entityManagerOf(ctx: HandlerContext): EntityManager {

@@ -2,7 +2,7 @@ import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import type { AuditLog } from '../../admin/audit-log.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import type { AccessPolicies } from '../access-policies.ts';
-import { auditActorKey, callerKey, clientKey, requestIdKey } from '../context.ts';
+import { auditActorKey, auditTargetKey, callerKey, clientKey, requestIdKey } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
@@ -24,7 +24,7 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
         actorId,
         actorUsername: actor?.username,
         action: rule.name,
-        target: req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim(),
+        target: values.get(auditTargetKey) ?? (req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim()),
         clientAddress: values.get(clientKey).clientAddress,
         requestId: values.get(requestIdKey),
         outcome: error ? 'failure' : 'success',
