@@ -446,6 +446,8 @@ describe('presigned single upload', () => {
     ['a text claim on text is kept', 'text/csv', text('a,b\n1,2\n'), 'text/csv'],
     ['no claim on text is text/plain', '', text('plain words\n'), 'text/plain'],
     ['a binary claim on text is not trusted: text/plain', 'image/png', text('not an image at all\n'), 'text/plain'],
+    ['an active claim (HTML) on text is not trusted: text/plain', 'text/html', text('no markup here\n'), 'text/plain'],
+    ['an HTML page claimed as text is text/html', 'text/plain', text('<!doctype html><script>alert(1)</script>\n'), 'text/html'],
     ['binary bytes claimed as text are application/octet-stream', 'text/plain', Buffer.concat([Buffer.from('XYZ\u0000'), randomBytes(5000)]), 'application/octet-stream'],
     ['a PDF claimed as text is application/pdf', 'text/plain', pdf(), 'application/pdf'],
   ])('content type: %s', async (_title, claim, bytes, expected) => {
@@ -943,7 +945,7 @@ describe("another user's files", () => {
     expect(violatedFields(job)).toEqual(['input_file_ids[0]']);
   });
 
-  test("admins see, list, download and delete anyone's files; an admin's DeleteFile is audited with the file id as target", async () => {
+  test("admins see, list, download, move and delete anyone's files; an admin's MoveFile and DeleteFile are audited with the file id as target", async () => {
     const { user: owner, client: ownerClient } = await server.createUser();
     const bytes = text('owned by a user\n');
     const file = await uploadPresigned(ownerClient, { directory: '/mine', name: 'note.txt' }, bytes);
@@ -958,6 +960,11 @@ describe("another user's files", () => {
     expect((await download(admin, file.id)).bytes).toEqual(bytes);
     const usage = await admin.files.getStorageUsage({ userId: owner.id });
     expect(usage).toMatchObject({ bytes: BigInt(bytes.length * 2), fileCount: 2n });
+
+    await admin.files.moveFile({ id: other.id, directory: '/mine/sub', name: 'renamed.txt' });
+    expect(await fileRow(other.id)).toMatchObject({ name: 'renamed.txt', owner_id: owner.id });
+    const moves = await server.query<{ actor_id: string; outcome: string }>('select actor_id, outcome from audit_events where action = $1 and target = $2', ['yardmaster.v1.FilesService.MoveFile', other.id]);
+    expect(moves).toEqual([{ actor_id: adminUser!.id, outcome: 'success' }]);
 
     await admin.files.deleteFile({ id: file.id });
     expect(await fileRow(file.id)).toBeUndefined();
