@@ -63,15 +63,32 @@ export function jobWhere(filter: JobFilter, caller: Caller, field = 'filter'): F
  */
 export function jobMatcher(filter: JobFilter, caller: Caller, field = 'filter'): (job: JobView) => boolean {
   checkJobFilter(filter, field);
-  if (filter.search !== '') throw invalidField(`${field}.search`, 'is not supported on streams');
   const owner = visibleOwner(filter, caller, field);
+  const words = searchWords(filter.search);
   return (job) =>
     (!owner || job.ownerId === owner) &&
     (filter.statuses.length === 0 || filter.statuses.includes(job.status)) &&
     (filter.types.length === 0 || filter.types.includes(job.type)) &&
     Object.entries(filter.labels).every(([key, value]) => job.labels[key] === value) &&
     (!filter.createdAfter || job.createdAt >= filter.createdAfter) &&
-    (!filter.createdBefore || job.createdAt < filter.createdBefore);
+    (!filter.createdBefore || job.createdAt < filter.createdBefore) &&
+    (words.length === 0 || containsAll(searchTextOf(job), words));
+}
+
+/** The search text of a job as an event carries it, made once per event however many streams test it. */
+const searchTexts = new WeakMap<JobView, string>();
+
+function searchTextOf(job: JobView): string {
+  let text = searchTexts.get(job);
+  if (text === undefined) {
+    text = jobSearchText(job.name, job.labels, job.params);
+    searchTexts.set(job, text);
+  }
+  return text;
+}
+
+function containsAll(text: string, words: string[]): boolean {
+  return words.every((word) => text.includes(word));
 }
 
 /** Lower-cased text that searches match: the name, the labels and every scalar of the params. */

@@ -25,7 +25,22 @@ const replayPageSize = 500;
 const logPageSize = 500;
 
 function eventItem(event: SequencedEvent): WatchItem & { type: 'event' } {
-  return { type: 'event', sequence: event.sequence, kind: event.kind.slice('job.'.length) as JobEventKind, job: fromSnapshot(event.payload), at: event.createdAt };
+  return { type: 'event', sequence: event.sequence, kind: event.kind.slice('job.'.length) as JobEventKind, job: jobOf(event), at: event.createdAt };
+}
+
+/**
+ * The job an event carries, read once per event: the hub hands the same event to every
+ * stream, and streams only read the view, never change it.
+ */
+const eventJobs = new WeakMap<SequencedEvent, JobView>();
+
+function jobOf(event: SequencedEvent): JobView {
+  let job = eventJobs.get(event);
+  if (!job) {
+    job = fromSnapshot(event.payload);
+    eventJobs.set(event, job);
+  }
+  return job;
 }
 
 function isJobEvent(event: SequencedEvent): boolean {
@@ -55,7 +70,7 @@ export class JobStreams {
    */
   async *watchJobs(em: EntityManager, caller: Caller, filter: JobFilter, afterSequence: number, signal: AbortSignal): AsyncGenerator<WatchItem> {
     const matches = jobMatcher(filter, caller);
-    const visible = (event: SequencedEvent) => isJobEvent(event) && matches(fromSnapshot(event.payload));
+    const visible = (event: SequencedEvent) => isJobEvent(event) && matches(jobOf(event));
     const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
     const subscription = this.#hub.subscribe((event) => {
       if (visible(event)) buffer.push(event);

@@ -1091,7 +1091,7 @@ export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*
  */
 export type WatchJobsRequest = Message<"yardmaster.v1.WatchJobsRequest"> & {
   /**
-   * Which jobs (`search` is not supported here).
+   * Which jobs; `search` matches each event's state of the job the way ListJobs does.
    *
    * @generated from field: yardmaster.v1.JobFilter filter = 1;
    */
