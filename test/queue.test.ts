@@ -8,7 +8,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError, type CallOptions } from '@connectrpc/connect';
-import { timestampDate, type Duration } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate, type Duration } from '@bufbuild/protobuf/wkt';
 import { z } from 'zod';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
@@ -472,11 +472,27 @@ describe('ListQueuedJobs', () => {
     expect(listed, `ListQueuedJobs said ${listed.join(', ')}; the jobs ran ${startOrder.join(', ')}`).toEqual(startOrder);
   });
 
-  test('an unknown queue is NotFound; an empty queue name is InvalidArgument naming `queue`', async () => {
+  test('an empty queue name lists the queued jobs of every queue in one run order', async () => {
+    const { client } = await server.createUser();
+    await admin.queue.pauseQueue({ queue: 'sleep' });
+    await admin.queue.pauseQueue({ queue: 'noop' });
+    try {
+      const urgentNoop = (await client.jobs.createJob({ type: 'noop', params: {}, priority: 5 })).job!;
+      const routineSleep = await createSleep(client, 0);
+      const urgentSleep = await createSleep(client, 0, { priority: 5 });
+      const routineNoop = await createNoop(client);
+      const { jobs } = await client.queue.listQueuedJobs({ queue: '' });
+      expect(jobs.map((job) => job.id)).toEqual([urgentNoop.id, urgentSleep.id, routineSleep.id, routineNoop.id]);
+      const page = await client.queue.listQueuedJobs({ queue: '', pageSize: 3 });
+      expect((await client.queue.listQueuedJobs({ queue: '', pageToken: page.nextPageToken })).jobs.map((job) => job.id)).toEqual([routineNoop.id]);
+    } finally {
+      await admin.queue.resumeQueue({ queue: '' });
+    }
+  });
+
+  test('an unknown queue is NotFound; bad page tokens and sizes are InvalidArgument', async () => {
     const { client } = await server.createUser();
     await expectConnectError(client.queue.listQueuedJobs({ queue: 'no-such-queue' }), Code.NotFound);
-    const empty = await expectConnectError(client.queue.listQueuedJobs({ queue: '' }), Code.InvalidArgument);
-    expect(violatedFields(empty)).toEqual(['queue']);
     const badToken = await expectConnectError(client.queue.listQueuedJobs({ queue: 'sleep', pageToken: 'garbage' }), Code.InvalidArgument);
     expect(violatedFields(badToken)).toEqual(['page_token']);
     const negative = await expectConnectError(client.queue.listQueuedJobs({ queue: 'sleep', pageSize: -1 }), Code.InvalidArgument);
@@ -683,7 +699,7 @@ describe('PauseQueue and ResumeQueue', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('ClearQueue', () => {
-  test('confirm must equal the queue name (InvalidArgument on `confirm`); unknown queue NotFound; empty queue InvalidArgument; users PermissionDenied', async () => {
+  test('confirm must equal the queue name, or `all` for every queue (InvalidArgument on `confirm`); unknown queue NotFound; users PermissionDenied', async () => {
     const { client } = await server.createUser();
     await admin.queue.pauseQueue({ queue: 'sleep' });
     const job = await createSleep(client, 0);
@@ -692,8 +708,10 @@ describe('ClearQueue', () => {
       expect(violatedFields(error)).toEqual(['confirm']);
     }
     await expectConnectError(admin.queue.clearQueue({ queue: 'no-such-queue', confirm: 'no-such-queue' }), Code.NotFound);
-    const empty = await expectConnectError(admin.queue.clearQueue({ queue: '', confirm: '' }), Code.InvalidArgument);
-    expect(violatedFields(empty)).toEqual(['queue']);
+    for (const confirm of ['', 'sleep', 'ALL', '*']) {
+      const error = await expectConnectError(admin.queue.clearQueue({ queue: '', confirm }), Code.InvalidArgument);
+      expect(violatedFields(error)).toEqual(['confirm']);
+    }
     await expectConnectError(client.queue.clearQueue({ queue: 'sleep', confirm: 'sleep' }), Code.PermissionDenied);
     expect((await jobStatuses([job.id]))[job.id]).toBe('queued');
   });
@@ -776,6 +794,58 @@ describe('ClearQueue', () => {
 });
 
 // ---------------------------------------------------------------------------------------
+
+describe('ClearQueue of every queue', () => {
+  test('an empty queue with confirm `all` counts (dry run), then cancels the queued jobs of every queue, in pg-boss too, and is audited', async () => {
+    const { client } = await server.createUser();
+    const runningJob = await createSleep(client, 1);
+    await waitStatus([runningJob.id], 'running', 5000);
+    await admin.queue.pauseQueue({ queue: 'sleep' });
+    await admin.queue.pauseQueue({ queue: 'noop' });
+    try {
+      const queued = [await createSleep(client, 0), await createNoop(client), await createNoop(client)];
+      const ids = queued.map((job) => job.id);
+      const allQueued = await server.countRows(`select count(*) as n from jobs where status = 'queued'`);
+      expect(allQueued).toBeGreaterThanOrEqual(3);
+      expect((await admin.queue.clearQueue({ queue: '', confirm: 'all', dryRun: true })).count).toBe(BigInt(allQueued));
+      expect(Object.values(await jobStatuses(ids))).toEqual(['queued', 'queued', 'queued']);
+
+      const clear = withRequestId();
+      expect((await admin.queue.clearQueue({ queue: '', confirm: 'all' }, clear.options)).count).toBe(BigInt(allQueued));
+      expect(await server.countRows(`select count(*) as n from jobs where status = 'queued'`)).toBe(0);
+      expect(await pgBossStates(ids)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+      expect(await auditRows(clear.id)).toMatchObject([{ action: method('ClearQueue'), outcome: 'success' }]);
+    } finally {
+      await admin.queue.resumeQueue({ queue: '' });
+    }
+    // A running job is not queued: it finishes.
+    await waitStatus([runningJob.id], 'succeeded', 6000);
+  });
+});
+
+describe('oldest queued age', () => {
+  test('a job waiting for its run_after is not waiting yet; a due job counts from when it was queued', async () => {
+    const { client } = await server.createUser();
+    await admin.queue.pauseQueue({ queue: 'noop' });
+    try {
+      await admin.queue.clearQueue({ queue: 'noop', confirm: 'noop' });
+      const later = (await client.jobs.createJob({ type: 'noop', params: {}, runAfter: timestampFromDate(new Date(Date.now() + 3_600_000)) })).job!;
+      await sleep(300);
+      let noop = queueOf((await client.queue.listQueues({})).queues, 'noop');
+      expect(Number(noop.queued)).toBe(1);
+      expect(noop.oldestQueuedAge).toBeUndefined();
+      await createNoop(client);
+      await sleep(300);
+      noop = queueOf((await client.queue.listQueues({})).queues, 'noop');
+      expect(ms(noop.oldestQueuedAge)).toBeGreaterThanOrEqual(250);
+      expect(ms(noop.oldestQueuedAge)).toBeLessThan(5000);
+      await admin.queue.clearQueue({ queue: 'noop', confirm: 'noop' });
+      expect((await jobStatuses([later.id]))[later.id]).toBe('cancelled');
+    } finally {
+      await admin.queue.resumeQueue({ queue: '' });
+    }
+  });
+});
 
 describe('WatchQueues', () => {
   test('the first message holds the current counts; new jobs and pauses send new counts within a second', async () => {

@@ -51,6 +51,9 @@ interface CountRow {
 
 const clearBatchSize = 500;
 
+/** What `confirm` must say for a ClearQueue of every queue. */
+const allQueuesConfirmation = 'all';
+
 /**
  * The queues: one per job type. Counts come from the jobs table itself at the time of
  * the call (pg-boss's own statistics are cached for a minute); pause state from
@@ -76,7 +79,9 @@ export class QueueService {
               count(*) filter (where status = 'running') as running,
               count(*) filter (where status = 'succeeded' and finished_at > now() - interval '1 hour') as succeeded_last_hour,
               count(*) filter (where status = 'failed' and finished_at > now() - interval '1 hour') as failed_last_hour,
-              (extract(epoch from now() - min(created_at) filter (where status = 'queued')) * 1000)::bigint as oldest_queued_age_ms
+              -- Waiting since it was (last) queued, or since its run_after passed; not yet due is not waiting.
+              (extract(epoch from now() - min(greatest(queued_at, coalesce(run_after, queued_at)))
+                 filter (where status = 'queued' and (run_after is null or run_after <= now()))) * 1000)::bigint as oldest_queued_age_ms
          from jobs
         where status in ('queued', 'running') or finished_at > now() - interval '1 hour'
         group by type`,
@@ -113,10 +118,13 @@ export class QueueService {
     };
   }
 
-  /** Queued jobs in the order they will run: highest priority first, then the longest waiting. */
+  /**
+   * Queued jobs of a queue (or, empty name, of all) in the order they will run: highest
+   * priority first, then the longest waiting.
+   */
   async listQueued(em: EntityManager, caller: Caller, queue: string, page: PageRequest): Promise<Page<JobView>> {
-    this.#requireQueue(queue, 'queue');
-    const where = caller.role === 'admin' ? { type: queue, status: 'queued' as const } : { type: queue, status: 'queued' as const, owner: caller.userId };
+    if (queue !== '') this.#requireQueue(queue, 'queue');
+    const where = { status: 'queued' as const, ...(queue === '' ? {} : { type: queue }), ...(caller.role === 'admin' ? {} : { owner: caller.userId }) };
     // pg-boss's own order: priority, then the age of the current queue entry (a retried job
     // queues again at the back).
     const result = await findPage(em, Job, { where, orderBy: { priority: 'desc', queuedAt: 'asc', id: 'asc' }, query: ['queued', queue, caller.userId], page });
@@ -139,23 +147,32 @@ export class QueueService {
     await this.#pauses.set(em, [queue], false, caller.username);
   }
 
-  /** Cancels every queued job of the queue (or counts them, dry); returns how many. */
+  /**
+   * Cancels every queued job of the queue (or, empty name, of every queue; `confirm`
+   * then is `all`), or only counts them (dry run); returns how many.
+   */
   async clear(em: EntityManager, input: { queue: string; confirm: string; dryRun: boolean }): Promise<number> {
-    this.#requireQueue(input.queue, 'queue');
-    if (input.confirm !== input.queue) throw invalidField('confirm', 'must equal the name of the queue to clear');
-    if (input.dryRun) return em.count(Job, { type: input.queue, status: 'queued' });
+    if (input.queue === '') {
+      if (input.confirm !== allQueuesConfirmation) throw invalidField('confirm', `must be "${allQueuesConfirmation}" to clear every queue`);
+    } else {
+      this.#requireQueue(input.queue, 'queue');
+      if (input.confirm !== input.queue) throw invalidField('confirm', 'must equal the name of the queue to clear');
+    }
+    const where = { status: 'queued' as const, ...(input.queue === '' ? {} : { type: input.queue }) };
+    if (input.dryRun) return em.count(Job, where);
     let cleared = 0;
     for (;;) {
       // Jobs that a worker is starting right now are locked: skipped here, they start.
       const batch = await this.#changes.transact(em.fork(), async (tx) => {
-        const jobs = await tx.find(Job, { type: input.queue, status: 'queued' }, { limit: clearBatchSize, lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE });
+        const jobs = await tx.find(Job, where, { limit: clearBatchSize, lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE });
         const now = new Date();
+        const entriesByQueue = new Map<string, string[]>();
         for (const job of jobs) {
           Object.assign(job, { status: 'cancelled', finishedAt: now, cancelReason: 'the queue was cleared' });
           this.#changes.record(tx, job, 'updated');
+          if (job.queueJobId) entriesByQueue.set(job.type, [...(entriesByQueue.get(job.type) ?? []), job.queueJobId]);
         }
-        const entries = jobs.map((job) => job.queueJobId).filter((id): id is string => id !== null && id !== undefined);
-        if (entries.length > 0) await this.#boss.cancel(input.queue, entries, { db: transactionDb(tx) });
+        for (const [queue, entries] of entriesByQueue) await this.#boss.cancel(queue, entries, { db: transactionDb(tx) });
         return jobs.length;
       });
       cleared += batch;

@@ -73,7 +73,8 @@ export type Queue = Message<"yardmaster.v1.Queue"> & {
   paused: boolean;
 
   /**
-   * How long the oldest queued job has been waiting; unset when none is.
+   * How long the longest-waiting queued job has waited: since it was queued (again,
+   * after a retry) or since its run_after passed; unset when none is due.
    *
    * @generated from field: google.protobuf.Duration oldest_queued_age = 8;
    */
@@ -172,7 +173,8 @@ export type QueueTotals = Message<"yardmaster.v1.QueueTotals"> & {
   failedLastHour: bigint;
 
   /**
-   * How long the oldest queued job has been waiting; unset when none is.
+   * How long the longest-waiting queued job has waited: since it was queued (again,
+   * after a retry) or since its run_after passed; unset when none is due.
    *
    * @generated from field: google.protobuf.Duration oldest_queued_age = 5;
    */
@@ -243,7 +245,7 @@ export const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse> = 
  */
 export type ListQueuedJobsRequest = Message<"yardmaster.v1.ListQueuedJobsRequest"> & {
   /**
-   * Name of the queue.
+   * Name of the queue; empty for every queue.
    *
    * @generated from field: string queue = 1;
    */
@@ -406,14 +408,15 @@ export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__P
  */
 export type ClearQueueRequest = Message<"yardmaster.v1.ClearQueueRequest"> & {
   /**
-   * Name of the queue.
+   * Name of the queue; empty for every queue.
    *
    * @generated from field: string queue = 1;
    */
   queue: string;
 
   /**
-   * Must equal `queue`, as a guard against clearing the wrong one.
+   * Must equal `queue` (`all` when `queue` is empty), as a guard against clearing the
+   * wrong one.
    *
    * @generated from field: string confirm = 2;
    */
@@ -540,8 +543,9 @@ export const QueueService: GenService<{
     output: typeof GetQueueStatusResponseSchema;
   },
   /**
-   * Lists the queued jobs of a queue in the order they will run (users see their own
-   * jobs in that order; admins see every job).
+   * Lists the queued jobs of a queue (or of every queue) in the order they will run:
+   * highest priority first, then the longest waiting (users see their own jobs in that
+   * order; admins see every job).
    *
    * @generated from rpc yardmaster.v1.QueueService.ListQueuedJobs
    */
@@ -573,8 +577,9 @@ export const QueueService: GenService<{
     output: typeof ResumeQueueResponseSchema;
   },
   /**
-   * Cancels every queued job of a queue. `confirm` must equal the queue name; with
-   * `dry_run` nothing changes and the count says how many would be cancelled.
+   * Cancels every queued job of a queue, or of every queue when `queue` is empty.
+   * `confirm` must equal the queue name (`all` for every queue); with `dry_run` nothing
+   * changes and the count says how many would be cancelled.
    *
    * @generated from rpc yardmaster.v1.QueueService.ClearQueue
    */
