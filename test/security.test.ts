@@ -415,6 +415,38 @@ const adminCalls: [string, (client: Client<typeof AdminService>) => Promise<unkn
   ['RotateSigningKey', (c) => c.rotateSigningKey({})],
 ];
 
+describe('SQL in job filters is data', () => {
+  test('label keys that could carry SQL are InvalidArgument on ListJobs, GetJobStats and WatchJobs; such values match nothing; nothing changes', async () => {
+    const { job: jobOfB } = await userB.client.jobs.createJob({ type: 'noop', name: 'b-only', labels: { team: 'b' } });
+    const keys = ['x?', "x'", 'x" or 1=1', "x?' is null or true --", 'Team', '$1'];
+    for (const key of keys) {
+      const labels = { [key]: " is null; update users set role = 'admin' --" };
+      for (const call of [
+        () => userA.client.jobs.listJobs({ filter: { labels } }),
+        () => userA.client.jobs.getJobStats({ filter: { labels } }),
+        async () => {
+          for await (const message of userA.client.jobs.watchJobs({ filter: { labels } })) return message;
+        },
+      ]) {
+        const error = await expectConnectError(call, Code.InvalidArgument);
+        expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field)[0]).toMatch(/^filter\.labels/);
+      }
+    }
+    for (const value of ["' or '1'='1", '? or true', "b' --"]) {
+      expect((await userA.client.jobs.listJobs({ filter: { labels: { team: value } } })).jobs).toEqual([]);
+      expect((await admin.jobs.listJobs({ filter: { labels: { team: value } } })).jobs).toEqual([]);
+    }
+    expect((await admin.jobs.listJobs({ filter: { labels: { team: 'b' } } })).jobs.map((job) => job.id)).toContain(jobOfB!.id);
+    expect((await userA.client.auth.getMe({})).user?.role).toBe(Role.USER);
+  });
+
+  test('filters with thousands of types or statuses are InvalidArgument', async () => {
+    const types = Array.from({ length: 5000 }, (_, index) => `type-${index}`);
+    await expectConnectError(userA.client.jobs.listJobs({ filter: { types } }), Code.InvalidArgument);
+    await expectConnectError(userA.client.jobs.listJobs({ filter: { statuses: Array.from({ length: 50 }, () => 1) } }), Code.InvalidArgument);
+  });
+});
+
 describe('admin methods', () => {
   test.each(adminCalls)('%s as a user and as a worker -> PermissionDenied', async (name, call) => {
     for (const caller of [userA, worker]) {

@@ -2,6 +2,7 @@ import type { FilterQuery } from '@mikro-orm/core';
 import type { Caller } from '../auth/caller.ts';
 import { invalidField, Violations } from '../domain-errors.ts';
 import { isUuid } from '../ids.ts';
+import { checkLabels } from './job-labels.ts';
 import { jobStatuses, type Job, type JobStatusName } from './entities.ts';
 import type { JobView } from './job-view.ts';
 
@@ -32,13 +33,16 @@ function searchWords(search: string): string[] {
 
 export function checkJobFilter(filter: JobFilter, field: string): void {
   const violations = new Violations();
-  for (const status of filter.statuses) {
-    violations.check(jobStatuses.includes(status), `${field}.statuses`, 'must be job statuses');
-  }
+  violations.check(filter.statuses.every((status) => jobStatuses.includes(status)), `${field}.statuses`, 'must be job statuses');
+  violations.check(filter.statuses.length <= jobStatuses.length, `${field}.statuses`, `must be at most ${jobStatuses.length}`);
+  violations.check(filter.types.length <= maxFilterTypes, `${field}.types`, `must be at most ${maxFilterTypes}`);
+  violations.check(filter.types.every((type) => type.length <= 64), `${field}.types`, 'must be at most 64 characters each');
   violations.check(filter.search.length <= 200, `${field}.search`, 'must be at most 200 characters');
-  violations.check(Object.keys(filter.labels).length <= 32, `${field}.labels`, 'must be at most 32 labels');
+  checkLabels(filter.labels, `${field}.labels`, violations);
   violations.throwIfAny();
 }
+
+const maxFilterTypes = 100;
 
 /** The filter as a query over the jobs the caller may see. */
 export function jobWhere(filter: JobFilter, caller: Caller, field = 'filter'): FilterQuery<Job> {

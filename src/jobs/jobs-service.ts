@@ -10,6 +10,7 @@ import { Job, JobLogLine } from './entities.ts';
 import type { StoredLogLine } from './job-logs.ts';
 import { jobCancelChannel, type JobChanges } from './job-changes.ts';
 import { jobSearchText, jobWhere, type JobFilter } from './job-filter.ts';
+import { checkLabels } from './job-labels.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
 
@@ -69,7 +70,6 @@ export interface JobsServiceDeps {
   inputFiles: InputFileChecker;
 }
 
-const labelKeyPattern = /^[a-z0-9][a-z0-9._/-]{0,62}$/;
 const idempotencyWindowMs = 24 * 3_600_000;
 const maxBatch = 1000;
 const updatablePaths = ['name', 'labels', 'priority'] as const;
@@ -408,15 +408,6 @@ export class JobsService {
 
 function checkName(name: string, field: string, violations: Violations): void {
   violations.check(name.trim().length <= 200, field, 'must be at most 200 characters');
-}
-
-function checkLabels(labels: Record<string, string>, field: string, violations: Violations): void {
-  const entries = Object.entries(labels);
-  violations.check(entries.length <= 32, field, 'must be at most 32 labels');
-  for (const [key, value] of entries) {
-    violations.check(labelKeyPattern.test(key), `${field}.${key}`, "keys must be 1 to 63 characters of a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit");
-    violations.check(value.length <= 256, `${field}.${key}`, 'values must be at most 256 characters');
-  }
 }
 
 function checkPriority(priority: number, field: string, violations: Violations): void {
