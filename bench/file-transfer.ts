@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createYardmasterClient } from '../clients/ts/src/node.ts';
 import { createLogger } from '../src/logger.ts';
-import { embeddedS3Credentials, startEmbeddedS3 } from '../src/storage/embedded-s3.ts';
+import { startEmbeddedS3 } from '../src/storage/embedded-s3.ts';
 import { ObjectStorage } from '../src/storage/object-storage.ts';
 import { adminPassword, describeMachine, positiveFlag, printSummary, startBenchPostgres, startServerProcess, type BenchPostgres, type Figure } from './support.ts';
 
@@ -52,10 +52,10 @@ export async function measureFileTransfer(postgres: BenchPostgres, options: Tran
   const bytes = options.fileMiB * mib;
   const objectsDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-bench-objects-'));
   await chmod(objectsDir, 0o755);
-  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket, logger: createLogger('warn') });
+  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket, secretKey: randomBytes(24).toString('base64url'), logger: createLogger('warn') });
   const databaseUrl = await postgres.createDatabase('bench_transfer');
   const server = await startServerProcess(databaseUrl, {
-    env: { S3_ENDPOINT: s3.endpoint, S3_ACCESS_KEY: embeddedS3Credentials.accessKey, S3_SECRET_KEY: embeddedS3Credentials.secretKey, S3_BUCKET: bucket, MAX_UPLOAD_BYTES: `${bytes}` },
+    env: { S3_ENDPOINT: s3.endpoint, S3_ACCESS_KEY: s3.credentials.accessKey, S3_SECRET_KEY: s3.credentials.secretKey, S3_BUCKET: bucket, MAX_UPLOAD_BYTES: `${bytes}` },
   });
   const client = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
   try {
@@ -63,7 +63,7 @@ export async function measureFileTransfer(postgres: BenchPostgres, options: Tran
     // The direct path: the same minio client calls, from this process. (minio's own putObject
     // of a stream first lists incomplete uploads, which the embedded store does not
     // implement; this is the explicit multipart loop the server uses too.)
-    const direct = new ObjectStorage({ endpoint: s3.endpoint, publicEndpoint: s3.endpoint, ...embeddedS3Credentials, bucket, region: 'us-east-1' });
+    const direct = new ObjectStorage({ endpoint: s3.endpoint, publicEndpoint: s3.endpoint, ...s3.credentials, bucket, region: 'us-east-1' });
 
     // Warm up both paths (connections, JIT) with a small file.
     await upload(client, 'warm-up.bin', 8 * mib);

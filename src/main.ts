@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createApp, type App } from './app.ts';
 import { processConfig } from './process-config.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded-postgres.ts';
-import { embeddedS3Credentials, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
+import { embeddedS3Secret, startEmbeddedS3, type EmbeddedS3 } from './storage/embedded-s3.ts';
 import type { StorageConfig } from './storage/object-storage.ts';
 import { createLogger } from './logger.ts';
 import { listen, type Listener } from './server/listener.ts';
@@ -48,11 +48,12 @@ try {
     embedded = await startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger });
   }
   if (!config.s3) {
-    embeddedS3 = await startEmbeddedS3({ directory: path.join(config.dataDir, 'objects'), host: config.host, bucket: config.s3Bucket, logger });
+    const secretKey = await embeddedS3Secret(config.dataDir);
+    embeddedS3 = await startEmbeddedS3({ directory: path.join(config.dataDir, 'objects'), host: config.host, bucket: config.s3Bucket, secretKey, logger });
   }
   const storage: StorageConfig = config.s3
     ? { ...config.s3, bucket: config.s3Bucket, region: config.s3Region }
-    : { endpoint: embeddedS3!.endpoint, publicEndpoint: embeddedS3!.endpoint, ...embeddedS3Credentials, bucket: config.s3Bucket, region: config.s3Region };
+    : { endpoint: embeddedS3!.endpoint, publicEndpoint: embeddedS3!.endpoint, ...embeddedS3!.credentials, bucket: config.s3Bucket, region: config.s3Region };
   app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, storage, logger });
   listener = await listen(app.handler, { host: config.host, port: config.port, tls: config.tls, logger, shutdownController: app.shutdownController });
   logger.info({ url: listener.url }, 'Yardmaster is serving Connect, gRPC and gRPC-Web');

@@ -47,8 +47,8 @@ beforeAll(async () => {
   child = await startServerProcess({
     DATABASE_URL: database.url,
     S3_ENDPOINT: inject('s3Endpoint'),
-    S3_ACCESS_KEY: 'S3RVER',
-    S3_SECRET_KEY: 'S3RVER',
+    S3_ACCESS_KEY: inject('s3Credentials').accessKey,
+    S3_SECRET_KEY: inject('s3Credentials').secretKey,
     S3_BUCKET: bucket,
     ADMIN_PASSWORD: adminPassword,
   });
@@ -61,7 +61,7 @@ afterAll(async () => {
   await child?.stop();
   // The server's files are gone with its database; its bytes with its bucket.
   const endpoint = new URL(inject('s3Endpoint'));
-  const s3 = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, accessKey: 'S3RVER', secretKey: 'S3RVER', region: 'us-east-1', pathStyle: true });
+  const s3 = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, ...inject('s3Credentials'), region: 'us-east-1', pathStyle: true });
   const keys: string[] = [];
   for await (const item of s3.listObjectsV2(bucket, '', true) as AsyncIterable<{ name?: string }>) if (item.name) keys.push(item.name);
   for (const key of keys) await s3.removeObject(bucket, key);

@@ -29,7 +29,6 @@ import { createApp, type App } from '../src/app.ts';
 import { loadConfig, type LogLevel } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { listen } from '../src/server/listener.ts';
-import { embeddedS3Credentials } from '../src/storage/embedded-s3.ts';
 import { connectErrorOf, eventually, expectConnectError, randomHex, reasonOf, uniqueName, violatedFields } from './support/assertions.ts';
 import { adminPassword } from './support/test-server.ts';
 import { createTestDatabase, queryDatabase } from './support/test-database.ts';
@@ -83,7 +82,7 @@ async function startFilesTestServer(storageEndpoint: string): Promise<FilesTestS
   const config = loadConfig({ PORT: '0', ADMIN_PASSWORD: adminPassword, DATABASE_URL: database.url });
   const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
   const bucketName = `files-test-${randomHex(6)}`;
-  const storage = { endpoint: storageEndpoint, publicEndpoint: storageEndpoint, ...embeddedS3Credentials, bucket: bucketName, region: 'us-east-1' };
+  const storage = { endpoint: storageEndpoint, publicEndpoint: storageEndpoint, ...inject('s3Credentials'), bucket: bucketName, region: 'us-east-1' };
   const app = await createApp({ config, databaseUrl: database.url, storage, logger, jobDrainMs: 1000 });
   const listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: undefined, logger, shutdownController: app.shutdownController });
   const clients: YardmasterClient[] = [];
@@ -141,7 +140,7 @@ beforeAll(async () => {
   bucket = server.bucket;
   admin = await server.adminClient();
   // Straight to s3rver: what the bucket really holds.
-  s3 = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, ...embeddedS3Credentials, region: 'us-east-1', pathStyle: true });
+  s3 = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, ...inject('s3Credentials'), region: 'us-east-1', pathStyle: true });
 });
 
 afterAll(async () => {
@@ -1288,6 +1287,39 @@ describe('Upload and Download streams', () => {
 });
 
 // =======================================================================================
+
+describe('the embedded store', () => {
+  test('refuses what is not signed with its secret: anonymous reads, writes, deletes and aborts, a presigned URL for another key or with another secret', async () => {
+    const { user, client } = await server.createUser();
+    const bytes = text('guarded bytes\n');
+    const file = await uploadPresigned(client, { name: 'guarded.txt' }, bytes);
+    const key = `files/${user.id}/${file.id}`;
+    const objectUrl = `${new URL(inject('s3Endpoint')).origin}/${bucket}/${key}`;
+    for (const [method, body] of [['GET', undefined], ['PUT', 'overwritten'], ['DELETE', undefined]] as const) {
+      const res = await fetch(objectUrl, { method, body });
+      expect(res.status, `${method} without a signature`).toBe(403);
+      expect(await res.text()).toContain('<Code>AccessDenied</Code>');
+    }
+    expect((await fetch(`${new URL(inject('s3Endpoint')).origin}/${bucket}?list-type=2`)).status).toBe(403);
+
+    const multipart = await createUpload(client, { name: 'open.bin', size: 70 * mib });
+    const uploadId = new URL(multipart.parts[0]!.url).searchParams.get('uploadId')!;
+    expect((await fetch(`${objectUrl.replace(file.id, multipart.file!.id)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'DELETE' })).status).toBe(403);
+    expect(openMultipartUploads(`files/${user.id}/`).map((upload) => upload.key)).toEqual([`files/${user.id}/${multipart.file!.id}`]);
+
+    // A signed URL for one key does not open another, and a guessed secret signs nothing.
+    const { url } = await client.files.getDownloadUrl({ id: file.id });
+    const elsewhere = new URL(url);
+    elsewhere.pathname = `/${bucket}/files/${user.id}/${multipart.file!.id}`;
+    expect((await fetch(elsewhere)).status).toBe(403);
+    const forger = new S3Client({ endPoint: '127.0.0.1', port: Number(new URL(inject('s3Endpoint')).port), useSSL: false, accessKey: inject('s3Credentials').accessKey, secretKey: 'S3RVER', region: 'us-east-1', pathStyle: true });
+    expect((await fetch(await forger.presignedGetObject(bucket, key, 60))).status).toBe(403);
+    await expect(forger.removeObject(bucket, key)).rejects.toThrow();
+
+    expect(await objectBytes(key)).toEqual(bytes);
+    await client.files.abortUpload({ fileId: multipart.file!.id });
+  });
+});
 
 describe('stale uploads', () => {
   test('maintenance removes uploads past their expiry (row, object, multipart upload) and day-old failures; fresh uploads and available files stay', async () => {

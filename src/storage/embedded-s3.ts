@@ -1,13 +1,35 @@
-import { readFile, rm, stat, mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm, stat, mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 import type { Logger } from '../logger.ts';
 import { minPartBytes } from './object-storage.ts';
+import { verifySigV4 } from './sigv4.ts';
 
-/** s3rver accepts only these credentials. */
-export const embeddedS3Credentials = { accessKey: 'S3RVER', secretKey: 'S3RVER' };
+/** The only access key s3rver knows; its secret is ours (s3rver does not check V4 signatures). */
+const embeddedAccessKey = 'S3RVER';
+
+export interface S3Credentials {
+  accessKey: string;
+  secretKey: string;
+}
+
+/**
+ * The secret of the embedded store under `dataDir`, made on first use and kept there, so
+ * that presigned URLs outlive a restart and nobody else can sign requests.
+ */
+export async function embeddedS3Secret(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'embedded-s3-secret');
+  const existing = await readFile(file, 'utf8').catch(() => undefined);
+  if (existing?.trim()) return existing.trim();
+  const secret = randomBytes(30).toString('base64url');
+  await mkdir(dataDir, { recursive: true });
+  await writeFile(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
 
 /**
  * Browsers upload and download straight to storage with presigned URLs, so the bucket
@@ -30,6 +52,8 @@ const maxCompleteBodyBytes = 2 * 1024 * 1024;
 export interface EmbeddedS3 {
   /** Base URL, e.g. http://127.0.0.1:40123 */
   endpoint: string;
+  /** What requests must be signed with. */
+  credentials: S3Credentials;
   stop(): Promise<void>;
 }
 
@@ -38,13 +62,15 @@ export interface EmbeddedS3 {
  * S3_ENDPOINT is unset, and what the tests use. The storage code speaks plain S3 to it,
  * exactly as to MinIO.
  *
- * It is s3rver behind a thin front that makes two multipart operations behave as S3
- * does, because s3rver gets them wrong: completing an upload with a part that was never
- * sent crashes it (an unhandled file error), it accepts any ETag, and it does not
- * implement aborting an upload. The front checks the parts against s3rver's own store
- * and removes aborted uploads itself; every other request passes through unchanged.
+ * It is s3rver behind a thin front that does what s3rver does not: it checks every
+ * request's Signature Version 4 (s3rver lets anonymous requests in and accepts any V4
+ * signature), and it makes two multipart operations behave as S3 does: completing an
+ * upload with a part that was never sent crashes s3rver (an unhandled file error), it
+ * accepts any ETag, and it does not implement aborting an upload. The front checks the
+ * parts against s3rver's own store and removes aborted uploads itself; every other
+ * signed request passes through unchanged. Only CORS preflights need no signature.
  */
-export async function startEmbeddedS3(options: { directory: string; host: string; bucket: string; logger: Logger }): Promise<EmbeddedS3> {
+export async function startEmbeddedS3(options: { directory: string; host: string; bucket: string; secretKey: string; logger: Logger }): Promise<EmbeddedS3> {
   await mkdir(options.directory, { recursive: true });
   const store = new S3rver({
     address: '127.0.0.1',
@@ -56,7 +82,17 @@ export async function startEmbeddedS3(options: { directory: string; host: string
   const { port: storePort } = await store.run();
   const uploadsOf = (bucket: string) => path.join(options.directory, bucket, '._S3rver_uploads');
 
+  const credentials = { accessKey: embeddedAccessKey, secretKey: options.secretKey };
+  const secretOf = (accessKey: string) => (accessKey === credentials.accessKey ? credentials.secretKey : undefined);
+
   const front = http.createServer((req, res) => {
+    if (req.method !== 'OPTIONS') {
+      const check = verifySigV4({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, secretOf);
+      if (!check.ok) {
+        req.resume();
+        return sendError(res, 403, check.code, check.message);
+      }
+    }
     const url = new URL(req.url ?? '/', 'http://front');
     const bucket = decodeURIComponent(url.pathname.split('/')[1] ?? '');
     const uploadId = url.searchParams.get('uploadId');
@@ -80,6 +116,7 @@ export async function startEmbeddedS3(options: { directory: string; host: string
   options.logger.info({ endpoint, directory: options.directory }, 'embedded S3 storage started');
   return {
     endpoint,
+    credentials,
     async stop() {
       front.closeAllConnections();
       await new Promise<void>((resolve) => front.close(() => resolve()));
@@ -92,11 +129,15 @@ export async function startEmbeddedS3(options: { directory: string; host: string
 function forward(req: http.IncomingMessage, res: http.ServerResponse, storePort: number, body: Buffer | undefined): void {
   const upstream = http.request({ host: '127.0.0.1', port: storePort, method: req.method, path: req.url, headers: req.headers }, (reply) => {
     res.writeHead(reply.statusCode ?? 502, reply.headers);
-    reply.pipe(res);
+    // A client that goes away mid-reply must not leave the upstream reply hanging.
+    pipeline(reply, res).catch(() => upstream.destroy());
   });
   upstream.on('error', () => res.destroy());
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
   if (body) upstream.end(body);
-  else req.pipe(upstream);
+  else pipeline(req, upstream).catch(() => upstream.destroy());
 }
 
 async function completeUpload(req: http.IncomingMessage, res: http.ServerResponse, uploadDir: string | undefined, storePort: number): Promise<void> {

@@ -3,6 +3,7 @@
  * temporary directory) unless TEST_DATABASE_URL points at one, and migrates a
  * template database that every test file clones for itself.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +23,7 @@ declare module 'vitest' {
     templateDatabase: string;
     /** Endpoint of the S3-compatible server the test servers keep their files in (a bucket each). */
     s3Endpoint: string;
+    s3Credentials: { accessKey: string; secretKey: string };
   }
 }
 
@@ -58,11 +60,12 @@ export default async function setup(project: TestProject) {
   await orm.close();
 
   const objectsDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-test-objects-'));
-  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket: 'yardmaster-test', logger });
+  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket: 'yardmaster-test', secretKey: randomBytes(24).toString('base64url'), logger });
 
   project.provide('adminDatabaseUrl', adminUrl);
   project.provide('templateDatabase', templateDatabase);
   project.provide('s3Endpoint', s3.endpoint);
+  project.provide('s3Credentials', s3.credentials);
 
   return async () => {
     await s3.stop();

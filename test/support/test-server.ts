@@ -10,7 +10,6 @@ import type { User } from '../../gen/yardmaster/v1/common_pb.ts';
 import { createYardmasterClient, type NodeClientOptions, type YardmasterClient } from '../../clients/ts/src/node.ts';
 import { createApp, type App } from '../../src/app.ts';
 import type { JobType } from '../../src/jobs/job-types.ts';
-import { embeddedS3Credentials } from '../../src/storage/embedded-s3.ts';
 import { inject } from 'vitest';
 import { loadConfig, type LogLevel } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -72,7 +71,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const config = loadConfig({ PORT: '0', ADMIN_PASSWORD: adminPassword, DATABASE_URL: database.url, ...options.env });
   const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
   const endpoint = inject('s3Endpoint');
-  const storage = { endpoint, publicEndpoint: endpoint, ...embeddedS3Credentials, bucket: `test-${randomBytes(6).toString('hex')}`, region: 'us-east-1' };
+  const storage = { endpoint, publicEndpoint: endpoint, ...inject('s3Credentials'), bucket: `test-${randomBytes(6).toString('hex')}`, region: 'us-east-1' };
   const app = await createApp({ config, databaseUrl: database.url, storage, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000 });
   let listener: Listener;
   try {
