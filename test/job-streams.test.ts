@@ -13,7 +13,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { z } from 'zod';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
-import { ErrorInfoSchema } from '../gen/yardmaster/v1/common_pb.ts';
+import { ErrorInfoSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
 import {
   JobEventKind,
   JobStatus,
@@ -1129,6 +1129,43 @@ describe('StreamJobLogs', () => {
 });
 
 // ---------------------------------------------------------------------------------------
+
+describe('credentials of open streams', () => {
+  /** Opens WatchJobs as a fresh account and waits for its first heartbeat. */
+  async function openStreamOf() {
+    const user = await server.createUser();
+    const stream = watchJobs(user.client);
+    await stream.waitFor((items) => items.length >= 1, 'the first heartbeat');
+    return { user, stream };
+  }
+
+  async function expectEndedWith(stream: Recorder<WatchJobsResponse>, reason: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!stream.done && Date.now() < deadline) await sleep(50);
+    const error = await stream.ended;
+    expect(error && `${Code[error.code]} ${reasonOf(error)}`).toBe(`${Code[Code.Unauthenticated]} ${reason}`);
+  }
+
+  test('a stream ends Unauthenticated soon after its account is deactivated, its session ended, or its role changed; other streams go on', async () => {
+    const deactivated = await openStreamOf();
+    const loggedOut = await openStreamOf();
+    const promoted = await openStreamOf();
+    const untouched = await openStreamOf();
+    await admin.admin.updateUser({ user: { id: deactivated.user.user.id, active: false }, updateMask: { paths: ['active'] } });
+    await loggedOut.user.client.auth.logout({ allSessions: true });
+    await admin.admin.updateUser({ user: { id: promoted.user.user.id, role: Role.ADMIN }, updateMask: { paths: ['role'] } });
+    const endedAt = Date.now();
+    // Deactivation ends the account's sessions.
+    await expectEndedWith(deactivated.stream, 'SESSION_REVOKED');
+    await expectEndedWith(loggedOut.stream, 'SESSION_REVOKED');
+    await expectEndedWith(promoted.stream, 'CREDENTIALS_CHANGED');
+    expect(Date.now() - endedAt).toBeLessThan(10_000);
+    // The others' streams go on.
+    const before = untouched.stream.items.length;
+    await untouched.stream.waitFor((items) => items.length > before, 'another heartbeat');
+    expect(untouched.stream.done).toBe(false);
+  });
+});
 
 describe('slow clients', () => {
   test('a WatchJobs client that stops reading is cut off with ResourceExhausted STREAM_OVERFLOW, and resumes from its last sequence', async () => {

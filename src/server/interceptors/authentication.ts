@@ -1,5 +1,7 @@
 import type { Interceptor } from '@connectrpc/connect';
 import type { Authenticator } from '../../auth/authenticator.ts';
+import type { Caller } from '../../auth/caller.ts';
+import type { EntityManager } from '../../db/orm.ts';
 import { unauthenticated } from '../../domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, entityManagerKey } from '../context.ts';
@@ -8,19 +10,30 @@ import type { ServerMetrics } from '../metrics.ts';
 const bearerPattern = /^Bearer\s+(\S+)\s*$/i;
 
 /**
+ * How often a server stream checks its credential again (at the next message after this,
+ * and streams send one at least every heartbeat interval).
+ */
+export const streamRecheckIntervalMs = 5000;
+
+/**
  * Establishes the caller from `Authorization: Bearer <access token | API key>`. On a
  * public method, credentials that do not check out are ignored (a stale token must not
- * stop a Login); everywhere else they are Unauthenticated.
+ * stop a Login); everywhere else they are Unauthenticated. A server stream outlives the
+ * moment it was authorised, so it checks its credential again as it goes: an ended
+ * session, a revoked key, a deactivated account or a changed role ends it.
  */
 export function authenticationInterceptor(authenticator: Authenticator, policies: AccessPolicies, metrics: ServerMetrics): Interceptor {
   return (next) => async (req) => {
     const header = req.header.get('authorization');
+    let caller: Caller | undefined;
+    let bearer: string | undefined;
+    const em = req.contextValues.get(entityManagerKey)!;
     if (header !== null) {
       const isPublic = policies.forMethod(req.method).public;
-      const bearer = bearerPattern.exec(header)?.[1];
+      bearer = bearerPattern.exec(header)?.[1];
       try {
         if (!bearer) throw unauthenticated('the Authorization header must be "Bearer <access token or API key>"', 'CREDENTIALS_MALFORMED');
-        const caller = await authenticator.authenticate(req.contextValues.get(entityManagerKey)!, bearer);
+        caller = await authenticator.authenticate(em, bearer);
         req.contextValues.set(callerKey, caller);
         metrics.authAttempts.inc({ kind: caller.apiKeyId ? 'api_key' : 'access_token', outcome: 'success' });
       } catch (error) {
@@ -28,6 +41,25 @@ export function authenticationInterceptor(authenticator: Authenticator, policies
         if (!isPublic) throw error;
       }
     }
-    return next(req);
+    const res = await next(req);
+    if (!res.stream || !caller || !bearer) return res;
+    return { ...res, message: rechecked(res.message, () => recheck(authenticator, em.fork(), bearer, caller)) };
   };
+}
+
+async function recheck(authenticator: Authenticator, em: EntityManager, bearer: string, caller: Caller): Promise<void> {
+  const now = await authenticator.authenticate(em, bearer);
+  // What a stream shows was decided for the role it started with.
+  if (now.role !== caller.role) throw unauthenticated('the role of this account changed: open the stream again', 'CREDENTIALS_CHANGED');
+}
+
+async function* rechecked<T>(messages: AsyncIterable<T>, check: () => Promise<void>): AsyncGenerator<T> {
+  let checkedAt = Date.now();
+  for await (const message of messages) {
+    if (Date.now() - checkedAt >= streamRecheckIntervalMs) {
+      await check();
+      checkedAt = Date.now();
+    }
+    yield message;
+  }
 }
