@@ -541,7 +541,7 @@ describe('presigned single upload', () => {
     expect((await fileRowsOf(user.id)).map((row) => row.name)).toEqual(['once.bin', 'raced.bin', 'wrong-size.bin']);
   });
 
-  test('the upload URL cannot touch a checked file: bytes PUT after CompleteUpload, AbortUpload or DeleteFile land beside it, and maintenance removes them', async () => {
+  test('the upload URL cannot touch a checked file: bytes PUT after CompleteUpload, AbortUpload or DeleteFile land beside it, and maintenance removes them, and fails uploads sent more bytes than declared', async () => {
     const { user, client } = await server.createUser();
     const bytes = text('the checked bytes\n');
     const plan = await createUpload(client, { name: 'checked.txt' }, bytes);
@@ -564,9 +564,15 @@ describe('presigned single upload', () => {
     const staged = (id: string) => `${stagingPrefixOf(user.id)}${id}`;
     expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([file!.id, aborted.file!.id, deleted.file!.id, inProgress.file!.id].map(staged).sort());
 
+    // An upload whose staged bytes are already more than declared can never complete.
+    const oversized = await createUpload(client, { name: 'oversized.bin', size: 10 });
+    await put(oversized.uploadUrl, randomBytes(5 * kib));
+
     await server.app.runMaintenance();
     // Only the upload still in progress keeps its staged bytes, and can be completed.
     expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([staged(inProgress.file!.id)]);
+    expect(await fileRow(oversized.file!.id)).toMatchObject({ status: 'failed' });
+    await expectConnectError(client.files.completeUpload({ fileId: oversized.file!.id }), Code.FailedPrecondition, 'UPLOAD_FAILED');
     expect(await objectBytes(`files/${user.id}/${file!.id}`)).toEqual(bytes);
     expect((await client.files.completeUpload({ fileId: inProgress.file!.id })).file!.status).toBe(FileStatus.AVAILABLE);
   });

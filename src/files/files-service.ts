@@ -348,17 +348,23 @@ export class FilesService {
   }
 
   /**
-   * Removes staged single-upload objects that no upload in progress owns: bytes PUT to a
-   * URL after its upload completed, was aborted or deleted. Returns how many went.
+   * Removes staged single-upload objects that no upload in progress owns (bytes PUT to a
+   * URL after its upload completed, was aborted or deleted), and fails uploads whose
+   * staged bytes are already larger than declared: they could never complete, and a
+   * presigned PUT cannot limit its size. Returns how many objects went.
    */
   async removeOrphanStagedObjects(em: EntityManager): Promise<number> {
     let removed = 0;
-    for await (const keys of this.#storage.listKeys(stagingPrefix)) {
+    for await (const objects of this.#storage.listObjects(stagingPrefix)) {
       const idOf = (key: string) => key.slice(key.lastIndexOf('/') + 1);
-      const ids = keys.map(idOf).filter((id) => isUuid(id));
-      const live = new Set((await em.find(StoredFile, { id: { $in: ids }, status: 'uploading', uploadMode: 'single' }, { fields: ['id'] })).map((file) => file.id));
-      for (const key of keys.filter((key) => !live.has(idOf(key)))) {
-        await this.#storage.remove(key);
+      const ids = objects.map((object) => idOf(object.key)).filter((id) => isUuid(id));
+      const live = new Map((await em.find(StoredFile, { id: { $in: ids }, status: 'uploading', uploadMode: 'single' })).map((file) => [file.id, file]));
+      for (const object of objects) {
+        const file = live.get(idOf(object.key));
+        if (file && object.size <= file.size) continue;
+        await this.#storage.remove(object.key);
+        // Only while still uploading: a completion that got there first decided already.
+        if (file) await em.nativeUpdate(StoredFile, { id: file.id, status: 'uploading' }, { status: 'failed', updatedAt: new Date() });
         removed += 1;
       }
     }

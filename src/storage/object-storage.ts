@@ -115,11 +115,11 @@ export class ObjectStorage {
     await this.#client.copyObject(new CopySourceOptions({ Bucket: this.bucket, Object: sourceKey }), new CopyDestinationOptions({ Bucket: this.bucket, Object: targetKey }));
   }
 
-  /** The keys of the objects under `prefix`, a page of storage's listing at a time. */
-  async *listKeys(prefix: string): AsyncGenerator<string[]> {
-    let page: string[] = [];
-    for await (const item of this.#client.listObjectsV2(this.bucket, prefix, true) as AsyncIterable<{ name?: string }>) {
-      if (item.name) page.push(item.name);
+  /** The objects under `prefix` (key and size), a page of storage's listing at a time. */
+  async *listObjects(prefix: string): AsyncGenerator<{ key: string; size: number }[]> {
+    let page: { key: string; size: number }[] = [];
+    for await (const item of this.#client.listObjectsV2(this.bucket, prefix, true) as AsyncIterable<{ name?: string; size?: number }>) {
+      if (item.name) page.push({ key: item.name, size: item.size ?? 0 });
       if (page.length === 1000) {
         yield page;
         page = [];
