@@ -1419,6 +1419,22 @@ describe('jobs with files', () => {
     expect(await storedFor(user.id).then((stored) => stored.multipart)).toEqual([]);
   });
 
+  test('an archive whose input\'s stored bytes disagree with its recorded size fails INPUT_CORRUPT (not retried) and the server keeps working', async () => {
+    const { user, client } = await server.createUser();
+    for (const replacement of [randomBytes(3 * kib), randomBytes(kib / 2)]) {
+      const input = await uploadPresigned(client, { name: `changed-${replacement.length}.bin` }, randomBytes(kib));
+      // Changed behind the server's back, in storage itself.
+      await s3.putObject(bucket, `files/${user.id}/${input.id}`, replacement, replacement.length);
+      const { job } = await client.jobs.createJob({ type: 'archive', inputFileIds: [input.id], maxAttempts: 3 });
+      const failed = await waitForJob(client, job!.id, JobStatus.FAILED);
+      expect(failed.error).toMatchObject({ code: 'INPUT_CORRUPT' });
+      expect(failed.attempt).toBe(1);
+    }
+    const healthy = await uploadPresigned(client, { name: 'healthy.bin' }, randomBytes(kib));
+    const { job } = await client.jobs.createJob({ type: 'archive', inputFileIds: [healthy.id] });
+    await waitForJob(client, job!.id, JobStatus.SUCCEEDED);
+  });
+
   test('an archive output beyond the remaining quota fails the job and leaves no output file', async () => {
     const { user, client } = await server.createUser();
     const input = await uploadStream(client, { name: 'incompressible.bin' }, randomData(200 * 1024));

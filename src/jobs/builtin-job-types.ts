@@ -137,13 +137,20 @@ export const archiveJobType = defineJobType({
         try {
           await new Promise<void>((resolve, reject) => {
             const entry = archive.entry({ name: entryName, size: input.size, mtime: new Date() }, (error) => (error ? reject(error) : resolve()));
+            entry.on('error', reject);
             void (async () => {
               try {
+                // A tar entry must hold exactly the size in its header: storage that disagrees
+                // with the file's record fails the job instead of the archive.
+                let written = 0;
                 for await (const chunk of bytes as AsyncIterable<Buffer>) {
                   signal.throwIfAborted();
+                  written += chunk.byteLength;
+                  if (written > input.size) throw inputSizeMismatch(input.name);
                   advance(chunk.byteLength);
                   if (!entry.write(chunk)) await once(entry, 'drain');
                 }
+                if (written !== input.size) throw inputSizeMismatch(input.name);
                 entry.end(undefined);
               } catch (error) {
                 entry.destroy(error as Error);
@@ -167,6 +174,10 @@ export const archiveJobType = defineJobType({
     return { archiveFileId: stored.value.id, files: inputs.length };
   },
 });
+
+function inputSizeMismatch(name: string): JobFailure {
+  return new JobFailure(`the stored bytes of ${name} do not match its recorded size`, { code: 'INPUT_CORRUPT', retryable: false });
+}
 
 function uniqueEntryName(name: string, used: Set<string>): string {
   let candidate = name;
