@@ -980,8 +980,23 @@ describe("another user's files", () => {
     );
     expect(audits).toEqual([{ actor_id: adminUser!.id, target: file.id, outcome: 'success' }]);
 
+    // Reading another account's bytes is audited for admins; owners reading their own are not.
+    await admin.files.getDownloadUrl({ id: other.id });
+    await ownerClient.files.getDownloadUrl({ id: other.id });
+    await download(ownerClient, other.id);
+    const reads = await server.query<{ action: string; actor_id: string }>(
+      'select action, actor_id from audit_events where target = $1 and action like $2 order by id',
+      [other.id, 'yardmaster.v1.FilesService.%Download%'],
+    );
+    expect(reads).toEqual([{ action: 'yardmaster.v1.FilesService.GetDownloadUrl', actor_id: adminUser!.id }]);
+    // The admin's Download of the first file, earlier.
+    expect(await server.query('select actor_id from audit_events where action = $1 and target = $2', ['yardmaster.v1.FilesService.Download', file.id])).toEqual([{ actor_id: adminUser!.id }]);
+
     const { deletedFiles } = await admin.files.deleteDirectory({ directory: '/mine', confirm: '/mine', ownerId: owner.id });
     expect(deletedFiles).toBe(1n);
+    expect(await server.query('select actor_id from audit_events where action = $1 and target = $2', ['yardmaster.v1.FilesService.DeleteDirectory', `${owner.id}:/mine`])).toEqual([
+      { actor_id: adminUser!.id },
+    ]);
     expect(await fileRow(other.id)).toBeUndefined();
     expect(await storedFor(owner.id)).toEqual({ objects: [], multipart: [] });
   });

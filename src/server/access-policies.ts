@@ -9,11 +9,17 @@ export interface MethodAccess {
   name: string;
   public: boolean;
   roles: ReadonlySet<RoleName>;
-  audit: 'none' | 'all' | 'failures';
+  audit: 'none' | 'all' | 'failures' | 'admin_calls';
   auditTargetField: string;
   /** Defined when the method checks credentials and is rate limited. */
   rateLimit: { accountField: string } | undefined;
 }
+
+const auditModeNames: Partial<Record<AuditMode, MethodAccess['audit']>> = {
+  [AuditMode.ALL]: 'all',
+  [AuditMode.FAILURES]: 'failures',
+  [AuditMode.ADMIN_CALLS]: 'admin_calls',
+};
 
 export function methodName(method: DescMethod): string {
   return `${method.parent.typeName}.${method.name}`;
@@ -43,7 +49,7 @@ export class AccessPolicies {
           name: methodName(method),
           public: rule.public,
           roles,
-          audit: rule.audit === AuditMode.ALL ? 'all' : rule.audit === AuditMode.FAILURES ? 'failures' : 'none',
+          audit: auditModeNames[rule.audit] ?? 'none',
           auditTargetField: rule.auditTargetField,
           rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField } : undefined,
         });

@@ -14,7 +14,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/access.proto.
  */
 export const file_yardmaster_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLKAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQiLAoTQ3JlZGVudGlhbFJhdGVMaW1pdBIVCg1hY2NvdW50X2ZpZWxkGAEgASgJKlQKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAI6VQoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuI4DIAEoCzIbLnlhcmRtYXN0ZXIudjEuQWNjZXNzUG9saWN5UgZhY2Nlc3NiBnByb3RvMw", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
+  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLKAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQiLAoTQ3JlZGVudGlhbFJhdGVMaW1pdBIVCg1hY2NvdW50X2ZpZWxkGAEgASgJKnAKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAISGgoWQVVESVRfTU9ERV9BRE1JTl9DQUxMUxADOlUKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLiOAyABKAsyGy55YXJkbWFzdGVyLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
 
 /**
  * The access rule of one method.
@@ -117,6 +117,13 @@ export const AuditMode = {
    * @generated from enum value: AUDIT_MODE_FAILURES = 2;
    */
   FAILURES: 2,
+
+  /**
+   * Calls by admins (who may reach every account's data, e.g. read another user's file).
+   *
+   * @generated from enum value: AUDIT_MODE_ADMIN_CALLS = 3;
+   */
+  ADMIN_CALLS: 3,
 } as const;
 
 /**

@@ -17,6 +17,8 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
     const rule = policies.forMethod(req.method);
     if (rule.audit === 'none') return next(req);
     const values = req.contextValues;
+    // The caller is known only once authentication (further in) has run.
+    const audited = (failed: boolean) => rule.audit === 'all' || (rule.audit === 'failures' && failed) || (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
     const record = async (error: ConnectError | undefined) => {
       const actor = values.get(callerKey) ?? values.get(auditActorKey);
       const actorId = actor && 'userId' in actor ? actor.userId : actor?.id;
@@ -32,14 +34,40 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
         reason: error?.findDetails(ErrorInfoSchema)[0]?.reason,
       });
     };
-    try {
-      const res = await next(req);
-      if (rule.audit === 'all') await record(undefined);
-      return res;
-    } catch (error) {
+    const recordFailure = async (error: unknown, evenIfCanceled: boolean) => {
       const mapped = toConnectError(error, undefined);
-      if (mapped.code !== Code.Canceled) await record(mapped);
+      if ((evenIfCanceled || mapped.code !== Code.Canceled) && audited(true)) await record(mapped);
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (error) {
+      await recordFailure(error, false);
       throw error;
     }
+    if (!res.stream) {
+      if (audited(false)) await record(undefined);
+      return res;
+    }
+    // A server stream's work happens as it is read: it is recorded when it ends, with what
+    // the handler learnt meanwhile (its target), also when the client stopped reading.
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        let outcome: 'done' | 'failed' | 'stopped' = 'stopped';
+        try {
+          yield* messages;
+          outcome = 'done';
+        } catch (error) {
+          outcome = 'failed';
+          await recordFailure(error, true);
+          throw error;
+        } finally {
+          if (outcome === 'done' && audited(false)) await record(undefined);
+          if (outcome === 'stopped' && audited(true)) await record(new ConnectError('the client stopped reading', Code.Canceled));
+        }
+      })(),
+    };
   };
 }
