@@ -791,14 +791,16 @@ describe('timing', () => {
 
     const unknown: number[] = [];
     const wrongPassword: number[] = [];
-    for (let i = 0; i < 7; i++) {
+    for (let i = 0; i < 11; i++) {
       unknown.push(await attempt(`unknown-user-${i}-${randomBytes(3).toString('hex')}`));
       wrongPassword.push(await attempt(userB.user.username));
     }
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     const ratio = median(unknown) / median(wrongPassword);
-    expect(ratio, `unknown ${median(unknown).toFixed(1)} ms vs wrong password ${median(wrongPassword).toFixed(1)} ms`).toBeGreaterThan(0.5);
-    expect(ratio).toBeLessThan(2);
+    // Without the decoy hash an unknown name would answer 20 to 50 times faster (a lookup
+    // against an argon2 verification); the bounds leave room for a loaded machine.
+    expect(ratio, `unknown ${median(unknown).toFixed(1)} ms vs wrong password ${median(wrongPassword).toFixed(1)} ms`).toBeGreaterThan(1 / 3);
+    expect(ratio).toBeLessThan(3);
 
     // And the replies are the same.
     const a = await connectErrorOf(() => anonymous.auth.login({ username: 'nobody-at-all', password: 'definitely-wrong-password' }));
