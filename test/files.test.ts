@@ -1342,6 +1342,43 @@ describe('the embedded store', () => {
   });
 });
 
+describe('uploads that race', () => {
+  test('concurrent CompleteUploads of one upload all answer AVAILABLE', async () => {
+    const { client } = await server.createUser();
+    for (let round = 0; round < 5; round++) {
+      const bytes = randomBytes(20 * kib);
+      const plan = await createUpload(client, { name: `raced-${round}.bin` }, bytes);
+      await put(plan.uploadUrl, bytes);
+      const replies = await Promise.all(Array.from({ length: 4 }, () => client.files.completeUpload({ fileId: plan.file!.id })));
+      expect(replies.map((reply) => reply.file!.status)).toEqual(Array(4).fill(FileStatus.AVAILABLE));
+      expect((await download(client, plan.file!.id)).bytes).toEqual(bytes);
+    }
+  });
+
+  test('an Upload stream whose upload is removed by housekeeping meanwhile fails UPLOAD_GONE and leaves no bytes', async () => {
+    const { user, client } = await server.createUser();
+    let release!: () => void;
+    const paused = new Promise<void>((resolve) => (release = resolve));
+    let firstSent!: () => void;
+    const sentFirst = new Promise<void>((resolve) => (firstSent = resolve));
+    async function* chunks() {
+      yield randomBytes(kib);
+      firstSent();
+      await paused;
+      yield randomBytes(kib);
+    }
+    const uploading = expectConnectError(client.files.upload(uploadMessages({ name: 'slow.bin', size: BigInt(2 * kib) }, chunks())), Code.FailedPrecondition, 'UPLOAD_GONE');
+    await sentFirst;
+    await eventually(async () => expect(await fileRowsOf(user.id)).toHaveLength(1), 5000, 20);
+    await server.query(`update files set upload_expires_at = now() - interval '1 minute' where owner_id = $1`, [user.id]);
+    await server.app.runMaintenance();
+    release();
+    await uploading;
+    expect(await fileRowsOf(user.id)).toEqual([]);
+    expect(await storedFor(user.id)).toEqual({ objects: [], multipart: [] });
+  });
+});
+
 describe('stale uploads', () => {
   test('maintenance removes uploads past their expiry (row, object, multipart upload) and day-old failures; fresh uploads and available files stay', async () => {
     const { user, client } = await server.createUser();

@@ -7,7 +7,7 @@ import type { EntityManager } from '../db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../domain-errors.ts';
 import { isUuid, newId, requireId } from '../ids.ts';
 import { findPage, type PageRequest } from '../pagination.ts';
-import type { ObjectStorage, UploadedPart } from '../storage/object-storage.ts';
+import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
 import { cleanFileName, normalizeDirectory, rootDirectory } from './file-paths.ts';
@@ -144,8 +144,13 @@ export class FilesService {
       // reach first and checked where they will stay: a later PUT cannot replace them.
       const stagingKey = stagingKeyOf(file);
       if ((await this.#storage.size(stagingKey)) !== undefined) {
-        await this.#storage.copy(stagingKey, file.objectKey);
-        await this.#storage.remove(stagingKey);
+        try {
+          await this.#storage.copy(stagingKey, file.objectKey);
+          await this.#storage.remove(stagingKey);
+        } catch (error) {
+          // A concurrent completion moved the bytes first: check what it moved.
+          if (!isNotFoundError(error)) throw error;
+        }
       }
     }
     const actualSize = await this.#storage.size(file.objectKey);
@@ -429,8 +434,24 @@ export class FilesService {
       await em.flush();
       throw failure;
     }
+    // Only an upload still in progress becomes available: housekeeping or an account's
+    // deletion may have removed the row while the bytes were arriving.
+    const accepted = await em.nativeUpdate(
+      StoredFile,
+      { id: file.id, status: 'uploading' },
+      { status: 'available', size: content.size, contentType: content.contentType, sha256: content.sha256, uploadExpiresAt: null, uploadId: null, updatedAt: new Date() },
+    );
+    if (accepted === 0) {
+      const current = await em.fork().findOne(StoredFile, file.id);
+      if (current?.status === 'available') {
+        // A concurrent completion of the same upload got there first, with the same bytes.
+        Object.assign(file, { status: current.status, size: current.size, contentType: current.contentType, sha256: current.sha256, uploadExpiresAt: null, uploadId: null });
+        return;
+      }
+      await this.#storage.remove(file.objectKey).catch(() => {});
+      throw failedPrecondition('this upload was removed while its bytes were arriving (it expired or was aborted)', 'UPLOAD_GONE');
+    }
     Object.assign(file, { status: 'available', size: content.size, contentType: content.contentType, sha256: content.sha256, uploadExpiresAt: null, uploadId: null });
-    await em.flush();
   }
 
   /**

@@ -94,7 +94,7 @@ export class ObjectStorage {
     try {
       return (await this.#client.statObject(this.bucket, key)).size;
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isNotFoundError(error)) return undefined;
       throw error;
     }
   }
@@ -192,7 +192,8 @@ export class ObjectStorage {
   }
 }
 
-function isNotFound(error: unknown): boolean {
+/** Whether a storage error says the object (or upload) does not exist. */
+export function isNotFoundError(error: unknown): boolean {
   const code = (error as { code?: string } | undefined)?.code;
   return code === 'NotFound' || code === 'NoSuchKey' || code === 'NoSuchObject';
 }
