@@ -7,6 +7,7 @@ import type { EntityManager } from '../db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../domain-errors.ts';
 import { isUuid, newId, requireId } from '../ids.ts';
 import { findPage, type PageRequest } from '../pagination.ts';
+import { KeyedLock } from '../keyed-lock.ts';
 import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
@@ -69,6 +70,7 @@ interface VerifiedContent {
 export class FilesService {
   readonly #storage: ObjectStorage;
   readonly #settings: SettingsStore;
+  readonly #completions = new KeyedLock();
 
   constructor(deps: { storage: ObjectStorage; settings: SettingsStore }) {
     this.#storage = deps.storage;
@@ -118,6 +120,11 @@ export class FilesService {
 
   /** Checks what storage holds for the upload and makes the file AVAILABLE (or FAILED). */
   async completeUpload(em: EntityManager, caller: Caller, fileId: string, parts: UploadedPart[]): Promise<StoredFile> {
+    // A client that retries while its first CompleteUpload still runs gets the first one's outcome.
+    return this.#completions.run(fileId, () => this.#complete(em.fork(), caller, fileId, parts));
+  }
+
+  async #complete(em: EntityManager, caller: Caller, fileId: string, parts: UploadedPart[]): Promise<StoredFile> {
     const file = await this.#findVisible(em, caller, fileId, 'file_id');
     if (file.status === 'available') return file;
     if (file.status === 'failed') throw failedPrecondition('this upload failed its checks: start a new one', 'UPLOAD_FAILED');
