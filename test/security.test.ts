@@ -447,6 +447,37 @@ describe('SQL in job filters is data', () => {
   });
 });
 
+describe('values out of range', () => {
+  test('times outside the years 1 to 9999 are InvalidArgument naming the field, on every call that takes one', async () => {
+    const far = { seconds: 10n ** 15n, nanos: 0 };
+    // Binary protobuf: JSON cannot even carry such a time.
+    const user = await server.signIn(userA.user.username, userA.password, { protocol: 'grpc' });
+    const grpcAdmin = await server.adminClient({ protocol: 'grpc' });
+    const cases: [string, () => Promise<unknown>][] = [
+      ['run_after', () => user.jobs.createJob({ type: 'noop', runAfter: far })],
+      ['requests[1].run_after', () => user.jobs.batchCreateJobs({ requests: [{ type: 'noop' }, { type: 'noop', runAfter: far }] })],
+      ['filter.created_after', () => user.jobs.listJobs({ filter: { createdAfter: far } })],
+      ['filter.created_before', () => user.jobs.getJobStats({ filter: { createdBefore: { seconds: -(10n ** 15n), nanos: 0 } } })],
+      ['expire_time', () => user.auth.createApiKey({ name: 'far', expireTime: far })],
+      ['start_time', () => grpcAdmin.admin.listAuditEvents({ startTime: far })],
+    ];
+    for (const [field, call] of cases) {
+      const error = await expectConnectError(call, Code.InvalidArgument);
+      expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field), field).toEqual([field]);
+    }
+  });
+
+  test('a setting value of NaN or Infinity (possible in binary protobuf) is InvalidArgument `value`, and the setting keeps its value', async () => {
+    const grpcAdmin = await server.adminClient({ protocol: 'grpc' });
+    const before = (await grpcAdmin.admin.getSetting({ key: 'auth.account_failure_limit' })).setting?.value;
+    for (const value of [Number.NaN, Number.POSITIVE_INFINITY]) {
+      const error = await expectConnectError(grpcAdmin.admin.updateSetting({ key: 'auth.account_failure_limit', value: { kind: { case: 'numberValue', value } } }), Code.InvalidArgument);
+      expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field)).toEqual(['value']);
+    }
+    expect((await grpcAdmin.admin.getSetting({ key: 'auth.account_failure_limit' })).setting?.value).toEqual(before);
+  });
+});
+
 describe('admin methods', () => {
   test.each(adminCalls)('%s as a user and as a worker -> PermissionDenied', async (name, call) => {
     for (const caller of [userA, worker]) {

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { timestampDate, timestampFromDate, ValueSchema } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { roleFromProto } from '../auth/role-names.ts';
@@ -11,6 +11,8 @@ import type { AuditEvent } from './entities.ts';
 import type { SettingTypeName } from './setting-types.ts';
 import type { SettingsStore, SettingView } from './settings-store.ts';
 import { countSystemTotals } from './system-totals.ts';
+import { requestTime } from '../timestamps.ts';
+import { invalidField } from '../domain-errors.ts';
 import { jobStatusKey } from '../jobs/job-messages.ts';
 import type { UserAdmin } from './user-admin.ts';
 
@@ -106,7 +108,7 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
 
     async updateSetting(req, ctx) {
       const caller = callerOf(ctx);
-      const view = await settings.update(entityManagerOf(ctx), req.key, req.value ? toJson(ValueSchema, req.value) : null, { id: caller.userId, username: caller.username });
+      const view = await settings.update(entityManagerOf(ctx), req.key, req.value ? jsonValueOf(req.value) : null, { id: caller.userId, username: caller.username });
       return { setting: settingToProto(view) };
     },
 
@@ -115,8 +117,8 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
         actor: req.actor.trim(),
         action: req.action.trim(),
         target: req.target.trim(),
-        since: req.startTime ? timestampDate(req.startTime) : undefined,
-        until: req.endTime ? timestampDate(req.endTime) : undefined,
+        since: requestTime(req.startTime, 'start_time'),
+        until: requestTime(req.endTime, 'end_time'),
         outcome: req.outcome === AuditOutcome.SUCCESS ? ('success' as const) : req.outcome === AuditOutcome.FAILURE ? ('failure' as const) : undefined,
       };
       const page = await auditLog.list(entityManagerOf(ctx), filter, req);
@@ -146,3 +148,11 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
   };
 }
 
+/** A setting's new value as JSON; NaN and infinities have no JSON form. */
+function jsonValueOf(value: Value): JsonValue {
+  try {
+    return toJson(ValueSchema, value);
+  } catch {
+    throw invalidField('value', 'must be a JSON value (NaN and infinities are not)');
+  }
+}

@@ -1,11 +1,12 @@
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { AuthService as AuthServiceDesc } from '../../gen/yardmaster/v1/auth_pb.ts';
 import { auditActorKey, auditTargetKey, callerOf, clientKey, entityManagerOf } from '../server/context.ts';
 import type { AccessPolicies } from '../server/access-policies.ts';
 import type { AuthService, SessionOwner, TokenGrant } from './auth-service.ts';
 import type { ApiKey, Session } from './entities.ts';
 import { roleToProto } from './role-names.ts';
+import { requestTime } from '../timestamps.ts';
 import { optionalTimestamp, userToProto } from './user-messages.ts';
 
 function grantToProto(grant: TokenGrant) {
@@ -85,7 +86,7 @@ export function createAuthRpc(auth: AuthService, policies: AccessPolicies): Serv
     },
 
     async createApiKey(req, ctx) {
-      const expiresAt = req.expireTime ? timestampDate(req.expireTime) : undefined;
+      const expiresAt = requestTime(req.expireTime, 'expire_time');
       const { apiKey, secret } = await auth.createApiKey(entityManagerOf(ctx), callerOf(ctx), { name: req.name, expiresAt });
       return { apiKey: apiKeyToProto(apiKey), secret };
     },

@@ -1,5 +1,6 @@
 import { create } from '@bufbuild/protobuf';
-import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { requestTime } from '../timestamps.ts';
 import { JobEventKind, JobLogLevel, JobSchema, JobStatus, type Job as JobMessage, type JobFilter as JobFilterMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { JobStatusName, LogLevelName } from './entities.ts';
 import type { JobEventKind as JobEventKindName } from './job-changes.ts';
@@ -81,8 +82,8 @@ export function jobFilterFromProto(filter: JobFilterMessage | undefined): JobFil
     types: filter?.types ?? [],
     ownerId: filter?.ownerId ?? '',
     labels: filter?.labels ?? {},
-    createdAfter: filter?.createdAfter ? timestampDate(filter.createdAfter) : undefined,
-    createdBefore: filter?.createdBefore ? timestampDate(filter.createdBefore) : undefined,
+    createdAfter: requestTime(filter?.createdAfter, 'filter.created_after'),
+    createdBefore: requestTime(filter?.createdBefore, 'filter.created_before'),
     search: filter?.search ?? '',
   };
 }

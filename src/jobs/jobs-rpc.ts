@@ -1,5 +1,6 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { durationFromMs, timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { requestTime } from '../timestamps.ts';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { JobEventKind, JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
@@ -7,7 +8,7 @@ import { eventKindToProto, jobFilterFromProto, jobStatusKey, jobToProto, logLine
 import type { JobStreams, WatchItem } from './job-streams.ts';
 import type { CreateJobInput, JobsService } from './jobs-service.ts';
 
-function createInput(req: CreateJobRequest): CreateJobInput {
+function createInput(req: CreateJobRequest, prefix = ''): CreateJobInput {
   return {
     type: req.type,
     name: req.name,
@@ -16,7 +17,7 @@ function createInput(req: CreateJobRequest): CreateJobInput {
     priority: req.priority,
     maxAttempts: req.maxAttempts,
     inputFileIds: req.inputFileIds,
-    runAfter: req.runAfter ? timestampDate(req.runAfter) : undefined,
+    runAfter: requestTime(req.runAfter, `${prefix}run_after`),
     requestId: req.requestId,
   };
 }
@@ -33,7 +34,7 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceIm
     },
 
     async batchCreateJobs(req, ctx) {
-      const created = await jobs.batchCreate(entityManagerOf(ctx), callerOf(ctx), req.requests.map(createInput));
+      const created = await jobs.batchCreate(entityManagerOf(ctx), callerOf(ctx), req.requests.map((request, index) => createInput(request, `requests[${index}].`)));
       return { jobs: created.map(jobToProto) };
     },
 
