@@ -71,6 +71,8 @@ export interface AppOptions {
   extraJobTypes?: JobType[];
   /** How long a stopping instance lets running jobs finish before it hands them back. */
   jobDrainMs?: number;
+  /** How long the body of a single-message request may take to arrive. */
+  requestBodyDeadlineMs?: number;
 }
 
 export interface App {
@@ -92,7 +94,7 @@ export interface App {
  * The composition root: infrastructure, then the domain services, then the RPC
  * handlers and the HTTP routes. Reads no environment; main.ts and the tests both call it.
  */
-export async function createApp({ config, databaseUrl, storage: storageConfig, logger, extraJobTypes = [], jobDrainMs = 10_000 }: AppOptions): Promise<App> {
+export async function createApp({ config, databaseUrl, storage: storageConfig, logger, extraJobTypes = [], jobDrainMs = 10_000, requestBodyDeadlineMs = 30_000 }: AppOptions): Promise<App> {
   const instanceId = newId();
   const orm = await createOrm({ url: databaseUrl, logger });
   const cleanups: (() => Promise<void> | void)[] = [() => orm.close()];
@@ -229,7 +231,12 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         res.end(await metrics.registry.metrics());
       };
     }
-    const handler = createHttpHandler({ rpc, corsOrigins: config.corsOrigins, routes });
+    const streamingRequestPaths = new Set(
+      [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc, FilesServiceDesc, Health, ServerReflectionV1, ServerReflectionV1Alpha].flatMap((service) =>
+        service.methods.filter((method) => method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming').map((method) => `/${service.typeName}/${method.name}`),
+      ),
+    );
+    const handler = createHttpHandler({ rpc, corsOrigins: config.corsOrigins, routes, streamingRequestPaths, requestBodyDeadlineMs });
 
     return {
       handler,

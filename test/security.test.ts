@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
@@ -18,6 +19,8 @@ import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { connectErrorOf, expectConnectError, waitUntil } from './support/assertions.ts';
 import { adminPassword, startTestServer, type TestServer, type TestUser } from './support/test-server.ts';
 
+/** A short body deadline, so that the slow-body test is quick. */
+const bodyDeadlineMs = 1500;
 let server: TestServer;
 let userA: TestUser;
 let userB: TestUser;
@@ -25,7 +28,7 @@ let worker: TestUser;
 let admin: YardmasterClient;
 
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer({ requestBodyDeadlineMs: bodyDeadlineMs });
   admin = await server.adminClient();
   // Credential rate limits are tested elsewhere; here they would only get in the way.
   await server.setSetting('auth.account_failure_limit', 1000);
@@ -444,6 +447,43 @@ describe('SQL in job filters is data', () => {
     const types = Array.from({ length: 5000 }, (_, index) => `type-${index}`);
     await expectConnectError(userA.client.jobs.listJobs({ filter: { types } }), Code.InvalidArgument);
     await expectConnectError(userA.client.jobs.listJobs({ filter: { statuses: Array.from({ length: 50 }, () => 1) } }), Code.InvalidArgument);
+  });
+});
+
+describe('slow request bodies', () => {
+  const login = '/yardmaster.v1.AuthService/Login';
+  const started = () => performance.now();
+
+  test('over HTTP/2, a single-message body that stalls is cut after the deadline, and the server answers others meanwhile', async () => {
+    const session = http2.connect(server.url);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': login, 'content-type': 'application/json', 'content-length': String(4 * 1024 * 1024) });
+      stream.write(Buffer.alloc(256 * 1024, 0x20));
+      const t0 = started();
+      const closed = await new Promise<number>((resolve) => {
+        stream.on('error', () => {});
+        stream.on('close', () => resolve(performance.now() - t0));
+      });
+      expect(closed).toBeGreaterThanOrEqual(bodyDeadlineMs - 200);
+      expect((await userA.client.auth.getMe({})).user?.id).toBe(userA.user.id);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('over HTTP/1.1, the connection of a stalled body is closed after the deadline', async () => {
+    const { hostname, port } = new URL(server.url);
+    const socket = net.connect(Number(port), hostname);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(`POST ${login} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: 4194304\r\n\r\n`);
+    socket.write(Buffer.alloc(256 * 1024, 0x20));
+    const t0 = started();
+    const closed = await new Promise<number>((resolve) => {
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(performance.now() - t0));
+      socket.resume();
+    });
+    expect(closed).toBeGreaterThanOrEqual(bodyDeadlineMs - 200);
   });
 });
 

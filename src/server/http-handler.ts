@@ -15,7 +15,19 @@ const requestIdPattern = /^[\w.:-]{1,128}$/;
  * client's `x-request-id` when it is sane), applies CORS, serves the plain HTTP routes
  * (health, JWKS, metrics) and hands everything else to the RPC handler.
  */
-export function createHttpHandler(options: { rpc: HttpHandler; routes: Record<string, PlainRoute>; corsOrigins: readonly string[] }): HttpHandler {
+export function createHttpHandler(options: {
+  rpc: HttpHandler;
+  routes: Record<string, PlainRoute>;
+  corsOrigins: readonly string[];
+  /** Paths of methods whose request is a stream (uploads): exempt from the body deadline. */
+  streamingRequestPaths: ReadonlySet<string>;
+  /**
+   * How long a request with one message may take to arrive. The message is read whole
+   * before anyone knows who sent it, so a client that starts a large body and then
+   * stalls would otherwise hold its memory for as long as it likes.
+   */
+  requestBodyDeadlineMs: number;
+}): HttpHandler {
   return (req, res) => {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && requestIdPattern.test(incoming) ? incoming : newId();
@@ -31,8 +43,23 @@ export function createHttpHandler(options: { rpc: HttpHandler; routes: Record<st
       });
       return;
     }
+    if (!options.streamingRequestPaths.has(path)) limitBodyTime(req, res, options.requestBodyDeadlineMs);
     options.rpc(req, res);
   };
+}
+
+function limitBodyTime(req: HttpRequest, res: HttpResponse, requestBodyDeadlineMs: number): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => {
+    if (!req.complete) {
+      req.destroy();
+      res.destroy();
+    }
+  }, requestBodyDeadlineMs);
+  timer.unref();
+  const stop = () => clearTimeout(timer);
+  req.once('end', stop);
+  res.once('close', stop);
 }
 
 export function sendJson(res: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -78,8 +78,9 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
     secure.setTimeout(0);
     server = secure;
   } else {
-    // Long-lived server streams must not be cut by the default request timeout.
-    h1 = http.createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, tracked);
+    // The request (headers and body) must arrive within a minute; responses, server
+    // streams included, take as long as they take (Node times only the request).
+    h1 = http.createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 }, tracked);
     const h2 = http2.createServer({ settings: { initialWindowSize: http2StreamWindowBytes } }, tracked);
     h2.on('session', trackSession);
     h2.setTimeout(0);

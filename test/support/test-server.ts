@@ -63,6 +63,8 @@ export interface TestServerOptions {
   jobTypes?: JobType[];
   /** Reuse an existing database (another instance of the same system) instead of a new one. */
   database?: TestDatabase;
+  /** How long a single-message request body may take to arrive (the server's default otherwise). */
+  requestBodyDeadlineMs?: number;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -72,7 +74,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
   const endpoint = inject('s3Endpoint');
   const storage = { endpoint, publicEndpoint: endpoint, ...inject('s3Credentials'), bucket: `test-${randomBytes(6).toString('hex')}`, region: 'us-east-1' };
-  const app = await createApp({ config, databaseUrl: database.url, storage, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000 });
+  const app = await createApp({ config, databaseUrl: database.url, storage, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000, requestBodyDeadlineMs: options.requestBodyDeadlineMs });
   let listener: Listener;
   try {
     listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: config.tls, logger, shutdownController: app.shutdownController });
