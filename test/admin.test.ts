@@ -898,10 +898,11 @@ describe('DeleteUser', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('ResetUserPassword', () => {
-  test('a generated password is returned and works, the old one does not, and every session ends', async () => {
+  test('a generated password is returned and works, the old one does not, and every session and API key ends', async () => {
     const account = await createAccount(admin.admin);
     const first = await server.signIn(account.user.username, account.password);
     const second = await server.signIn(account.user.username, account.password);
+    const { secret } = await first.auth.createApiKey({ name: 'made before the reset' });
     const oldHash = (await userRow(server, account.user.id))!.password_hash;
 
     const rid = requestId('reset');
@@ -920,6 +921,7 @@ describe('ResetUserPassword', () => {
 
     const old = await expectConnectError(server.client().login(account.user.username, account.password), Code.Unauthenticated);
     expect(reasonOf(old)).toBe('INVALID_CREDENTIALS');
+    await expectConnectError(server.bearerClient(secret).auth.getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
     const fresh = await server.signIn(account.user.username, reset.generatedPassword);
     expect((await fresh.auth.getMe({})).user!.id).toBe(account.user.id);
 

@@ -877,6 +877,19 @@ describe('rate limiting', () => {
   const accountCounterPoints = (userId: string) =>
     server.countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1`, [`id:${userId}`]);
 
+  test('ChangePassword: wrong current passwords count against the account like failed logins, then even the right one is ResourceExhausted', async () => {
+    await setSetting('auth.account_failure_limit', 3);
+    const user = await server.createUser();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await expectConnectError(user.client.auth.changePassword({ currentPassword: 'a-wrong-guess-123', newPassword: 'a-new-password-123' }), Code.InvalidArgument, 'WRONG_PASSWORD');
+    }
+    const locked = await expectConnectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'a-new-password-123' }), Code.ResourceExhausted);
+    expect(retryDelayMs(locked)).toBeGreaterThan(0);
+    // Nothing changed: the old password still signs in (once the lock is lifted).
+    await server.query(`delete from rate_limit_counters where key like '%' || $1`, [`id:${user.user.id}`]);
+    await server.client().auth.login({ username: user.user.username, password: user.password });
+  });
+
   test('after auth.account_failure_limit failures even the right password is ResourceExhausted with RetryInfo and retry-after', async () => {
     await setSetting('auth.account_failure_limit', 3);
     const { user, password } = await server.createUser();

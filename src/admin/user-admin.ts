@@ -5,7 +5,7 @@ import { requireId } from '../ids.ts';
 import { findPage, type Page, type PageRequest } from '../pagination.ts';
 import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
 import type { Caller } from '../auth/caller.ts';
-import { Session, User, type RoleName } from '../auth/entities.ts';
+import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
 import type { SettingsStore } from './settings-store.ts';
 
@@ -147,7 +147,11 @@ export class UserAdmin {
     });
   }
 
-  /** Sets a new password (generated when none is given) and ends all the account's sessions. */
+  /**
+   * Sets a new password (generated when none is given) and ends all the account's
+   * sessions and API keys: a reset is what follows a suspected takeover, and a key made
+   * by whoever took the account over must not outlive it.
+   */
   async resetPassword(em: EntityManager, input: { id: string; newPassword: string }): Promise<{ user: User; generatedPassword: string }> {
     requireId(input.id, 'id');
     const minLength = this.#settings.get('auth.password_min_length');
@@ -161,6 +165,7 @@ export class UserAdmin {
     user.passwordHash = await hashPassword(password);
     await em.flush();
     await em.nativeUpdate(Session, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'password_reset' });
+    await em.nativeUpdate(ApiKey, { user: user.id, revokedAt: null }, { revokedAt: new Date() });
     return { user, generatedPassword };
   }
 

@@ -174,7 +174,10 @@ export class AuthService {
     violations.throwIfAny();
     const user = await em.findOneOrFail(User, caller.userId, { populate: ['passwordHash'] });
     if (input.currentPassword.length > maxPasswordLength || !(await verifyPassword(user.passwordHash, input.currentPassword))) {
-      throw invalidField('current_password', 'is not the current password');
+      throw new DomainError('invalid_argument', 'the current password is wrong', {
+        reason: 'WRONG_PASSWORD',
+        violations: [{ field: 'current_password', description: 'is not the current password' }],
+      });
     }
     user.passwordHash = await hashPassword(input.newPassword);
     await em.flush();

@@ -51,6 +51,11 @@ export class CredentialRateLimiter {
     return normalized.length <= 128 ? `name:${normalized}` : `name:${createHash('sha256').update(normalized).digest('hex')}`;
   }
 
+  /** The key of a signed-in account: the same one its names resolve to. */
+  accountKeyOfUser(userId: string): string {
+    return `id:${userId}`;
+  }
+
   /** Throws ResourceExhausted (with the time to wait) when the call may not go ahead. `account` is an accountKeyOf key. */
   async admit(address: string, account: string | undefined): Promise<void> {
     const { addressRequests, addressFailures, accountFailures, accountLockouts } = this.#limiters;

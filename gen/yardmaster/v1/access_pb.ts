@@ -77,7 +77,8 @@ export const AccessPolicySchema: GenMessage<AccessPolicy> = /*@__PURE__*/
 export type CredentialRateLimit = Message<"yardmaster.v1.CredentialRateLimit"> & {
   /**
    * Request field holding the account name (username or e-mail) that failures are also
-   * counted against; empty to count per client address only.
+   * counted against; empty: the signed-in caller's account when there is one, else per
+   * client address only.
    *
    * @generated from field: string account_field = 1;
    */

@@ -1045,7 +1045,7 @@ export const AdminService: GenService<{
   },
   /**
    * Sets a new password for an account (a generated one when none is given) and ends
-   * all its sessions.
+   * all its sessions and revokes all its API keys.
    *
    * @generated from rpc yardmaster.v1.AdminService.ResetUserPassword
    */
