@@ -56,6 +56,7 @@ import { authorizationInterceptor } from './server/interceptors/authorization.ts
 import { credentialRateLimitInterceptor } from './server/interceptors/credential-rate-limit.ts';
 import { errorMappingInterceptor } from './server/interceptors/error-mapping.ts';
 import { loggingInterceptor } from './server/interceptors/logging.ts';
+import { streamLimitInterceptor } from './server/interceptors/stream-limit.ts';
 import { ServerMetrics } from './server/metrics.ts';
 import { Readiness } from './server/readiness.ts';
 import { createReflectionV1, createReflectionV1Alpha, ReflectionIndex } from './server/reflection-service.ts';
@@ -202,6 +203,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         authenticationInterceptor(authenticator, policies, metrics),
         authorizationInterceptor(policies),
         credentialRateLimitInterceptor(rateLimiter, policies, metrics),
+        streamLimitInterceptor(),
       ],
       contextValues: (req) => {
         const requestId = String(req.headers['x-request-id']);

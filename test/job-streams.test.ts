@@ -1167,6 +1167,28 @@ describe('credentials of open streams', () => {
   });
 });
 
+describe('streams per account', () => {
+  test('an account holds at most 100 open streams on one server: the next is ResourceExhausted TOO_MANY_STREAMS until one closes; admins are not limited', async () => {
+    const { client } = await server.createUser();
+    const streams = Array.from({ length: 100 }, () => watchJobs(client));
+    for (const stream of streams) await stream.waitFor((items) => items.length >= 1, 'the first heartbeat');
+    const refused = await watchJobs(client).end();
+    expect(refused && `${Code[refused.code]} ${reasonOf(refused)}`).toBe(`${Code[Code.ResourceExhausted]} TOO_MANY_STREAMS`);
+    await streams[0]!.cancel();
+    // The server learns of the cancel a moment later.
+    let reopened = false;
+    for (let attempt = 0; attempt < 50 && !reopened; attempt++) {
+      const again = watchJobs(client);
+      const first = await Promise.race([again.waitFor((items) => items.length >= 1, 'a heartbeat').then(() => true, () => false), again.ended.then(() => false)]);
+      reopened = first;
+      if (!first) await sleep(50);
+    }
+    expect(reopened).toBe(true);
+    const adminStreams = Array.from({ length: 110 }, () => watchJobs(admin));
+    for (const stream of adminStreams) await stream.waitFor((items) => items.length >= 1, 'an admin stream heartbeat');
+  });
+});
+
 describe('slow clients', () => {
   test('a WatchJobs client that stops reading is cut off with ResourceExhausted STREAM_OVERFLOW, and resumes from its last sequence', async () => {
     const { user, client } = await server.createUser();
