@@ -160,6 +160,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
       { name: 'remove stale uploads', run: () => files.cleanupStaleUploads(orm.em.fork()) },
       { name: 'remove orphan staged uploads', run: () => files.removeOrphanStagedObjects(orm.em.fork()) },
+      { name: 'fail oversized multipart uploads', run: () => files.failOversizedMultipartUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
       const runner = new JobRunner({ orm, files: jobFilesOf(files), boss, registry, attempts, pauses, notifications, logger, instanceId });

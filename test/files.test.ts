@@ -1342,6 +1342,22 @@ describe('the embedded store', () => {
   });
 });
 
+describe('multipart parts larger than planned', () => {
+  test('housekeeping fails a multipart upload whose parts hold more than their size (presigned part URLs cannot bound it) and aborts it; a fair one stays', async () => {
+    const { user, client } = await server.createUser();
+    const greedy = await createUpload(client, { name: 'greedy.bin', size: 70 * mib });
+    const fair = await createUpload(client, { name: 'fair.bin', size: 70 * mib });
+    expect(greedy.partSize).toBe(BigInt(16 * mib));
+    await put(greedy.parts[0]!.url, randomBytes(16 * mib + 1));
+    await put(fair.parts[0]!.url, randomBytes(16 * mib));
+    await server.app.runMaintenance();
+    expect(await fileRow(greedy.file!.id)).toMatchObject({ status: 'failed', upload_id: null });
+    expect(await fileRow(fair.file!.id)).toMatchObject({ status: 'uploading' });
+    expect(openMultipartUploads(`files/${user.id}/`).map((upload) => upload.key)).toEqual([`files/${user.id}/${fair.file!.id}`]);
+    await client.files.abortUpload({ fileId: fair.file!.id });
+  });
+});
+
 describe('uploads that race', () => {
   test('concurrent CompleteUploads of one upload all answer AVAILABLE', async () => {
     const { client } = await server.createUser();

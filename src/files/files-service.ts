@@ -383,6 +383,31 @@ export class FilesService {
     return removed;
   }
 
+  /**
+   * Fails multipart uploads in progress whose parts already hold more than a part's
+   * size (or the file's): presigned part URLs cannot bound what they carry, so this is
+   * what keeps storage from filling beyond what was declared. Returns how many failed.
+   */
+  async failOversizedMultipartUploads(em: EntityManager): Promise<number> {
+    const open = await em.find(StoredFile, { status: 'uploading', uploadMode: 'multipart', uploadId: { $ne: null } }, { orderBy: { id: 'asc' }, limit: 1000 });
+    let failed = 0;
+    for (const file of open) {
+      const parts = await this.#storage.listParts(file.objectKey, file.uploadId!).catch((error: unknown) => {
+        if (isNotFoundError(error)) return [];
+        throw error;
+      });
+      const total = parts.reduce((sum, part) => sum + part.size, 0);
+      if (total <= file.size && parts.every((part) => part.size <= file.partSize!)) continue;
+      // Only while still uploading: a completion that got there first decided already.
+      const claimed = await em.nativeUpdate(StoredFile, { id: file.id, status: 'uploading' }, { status: 'failed', uploadId: null, updatedAt: new Date() });
+      if (claimed > 0) {
+        await this.#storage.abortMultipart(file.objectKey, file.uploadId!).catch(() => {});
+        failed += 1;
+      }
+    }
+    return failed;
+  }
+
   async #receive(em: EntityManager, file: StoredFile, chunks: AsyncIterable<Uint8Array>, signal: AbortSignal, limits: { declaredSize: number | undefined }): Promise<StoredFile> {
     const maxBytes = limits.declaredSize ?? (await this.#remainingAllowance(em, file.owner));
     const hash = createHash('sha256');

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, stat, mkdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -97,7 +97,10 @@ export async function startEmbeddedS3(options: { directory: string; host: string
     const bucket = decodeURIComponent(url.pathname.split('/')[1] ?? '');
     const uploadId = url.searchParams.get('uploadId');
     const validUploadId = uploadId !== null && /^[A-Za-z0-9_-]{1,200}$/.test(uploadId);
-    if (req.method === 'POST' && uploadId !== null) {
+    if (req.method === 'GET' && uploadId !== null && !url.searchParams.has('partNumber')) {
+      req.resume();
+      void listParts(res, validUploadId ? path.join(uploadsOf(bucket), uploadId) : undefined, uploadId);
+    } else if (req.method === 'POST' && uploadId !== null) {
       void completeUpload(req, res, validUploadId ? path.join(uploadsOf(bucket), uploadId) : undefined, storePort);
     } else if (req.method === 'DELETE' && uploadId !== null) {
       req.resume();
@@ -169,6 +172,20 @@ async function completeUpload(req: http.IncomingMessage, res: http.ServerRespons
     }
   }
   forward(req, res, storePort, body);
+}
+
+/** S3's ListParts from s3rver's store on disk (s3rver does not implement it): every part, with its size. */
+async function listParts(res: http.ServerResponse, uploadDir: string | undefined, uploadId: string): Promise<void> {
+  if (!uploadDir || !(await exists(uploadDir))) return sendError(res, 404, 'NoSuchUpload', 'The specified upload does not exist.');
+  const numbers = (await readdir(uploadDir)).filter((entry) => /^\d+$/.test(entry)).map(Number).sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (const number of numbers) {
+    const partPath = path.join(uploadDir, String(number));
+    const [info, md5] = await Promise.all([stat(partPath), readFile(`${partPath}.md5`, 'utf8').catch(() => '')]);
+    parts.push(`<Part><PartNumber>${number}</PartNumber><LastModified>${info.mtime.toISOString()}</LastModified><ETag>"${md5.trim()}"</ETag><Size>${info.size}</Size></Part>`);
+  }
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join('')}</ListPartsResult>`;
+  res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) }).end(body);
 }
 
 async function abortUpload(res: http.ServerResponse, uploadDir: string | undefined): Promise<void> {

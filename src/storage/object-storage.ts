@@ -85,6 +85,13 @@ export class ObjectStorage {
     await this.#client.completeMultipartUpload(this.bucket, key, uploadId, parts.map((part) => ({ part: part.partNumber, etag: part.etag })));
   }
 
+  /** The parts storage holds so far for a multipart upload: number and size. */
+  async listParts(key: string, uploadId: string): Promise<{ partNumber: number; size: number }[]> {
+    // A plain S3 ListParts; minio-js marks the method protected but it is an ordinary call.
+    const client = this.#client as unknown as { listParts(bucket: string, key: string, uploadId: string): Promise<{ part: number; size: number }[]> };
+    return (await client.listParts(this.bucket, key, uploadId)).map((part) => ({ partNumber: part.part, size: part.size }));
+  }
+
   async abortMultipart(key: string, uploadId: string): Promise<void> {
     await this.#client.abortMultipartUpload(this.bucket, key, uploadId);
   }
