@@ -64,11 +64,12 @@ export interface EmbeddedS3 {
  *
  * It is s3rver behind a thin front that does what s3rver does not: it checks every
  * request's Signature Version 4 (s3rver lets anonymous requests in and accepts any V4
- * signature), and it makes two multipart operations behave as S3 does: completing an
+ * signature), and it makes three multipart operations behave as S3 does: completing an
  * upload with a part that was never sent crashes s3rver (an unhandled file error), it
- * accepts any ETag, and it does not implement aborting an upload. The front checks the
- * parts against s3rver's own store and removes aborted uploads itself; every other
- * signed request passes through unchanged. Only CORS preflights need no signature.
+ * accepts any ETag, and it implements neither aborting an upload nor listing its parts.
+ * The front checks the parts against s3rver's own store, lists them from there, and
+ * removes aborted uploads itself; every other signed request passes through unchanged.
+ * Only CORS preflights need no signature.
  */
 export async function startEmbeddedS3(options: { directory: string; host: string; bucket: string; secretKey: string; logger: Logger }): Promise<EmbeddedS3> {
   await mkdir(options.directory, { recursive: true });
