@@ -725,6 +725,7 @@ describe('allowed content types', () => {
         await put(plan.uploadUrl, bytes);
         const error = await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id }), Code.InvalidArgument, 'CONTENT_TYPE_NOT_ALLOWED');
         expect(error.findDetails(ErrorInfoSchema)[0]?.metadata['content_type']).toBe(sniffed);
+        expect(violatedFields(error)).toEqual(['content_type']);
         expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'failed' });
       }
       const image = await uploadPresigned(client, { name: 'ok.png' }, png());

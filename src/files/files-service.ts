@@ -667,6 +667,8 @@ function contentTypeNotAllowed(contentType: string): DomainError {
   return new DomainError('invalid_argument', `files of type ${contentType} are not allowed here`, {
     reason: 'CONTENT_TYPE_NOT_ALLOWED',
     metadata: { content_type: contentType },
+    // The file's type as sniffed from its bytes, whatever the request claimed.
+    violations: [{ field: 'content_type', description: `the bytes are ${contentType}, which files.allowed_content_types does not allow` }],
   });
 }
 
