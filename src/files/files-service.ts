@@ -235,15 +235,16 @@ export class FilesService {
     const violations = new Violations();
     const path = this.#checkPath(input.directory || file.directory, input.name || file.name, violations);
     violations.throwIfAny();
-    file.directory = path!.directory;
-    file.name = path!.name;
+    let moved: number;
     try {
-      await em.flush();
+      moved = await em.nativeUpdate(StoredFile, { id: file.id }, { directory: path!.directory, name: path!.name, updatedAt: new Date() });
     } catch (error) {
-      if (error instanceof UniqueConstraintViolationException) throw fileExists(file.directory, file.name);
+      if (error instanceof UniqueConstraintViolationException) throw fileExists(path!.directory, path!.name);
       throw error;
     }
-    return file;
+    // Deleted meanwhile.
+    if (moved === 0) throw notFound('file');
+    return (await em.fork().findOne(StoredFile, file.id)) ?? file;
   }
 
   async delete(em: EntityManager, caller: Caller, id: string): Promise<void> {
