@@ -19,8 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import pg from 'pg';
-import { JobEventKind } from '../gen/yardmaster/v1/events_pb.ts';
-import { JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
+import { JobEventKind, JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient, type YardmasterClient } from '../clients/ts/src/node.ts';
 import {
   adminPassword,

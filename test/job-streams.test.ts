@@ -14,8 +14,15 @@ import { z } from 'zod';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { ErrorInfoSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
-import { JobEventKind } from '../gen/yardmaster/v1/events_pb.ts';
-import { JobStatus, type Job, type JobFilter, type StreamJobLogsResponse, type WatchJobResponse, type WatchJobsResponse } from '../gen/yardmaster/v1/jobs_pb.ts';
+import {
+  JobEventKind,
+  JobStatus,
+  type Job,
+  type JobFilter,
+  type StreamJobLogsResponse,
+  type WatchJobResponse,
+  type WatchJobsResponse,
+} from '../gen/yardmaster/v1/jobs_pb.ts';
 import { defineJobType } from '../src/jobs/job-types.ts';
 import { randomHex, reasonOf, violatedFields } from './support/assertions.ts';
 import { createTestDatabase, type TestDatabase } from './support/test-database.ts';

@@ -4,8 +4,7 @@
  * serves no API (WORKER_ONLY). Everything a client sees of B's work comes through A.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { JobEventKind } from '../gen/yardmaster/v1/events_pb.ts';
-import { JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
+import { JobEventKind, JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient, type YardmasterClient } from '../clients/ts/src/node.ts';
 import { eventually } from './support/assertions.ts';
 import { startServerProcess, type ServerProcess } from './support/server-process.ts';

@@ -1,8 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { requestTime } from '../timestamps.ts';
-import { JobEventKind } from '../../gen/yardmaster/v1/events_pb.ts';
-import { JobLogLevel, JobSchema, JobStatus, type Job as JobMessage, type JobFilter as JobFilterMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import { JobEventKind, JobLogLevel, JobSchema, JobStatus, type Job as JobMessage, type JobFilter as JobFilterMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { JobStatusName, LogLevelName } from './entities.ts';
 import type { JobEventKind as JobEventKindName } from './job-changes.ts';
 import type { JobFilter } from './job-filter.ts';
