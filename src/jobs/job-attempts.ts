@@ -5,7 +5,7 @@ import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
 import type { QueuePauses } from '../queue/queue-pauses.ts';
 import { Job } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
-import { isFinal, jobView, type JobView } from './job-view.ts';
+import { isFinal, type JobView } from './job-view.ts';
 
 export interface StartInput {
   jobId: string;
@@ -60,17 +60,10 @@ export class JobAttempts {
   }
 
   /**
-   * Starts the next attempt of the job behind queue entry `queueJobId`. The pause
-   * check happens here, in the same transaction, so a worker that fetched a job just as
-   * its queue was paused puts it back instead of running it.
-   */
-  async start(em: EntityManager, input: StartInput): Promise<StartOutcome> {
-    return (await this.startMany(em, [input]))[0]!;
-  }
-
-  /**
-   * Starts the attempts of a batch of queue entries in one transaction (a worker fetches
-   * them in batches): one locking read, one pause check per queue, one commit.
+   * Starts the next attempts of a batch of queue entries (a worker fetches them in
+   * batches) in one transaction: one locking read, one pause check per queue, one
+   * commit. The pause check happens here, in the same transaction, so a worker that
+   * fetched a job just as its queue was paused puts it back instead of running it.
    */
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
     return this.#changes.transact(em, async (tx) => {
@@ -113,8 +106,7 @@ export class JobAttempts {
     job.startedAt = new Date();
     job.workerId = input.workerId;
     job.abandoned = false;
-    this.#changes.record(tx, job, 'updated');
-    return { kind: 'started', job: jobView(job), attempt: { jobId: job.id, attempt, workerId: input.workerId } };
+    return { kind: 'started', job: this.#changes.record(tx, job, 'updated'), attempt: { jobId: job.id, attempt, workerId: input.workerId } };
   }
 
   /** Records progress; false when the attempt no longer holds the job (stop writing). */
@@ -149,8 +141,7 @@ export class JobAttempts {
       const dispositions: QueueDisposition[] = [];
       for (const { ref, result } of items) {
         const job = byId.get(ref.jobId);
-        const held = job && job.status === 'running' && job.attempt === ref.attempt && job.workerId === ref.workerId;
-        dispositions.push(await this.#finishLocked(tx, held ? job : undefined, result));
+        dispositions.push(await this.#finishLocked(tx, job && holds(job, ref) ? job : undefined, result));
       }
       return dispositions;
     });
@@ -195,8 +186,7 @@ export class JobAttempts {
   /** The job, locked, if this attempt still holds it. */
   async #lockAttempt(tx: EntityManager, ref: AttemptRef): Promise<Job | undefined> {
     const job = await tx.findOne(Job, ref.jobId, { lockMode: LockMode.PESSIMISTIC_WRITE });
-    if (!job || job.status !== 'running' || job.attempt !== ref.attempt || job.workerId !== ref.workerId) return undefined;
-    return job;
+    return job && holds(job, ref) ? job : undefined;
   }
 
   /** A fresh queue entry for the job, so that the current one can be settled as done. */
@@ -211,4 +201,9 @@ export class JobAttempts {
       db: transactionDb(tx),
     });
   }
+}
+
+/** Whether the attempt `ref` still holds the job (a superseded one must not change it). */
+function holds(job: Job, ref: AttemptRef): boolean {
+  return job.status === 'running' && job.attempt === ref.attempt && job.workerId === ref.workerId;
 }

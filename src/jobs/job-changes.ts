@@ -2,7 +2,7 @@ import type { EntityManager } from '../db/orm.ts';
 import { appendEvent } from '../events/event-log.ts';
 import type { EventSequencer } from '../events/event-sequencer.ts';
 import type { Job } from './entities.ts';
-import { jobView, toSnapshot } from './job-view.ts';
+import { jobView, toSnapshot, type JobView } from './job-view.ts';
 
 export type JobEventKind = 'created' | 'updated' | 'deleted';
 
@@ -26,12 +26,17 @@ export class JobChanges {
     return result;
   }
 
-  /** Records that `job` was created, changed (call after changing it) or is being deleted. */
-  record(tx: EntityManager, job: Job, kind: JobEventKind): void {
+  /**
+   * Records that `job` was created, changed (call after changing it) or is being
+   * deleted; returns the job as the event shows it.
+   */
+  record(tx: EntityManager, job: Job, kind: JobEventKind): JobView {
     if (kind === 'updated') {
       job.version += 1;
       job.updatedAt = new Date();
     }
-    appendEvent(tx, { kind: `job.${kind}`, subjectId: job.id, ownerId: job.owner, payload: toSnapshot(jobView(job)) });
+    const view = jobView(job);
+    appendEvent(tx, { kind: `job.${kind}`, subjectId: job.id, ownerId: job.owner, payload: toSnapshot(view) });
+    return view;
   }
 }

@@ -38,5 +38,9 @@ export async function appendLogLines(em: EntityManager, jobId: string, lines: Ne
 
 export async function readLogLines(em: EntityManager, jobId: string, afterSequence: number, limit: number): Promise<StoredLogLine[]> {
   const lines = await em.find(JobLogLine, { job: jobId, sequence: { $gt: afterSequence } }, { orderBy: { sequence: 'asc' }, limit });
-  return lines.map((line) => ({ sequence: line.sequence, message: line.message, level: line.level, attempt: line.attempt, createdAt: line.createdAt }));
+  return lines.map(storedLogLine);
+}
+
+export function storedLogLine(line: JobLogLine): StoredLogLine {
+  return { sequence: line.sequence, message: line.message, level: line.level, attempt: line.attempt, createdAt: line.createdAt };
 }

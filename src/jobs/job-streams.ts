@@ -91,7 +91,7 @@ export class JobStreams {
       }
       // A safe resume point: everything up to the hub's position is delivered unless still buffered.
       yield { type: 'heartbeat', sequence: buffer.size === 0 ? Math.max(last, this.#hub.position) : last };
-      yield* this.#live(buffer, last, signal, (event) => eventItem(event));
+      yield* this.#live(buffer, last, signal);
     } finally {
       subscription.close();
     }
@@ -112,7 +112,7 @@ export class JobStreams {
       yield { type: 'event', sequence: Number(latest?.sequence ?? 0), kind: 'updated', job: current, at: current.updatedAt };
       if (isFinal(current.status)) return;
       let seenVersion = current.version;
-      for await (const item of this.#live(buffer, 0, signal, (event) => eventItem(event))) {
+      for await (const item of this.#live(buffer, 0, signal)) {
         if (item.type === 'heartbeat') {
           yield item;
           continue;
@@ -179,7 +179,7 @@ export class JobStreams {
   }
 
   /** Live events from the hub after `after`, with heartbeats when quiet. */
-  async *#live(buffer: StreamBuffer<SequencedEvent>, after: number, signal: AbortSignal, toItem: (event: SequencedEvent) => WatchItem): AsyncGenerator<WatchItem> {
+  async *#live(buffer: StreamBuffer<SequencedEvent>, after: number, signal: AbortSignal): AsyncGenerator<WatchItem> {
     let last = after;
     for (;;) {
       const next = await buffer.next(this.#settings.get('jobs.stream_heartbeat_interval'), signal);
@@ -190,7 +190,7 @@ export class JobStreams {
       }
       if (next.item.sequence <= last) continue;
       last = next.item.sequence;
-      yield toItem(next.item);
+      yield eventItem(next.item);
     }
   }
 

@@ -7,7 +7,7 @@ import { newId, requireId } from '../ids.ts';
 import { findPage, type Page, type PageRequest } from '../pagination.ts';
 import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
 import { Job, JobLogLine } from './entities.ts';
-import type { StoredLogLine } from './job-logs.ts';
+import { storedLogLine, type StoredLogLine } from './job-logs.ts';
 import { jobCancelChannel, type JobChanges } from './job-changes.ts';
 import { jobSearchText, jobWhere, type JobFilter } from './job-filter.ts';
 import { checkLabels } from './job-labels.ts';
@@ -145,8 +145,7 @@ export class JobsService {
       if (paths.has('name')) job.name = (changes.name ?? '').trim();
       if (paths.has('labels')) job.labels = changes.labels ?? {};
       job.searchText = jobSearchText(job.name, job.labels, job.params);
-      this.#changes.record(tx, job, 'updated');
-      return jobView(job);
+      return this.#changes.record(tx, job, 'updated');
     });
   }
 
@@ -170,8 +169,7 @@ export class JobsService {
         job.cancelRequested = true;
         await tx.execute('select pg_notify(?, ?)', [jobCancelChannel, job.id]);
       }
-      this.#changes.record(tx, job, 'updated');
-      return jobView(job);
+      return this.#changes.record(tx, job, 'updated');
     });
   }
 
@@ -200,8 +198,7 @@ export class JobsService {
         queueRetryCount: null,
       });
       await this.#enqueue(tx, job);
-      this.#changes.record(tx, job, 'updated');
-      return jobView(job);
+      return this.#changes.record(tx, job, 'updated');
     });
   }
 
@@ -258,7 +255,7 @@ export class JobsService {
     await this.#findVisible(em, caller, id);
     const result = await findPage(em, JobLogLine, { where: { job: id }, orderBy: { sequence: 'asc' }, query: ['logs', id], page });
     return {
-      items: result.items.map((line) => ({ sequence: line.sequence, message: line.message, level: line.level, attempt: line.attempt, createdAt: line.createdAt })),
+      items: result.items.map(storedLogLine),
       nextPageToken: result.nextPageToken,
     };
   }
@@ -280,17 +277,19 @@ export class JobsService {
       return await this.#changes.transact(em, async (tx) => {
         const views: JobView[] = [];
         const created: Job[] = [];
+        // Jobs by request id: earlier calls', then this batch's (a repeated id in one batch is one job).
+        const byRequestId = await this.#earlierRequests(tx, caller, prepared);
         for (const candidate of prepared) {
-          const earlier = candidate.requestId ? await this.#earlierRequest(tx, caller, candidate.requestId) : undefined;
+          const earlier = candidate.requestId ? byRequestId.get(candidate.requestId) : undefined;
           if (earlier) {
             views.push(jobView(earlier));
             continue;
           }
           const now = new Date();
           const job = tx.create(Job, { ...candidate, owner: caller.userId, status: 'queued', outputFileIds: [], createdAt: now, updatedAt: now, queueJobId: newId(), queuedAt: now });
+          if (candidate.requestId) byRequestId.set(candidate.requestId, job);
           created.push(job);
-          this.#changes.record(tx, job, 'created');
-          views.push(jobView(job));
+          views.push(this.#changes.record(tx, job, 'created'));
         }
         await this.#enqueueNew(tx, created);
         return views;
@@ -298,13 +297,12 @@ export class JobsService {
     } catch (error) {
       // Two identical requests raced: the loser returns what the winner created.
       if (error instanceof UniqueConstraintViolationException && prepared.some((candidate) => candidate.requestId)) {
-        return Promise.all(
-          prepared.map(async (candidate) => {
-            const earlier = candidate.requestId ? await this.#earlierRequest(em.fork(), caller, candidate.requestId) : undefined;
-            if (!earlier) throw error;
-            return jobView(earlier);
-          }),
-        );
+        const winners = await this.#earlierRequests(em.fork(), caller, prepared);
+        return prepared.map((candidate) => {
+          const earlier = candidate.requestId ? winners.get(candidate.requestId) : undefined;
+          if (!earlier) throw error;
+          return jobView(earlier);
+        });
       }
       throw error;
     }
@@ -364,15 +362,21 @@ export class JobsService {
     };
   }
 
-  /** The job an earlier call with this request id created, within the idempotency window. */
-  async #earlierRequest(tx: EntityManager, caller: Caller, requestId: string): Promise<Job | undefined> {
-    const earlier = await tx.findOne(Job, { owner: caller.userId, requestId });
-    if (!earlier) return undefined;
-    if (Date.now() - earlier.createdAt.getTime() <= idempotencyWindowMs) return earlier;
+  /**
+   * The jobs earlier calls created for the request ids of `candidates`, within the
+   * idempotency window, by request id: one query for the whole batch.
+   */
+  async #earlierRequests(tx: EntityManager, caller: Caller, candidates: PreparedJob[]): Promise<Map<string, Job>> {
+    const requestIds = [...new Set(candidates.map((candidate) => candidate.requestId).filter((id): id is string => id !== null))];
+    if (requestIds.length === 0) return new Map();
+    const earlier = await tx.find(Job, { owner: caller.userId, requestId: { $in: requestIds } });
+    const expired = earlier.filter((job) => Date.now() - job.createdAt.getTime() > idempotencyWindowMs);
     // Past the window the key is free again.
-    earlier.requestId = null;
-    await tx.flush();
-    return undefined;
+    if (expired.length > 0) {
+      for (const job of expired) job.requestId = null;
+      await tx.flush();
+    }
+    return new Map(earlier.filter((job) => !expired.includes(job)).map((job) => [job.requestId!, job]));
   }
 
   /** Puts new jobs (with their queue entry ids set) in their pg-boss queues: one insert per queue, in the caller's transaction. */

@@ -46,12 +46,10 @@ export class QueuePauses {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Pauses or resumes `queues` (globalQueueName for the global pause), persistently and everywhere. */
-  async set(em: EntityManager, queues: string[], paused: boolean, by: string): Promise<void> {
+  /** Pauses or resumes queue `name` (globalQueueName for the global pause), persistently and everywhere. */
+  async set(em: EntityManager, name: string, paused: boolean, by: string): Promise<void> {
     await em.transactional(async (tx) => {
-      for (const name of queues) {
-        await tx.upsert(QueueState, { name, paused, updatedAt: new Date(), updatedBy: by });
-      }
+      await tx.upsert(QueueState, { name, paused, updatedAt: new Date(), updatedBy: by });
       await tx.execute('select pg_notify(?, ?)', [channel, '']);
     });
     await this.#reload();

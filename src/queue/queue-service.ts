@@ -134,7 +134,7 @@ export class QueueService {
   /** Pauses one queue, or (empty name) all of them. */
   async pause(em: EntityManager, caller: Caller, queue: string): Promise<void> {
     if (queue !== '') this.#requireQueue(queue, 'queue');
-    await this.#pauses.set(em, [queue === '' ? globalQueueName : queue], true, caller.username);
+    await this.#pauses.set(em, queue === '' ? globalQueueName : queue, true, caller.username);
   }
 
   /** Resumes one queue, or (empty name) every queue and the global pause. */
@@ -144,7 +144,7 @@ export class QueueService {
       return;
     }
     this.#requireQueue(queue, 'queue');
-    await this.#pauses.set(em, [queue], false, caller.username);
+    await this.#pauses.set(em, queue, false, caller.username);
   }
 
   /**
@@ -166,13 +166,13 @@ export class QueueService {
       const batch = await this.#changes.transact(em.fork(), async (tx) => {
         const jobs = await tx.find(Job, where, { limit: clearBatchSize, lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE });
         const now = new Date();
-        const entriesByQueue = new Map<string, string[]>();
         for (const job of jobs) {
           Object.assign(job, { status: 'cancelled', finishedAt: now, cancelReason: 'the queue was cleared' });
           this.#changes.record(tx, job, 'updated');
-          if (job.queueJobId) entriesByQueue.set(job.type, [...(entriesByQueue.get(job.type) ?? []), job.queueJobId]);
         }
-        for (const [queue, entries] of entriesByQueue) await this.#boss.cancel(queue, entries, { db: transactionDb(tx) });
+        for (const [queue, queued] of Map.groupBy(jobs.filter((job) => job.queueJobId), (job) => job.type)) {
+          await this.#boss.cancel(queue, queued.map((job) => job.queueJobId!), { db: transactionDb(tx) });
+        }
         return jobs.length;
       });
       cleared += batch;
