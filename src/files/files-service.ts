@@ -7,11 +7,11 @@ import type { EntityManager } from '../db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../domain-errors.ts';
 import { isUuid, newId, requireId } from '../ids.ts';
 import { findPage, type PageRequest } from '../pagination.ts';
-import { KeyedLock } from '../keyed-lock.ts';
 import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
 import { cleanFileName, normalizeDirectory, rootDirectory } from './file-paths.ts';
+import { escapeLike } from '../db/like-patterns.ts';
 
 const mib = 1024 * 1024;
 /** Larger files are uploaded in parts, each with its own presigned URL. */
@@ -70,7 +70,6 @@ interface VerifiedContent {
 export class FilesService {
   readonly #storage: ObjectStorage;
   readonly #settings: SettingsStore;
-  readonly #completions = new KeyedLock();
 
   constructor(deps: { storage: ObjectStorage; settings: SettingsStore }) {
     this.#storage = deps.storage;
@@ -120,11 +119,6 @@ export class FilesService {
 
   /** Checks what storage holds for the upload and makes the file AVAILABLE (or FAILED). */
   async completeUpload(em: EntityManager, caller: Caller, fileId: string, parts: UploadedPart[]): Promise<StoredFile> {
-    // A client that retries while its first CompleteUpload still runs gets the first one's outcome.
-    return this.#completions.run(fileId, () => this.#complete(em.fork(), caller, fileId, parts));
-  }
-
-  async #complete(em: EntityManager, caller: Caller, fileId: string, parts: UploadedPart[]): Promise<StoredFile> {
     const file = await this.#findVisible(em, caller, fileId, 'file_id');
     if (file.status === 'available') return file;
     if (file.status === 'failed') throw failedPrecondition('this upload failed its checks: start a new one', 'UPLOAD_FAILED');
@@ -150,21 +144,19 @@ export class FilesService {
       // The presigned URL stays valid until it expires, so the bytes are moved out of its
       // reach first and checked where they will stay: a later PUT cannot replace them.
       const stagingKey = stagingKeyOf(file);
-      if ((await this.#storage.size(stagingKey)) !== undefined) {
-        try {
-          await this.#storage.copy(stagingKey, file.objectKey);
-          await this.#storage.remove(stagingKey);
-        } catch (error) {
-          // A concurrent completion moved the bytes first: check what it moved.
-          if (!isNotFoundError(error)) throw error;
-        }
+      try {
+        await this.#storage.copy(stagingKey, file.objectKey);
+        await this.#storage.remove(stagingKey);
+      } catch (error) {
+        // Nothing staged: never sent, or a concurrent completion moved it first (checked below).
+        if (!isNotFoundError(error)) throw error;
       }
     }
     const actualSize = await this.#storage.size(file.objectKey);
     if (actualSize === undefined) throw failedPrecondition('storage has no bytes for this file yet: PUT them to the upload URL first', 'INCOMPLETE_UPLOAD');
-    const sample = await readAll(await this.#storage.read(file.objectKey, 0, Math.min(sniffSampleBytes, Math.max(1, actualSize))), sniffSampleBytes);
+    const sample = actualSize === 0 ? new Uint8Array() : await readAll(await this.#storage.read(file.objectKey, 0, Math.min(sniffSampleBytes, actualSize)), sniffSampleBytes);
     const sha256 = file.declaredSha256 && actualSize === file.size ? await hashObject(await this.#storage.read(file.objectKey)) : null;
-    await this.#accept(em, file, { size: actualSize, contentType: await sniffContentType(actualSize === 0 ? new Uint8Array() : sample, file.declaredContentType), sha256 }, true);
+    await this.#accept(em, file, { size: actualSize, contentType: await sniffContentType(sample, file.declaredContentType), sha256 }, true);
     return file;
   }
 
@@ -209,7 +201,7 @@ export class FilesService {
 
   async list(em: EntityManager, caller: Caller, input: { directory: string; recursive: boolean; ownerId: string }, page: PageRequest): Promise<FileListing> {
     const owner = this.#treeOwner(caller, input.ownerId);
-    const directory = normalizeDirectory(input.directory || rootDirectory);
+    const directory = normalizeDirectory(input.directory);
     if (directory === undefined) throw invalidField('directory', 'is too long or too deep');
     const below = `${directory === rootDirectory ? '' : directory}/`;
     const where: FilterQuery<StoredFile> = input.recursive
@@ -235,16 +227,17 @@ export class FilesService {
     const violations = new Violations();
     const path = this.#checkPath(input.directory || file.directory, input.name || file.name, violations);
     violations.throwIfAny();
+    const changes = { directory: path!.directory, name: path!.name, updatedAt: new Date() };
     let moved: number;
     try {
-      moved = await em.nativeUpdate(StoredFile, { id: file.id }, { directory: path!.directory, name: path!.name, updatedAt: new Date() });
+      moved = await em.nativeUpdate(StoredFile, { id: file.id }, changes);
     } catch (error) {
       if (error instanceof UniqueConstraintViolationException) throw fileExists(path!.directory, path!.name);
       throw error;
     }
     // Deleted meanwhile.
     if (moved === 0) throw notFound('file');
-    return (await em.fork().findOne(StoredFile, file.id)) ?? file;
+    return Object.assign(file, changes);
   }
 
   async delete(em: EntityManager, caller: Caller, id: string): Promise<void> {
@@ -258,7 +251,7 @@ export class FilesService {
     const owner = this.#treeOwner(caller, input.ownerId);
     const directory = normalizeDirectory(input.directory);
     if (directory === undefined || directory === rootDirectory) throw invalidField('directory', 'must name a directory below /');
-    if (normalizeDirectory(input.confirm) !== directory || input.confirm.trim() === '') throw invalidField('confirm', 'must equal the directory to delete');
+    if (normalizeDirectory(input.confirm) !== directory) throw invalidField('confirm', 'must equal the directory to delete');
     const where = { owner, $or: [{ directory }, { directory: { $like: `${escapeLike(directory)}/%` } }] };
     const files = await em.find(StoredFile, where, { fields: ['id'] });
     await this.#ensureNotInUse(em, files.map((file) => file.id));
@@ -540,9 +533,8 @@ export class FilesService {
         return file;
       });
     } catch (error) {
-      if (error instanceof UniqueConstraintViolationException) {
-        throw violatedConstraint(error) === requestIdConstraint ? new DuplicateRequest() : fileExists(input.directory, input.name);
-      }
+      // The request_id was checked under the lock above, so only the path can clash.
+      if (error instanceof UniqueConstraintViolationException) throw fileExists(input.directory, input.name);
       throw error;
     }
   }
@@ -624,7 +616,7 @@ export class FilesService {
 
   #checkPath(directory: string, name: string, violations: Violations, prefix = ''): { directory: string; name: string } | undefined {
     const cleanName = cleanFileName(name);
-    const cleanDirectory = normalizeDirectory(directory || rootDirectory);
+    const cleanDirectory = normalizeDirectory(directory);
     violations.check(cleanName !== '', `${prefix}name`, 'must contain a usable name (path separators, control characters, `..` and leading dots are removed)');
     violations.check(cleanDirectory !== undefined, `${prefix}directory`, 'must be at most 32 levels and 1024 characters');
     return cleanName !== '' && cleanDirectory !== undefined ? { directory: cleanDirectory, name: cleanName } : undefined;
@@ -651,14 +643,9 @@ function stagingKeyOf(file: StoredFile): string {
 }
 
 const stagingPrefix = 'uploads/';
-const requestIdConstraint = 'files_owner_id_request_id_unique';
 
 /** Another upload of the same caller holds this request_id. */
 class DuplicateRequest extends Error {}
-
-function violatedConstraint(error: UniqueConstraintViolationException): string | undefined {
-  return (error as { constraint?: string }).constraint;
-}
 
 function sizeMismatch(message: string): DomainError {
   return new DomainError('invalid_argument', message, { reason: 'SIZE_MISMATCH', violations: [{ field: 'size', description: message }] });
@@ -675,10 +662,6 @@ function contentTypeNotAllowed(contentType: string): DomainError {
 
 function fileExists(directory: string, name: string): DomainError {
   return new DomainError('already_exists', `a file named "${name}" already exists in ${directory}`, { reason: 'FILE_EXISTS', violations: [{ field: 'name', description: 'is taken in this directory' }] });
-}
-
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
 }
 
 async function readAll(stream: Readable, limit: number): Promise<Buffer> {

@@ -5,6 +5,7 @@ import { isUuid } from '../ids.ts';
 import { checkLabels } from './job-labels.ts';
 import { jobStatuses, type Job, type JobStatusName } from './entities.ts';
 import type { JobView } from './job-view.ts';
+import { escapeLike } from '../db/like-patterns.ts';
 
 /** Which jobs a list, a count or a stream covers; every field set must match. */
 export interface JobFilter {
@@ -56,7 +57,7 @@ export function jobWhere(filter: JobFilter, caller: Caller, field = 'filter'): F
   if (filter.createdAfter) conditions.push({ createdAt: { $gte: filter.createdAfter } });
   if (filter.createdBefore) conditions.push({ createdAt: { $lt: filter.createdBefore } });
   for (const word of searchWords(filter.search)) {
-    conditions.push({ searchText: { $like: `%${word.replace(/[\\%_]/g, (char) => `\\${char}`)}%` } });
+    conditions.push({ searchText: { $like: `%${escapeLike(word)}%` } });
   }
   return conditions.length > 0 ? { $and: conditions } : {};
 }

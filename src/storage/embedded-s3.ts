@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, stat, mkdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -8,6 +7,7 @@ import S3rver from 's3rver';
 import type { Logger } from '../logger.ts';
 import { minPartBytes } from './object-storage.ts';
 import { verifySigV4 } from './sigv4.ts';
+import { persistedSecret } from '../persisted-secret.ts';
 
 /** The only access key s3rver knows; its secret is ours (s3rver does not check V4 signatures). */
 const embeddedAccessKey = 'S3RVER';
@@ -18,17 +18,11 @@ export interface S3Credentials {
 }
 
 /**
- * The secret of the embedded store under `dataDir`, made on first use and kept there, so
- * that presigned URLs outlive a restart and nobody else can sign requests.
+ * The secret of the embedded store under `dataDir`, kept there so that presigned URLs
+ * outlive a restart and nobody else can sign requests.
  */
-export async function embeddedS3Secret(dataDir: string): Promise<string> {
-  const file = path.join(dataDir, 'embedded-s3-secret');
-  const existing = await readFile(file, 'utf8').catch(() => undefined);
-  if (existing?.trim()) return existing.trim();
-  const secret = randomBytes(30).toString('base64url');
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(file, `${secret}\n`, { mode: 0o600 });
-  return secret;
+export function embeddedS3Secret(dataDir: string): Promise<string> {
+  return persistedSecret(path.join(dataDir, 'embedded-s3-secret'));
 }
 
 /**
@@ -86,6 +80,7 @@ export async function startEmbeddedS3(options: { directory: string; host: string
   const credentials = { accessKey: embeddedAccessKey, secretKey: options.secretKey };
   const secretOf = (accessKey: string) => (accessKey === credentials.accessKey ? credentials.secretKey : undefined);
 
+  let serialized = Promise.resolve();
   const front = http.createServer((req, res) => {
     if (req.method !== 'OPTIONS') {
       const check = verifySigV4({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, secretOf);
@@ -106,6 +101,13 @@ export async function startEmbeddedS3(options: { directory: string; host: string
     } else if (req.method === 'DELETE' && uploadId !== null) {
       req.resume();
       void abortUpload(res, validUploadId ? path.join(uploadsOf(bucket), uploadId) : undefined);
+    } else if (req.headers['x-amz-copy-source'] !== undefined || req.method === 'DELETE') {
+      // s3rver fails (500) when a copy overlaps another copy or a delete of the same
+      // objects; these calls are short, so they simply take turns.
+      serialized = serialized.then(() => new Promise<void>((done) => {
+        res.once('close', done);
+        forward(req, res, storePort, undefined);
+      }));
     } else {
       forward(req, res, storePort, undefined);
     }

@@ -202,5 +202,5 @@ export class ObjectStorage {
 /** Whether a storage error says the object (or upload) does not exist. */
 export function isNotFoundError(error: unknown): boolean {
   const code = (error as { code?: string } | undefined)?.code;
-  return code === 'NotFound' || code === 'NoSuchKey' || code === 'NoSuchObject';
+  return code === 'NotFound' || code === 'NoSuchKey' || code === 'NoSuchObject' || code === 'NoSuchUpload';
 }
