@@ -6,6 +6,7 @@ import { auditActorKey, auditTargetKey, callerKey, clientKey, requestIdKey } fro
 import { toConnectError } from '../error-mapping.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
+import { observeStream } from './server-streams.ts';
 
 /**
  * Writes an audit record for every call of a method declared audited, whatever its
@@ -51,23 +52,12 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
     }
     // A server stream's work happens as it is read: it is recorded when it ends, with what
     // the handler learnt meanwhile (its target), also when the client stopped reading.
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        let outcome: 'done' | 'failed' | 'stopped' = 'stopped';
-        try {
-          yield* messages;
-          outcome = 'done';
-        } catch (error) {
-          outcome = 'failed';
-          await recordFailure(error, true);
-          throw error;
-        } finally {
-          if (outcome === 'done' && audited(false)) await record(undefined);
-          if (outcome === 'stopped' && audited(true)) await record(new ConnectError('the client stopped reading', Code.Canceled));
-        }
-      })(),
-    };
+    return observeStream(res, req.signal, {
+      end: async (how) => {
+        if (how.kind === 'failed') await recordFailure(how.error, true);
+        else if (how.kind === 'done' && audited(false)) await record(undefined);
+        else if (how.kind === 'stopped' && audited(true)) await record(new ConnectError('the client stopped reading', Code.Canceled));
+      },
+    });
   };
 }

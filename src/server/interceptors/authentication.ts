@@ -6,6 +6,7 @@ import { unauthenticated } from '../../domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, entityManagerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import { observeStream } from './server-streams.ts';
 
 const bearerPattern = /^Bearer\s+(\S+)\s*$/i;
 
@@ -23,6 +24,18 @@ export const streamRecheckIntervalMs = 5000;
  * session, a revoked key, a deactivated account or a changed role ends it.
  */
 export function authenticationInterceptor(authenticator: Authenticator, policies: AccessPolicies, metrics: ServerMetrics): Interceptor {
+  // Streams of one credential (a dashboard's thousand streams on one key) share each re-check.
+  const rechecks = new Map<string, Promise<Caller>>();
+  const recheck = async (em: EntityManager, bearer: string, caller: Caller) => {
+    let pending = rechecks.get(bearer);
+    if (!pending) {
+      pending = authenticator.authenticate(em, bearer).finally(() => rechecks.delete(bearer));
+      rechecks.set(bearer, pending);
+    }
+    const now = await pending;
+    // What a stream shows was decided for the role it started with.
+    if (now.role !== caller.role) throw unauthenticated('the role of this account changed: open the stream again', 'CREDENTIALS_CHANGED');
+  };
   return (next) => async (req) => {
     const header = req.header.get('authorization');
     let caller: Caller | undefined;
@@ -43,23 +56,14 @@ export function authenticationInterceptor(authenticator: Authenticator, policies
     }
     const res = await next(req);
     if (!res.stream || !caller || !bearer) return res;
-    return { ...res, message: rechecked(res.message, () => recheck(authenticator, em.fork(), bearer, caller)) };
+    let checkedAt = Date.now();
+    return observeStream(res, req.signal, {
+      beforeMessage: async () => {
+        if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
+        await recheck(em.fork(), bearer, caller);
+        checkedAt = Date.now();
+      },
+    });
   };
 }
 
-async function recheck(authenticator: Authenticator, em: EntityManager, bearer: string, caller: Caller): Promise<void> {
-  const now = await authenticator.authenticate(em, bearer);
-  // What a stream shows was decided for the role it started with.
-  if (now.role !== caller.role) throw unauthenticated('the role of this account changed: open the stream again', 'CREDENTIALS_CHANGED');
-}
-
-async function* rechecked<T>(messages: AsyncIterable<T>, check: () => Promise<void>): AsyncGenerator<T> {
-  let checkedAt = Date.now();
-  for await (const message of messages) {
-    if (Date.now() - checkedAt >= streamRecheckIntervalMs) {
-      await check();
-      checkedAt = Date.now();
-    }
-    yield message;
-  }
-}

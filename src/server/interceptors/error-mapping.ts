@@ -1,6 +1,7 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { loggerKey } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
+import { observeStream } from './server-streams.ts';
 
 /**
  * Maps every error below it, including those thrown while a server stream is being
@@ -16,16 +17,6 @@ export function errorMappingInterceptor(): Interceptor {
       throw toConnectError(error, logger);
     }
     if (!res.stream) return res;
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } catch (error) {
-          throw toConnectError(error, logger);
-        }
-      })(),
-    };
+    return observeStream(res, req.signal, { mapError: (error) => toConnectError(error, logger) });
   };
 }

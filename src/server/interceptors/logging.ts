@@ -3,6 +3,7 @@ import { callerKey, loggerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { methodName } from '../access-policies.ts';
 import { codeName } from './code-names.ts';
+import { observeStream } from './server-streams.ts';
 
 /**
  * One structured log line and one metrics sample per call, written when the call ends
@@ -41,22 +42,12 @@ export function loggingInterceptor(metrics: ServerMetrics): Interceptor {
       finish(undefined);
       return res;
     }
-    const messages = res.message;
     metrics.openStreams.inc({ procedure });
-    return {
-      ...res,
-      message: (async function* () {
-        let failure: unknown;
-        try {
-          yield* messages;
-        } catch (error) {
-          failure = error;
-          throw error;
-        } finally {
-          metrics.openStreams.dec({ procedure });
-          finish(failure);
-        }
-      })(),
-    };
+    return observeStream(res, req.signal, {
+      end: (how) => {
+        metrics.openStreams.dec({ procedure });
+        finish(how.kind === 'failed' ? how.error : undefined);
+      },
+    });
   };
 }

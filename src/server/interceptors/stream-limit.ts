@@ -1,6 +1,7 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { DomainError } from '../../domain-errors.ts';
 import { callerKey } from '../context.ts';
+import { observeStream } from './server-streams.ts';
 
 /** Open server streams one account may hold on one instance (admins are not limited). */
 export const maxStreamsPerAccount = 100;
@@ -19,16 +20,11 @@ export function streamLimitInterceptor(limit = maxStreamsPerAccount): Intercepto
       throw new DomainError('resource_exhausted', `an account may hold at most ${limit} open streams on one server: close some first`, { reason: 'TOO_MANY_STREAMS' });
     }
     open.set(caller.userId, count + 1);
-    let released = false;
     const release = () => {
-      if (released) return;
-      released = true;
       const remaining = (open.get(caller.userId) ?? 1) - 1;
       if (remaining === 0) open.delete(caller.userId);
       else open.set(caller.userId, remaining);
     };
-    // Also when the call ends before its stream was ever read.
-    req.signal.addEventListener('abort', release, { once: true });
     let res;
     try {
       res = await next(req);
@@ -36,20 +32,7 @@ export function streamLimitInterceptor(limit = maxStreamsPerAccount): Intercepto
       release();
       throw error;
     }
-    if (!res.stream) {
-      release();
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } finally {
-          release();
-        }
-      })(),
-    };
+    // A server-streaming method always answers with a stream; the test narrows the type.
+    return res.stream ? observeStream(res, req.signal, { end: release }) : res;
   };
 }

@@ -1,0 +1,52 @@
+/** How a server stream ended: all sent, failed, or stopped by the client (or never read). */
+export type StreamEnd = { kind: 'done' } | { kind: 'failed'; error: unknown } | { kind: 'stopped' };
+
+export interface StreamHooks {
+  /** Runs before each message; throwing ends the stream with that error. */
+  beforeMessage?: () => void | Promise<void>;
+  /** Turns an error the stream fails with into the one passed on. */
+  mapError?: (error: unknown) => unknown;
+  /** Runs once when the stream ends, however it ends. */
+  end?: (end: StreamEnd) => void | Promise<void>;
+}
+
+/**
+ * The one way interceptors watch a server stream's messages: `res` with its message
+ * iterator wrapped by `hooks`. A stream the call never started reading (the client went
+ * away first) still ends, when the call's signal aborts.
+ */
+export function observeStream<R extends { message: AsyncIterable<unknown> }>(res: R, signal: AbortSignal, hooks: StreamHooks): R {
+  const messages = res.message;
+  let started = false;
+  let ended = false;
+  const end = async (how: StreamEnd) => {
+    if (ended) return;
+    ended = true;
+    await hooks.end?.(how);
+  };
+  const endUnread = () => {
+    if (!started) void Promise.resolve(end({ kind: 'stopped' })).catch(() => {});
+  };
+  signal.addEventListener('abort', endUnread, { once: true });
+  return {
+    ...res,
+    message: (async function* () {
+      started = true;
+      signal.removeEventListener('abort', endUnread);
+      let how: StreamEnd = { kind: 'stopped' };
+      try {
+        for await (const message of messages) {
+          await hooks.beforeMessage?.();
+          yield message;
+        }
+        how = { kind: 'done' };
+      } catch (error) {
+        const passed = hooks.mapError ? hooks.mapError(error) : error;
+        how = { kind: 'failed', error: passed };
+        throw passed;
+      } finally {
+        await end(how);
+      }
+    })(),
+  };
+}
