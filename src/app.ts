@@ -235,7 +235,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       };
     }
     const streamingRequestPaths = new Set(
-      [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc, FilesServiceDesc, Health, ServerReflectionV1, ServerReflectionV1Alpha].flatMap((service) =>
+      [...yardmasterServices, ...standardServices].flatMap((service) =>
         service.methods.filter((method) => method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming').map((method) => `/${service.typeName}/${method.name}`),
       ),
     );

@@ -13,7 +13,7 @@ import type { SettingsStore, SettingView } from './settings-store.ts';
 import { countSystemTotals } from './system-totals.ts';
 import { requestTime } from '../timestamps.ts';
 import { invalidField } from '../domain-errors.ts';
-import { jobStatusKey } from '../jobs/job-messages.ts';
+import { countsByStatusToProto } from '../jobs/job-messages.ts';
 import type { UserAdmin } from './user-admin.ts';
 
 const settingTypes: Record<SettingTypeName, SettingType> = {
@@ -136,7 +136,7 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
         ),
         apiKeysActive: BigInt(totals.apiKeysActive),
         sessionsActive: BigInt(totals.sessionsActive),
-        jobsByStatus: Object.fromEntries(Object.entries(totals.jobsByStatus).map(([status, count]) => [jobStatusKey(status), BigInt(count)])),
+        jobsByStatus: countsByStatusToProto(totals.jobsByStatus),
         filesTotal: BigInt(totals.filesTotal),
         fileBytesTotal: BigInt(totals.fileBytesTotal),
       };

@@ -66,9 +66,9 @@ export function createAuthRpc(auth: AuthService, policies: AccessPolicies): Serv
     },
 
     async logout(req, ctx) {
-      const ended = (sessionId: string) => ctx.values.set(auditTargetKey, sessionId || 'all sessions');
-      const revokedSessions = await auth.logout(entityManagerOf(ctx), req, callerOf(ctx), ended);
-      return { revokedSessions };
+      const { revoked, sessionId } = await auth.logout(entityManagerOf(ctx), req, callerOf(ctx));
+      ctx.values.set(auditTargetKey, sessionId ?? 'all sessions');
+      return { revokedSessions: revoked };
     },
 
     async register(req, ctx) {

@@ -43,6 +43,8 @@ export interface AuthServiceDeps {
 }
 
 const invalidCredentials = () => unauthenticated('wrong username or password', 'INVALID_CREDENTIALS');
+/** Whether `presented` could be a refresh token at all (worth hashing and looking up). */
+const plausibleRefreshToken = (presented: string) => presented.startsWith(refreshTokenPrefix) && presented.length <= 100;
 const invalidRefreshToken = () => unauthenticated('the refresh token is not valid', 'REFRESH_TOKEN_INVALID');
 
 /**
@@ -99,7 +101,7 @@ export class AuthService {
    */
   async refresh(em: EntityManager, input: { refreshToken: string }, client: ClientInfo, identified: (session: SessionOwner) => void = () => {}): Promise<TokenGrant> {
     const presented = input.refreshToken.trim();
-    if (!presented.startsWith(refreshTokenPrefix) || presented.length > 100) throw invalidRefreshToken();
+    if (!plausibleRefreshToken(presented)) throw invalidRefreshToken();
 
     const outcome = await em.transactional(async (tx): Promise<TokenGrant | DomainError> => {
       // The row lock serialises racing refreshes of one token, so exactly one rotates it.
@@ -140,26 +142,24 @@ export class AuthService {
 
   /**
    * Ends one of the caller's sessions (the one of `refreshToken`, else the one of the
-   * caller's access token) or, with `allSessions`, all of them. Returns how many ended;
-   * `ended` learns which session the call was about ('' for all).
+   * caller's access token) or, with `allSessions`, all of them. Returns how many ended,
+   * and which session the call was about (undefined for all).
    */
-  async logout(em: EntityManager, input: { refreshToken: string; allSessions: boolean }, caller: Caller, ended: (sessionId: string) => void = () => {}): Promise<number> {
+  async logout(em: EntityManager, input: { refreshToken: string; allSessions: boolean }, caller: Caller): Promise<{ revoked: number; sessionId: string | undefined }> {
     let sessionId = caller.sessionId;
     if (input.refreshToken !== '') {
       const presented = input.refreshToken.trim();
-      const token = presented.length <= 100 ? await em.findOne(RefreshToken, { tokenHash: secretHash(presented) }) : null;
+      const token = plausibleRefreshToken(presented) ? await em.findOne(RefreshToken, { tokenHash: secretHash(presented) }) : null;
       const session = token ? await em.findOne(Session, { id: token.session, user: caller.userId }) : null;
       // Another account's token is answered like an unknown one.
       if (!session) throw invalidField('refresh_token', 'is not the refresh token of one of your sessions');
       sessionId = session.id;
     }
     if (input.allSessions) {
-      ended('');
-      return em.nativeUpdate(Session, { user: caller.userId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' });
+      return { revoked: await em.nativeUpdate(Session, { user: caller.userId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' }), sessionId: undefined };
     }
     if (!sessionId) throw invalidField('refresh_token', 'is required to end one session when calling with an API key');
-    ended(sessionId);
-    return em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' });
+    return { revoked: await em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' }), sessionId };
   }
 
   async getUser(em: EntityManager, caller: Caller): Promise<User> {

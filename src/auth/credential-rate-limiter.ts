@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { normalizeUsername } from './accounts.ts';
 import type pg from 'pg';
 import { RateLimiterPostgres, type RateLimiterRes } from 'rate-limiter-flexible';
 import type { SettingsStore } from '../admin/settings-store.ts';
@@ -45,9 +46,10 @@ export class CredentialRateLimiter {
    * account shares its counters; otherwise the name itself.
    */
   async accountKeyOf(accountName: string): Promise<string> {
-    const normalized = accountName.trim().toLowerCase();
+    // Usernames and e-mails are stored normalised the same way.
+    const normalized = normalizeUsername(accountName);
     const { rows } = await this.#pool.query<{ id: string }>('select id from users where username = $1 or email = $1 limit 1', [normalized]);
-    if (rows[0]) return `id:${rows[0].id}`;
+    if (rows[0]) return this.accountKeyOfUser(rows[0].id);
     return normalized.length <= 128 ? `name:${normalized}` : `name:${createHash('sha256').update(normalized).digest('hex')}`;
   }
 

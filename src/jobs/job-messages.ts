@@ -34,6 +34,11 @@ export function jobStatusKey(status: string): string {
   return `JOB_STATUS_${status.toUpperCase()}`;
 }
 
+/** Counts by status name as a proto map keyed by JOB_STATUS_* names. */
+export function countsByStatusToProto(counts: Record<string, number>): Record<string, bigint> {
+  return Object.fromEntries(Object.entries(counts).map(([status, count]) => [jobStatusKey(status), BigInt(count)]));
+}
+
 export function eventKindToProto(kind: JobEventKindName): JobEventKind {
   return eventKindOfName[kind];
 }

@@ -4,7 +4,7 @@ import { requestTime } from '../timestamps.ts';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { JobEventKind, JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
-import { eventKindToProto, jobFilterFromProto, jobStatusKey, jobToProto, logLineToProto } from './job-messages.ts';
+import { countsByStatusToProto, eventKindToProto, jobFilterFromProto, jobToProto, logLineToProto } from './job-messages.ts';
 import type { JobStreams, WatchItem } from './job-streams.ts';
 import type { CreateJobInput, JobsService } from './jobs-service.ts';
 
@@ -68,13 +68,12 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceIm
 
     async getJobStats(req, ctx) {
       const stats = await jobs.stats(entityManagerOf(ctx), callerOf(ctx), jobFilterFromProto(req.filter));
-      const byStatus = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).map(([status, count]) => [jobStatusKey(status), BigInt(count)]));
       return {
         total: BigInt(stats.total),
-        countsByStatus: byStatus(stats.countsByStatus),
+        countsByStatus: countsByStatusToProto(stats.countsByStatus),
         types: Object.entries(stats.countsByType)
           .sort(([a], [b]) => a.localeCompare(b))
-          .map(([type, counts]) => ({ type, countsByStatus: byStatus(counts) })),
+          .map(([type, counts]) => ({ type, countsByStatus: countsByStatusToProto(counts) })),
         durationP50: stats.durationP50Ms === undefined ? undefined : durationFromMs(stats.durationP50Ms),
         durationP95: stats.durationP95Ms === undefined ? undefined : durationFromMs(stats.durationP95Ms),
         finishedLastHour: BigInt(stats.finishedLastHour),

@@ -78,9 +78,9 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
     secure.setTimeout(0);
     server = secure;
   } else {
-    // The request (headers and body) must arrive within a minute; responses, server
-    // streams included, take as long as they take (Node times only the request).
-    h1 = http.createServer({ requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 65_000 }, tracked);
+    // No overall request timeout: the handler bounds single-message bodies on every
+    // protocol (createHttpHandler), and streamed requests take as long as they take.
+    h1 = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 65_000 }, tracked);
     const h2 = http2.createServer({ settings: { initialWindowSize: http2StreamWindowBytes } }, tracked);
     h2.on('session', trackSession);
     h2.setTimeout(0);
