@@ -1,11 +1,11 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '../db/orm.ts';
-import { newId } from '../ids.ts';
 import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
 import type { QueuePauses } from '../queue/queue-pauses.ts';
 import { Job } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
+import { nextQueueEntry } from './queue-entries.ts';
 
 export interface StartInput {
   jobId: string;
@@ -191,15 +191,8 @@ export class JobAttempts {
 
   /** A fresh queue entry for the job, so that the current one can be settled as done. */
   async #requeue(tx: EntityManager, job: Job, delayMs = 0): Promise<void> {
-    job.queueJobId = newId();
-    job.queuedAt = new Date();
-    await this.#boss.send(job.type, { jobId: job.id }, {
-      id: job.queueJobId,
-      priority: job.priority,
-      retryLimit: job.maxAttempts - job.attempt - 1,
-      ...(delayMs > 0 ? { startAfter: new Date(Date.now() + delayMs) } : {}),
-      db: transactionDb(tx),
-    });
+    const { data, ...options } = nextQueueEntry(job, delayMs > 0 ? new Date(Date.now() + delayMs) : undefined);
+    await this.#boss.send(job.type, data, { ...options, db: transactionDb(tx) });
   }
 }
 

@@ -11,6 +11,7 @@ import { storedLogLine, type StoredLogLine } from './job-logs.ts';
 import { jobCancelChannel, type JobChanges } from './job-changes.ts';
 import { jobSearchText, jobWhere, type JobFilter } from './job-filter.ts';
 import { checkLabels } from './job-labels.ts';
+import { nextQueueEntry, queueEntryOf } from './queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
 
@@ -384,13 +385,7 @@ export class JobsService {
     for (const [type, ofType] of Map.groupBy(jobs, (job) => job.type)) {
       await this.#boss.insert(
         type,
-        ofType.map((job) => ({
-          id: job.queueJobId!,
-          data: { jobId: job.id },
-          priority: job.priority,
-          retryLimit: job.maxAttempts - 1,
-          ...(job.runAfter ? { startAfter: job.runAfter } : {}),
-        })),
+        ofType.map((job) => queueEntryOf(job, job.runAfter)),
         { db: transactionDb(tx) },
       );
     }
@@ -398,15 +393,8 @@ export class JobsService {
 
   /** Puts the job in its pg-boss queue, in the caller's transaction, under a fresh queue entry id. */
   async #enqueue(tx: EntityManager, job: Job): Promise<void> {
-    job.queueJobId = newId();
-    job.queuedAt = new Date();
-    await this.#boss.send(job.type, { jobId: job.id }, {
-      id: job.queueJobId,
-      priority: job.priority,
-      retryLimit: job.maxAttempts - 1,
-      ...(job.runAfter ? { startAfter: job.runAfter } : {}),
-      db: transactionDb(tx),
-    });
+    const { data, ...options } = nextQueueEntry(job, job.runAfter);
+    await this.#boss.send(job.type, data, { ...options, db: transactionDb(tx) });
   }
 }
 

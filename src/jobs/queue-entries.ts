@@ -1,0 +1,29 @@
+import { newId } from '../ids.ts';
+import type { Job } from './entities.ts';
+
+/** What pg-boss holds for a job: an entry per queueing, carrying the attempts left. */
+export interface QueueEntry {
+  id: string;
+  data: { jobId: string };
+  priority: number;
+  retryLimit: number;
+  startAfter?: Date;
+}
+
+/** The pg-boss entry for the job's current queue entry id, running its remaining attempts. */
+export function queueEntryOf(job: Job, startAfter: Date | null | undefined): QueueEntry {
+  return {
+    id: job.queueJobId!,
+    data: { jobId: job.id },
+    priority: job.priority,
+    retryLimit: job.maxAttempts - job.attempt - 1,
+    ...(startAfter ? { startAfter } : {}),
+  };
+}
+
+/** Gives the job a fresh queue entry id (the old entry is settled separately) and returns its entry. */
+export function nextQueueEntry(job: Job, startAfter: Date | null | undefined): QueueEntry {
+  job.queueJobId = newId();
+  job.queuedAt = new Date();
+  return queueEntryOf(job, startAfter);
+}
