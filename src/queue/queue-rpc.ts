@@ -6,6 +6,7 @@ import type { EventHub } from '../events/event-hub.ts';
 import { Latch } from '../events/latch.ts';
 import { jobToProto } from '../jobs/job-messages.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
+import { QueueOverviewFeed } from './queue-overview-feed.ts';
 import type { QueuePauses } from './queue-pauses.ts';
 import type { QueueOverview, QueueService, QueueTotals, QueueView } from './queue-service.ts';
 
@@ -47,7 +48,8 @@ function fingerprint(overview: QueueOverview): string {
 }
 
 export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses; hub: EventHub; settings: SettingsStore }): ServiceImpl<typeof QueueServiceDesc> {
-  const { queues, pauses, hub, settings } = deps;
+  const { queues, settings } = deps;
+  const feed = new QueueOverviewFeed(deps);
   const changeResponse = async (ctx: Parameters<ServiceImpl<typeof QueueServiceDesc>['pauseQueue']>[1]) => {
     const overview = await queues.overview(entityManagerOf(ctx));
     return { queues: overview.queues.map(queueToProto), pausedGlobally: overview.pausedGlobally };
@@ -83,15 +85,12 @@ export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses
 
     async *watchQueues(_req, ctx) {
       const changed = new Latch();
-      const subscription = hub.subscribe((event) => {
-        if (event.kind.startsWith('job.')) changed.set();
-      });
-      const stopPauses = pauses.onChange(() => changed.set());
+      const stopWatching = feed.onChange(() => changed.set());
       try {
         let sent = '';
         let sentAt = 0;
         for (;;) {
-          const overview = await queues.overview(entityManagerOf(ctx).fork());
+          const overview = await feed.current(entityManagerOf(ctx).fork());
           const print = fingerprint(overview);
           const heartbeatDue = Date.now() - sentAt >= settings.get('jobs.stream_heartbeat_interval');
           if (print !== sent || heartbeatDue) {
@@ -105,8 +104,7 @@ export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses
           if (woke === 'set') await new Promise((resolve) => setTimeout(resolve, watchMinIntervalMs));
         }
       } finally {
-        subscription.close();
-        stopPauses();
+        stopWatching();
       }
     },
   };
