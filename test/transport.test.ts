@@ -250,6 +250,9 @@ describe('connection timeouts', () => {
     const opened = performance.now();
     const goaway = new Promise<number>((resolve) => idle.once('goaway', () => resolve(performance.now() - opened)));
     const idleClosed = new Promise<void>((resolve) => idle.once('close', resolve));
+    const settings = await new Promise<http2.Settings>((resolve) => idle.once('remoteSettings', resolve));
+    // One connection cannot start calls without end.
+    expect(settings.maxConcurrentStreams).toBe(256);
 
     // A Health.Watch stream keeps quiet unless its status changes, but sends a keep-alive
     // every heartbeat interval: longer than the idle timeout in all, it must not be cut.

@@ -31,6 +31,11 @@ const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
  */
 const http2StreamWindowBytes = 4 * 1024 * 1024;
 const http2SessionWindowBytes = 16 * 1024 * 1024;
+/**
+ * Node lets a peer open any number of concurrent streams on one session; 256 covers an
+ * account's 100 server streams plus its calls, and bounds what one connection can start.
+ */
+const http2Settings = { initialWindowSize: http2StreamWindowBytes, maxConcurrentStreams: 256 };
 
 /**
  * One port for every protocol. Without TLS, the first bytes of a connection decide:
@@ -111,7 +116,7 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
         allowHTTP1: true,
         // No overall request timeout here either (its default, 5 min, would cut long HTTP/1.1 transfers).
         ...http1Options,
-        settings: { initialWindowSize: http2StreamWindowBytes },
+        settings: http2Settings,
       },
       tracked,
     );
@@ -125,7 +130,7 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
     // Node starts its header-timeout checker when a server starts listening; this one gets
     // its sockets through emit('connection') and never listens, so it is started here.
     h1.emit('listening');
-    const h2 = http2.createServer({ settings: { initialWindowSize: http2StreamWindowBytes } }, tracked);
+    const h2 = http2.createServer({ settings: http2Settings }, tracked);
     h2.on('session', trackSession);
     h2.setTimeout(0);
     const h1Server = h1;
