@@ -56,8 +56,8 @@ import { authorizationInterceptor } from './server/interceptors/authorization.ts
 import { credentialRateLimitInterceptor } from './server/interceptors/credential-rate-limit.ts';
 import { errorMappingInterceptor } from './server/interceptors/error-mapping.ts';
 import { loggingInterceptor } from './server/interceptors/logging.ts';
-import { streamLimitInterceptor } from './server/interceptors/stream-limit.ts';
-import { ServerMetrics } from './server/metrics.ts';
+import { defaultStreamLimits, streamLimitInterceptor, type StreamLimits } from './server/interceptors/stream-limit.ts';
+import { metricsRoute, ServerMetrics } from './server/metrics.ts';
 import { Readiness } from './server/readiness.ts';
 import { createReflectionV1, createReflectionV1Alpha, ReflectionIndex } from './server/reflection-service.ts';
 import { ObjectStorage, type StorageConfig } from './storage/object-storage.ts';
@@ -74,6 +74,10 @@ export interface AppOptions {
   jobDrainMs?: number;
   /** How long the body of a single-message request may take to arrive. */
   requestBodyDeadlineMs?: number;
+  /** How often the dependencies are checked for /readyz and the health service. */
+  readinessIntervalMs?: number;
+  /** Caps on open streams per account, per anonymous client address and for all anonymous callers. */
+  streamLimits?: Partial<StreamLimits>;
 }
 
 export interface App {
@@ -86,6 +90,8 @@ export interface App {
   orm: MikroORM;
   boss: PgBoss;
   sequencer: EventSequencer;
+  /** The dependency checks every health reader shares. */
+  readiness: Readiness;
   /** Runs every housekeeping task now (the schedule runs them every ten minutes). */
   runMaintenance(): Promise<void>;
   close(): Promise<void>;
@@ -95,7 +101,7 @@ export interface App {
  * The composition root: infrastructure, then the domain services, then the RPC
  * handlers and the HTTP routes. Reads no environment; main.ts and the tests both call it.
  */
-export async function createApp({ config, databaseUrl, storage: storageConfig, logger, extraJobTypes = [], jobDrainMs = 10_000, requestBodyDeadlineMs = 30_000 }: AppOptions): Promise<App> {
+export async function createApp({ config, databaseUrl, storage: storageConfig, logger, extraJobTypes = [], jobDrainMs = 10_000, requestBodyDeadlineMs = 30_000, readinessIntervalMs, streamLimits }: AppOptions): Promise<App> {
   const instanceId = newId();
   const orm = await createOrm({ url: databaseUrl, logger });
   const cleanups: (() => Promise<void> | void)[] = [() => orm.close()];
@@ -169,7 +175,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       await startMaintenance(boss, maintenanceTasks, logger);
     }
 
-    const readiness = new Readiness();
+    const readiness = new Readiness(readinessIntervalMs);
     readiness.add('database', async () => {
       await orm.em.fork().execute('select 1');
     });
@@ -177,6 +183,8 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     readiness.add('queue', async () => {
       await boss.getQueue(registry.all()[0]!.name);
     });
+    await readiness.start();
+    cleanups.push(() => readiness.stop());
 
     const yardmasterServices: DescService[] = [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc, FilesServiceDesc];
     const standardServices: DescService[] = [Health, ServerReflectionV1, ServerReflectionV1Alpha];
@@ -192,7 +200,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, settings }));
         router.service(FilesServiceDesc, createFilesRpc(files));
-        router.service(Health, createHealthService(readiness, () => reflection.serviceNames));
+        router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));
       },
@@ -204,7 +212,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         authenticationInterceptor(authenticator, policies, metrics),
         authorizationInterceptor(policies),
         credentialRateLimitInterceptor(rateLimiter, policies, metrics),
-        streamLimitInterceptor(),
+        streamLimitInterceptor({ ...defaultStreamLimits, ...streamLimits }),
       ],
       contextValues: (req) => {
         const requestId = String(req.headers['x-request-id']);
@@ -223,16 +231,13 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const routes: Record<string, PlainRoute> = {
       '/healthz': (_req, res) => sendJson(res, 200, { status: 'ok', instance: instanceId, role: config.role }),
       '/readyz': async (_req, res) => {
-        const { ok, dependencies } = await readiness.check();
+        const { ok, dependencies } = await readiness.current();
         sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', dependencies });
       },
       '/.well-known/jwks.json': (_req, res) => sendJson(res, 200, signingKeys.jwks(), { 'cache-control': 'public, max-age=300' }),
     };
     if (config.metricsEnabled) {
-      routes['/metrics'] = async (_req, res) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(await metrics.registry.metrics());
-      };
+      routes['/metrics'] = metricsRoute(metrics, config.metricsToken);
     }
     const streamingRequestPaths = new Set(
       [...yardmasterServices, ...standardServices].flatMap((service) =>
@@ -249,6 +254,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       orm,
       boss,
       sequencer,
+      readiness,
       runMaintenance: () => runMaintenance(maintenanceTasks, logger),
       close,
     };

@@ -78,3 +78,18 @@ test('reports every bad variable on its own line', () => {
 test('refresh tokens must outlive access tokens', () => {
   expect(() => loadConfig({ ACCESS_TOKEN_TTL: '1h', REFRESH_TOKEN_TTL: '30m' })).toThrow(/REFRESH_TOKEN_TTL: must be longer/);
 });
+
+test('connection limits: production defaults, no per-address cap behind a proxy unless set, and bounds', () => {
+  expect(loadConfig({}).connections).toEqual({ headersTimeoutMs: 20_000, keepAliveTimeoutMs: 65_000, idleTimeoutMs: 300_000, maxConnectionsPerAddress: 256 });
+  expect(loadConfig({ TRUST_PROXY: '1' }).connections.maxConnectionsPerAddress).toBe(0);
+  expect(loadConfig({ TRUST_PROXY: '1', MAX_CONNECTIONS_PER_ADDRESS: '5000' }).connections.maxConnectionsPerAddress).toBe(5000);
+  expect(loadConfig({ HEADERS_TIMEOUT: '5s', KEEP_ALIVE_TIMEOUT: '2m', IDLE_TIMEOUT: '30s' }).connections).toMatchObject({ headersTimeoutMs: 5000, keepAliveTimeoutMs: 120_000, idleTimeoutMs: 30_000 });
+  expect(() => loadConfig({ IDLE_TIMEOUT: '10s' })).toThrow(/IDLE_TIMEOUT: .*at least 20s/);
+  expect(() => loadConfig({ MAX_CONNECTIONS_PER_ADDRESS: 'many' })).toThrow(/MAX_CONNECTIONS_PER_ADDRESS/);
+});
+
+test('METRICS_TOKEN is optional and, when set, long enough', () => {
+  expect(loadConfig({}).metricsToken).toBeUndefined();
+  expect(loadConfig({ METRICS_TOKEN: 'a-scrape-token-of-some-length' }).metricsToken).toBe('a-scrape-token-of-some-length');
+  expect(() => loadConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN: must be at least 16/);
+});

@@ -21,6 +21,10 @@ export interface Config {
   /** Number of reverse proxies in front of the server whose X-Forwarded-For entries are trusted. */
   trustProxyHops: number;
   metricsEnabled: boolean;
+  /** When set, /metrics answers only requests bearing it (`Authorization: Bearer <token>`). */
+  metricsToken: string | undefined;
+  /** Timeouts and the per-address cap of client connections. */
+  connections: ConnectionLimits;
   /** What this process runs: everything, only the API (no jobs), or only jobs and housekeeping (no API). */
   role: ProcessRole;
   /** Unset: start an embedded S3-compatible server under dataDir. */
@@ -30,6 +34,17 @@ export interface Config {
   s3Region: string;
   /** Default of the setting files.max_upload_bytes. */
   maxUploadBytes: number;
+}
+
+export interface ConnectionLimits {
+  /** How long a request head (and a new connection's first bytes) may take to arrive. */
+  headersTimeoutMs: number;
+  /** How long a connection with no call in progress stays open (HTTP/2: then GOAWAY). */
+  keepAliveTimeoutMs: number;
+  /** How long a call in progress may move no byte either way before it is cut. */
+  idleTimeoutMs: number;
+  /** Open connections one peer address may hold; 0 = no cap. */
+  maxConnectionsPerAddress: number;
 }
 
 export interface S3Config {
@@ -117,7 +132,18 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
 
   const metricsEnabled = parseBoolean(read('METRICS_ENABLED') ?? 'true');
   if (metricsEnabled === undefined) fail('METRICS_ENABLED', 'must be true or false');
+  const metricsToken = read('METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(metricsToken)) fail('METRICS_TOKEN', 'must be at least 16 printable characters without spaces');
 
+  const headersTimeoutMs = duration('HEADERS_TIMEOUT', '20s', 1000);
+  const keepAliveTimeoutMs = duration('KEEP_ALIVE_TIMEOUT', '65s', 1000);
+  // Server streams stay quiet for up to 15 s between heartbeats (jobs.stream_heartbeat_interval):
+  // a shorter idle timeout would cut every quiet stream.
+  const idleTimeoutMs = duration('IDLE_TIMEOUT', '5m', 20_000);
+  // Behind a proxy every connection comes from the proxy, so a default cap would throttle
+  // all clients together: there it is off unless set.
+  const maxConnectionsPerAddress = parseInteger(read('MAX_CONNECTIONS_PER_ADDRESS') ?? (trustProxyHops ? '0' : '256'), 0, 1_000_000);
+  if (maxConnectionsPerAddress === undefined) fail('MAX_CONNECTIONS_PER_ADDRESS', 'must be a whole number (0 = no cap)');
 
   const apiOnly = parseBoolean(read('API_ONLY') ?? 'false');
   if (apiOnly === undefined) fail('API_ONLY', 'must be true or false');
@@ -171,6 +197,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     logLevel,
     trustProxyHops: trustProxyHops!,
     metricsEnabled: metricsEnabled!,
+    metricsToken,
+    connections: { headersTimeoutMs, keepAliveTimeoutMs, idleTimeoutMs, maxConnectionsPerAddress: maxConnectionsPerAddress! },
     role,
     s3,
     s3Bucket,

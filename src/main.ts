@@ -55,7 +55,7 @@ try {
     ? { ...config.s3, bucket: config.s3Bucket, region: config.s3Region }
     : { endpoint: embeddedS3!.endpoint, publicEndpoint: embeddedS3!.endpoint, ...embeddedS3!.credentials, bucket: config.s3Bucket, region: config.s3Region };
   app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, storage, logger });
-  listener = await listen(app.handler, { host: config.host, port: config.port, tls: config.tls, logger, shutdownController: app.shutdownController });
+  listener = await listen(app.handler, { host: config.host, port: config.port, tls: config.tls, logger, shutdownController: app.shutdownController, connections: config.connections });
   logger.info({ url: listener.url }, 'Yardmaster is serving Connect, gRPC and gRPC-Web');
   if (app.firstAdminPassword) {
     // Printed outside the JSON log on purpose: it is shown once and must not be kept in log storage.

@@ -84,7 +84,7 @@ async function startFilesTestServer(storageEndpoint: string): Promise<FilesTestS
   const bucketName = `files-test-${randomHex(6)}`;
   const storage = { endpoint: storageEndpoint, publicEndpoint: storageEndpoint, ...inject('s3Credentials'), bucket: bucketName, region: 'us-east-1' };
   const app = await createApp({ config, databaseUrl: database.url, storage, logger, jobDrainMs: 1000 });
-  const listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: undefined, logger, shutdownController: app.shutdownController });
+  const listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: undefined, logger, shutdownController: app.shutdownController, connections: config.connections });
   const clients: YardmasterClient[] = [];
   const client = (options: Omit<NodeClientOptions, 'baseUrl'> = {}) => {
     const created = createYardmasterClient({ baseUrl: listener.url, ...options });

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import type { ConnectionLimits } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { HttpHandler } from './http-handler.ts';
 
@@ -11,6 +12,8 @@ export interface ListenOptions {
   logger: Logger;
   /** Aborted when shutdown begins: server streams end, unary calls run to completion. */
   shutdownController: AbortController;
+  /** Header, keep-alive and idle timeouts, and the cap of connections per peer address. */
+  connections: ConnectionLimits;
 }
 
 export interface Listener {
@@ -28,7 +31,11 @@ const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
  */
 const http2StreamWindowBytes = 4 * 1024 * 1024;
 const http2SessionWindowBytes = 16 * 1024 * 1024;
-const firstBytesTimeoutMs = 30_000;
+/**
+ * Node lets a peer open any number of concurrent streams on one session; 256 covers an
+ * account's 100 server streams plus its calls, and bounds what one connection can start.
+ */
+const http2Settings = { initialWindowSize: http2StreamWindowBytes, maxConcurrentStreams: 256 };
 
 /**
  * One port for every protocol. Without TLS, the first bytes of a connection decide:
@@ -36,6 +43,7 @@ const firstBytesTimeoutMs = 30_000;
  * to an HTTP/1.1 server (Connect, gRPC-Web, plain routes). With TLS, ALPN decides.
  */
 export async function listen(handler: HttpHandler, options: ListenOptions): Promise<Listener> {
+  const { headersTimeoutMs, keepAliveTimeoutMs, idleTimeoutMs, maxConnectionsPerAddress } = options.connections;
   const sessions = new Set<http2.ServerHttp2Session>();
   const sockets = new Set<net.Socket>();
   let inFlight = 0;
@@ -45,12 +53,19 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
   const tracked: HttpHandler = (req, res) => {
     inFlight++;
     if (req.httpVersionMajor === 1) {
+      // A call in progress whose connection moves no byte either way for this long is cut
+      // (streams send heartbeats, transfers move bytes). Node puts the keep-alive timeout
+      // back on the socket once the reply is sent.
+      req.socket.setTimeout(idleTimeoutMs);
       if (draining) res.setHeader('connection', 'close');
       // A reply sent before the whole request body was read (an oversized body refused
       // part way) must close the connection: the unread rest would be taken for the next request.
       const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => unknown;
+      // A request without a body counts as incomplete until after its handler ran: only
+      // a body announced by its headers can be left unread.
+      const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
       res.writeHead = ((...args: unknown[]) => {
-        if (!req.complete) res.setHeader('connection', 'close');
+        if (hasBody && !req.complete) res.setHeader('connection', 'close');
         return writeHead(...args);
       }) as typeof res.writeHead;
     }
@@ -64,14 +79,45 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
   const trackSession = (session: http2.ServerHttp2Session) => {
     session.once('connect', () => session.setLocalWindowSize(http2SessionWindowBytes));
     sessions.add(session);
-    session.once('close', () => sessions.delete(session));
+    // A session without streams for the keep-alive timeout gets GOAWAY and closes.
+    let openStreams = 0;
+    let keepAlive: NodeJS.Timeout | undefined;
+    const armKeepAlive = () => {
+      keepAlive = setTimeout(() => session.close(), keepAliveTimeoutMs);
+      keepAlive.unref();
+    };
+    armKeepAlive();
+    session.on('stream', (stream) => {
+      openStreams++;
+      clearTimeout(keepAlive);
+      stream.setTimeout(idleTimeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      stream.once('close', () => {
+        if (--openStreams === 0 && !session.closed) armKeepAlive();
+      });
+    });
+    session.once('close', () => {
+      clearTimeout(keepAlive);
+      sessions.delete(session);
+    });
   };
+  // Node's HTTP/1.1 servers check header timeouts this often; its default (30 s) would
+  // let a half-sent head live up to 30 s past its timeout.
+  const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(headersTimeoutMs / 4)));
+  const http1Options = { requestTimeout: 0, headersTimeout: headersTimeoutMs, keepAliveTimeout: keepAliveTimeoutMs, connectionsCheckingInterval };
 
   let server: net.Server;
   let h1: http.Server | undefined;
   if (options.tls) {
     const secure = http2.createSecureServer(
-      { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, settings: { initialWindowSize: http2StreamWindowBytes } },
+      {
+        cert: options.tls.cert,
+        key: options.tls.key,
+        handshakeTimeout: headersTimeoutMs,
+        allowHTTP1: true,
+        // No overall request timeout here either (its default, 5 min, would cut long HTTP/1.1 transfers).
+        ...http1Options,
+        settings: http2Settings,
+      },
       tracked,
     );
     secure.on('session', trackSession);
@@ -80,16 +126,33 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
   } else {
     // No overall request timeout: the handler bounds single-message bodies on every
     // protocol (createHttpHandler), and streamed requests take as long as they take.
-    h1 = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 65_000 }, tracked);
-    const h2 = http2.createServer({ settings: { initialWindowSize: http2StreamWindowBytes } }, tracked);
+    h1 = http.createServer(http1Options, tracked);
+    // Node starts its header-timeout checker when a server starts listening; this one gets
+    // its sockets through emit('connection') and never listens, so it is started here.
+    h1.emit('listening');
+    const h2 = http2.createServer({ settings: http2Settings }, tracked);
     h2.on('session', trackSession);
     h2.setTimeout(0);
     const h1Server = h1;
-    server = net.createServer((socket) => routeBySniffing(socket, h1Server, h2));
+    server = net.createServer((socket) => routeBySniffing(socket, h1Server, h2, headersTimeoutMs));
   }
-  server.on('connection', (socket: net.Socket) => {
+  // First among the connection listeners, so that a refused socket is never read.
+  const connectionsByAddress = new Map<string, number>();
+  server.prependListener('connection', (socket: net.Socket) => {
+    const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const open = connectionsByAddress.get(address) ?? 0;
+    if (maxConnectionsPerAddress > 0 && open >= maxConnectionsPerAddress) {
+      socket.destroy();
+      return;
+    }
+    connectionsByAddress.set(address, open + 1);
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      const remaining = (connectionsByAddress.get(address) ?? 1) - 1;
+      if (remaining === 0) connectionsByAddress.delete(address);
+      else connectionsByAddress.set(address, remaining);
+    });
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -121,14 +184,18 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
       }
       for (const session of sessions) session.destroy();
       for (const socket of sockets) socket.destroy();
+      // Stops the header-timeout checker started above (the server itself never listened).
+      h1?.close(() => {});
       await stopped;
     },
   };
 }
 
-function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+/** Hands the socket to h1 or h2 by its first bytes, which must arrive within `headersTimeoutMs`. */
+function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, headersTimeoutMs: number): void {
+  if (socket.destroyed) return;
   let received = Buffer.alloc(0);
-  const timer = setTimeout(() => socket.destroy(), firstBytesTimeoutMs);
+  const timer = setTimeout(() => socket.destroy(), headersTimeoutMs);
   const onError = () => {
     clearTimeout(timer);
     socket.destroy();

@@ -1,4 +1,9 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { sendJson, type PlainRoute } from './http-handler.ts';
+
+/** How long one rendering of the metrics text serves every scrape. */
+const renderedForMs = 1000;
 
 /**
  * The Prometheus metrics of one server instance, in a registry of its own (several
@@ -35,4 +40,32 @@ export class ServerMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'yardmaster_' });
   }
+}
+
+/**
+ * GET /metrics. With a token, only requests bearing it (`Authorization: Bearer <token>`)
+ * get the text, compared in constant time. Rendering (default metrics read /proc and
+ * the heap) is shared by all scrapes within a second, so a flood of requests costs one.
+ */
+export function metricsRoute(metrics: ServerMetrics, token: string | undefined): PlainRoute {
+  const expected = token === undefined ? undefined : digest(`Bearer ${token}`);
+  let rendered: { text: Promise<string>; at: number } | undefined;
+  return async (req, res) => {
+    if (expected && !timingSafeEqual(digest(req.headers.authorization ?? ''), expected)) {
+      sendJson(res, 401, { code: 'unauthenticated', message: 'metrics need Authorization: Bearer <METRICS_TOKEN>' }, { 'www-authenticate': 'Bearer' });
+      return;
+    }
+    if (!rendered || performance.now() - rendered.at > renderedForMs) {
+      rendered = { text: metrics.registry.metrics(), at: performance.now() };
+      rendered.text.catch(() => (rendered = undefined));
+    }
+    const text = await rendered.text;
+    res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+    res.end(text);
+  };
+}
+
+/** A fixed-length digest, so that timingSafeEqual compares texts of any length. */
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }

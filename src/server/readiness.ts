@@ -7,24 +7,87 @@ export interface DependencyStatus {
   detail: string;
 }
 
+export interface ReadinessReport {
+  ok: boolean;
+  dependencies: DependencyStatus[];
+}
+
 export type DependencyCheck = () => Promise<void>;
 
 const checkTimeoutMs = 3000;
+export const defaultReadinessIntervalMs = 3000;
 
 /**
- * Checks the server's dependencies (database, and what later areas add), each with a
- * timeout, all at once. Used by /readyz, the gRPC health service and system status.
+ * Checks the server's dependencies (database, storage, queue), each with a timeout, on
+ * one schedule per instance, and keeps the last result for every reader: /readyz, the
+ * gRPC health service and system status. Readers never start a check, so however many
+ * there are (anonymous ones included), the dependencies see one check per interval.
  */
 export class Readiness {
   readonly #checks = new Map<string, DependencyCheck>();
+  readonly #intervalMs: number;
+  readonly #listeners = new Set<(report: ReadinessReport) => void>();
+  #last: ReadinessReport | undefined;
+  #first: Promise<ReadinessReport> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #checksRun = 0;
+
+  constructor(intervalMs = defaultReadinessIntervalMs) {
+    this.#intervalMs = intervalMs;
+  }
 
   add(name: string, check: DependencyCheck): void {
     this.#checks.set(name, check);
   }
 
-  async check(): Promise<{ ok: boolean; dependencies: DependencyStatus[] }> {
+  /** Runs the first check, then one every interval (each after the previous one ended) until stop(). */
+  async start(): Promise<void> {
+    this.#first = this.#run();
+    await this.#first;
+    this.#schedule();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#listeners.clear();
+  }
+
+  /** The last result (the first check's, while it runs). */
+  async current(): Promise<ReadinessReport> {
+    if (this.#last) return this.#last;
+    if (!this.#first) throw new Error('readiness checks were not started');
+    return this.#first;
+  }
+
+  /** How many checks ran since start; tests use it to see that readers share them. */
+  get checksRun(): number {
+    return this.#checksRun;
+  }
+
+  /** Calls `listener` when the overall status changes; returns the function that unsubscribes. */
+  onChange(listener: (report: ReadinessReport) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      void this.#run().finally(() => this.#schedule());
+    }, this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  async #run(): Promise<ReadinessReport> {
+    this.#checksRun++;
     const dependencies = await Promise.all([...this.#checks].map(([name, check]) => runCheck(name, check)));
-    return { ok: dependencies.every((dependency) => dependency.ok), dependencies };
+    const report = { ok: dependencies.every((dependency) => dependency.ok), dependencies };
+    const changed = this.#last !== undefined && this.#last.ok !== report.ok;
+    this.#last = report;
+    if (changed) for (const listener of this.#listeners) listener(report);
+    return report;
   }
 }
 

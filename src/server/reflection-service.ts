@@ -19,6 +19,8 @@ type ReflectionRequest =
  */
 export class ReflectionIndex {
   readonly #files = new Map<string, DescFile>();
+  /** Each file serialized once: anonymous callers may ask for the same files without end. */
+  readonly #serialized = new Map<DescFile, Uint8Array>();
   readonly #registry: Registry;
   readonly #serviceNames: string[];
 
@@ -73,6 +75,15 @@ export class ReflectionIndex {
     return [...this.#registry].filter((desc) => desc.kind === 'extension' && desc.extendee.typeName === typeName).map((desc) => desc as Extract<typeof desc, { kind: 'extension' }>);
   }
 
+  #serializedFile(file: DescFile): Uint8Array {
+    let bytes = this.#serialized.get(file);
+    if (!bytes) {
+      bytes = toBinary(FileDescriptorProtoSchema, file.proto);
+      this.#serialized.set(file, bytes);
+    }
+    return bytes;
+  }
+
   /** The file and every file it imports, as serialized FileDescriptorProtos. */
   #filesAnswer(file: DescFile | undefined, missing: string) {
     if (!file) return errorAnswer(notFoundCode, missing);
@@ -85,7 +96,7 @@ export class ReflectionIndex {
     visit(file);
     return {
       case: 'fileDescriptorResponse' as const,
-      value: { fileDescriptorProto: ordered.map((entry) => toBinary(FileDescriptorProtoSchema, entry.proto)) },
+      value: { fileDescriptorProto: ordered.map((entry) => this.#serializedFile(entry)) },
     };
   }
 }

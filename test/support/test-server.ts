@@ -8,10 +8,10 @@ import { AuthService } from '../../gen/yardmaster/v1/auth_pb.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { User } from '../../gen/yardmaster/v1/common_pb.ts';
 import { createYardmasterClient, type NodeClientOptions, type YardmasterClient } from '../../clients/ts/src/node.ts';
-import { createApp, type App } from '../../src/app.ts';
+import { createApp, type App, type AppOptions } from '../../src/app.ts';
 import type { JobType } from '../../src/jobs/job-types.ts';
 import { inject } from 'vitest';
-import { loadConfig, type LogLevel } from '../../src/config.ts';
+import { loadConfig, type ConnectionLimits, type LogLevel } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { listen, type Listener } from '../../src/server/listener.ts';
 import { uniqueName } from './assertions.ts';
@@ -65,6 +65,10 @@ export interface TestServerOptions {
   database?: TestDatabase;
   /** How long a single-message request body may take to arrive (the server's default otherwise). */
   requestBodyDeadlineMs?: number;
+  /** Limits of the public surface smaller than production's, to reach them in a test. */
+  appOptions?: Pick<AppOptions, 'readinessIntervalMs' | 'streamLimits'>;
+  /** Connection timeouts below what the configuration allows, to see them fire in a test. */
+  connections?: Partial<ConnectionLimits>;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -74,10 +78,17 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
   const endpoint = inject('s3Endpoint');
   const storage = { endpoint, publicEndpoint: endpoint, ...inject('s3Credentials'), bucket: `test-${randomBytes(6).toString('hex')}`, region: 'us-east-1' };
-  const app = await createApp({ config, databaseUrl: database.url, storage, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000, requestBodyDeadlineMs: options.requestBodyDeadlineMs });
+  const app = await createApp({ config, databaseUrl: database.url, storage, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000, requestBodyDeadlineMs: options.requestBodyDeadlineMs, ...options.appOptions });
   let listener: Listener;
   try {
-    listener = await listen(app.handler, { host: '127.0.0.1', port: 0, tls: config.tls, logger, shutdownController: app.shutdownController });
+    listener = await listen(app.handler, {
+      host: '127.0.0.1',
+      port: 0,
+      tls: config.tls,
+      logger,
+      shutdownController: app.shutdownController,
+      connections: { ...config.connections, ...options.connections },
+    });
   } catch (error) {
     await app.close();
     throw error;

@@ -20,7 +20,11 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
   const httpVersion = protocol === 'grpc' ? '2' : (options.httpVersion ?? '1.1');
   // One HTTP/2 session shared by both transports, closed by close(). Its receive window is
   // raised from the protocol's 64 KiB, which would cap downloads at one window per round trip.
-  const sessionManager = httpVersion === '2' ? new Http2SessionManager(options.baseUrl, undefined, { settings: { initialWindowSize: 4 * 1024 * 1024 } }) : undefined;
+  // It closes itself after 30 s without calls, before the server's keep-alive timeout (65 s
+  // by default) sends GOAWAY: connect-node can crash on a GOAWAY of an idle connection
+  // (connectrpc/connect-es#1768).
+  const sessionManager =
+    httpVersion === '2' ? new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }, { settings: { initialWindowSize: 4 * 1024 * 1024 } }) : undefined;
   const makeTransport = (interceptors: Parameters<typeof createConnectTransport>[0]['interceptors']) => {
     const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? protocol !== 'connect' };
     if (protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager });

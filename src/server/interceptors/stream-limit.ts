@@ -1,30 +1,60 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { DomainError } from '../../domain-errors.ts';
-import { callerKey } from '../context.ts';
+import { callerKey, clientKey } from '../context.ts';
 import { observeStream } from './server-streams.ts';
 
-/** Open server streams one account may hold on one instance (admins are not limited). */
-export const maxStreamsPerAccount = 100;
+export interface StreamLimits {
+  /** Open server (and bidi) streams one non-admin account may hold on one instance. */
+  perAccount: number;
+  /** Open streams (server or bidi) without credentials from one client address. */
+  anonymousPerAddress: number;
+  /** Open streams without credentials on one instance, all addresses together. */
+  anonymousTotal: number;
+}
+
+export const defaultStreamLimits: StreamLimits = { perAccount: 100, anonymousPerAddress: 20, anonymousTotal: 500 };
 
 /**
- * Caps the server streams an account holds open on this instance: each costs memory and
- * a share of every event's fan-out, so one account must not open thousands.
+ * Caps the streams held open on this instance: each costs memory and a share of every
+ * event's fan-out. Accounts are counted by account (admins are not limited); callers
+ * without credentials (Health.Watch, reflection: the public streams) by client address,
+ * and all of them together, so that no crowd of anonymous streams can starve the
+ * signed-in ones.
  */
-export function streamLimitInterceptor(limit = maxStreamsPerAccount): Interceptor {
-  const open = new Map<string, number>();
+export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimits): Interceptor {
+  const perAccount = new Counter();
+  const perAddress = new Counter();
+  const anonymous = new Counter();
   return (next) => async (req) => {
+    if (req.method.methodKind === 'unary') return next(req);
     const caller = req.contextValues.get(callerKey);
-    if (req.method.methodKind !== 'server_streaming' || !caller || caller.role === 'admin') return next(req);
-    const count = open.get(caller.userId) ?? 0;
-    if (count >= limit) {
-      throw new DomainError('resource_exhausted', `an account may hold at most ${limit} open streams on one server: close some first`, { reason: 'TOO_MANY_STREAMS' });
+    let release: () => void;
+    if (caller) {
+      // Uploads (client streams) end when their bytes are in; they are bounded elsewhere.
+      if (req.method.methodKind === 'client_streaming' || caller.role === 'admin') return next(req);
+      if (perAccount.get(caller.userId) >= limits.perAccount) {
+        throw new DomainError('resource_exhausted', `an account may hold at most ${limits.perAccount} open streams on one server: close some first`, { reason: 'TOO_MANY_STREAMS' });
+      }
+      release = perAccount.take(caller.userId);
+    } else {
+      const address = req.contextValues.get(clientKey).clientAddress;
+      if (perAddress.get(address) >= limits.anonymousPerAddress) {
+        throw new DomainError('resource_exhausted', `at most ${limits.anonymousPerAddress} open streams from one address without signing in: close some first`, {
+          reason: 'TOO_MANY_STREAMS',
+        });
+      }
+      if (anonymous.get('') >= limits.anonymousTotal) {
+        throw new DomainError('resource_exhausted', `this server holds its limit of ${limits.anonymousTotal} open streams without signing in: retry later, or sign in`, {
+          reason: 'ANONYMOUS_STREAMS_EXHAUSTED',
+        });
+      }
+      const releaseAddress = perAddress.take(address);
+      const releaseTotal = anonymous.take('');
+      release = () => {
+        releaseAddress();
+        releaseTotal();
+      };
     }
-    open.set(caller.userId, count + 1);
-    const release = () => {
-      const remaining = (open.get(caller.userId) ?? 1) - 1;
-      if (remaining === 0) open.delete(caller.userId);
-      else open.set(caller.userId, remaining);
-    };
     let res;
     try {
       res = await next(req);
@@ -32,7 +62,31 @@ export function streamLimitInterceptor(limit = maxStreamsPerAccount): Intercepto
       release();
       throw error;
     }
-    // A server-streaming method always answers with a stream; the test narrows the type.
-    return res.stream ? observeStream(res, req.signal, { end: release }) : res;
+    if (res.stream) return observeStream(res, req.signal, { end: release });
+    // A client stream answered with one message: it is over.
+    release();
+    return res;
   };
+}
+
+/** Open streams by key, forgetting keys that reach zero so the map holds only live ones. */
+class Counter {
+  readonly #open = new Map<string, number>();
+
+  get(key: string): number {
+    return this.#open.get(key) ?? 0;
+  }
+
+  /** Counts one more under `key`; returns the function that gives it back (once). */
+  take(key: string): () => void {
+    this.#open.set(key, this.get(key) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const remaining = this.get(key) - 1;
+      if (remaining <= 0) this.#open.delete(key);
+      else this.#open.set(key, remaining);
+    };
+  }
 }
