@@ -55,6 +55,7 @@ import { authenticationInterceptor } from './server/interceptors/authentication.
 import { authorizationInterceptor } from './server/interceptors/authorization.ts';
 import { credentialRateLimitInterceptor } from './server/interceptors/credential-rate-limit.ts';
 import { errorMappingInterceptor } from './server/interceptors/error-mapping.ts';
+import { heavyCallLimitInterceptor } from './server/interceptors/heavy-call-limit.ts';
 import { loggingInterceptor } from './server/interceptors/logging.ts';
 import { requestStringsInterceptor } from './server/interceptors/request-strings.ts';
 import { streamLimitInterceptor } from './server/interceptors/stream-limit.ts';
@@ -208,6 +209,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         authorizationInterceptor(policies),
         credentialRateLimitInterceptor(rateLimiter, policies, metrics),
         streamLimitInterceptor(),
+        heavyCallLimitInterceptor(policies, settings),
         // Last: only a call about to reach its handler is recorded before it runs.
         audit.writeAhead,
       ],
