@@ -50,12 +50,14 @@ import { clientAddressOf } from './server/client-address.ts';
 import { clientKey, entityManagerKey, loggerKey, requestIdKey } from './server/context.ts';
 import { createHealthService } from './server/health-service.ts';
 import { createHttpHandler, sendJson, type HttpHandler, type PlainRoute } from './server/http-handler.ts';
-import { auditInterceptor } from './server/interceptors/audit.ts';
+import { auditInterceptors } from './server/interceptors/audit.ts';
 import { authenticationInterceptor } from './server/interceptors/authentication.ts';
 import { authorizationInterceptor } from './server/interceptors/authorization.ts';
 import { credentialRateLimitInterceptor } from './server/interceptors/credential-rate-limit.ts';
 import { errorMappingInterceptor } from './server/interceptors/error-mapping.ts';
+import { heavyCallLimitInterceptor } from './server/interceptors/heavy-call-limit.ts';
 import { loggingInterceptor } from './server/interceptors/logging.ts';
+import { requestStringsInterceptor } from './server/interceptors/request-strings.ts';
 import { defaultStreamLimits, streamLimitInterceptor, type StreamLimits } from './server/interceptors/stream-limit.ts';
 import { metricsRoute, ServerMetrics } from './server/metrics.ts';
 import { Readiness } from './server/readiness.ts';
@@ -192,6 +194,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const reflection = new ReflectionIndex([...yardmasterServices, ...standardServices]);
     const shutdownController = new AbortController();
 
+    const audit = auditInterceptors(auditLog, policies);
     const rpc = connectNodeAdapter({
       routes: (router) => {
         if (config.role === 'worker') return;
@@ -207,12 +210,16 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       interceptors: [
         loggingInterceptor(metrics),
         errorMappingInterceptor(),
+        requestStringsInterceptor(),
         // Outside authentication, so that calls with bad credentials are audited too.
-        auditInterceptor(auditLog, policies),
+        audit.record,
         authenticationInterceptor(authenticator, policies, metrics),
         authorizationInterceptor(policies),
         credentialRateLimitInterceptor(rateLimiter, policies, metrics),
         streamLimitInterceptor({ ...defaultStreamLimits, ...streamLimits }),
+        heavyCallLimitInterceptor(policies, settings),
+        // Last: only a call about to reach its handler is recorded before it runs.
+        audit.writeAhead,
       ],
       contextValues: (req) => {
         const requestId = String(req.headers['x-request-id']);

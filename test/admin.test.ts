@@ -1085,6 +1085,7 @@ describe('settings', () => {
     'jobs.event_retention': [SettingType.DURATION, '7d'],
     'jobs.max_params_bytes': [SettingType.BYTES, 65536],
     'jobs.stream_heartbeat_interval': [SettingType.DURATION, '15s'],
+    'limits.heavy_calls_per_account': [SettingType.INTEGER, 4],
   };
 
   beforeAll(async () => {

@@ -1,6 +1,7 @@
 import { authSettings } from '../auth/auth-settings.ts';
 import { filesSettings } from '../files/files-settings.ts';
 import { jobsSettings } from '../jobs/jobs-settings.ts';
+import { serverSettings } from '../server/server-settings.ts';
 import type { SettingDefinition } from './setting-types.ts';
 
 /** Every runtime setting, by key. Each area declares its own; this is where they meet. */
@@ -8,6 +9,7 @@ export const settingsCatalog = {
   ...authSettings,
   ...jobsSettings,
   ...filesSettings,
+  ...serverSettings,
 };
 
 export type SettingsCatalog = typeof settingsCatalog;

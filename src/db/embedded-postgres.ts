@@ -33,6 +33,8 @@ export interface EmbeddedPostgresOptions {
   logger: Logger;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>;
+  /** Port to listen on (a free one otherwise): a restart on the port clients already use. */
+  port?: number;
 }
 
 interface PostgresBinaries {
@@ -61,7 +63,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   await stopStalePostmaster(dataDir, logger);
 
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const settings: Record<string, string> = {
     listen_addresses: '127.0.0.1',
     unix_socket_directories: '',

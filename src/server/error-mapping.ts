@@ -15,6 +15,10 @@ import { errors as joseErrors } from 'jose';
 import { DomainError, type DomainErrorKind } from '../domain-errors.ts';
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { Logger } from '../logger.ts';
+import { isOutageError } from './outage-errors.ts';
+
+/** The retry delay suggested during an outage: a PostgreSQL restart takes about a second. */
+export const outageRetryAfterMs = 1000;
 
 const codeOfKind: Record<DomainErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -37,6 +41,12 @@ const codeOfKind: Record<DomainErrorKind, Code> = {
 export function toConnectError(error: unknown, logger: Logger | undefined): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof DomainError) return fromDomainError(error);
+  if (error instanceof ConnectionException || isOutageError(error)) {
+    logger?.warn({ err: error }, 'a dependency is unavailable');
+    return fromDomainError(
+      new DomainError('unavailable', 'a service the server depends on is unavailable: retry later', { reason: 'DEPENDENCY_UNAVAILABLE', retryAfterMs: outageRetryAfterMs }),
+    );
+  }
   if (error instanceof UniqueConstraintViolationException) return new ConnectError('the resource already exists', Code.AlreadyExists);
   if (error instanceof ForeignKeyConstraintViolationException) {
     return new ConnectError('the change conflicts with related resources', Code.FailedPrecondition);
@@ -47,7 +57,6 @@ export function toConnectError(error: unknown, logger: Logger | undefined): Conn
   if (error instanceof DeadlockException || error instanceof LockWaitTimeoutException || error instanceof OptimisticLockError) {
     return new ConnectError('a concurrent change interfered: retry the call', Code.Aborted);
   }
-  if (error instanceof ConnectionException) return new ConnectError('the database is unavailable', Code.Unavailable);
   if (error instanceof NotFoundError) return new ConnectError('not found', Code.NotFound);
   if (error instanceof joseErrors.JOSEError) return new ConnectError('the credentials are not valid', Code.Unauthenticated);
   if (error instanceof Error && error.name === 'AbortError') return new ConnectError('the call was cancelled', Code.Canceled);

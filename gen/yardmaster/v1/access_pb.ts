@@ -14,7 +14,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/access.proto.
  */
 export const file_yardmaster_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLKAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQiLAoTQ3JlZGVudGlhbFJhdGVMaW1pdBIVCg1hY2NvdW50X2ZpZWxkGAEgASgJKnAKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAISGgoWQVVESVRfTU9ERV9BRE1JTl9DQUxMUxADOlUKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLiOAyABKAsyGy55YXJkbWFzdGVyLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
+  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLZAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQSDQoFaGVhdnkYBiABKAgiLAoTQ3JlZGVudGlhbFJhdGVMaW1pdBIVCg1hY2NvdW50X2ZpZWxkGAEgASgJKnAKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAISGgoWQVVESVRfTU9ERV9BRE1JTl9DQUxMUxADOlUKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLiOAyABKAsyGy55YXJkbWFzdGVyLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
 
 /**
  * The access rule of one method.
@@ -60,6 +60,17 @@ export type AccessPolicy = Message<"yardmaster.v1.AccessPolicy"> & {
    * @generated from field: yardmaster.v1.CredentialRateLimit credential_rate_limit = 5;
    */
   credentialRateLimit?: CredentialRateLimit | undefined;
+
+  /**
+   * The call can hold database connections or storage for long (large batches, scans,
+   * aggregates, recursive deletes, hashing uploads): an account may run only a few of
+   * these at once on one server instance (setting `limits.heavy_calls_per_account`);
+   * beyond that the call is ResourceExhausted (reason TOO_MANY_HEAVY_CALLS) with a
+   * RetryInfo detail.
+   *
+   * @generated from field: bool heavy = 6;
+   */
+  heavy: boolean;
 };
 
 /**

@@ -1,43 +1,62 @@
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import type { AuditLog } from '../../admin/audit-log.ts';
+import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
+import type { AuditLog, AuditRecord } from '../../admin/audit-log.ts';
+import { DomainError } from '../../domain-errors.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import type { AccessPolicies } from '../access-policies.ts';
-import { auditActorKey, auditTargetKey, callerKey, clientKey, requestIdKey } from '../context.ts';
+import { auditActorKey, auditTargetKey, callerKey, clientKey, loggerKey, requestIdKey } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
 import { observeStream } from './server-streams.ts';
 
+/** The record written before the call ran (by `writeAhead`), if one was. */
+const auditRecordKey = createContextKey<{ id: string | undefined } | undefined>(undefined, { description: 'audit record' });
+
+/** How long a client should wait before retrying a call refused for want of its audit record. */
+const auditRetryAfterMs = 1000;
+
 /**
- * Writes an audit record for every call of a method declared audited, whatever its
- * outcome, with actor, target (the request field the contract names), client address
- * and request id.
+ * The audit log's two interceptors. `record`, outside authentication so that calls with
+ * bad credentials are audited too, writes the record of every call of a method declared
+ * audited, whatever its outcome, with actor, target (the request field the contract
+ * names, or what the handler learnt), client address and request id. `writeAhead`, last
+ * before the handler, writes the record of a call that will run before it runs: a call
+ * whose record cannot be written is refused (Unavailable) instead of acting unrecorded.
  */
-export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): Interceptor {
-  return (next) => async (req) => {
+export function auditInterceptors(auditLog: AuditLog, policies: AccessPolicies): { record: Interceptor; writeAhead: Interceptor } {
+  const entryOf = (req: Parameters<Parameters<Interceptor>[0]>[0], error: ConnectError | undefined): AuditRecord => {
+    const rule = policies.forMethod(req.method);
+    const values = req.contextValues;
+    const actor = values.get(callerKey) ?? values.get(auditActorKey);
+    return {
+      actorId: actor && 'userId' in actor ? actor.userId : actor?.id,
+      actorUsername: actor?.username,
+      action: rule.name,
+      target: values.get(auditTargetKey) ?? (req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim()),
+      clientAddress: values.get(clientKey).clientAddress,
+      requestId: values.get(requestIdKey),
+      outcome: error ? 'failure' : 'success',
+      errorCode: error ? codeName(error.code) : undefined,
+      reason: error?.findDetails(ErrorInfoSchema)[0]?.reason,
+    };
+  };
+
+  const record: Interceptor = (next) => async (req) => {
     const rule = policies.forMethod(req.method);
     if (rule.audit === 'none') return next(req);
     const values = req.contextValues;
+    const written: { id: string | undefined } = { id: undefined };
+    values.set(auditRecordKey, written);
     // The caller is known only once authentication (further in) has run.
     const audited = (failed: boolean) => rule.audit === 'all' || (rule.audit === 'failures' && failed) || (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
-    const record = async (error: ConnectError | undefined) => {
-      const actor = values.get(callerKey) ?? values.get(auditActorKey);
-      const actorId = actor && 'userId' in actor ? actor.userId : actor?.id;
-      await auditLog.record({
-        actorId,
-        actorUsername: actor?.username,
-        action: rule.name,
-        target: values.get(auditTargetKey) ?? (req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim()),
-        clientAddress: values.get(clientKey).clientAddress,
-        requestId: values.get(requestIdKey),
-        outcome: error ? 'failure' : 'success',
-        errorCode: error ? codeName(error.code) : undefined,
-        reason: error?.findDetails(ErrorInfoSchema)[0]?.reason,
-      });
+    const write = async (error: ConnectError | undefined) => {
+      const entry = entryOf(req, error);
+      if (written.id !== undefined) await auditLog.finish(written.id, entry);
+      else if (audited(error !== undefined)) await auditLog.record(entry);
     };
     const recordFailure = async (error: unknown, evenIfCanceled: boolean) => {
       const mapped = toConnectError(error, undefined);
-      if ((evenIfCanceled || mapped.code !== Code.Canceled) && audited(true)) await record(mapped);
+      if (evenIfCanceled || mapped.code !== Code.Canceled || written.id !== undefined) await write(mapped);
     };
     let res;
     try {
@@ -47,7 +66,7 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
       throw error;
     }
     if (!res.stream) {
-      if (audited(false)) await record(undefined);
+      await write(undefined);
       return res;
     }
     // A server stream's work happens as it is read: it is recorded when it ends, with what
@@ -55,9 +74,29 @@ export function auditInterceptor(auditLog: AuditLog, policies: AccessPolicies): 
     return observeStream(res, req.signal, {
       end: async (how) => {
         if (how.kind === 'failed') await recordFailure(how.error, true);
-        else if (how.kind === 'done' && audited(false)) await record(undefined);
-        else if (how.kind === 'stopped' && audited(true)) await record(new ConnectError('the client stopped reading', Code.Canceled));
+        else if (how.kind === 'done') await write(undefined);
+        else await write(new ConnectError('the client stopped reading', Code.Canceled));
       },
     });
   };
+
+  const writeAhead: Interceptor = (next) => async (req) => {
+    const rule = policies.forMethod(req.method);
+    const written = req.contextValues.get(auditRecordKey);
+    const willRecord = rule.audit === 'all' || (rule.audit === 'admin_calls' && req.contextValues.get(callerKey)?.role === 'admin');
+    if (!written || !willRecord) return next(req);
+    const entry = entryOf(req, undefined);
+    try {
+      written.id = await auditLog.begin(entry);
+    } catch (error) {
+      req.contextValues.get(loggerKey)?.error({ err: error, audit: entry }, 'could not write an audit event: the call was refused');
+      throw new DomainError('unavailable', 'the call could not be recorded in the audit log, so it was not carried out: retry later', {
+        reason: 'AUDIT_LOG_UNAVAILABLE',
+        retryAfterMs: auditRetryAfterMs,
+      });
+    }
+    return next(req);
+  };
+
+  return { record, writeAhead };
 }
