@@ -32,6 +32,7 @@ beforeAll(async () => {
   admin = await server.adminClient();
   // Credential rate limits are tested elsewhere; here they would only get in the way.
   await server.setSetting('auth.account_failure_limit', 1000);
+  await server.setSetting('auth.account_throttle_threshold', 1000);
   await server.setSetting('auth.address_failure_limit', 100_000);
   [userA, userB, worker] = await Promise.all([
     server.createUser({ role: Role.USER }),
@@ -847,6 +848,7 @@ describe('secrets at rest', () => {
 describe('timing', () => {
   test('an unknown username and a wrong password take similar time', async () => {
     await server.setSetting('auth.account_failure_limit', 1000);
+    await server.setSetting('auth.account_throttle_threshold', 1000);
     await server.setSetting('auth.address_failure_limit', 100_000);
     const anonymous = server.client();
     const attempt = async (username: string): Promise<number> => {

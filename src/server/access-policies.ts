@@ -13,6 +13,8 @@ export interface MethodAccess {
   auditTargetField: string;
   /** Defined when the method checks credentials and is rate limited. */
   rateLimit: { accountField: string } | undefined;
+  /** The caller must use an access token (an interactive session), not an API key. */
+  sessionRequired: boolean;
 }
 
 const auditModeNames: Partial<Record<AuditMode, MethodAccess['audit']>> = {
@@ -52,6 +54,7 @@ export class AccessPolicies {
           audit: auditModeNames[rule.audit] ?? 'none',
           auditTargetField: rule.auditTargetField,
           rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField } : undefined,
+          sessionRequired: rule.sessionRequired,
         });
       }
     }
@@ -67,6 +70,7 @@ export class AccessPolicies {
           audit: 'none',
           auditTargetField: '',
           rateLimit: undefined,
+          sessionRequired: false,
         });
       }
     }

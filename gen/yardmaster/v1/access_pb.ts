@@ -14,7 +14,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/access.proto.
  */
 export const file_yardmaster_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLKAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQiLAoTQ3JlZGVudGlhbFJhdGVMaW1pdBIVCg1hY2NvdW50X2ZpZWxkGAEgASgJKnAKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAISGgoWQVVESVRfTU9ERV9BRE1JTl9DQUxMUxADOlUKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLiOAyABKAsyGy55YXJkbWFzdGVyLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
+  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLkAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQSGAoQc2Vzc2lvbl9yZXF1aXJlZBgGIAEoCCIsChNDcmVkZW50aWFsUmF0ZUxpbWl0EhUKDWFjY291bnRfZmllbGQYASABKAkqcAoJQXVkaXRNb2RlEhoKFkFVRElUX01PREVfVU5TUEVDSUZJRUQQABISCg5BVURJVF9NT0RFX0FMTBABEhcKE0FVRElUX01PREVfRkFJTFVSRVMQAhIaChZBVURJVF9NT0RFX0FETUlOX0NBTExTEAM6VQoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuI4DIAEoCzIbLnlhcmRtYXN0ZXIudjEuQWNjZXNzUG9saWN5UgZhY2Nlc3NiBnByb3RvMw", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
 
 /**
  * The access rule of one method.
@@ -60,6 +60,16 @@ export type AccessPolicy = Message<"yardmaster.v1.AccessPolicy"> & {
    * @generated from field: yardmaster.v1.CredentialRateLimit credential_rate_limit = 5;
    */
   credentialRateLimit?: CredentialRateLimit | undefined;
+
+  /**
+   * The caller must hold an interactive session (an access token from Login, Register
+   * or Refresh): an API key is refused with PermissionDenied, reason SESSION_REQUIRED.
+   * Set on credential management, so that a leaked API key cannot mint its successors,
+   * change the password or read and end the owner's sessions.
+   *
+   * @generated from field: bool session_required = 6;
+   */
+  sessionRequired: boolean;
 };
 
 /**
