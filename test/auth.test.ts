@@ -1013,6 +1013,15 @@ describe('rate limiting', () => {
     expect(auditEvents[0]!.reason).toBe('ACCOUNT_THROTTLED');
   });
 
+  test('refused registrations of an account’s name, from many addresses, do not slow its sign-ins down', async () => {
+    await setSetting('auth.account_throttle_threshold', 2);
+    const { user, password } = await server.createUser();
+    for (let attempt = 0; attempt < 6; attempt++) {
+      await expectConnectError(authFrom(freshAddress()).register({ username: user.username, email: `${uniqueName('squat')}@example.com`, password: 'a-long-enough-password' }), Code.PermissionDenied, 'REGISTRATION_CLOSED');
+    }
+    expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
+  });
+
   test('failures by username and by e-mail count against the same account', async () => {
     await setSetting('auth.account_failure_limit', 3);
     const { user, password } = await server.createUser();

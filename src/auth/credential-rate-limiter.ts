@@ -98,9 +98,10 @@ export class CredentialRateLimiter {
 
   /**
    * Takes the slots of one attempt, or throws ResourceExhausted (with the time to wait)
-   * and takes none. `account` is an accountKeyOf key.
+   * and takes none. `account` is an accountKeyOf key; only attempts that check the
+   * account's password count toward (and wait for) the account-wide throttle.
    */
-  async reserve(address: string, account: string | undefined): Promise<AttemptReservation> {
+  async reserve(address: string, account: string | undefined, { checksPassword }: { checksPassword: boolean }): Promise<AttemptReservation> {
     const limiters = this.#limiters;
     const held: Array<{ limiter: RateLimiterPostgres; key: string }> = [];
     const giveBack = () => Promise.all(held.map(({ limiter, key }) => limiter.reward(key, 1)));
@@ -126,6 +127,8 @@ export class CredentialRateLimiter {
     let accountFailures = 0;
     if (account !== undefined) {
       await take(limiters.pairFailures, pairKey(account, addressKey), 'too many failed attempts for this account from this address');
+    }
+    if (account !== undefined && checksPassword) {
       accountFailures = (await take(limiters.accountFailures, account, 'too many failed attempts for this account')).consumedPoints;
       const threshold = this.#settings.get('auth.account_throttle_threshold');
       if (accountFailures > threshold && !(await this.#signedInFrom(account, addressKey))) {
@@ -138,7 +141,7 @@ export class CredentialRateLimiter {
       }
     }
 
-    const reachedThreshold = account !== undefined && accountFailures === this.#settings.get('auth.account_throttle_threshold');
+    const reachedThreshold = accountFailures === this.#settings.get('auth.account_throttle_threshold');
     return {
       settle: async (outcome) => {
         if (outcome === 'failure') return { accountThrottled: reachedThreshold };

@@ -12,7 +12,7 @@ export interface MethodAccess {
   audit: 'none' | 'all' | 'failures' | 'admin_calls';
   auditTargetField: string;
   /** Defined when the method checks credentials and is rate limited. */
-  rateLimit: { accountField: string } | undefined;
+  rateLimit: { accountField: string; checksPassword: boolean } | undefined;
   /** The caller must use an access token (an interactive session), not an API key. */
   sessionRequired: boolean;
 }
@@ -53,7 +53,7 @@ export class AccessPolicies {
           roles,
           audit: auditModeNames[rule.audit] ?? 'none',
           auditTargetField: rule.auditTargetField,
-          rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField } : undefined,
+          rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField, checksPassword: rule.credentialRateLimit.checksPassword } : undefined,
           sessionRequired: rule.sessionRequired,
         });
       }

@@ -30,7 +30,7 @@ export function credentialRateLimitInterceptor(limiter: CredentialRateLimiter, p
     const caller = req.contextValues.get(callerKey);
     const account = accountName.trim() !== '' ? await limiter.accountKeyOf(accountName) : caller ? limiter.accountKeyOfUser(caller.userId) : undefined;
     const kind = req.method.name.toLowerCase();
-    const reservation = await limiter.reserve(client.clientAddress, account);
+    const reservation = await limiter.reserve(client.clientAddress, account, { checksPassword: rule.rateLimit.checksPassword });
     let outcome: AttemptOutcome = 'not_evaluated';
     try {
       const res = await next(req);
