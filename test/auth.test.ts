@@ -928,6 +928,23 @@ describe('rate limiting', () => {
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
   });
 
+  test('Login: guesses sent at once to two instances share one count', async () => {
+    await setSetting('auth.account_failure_limit', 5);
+    const { user } = await server.createUser();
+    const other = await startTestServer({ env: { TRUST_PROXY: '1' }, database: { url: server.databaseUrl, name: '', drop: async () => {} } });
+    try {
+      const address = freshAddress();
+      const here = authFrom(address);
+      const there = other.authClient({ 'x-forwarded-for': address });
+      const outcomes = await outcomesOf(
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? here : there).login({ username: user.username, password: `wrong-guess-${i}` })),
+      );
+      expect(outcomes).toEqual({ Unauthenticated: 5, ResourceExhausted: 15 });
+    } finally {
+      await other.close();
+    }
+  });
+
   test('Login: guesses at many accounts sent at once from one address are evaluated at most auth.address_failure_limit times', async () => {
     await setSetting('auth.address_failure_limit', 8);
     const auth = authFrom(freshAddress());

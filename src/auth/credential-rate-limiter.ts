@@ -111,9 +111,8 @@ export class CredentialRateLimiter {
         held.push({ limiter, key });
         return taken;
       } catch (rejection) {
-        const retryAfterMs = rejected(rejection);
         await giveBack();
-        throw tooMany(what, retryAfterMs);
+        throw rejection instanceof RateLimiterRes ? tooMany(what, rejection.msBeforeNext) : rejection;
       }
     };
 
@@ -121,7 +120,7 @@ export class CredentialRateLimiter {
     try {
       await limiters.addressRequests.consume(addressKey);
     } catch (rejection) {
-      throw tooMany('too many calls from this address', rejected(rejection));
+      throw rejection instanceof RateLimiterRes ? tooMany('too many calls from this address', rejection.msBeforeNext) : rejection;
     }
     await take(limiters.addressFailures, addressKey, 'too many failed attempts from this address');
     let accountFailures = 0;
@@ -207,11 +206,6 @@ export class CredentialRateLimiter {
 
 function pairKey(account: string, address: string): string {
   return `${account}|${address}`;
-}
-
-function rejected(rejection: unknown): number {
-  if (!(rejection instanceof RateLimiterRes)) throw rejection;
-  return rejection.msBeforeNext;
 }
 
 function tooMany(what: string, retryAfterMs: number) {
