@@ -199,7 +199,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       routes: (router) => {
         if (config.role === 'worker') return;
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
-        router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys }));
+        router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, settings }));
         router.service(FilesServiceDesc, createFilesRpc(files));
@@ -215,7 +215,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         audit.record,
         authenticationInterceptor(authenticator, policies, metrics),
         authorizationInterceptor(policies),
-        credentialRateLimitInterceptor(rateLimiter, policies, metrics),
+        credentialRateLimitInterceptor(rateLimiter, policies, metrics, auditLog),
         streamLimitInterceptor({ ...defaultStreamLimits, ...streamLimits }),
         heavyCallLimitInterceptor(policies, settings),
         // Last: only a call about to reach its handler is recorded before it runs.

@@ -194,6 +194,7 @@ describe('access', () => {
         target: victimId,
         call: (c, o) => c.resetUserPassword({ id: victimId, newPassword: 'chosen-by-an-intruder' }, o),
       },
+      { method: 'ClearSignInThrottle', audited: true, target: victimId, call: (c, o) => c.clearSignInThrottle({ id: victimId }, o) },
       { method: 'ListSettings', audited: false, call: (c, o) => c.listSettings({}, o) },
       { method: 'GetSetting', audited: false, call: (c, o) => c.getSetting({ key: 'auth.open_registration' }, o) },
       {
@@ -222,7 +223,7 @@ describe('access', () => {
   test('the table of calls covers every AdminService method', () => {
     expect(calls.map((c) => c.method).sort()).toEqual(AdminService.methods.map((m) => m.name).sort());
     // Audited exactly where the contract says so.
-    const audited = ['CreateUser', 'UpdateUser', 'DeleteUser', 'ResetUserPassword', 'UpdateSetting', 'RotateSigningKey'];
+    const audited = ['CreateUser', 'UpdateUser', 'DeleteUser', 'ResetUserPassword', 'ClearSignInThrottle', 'UpdateSetting', 'RotateSigningKey'];
     expect(calls.filter((c) => c.audited).map((c) => c.method).sort()).toEqual(audited.sort());
   });
 
@@ -1072,7 +1073,8 @@ describe('settings', () => {
   const catalog: Record<string, [SettingType, JsonValue]> = {
     'auth.account_failure_limit': [SettingType.INTEGER, 5],
     'auth.account_failure_window': [SettingType.DURATION, '15m'],
-    'auth.account_lockout_max': [SettingType.DURATION, '1d'],
+    'auth.account_throttle_max_delay': [SettingType.DURATION, '15m'],
+    'auth.account_throttle_threshold': [SettingType.INTEGER, 10],
     'auth.address_failure_limit': [SettingType.INTEGER, 20],
     'auth.address_request_limit': [SettingType.INTEGER, 300],
     'auth.open_registration': [SettingType.BOOL, false],
@@ -1143,7 +1145,8 @@ describe('settings', () => {
       ['auth.refresh_reuse_grace', 10],
       ['auth.refresh_reuse_grace', '2m'],
       ['auth.account_failure_window', '0s'],
-      ['auth.account_lockout_max', '8d'],
+      ['auth.account_throttle_max_delay', '2d'],
+      ['auth.account_throttle_threshold', 0],
     ];
     for (const [key, value] of cases) {
       const rid = requestId('bad-setting');
@@ -1245,11 +1248,11 @@ describe('ListAuditEvents', () => {
       subject = (await admin.admin.createUser({ username: name, email: `${name}@example.com`, password: subjectPassword, role: Role.USER }, o)).user!;
     });
     await step('UpdateUser', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.updateUser({ user: { id: subject.id, email: `${name}-2@example.com` }, updateMask: { paths: ['email'] } }, o));
-    await step('UpdateSetting', 'auth.account_lockout_max', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_lockout_max', value: jsonValue('2d') }, o));
+    await step('UpdateSetting', 'auth.account_throttle_max_delay', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_throttle_max_delay', value: jsonValue('20m') }, o));
     await step('UpdateUser', '(subject)', AuditOutcome.FAILURE, (o) => expectConnectError(admin.admin.updateUser({ user: { id: subject.id }, updateMask: { paths: [] } }, o), Code.InvalidArgument));
     await step('ResetUserPassword', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.resetUserPassword({ id: subject.id, newPassword: subjectPassword }, o));
     await step('yardmaster.v1.AuthService.Login', name, AuditOutcome.SUCCESS, (o) => server.client().auth.login({ username: name, password: subjectPassword }, o), '(subject)');
-    await step('UpdateSetting', 'auth.account_lockout_max', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_lockout_max', value: jsonValue(null) }, o));
+    await step('UpdateSetting', 'auth.account_throttle_max_delay', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_throttle_max_delay', value: jsonValue(null) }, o));
     await step('DeleteUser', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.deleteUser({ id: subject.id, confirm: name }, o));
     // Calls of methods that are not audited.
     await admin.admin.listUsers({}, withRequestId(requestId('not-audited')));
@@ -1345,7 +1348,7 @@ describe('ListAuditEvents', () => {
   test('filters by target and by outcome', async () => {
     const onSubject = await admin.admin.listAuditEvents({ ...inWindow(), target: subject.id });
     expect(onSubject.auditEvents.map((e) => e.requestId)).toEqual(script.filter((s) => s.target === subject.id).reverse().map((s) => s.rid));
-    const onSetting = await admin.admin.listAuditEvents({ ...inWindow(), target: 'auth.account_lockout_max' });
+    const onSetting = await admin.admin.listAuditEvents({ ...inWindow(), target: 'auth.account_throttle_max_delay' });
     expect(onSetting.auditEvents).toHaveLength(2);
     const byName = await admin.admin.listAuditEvents({ ...inWindow(), target: subject.username, action: service });
     expect(byName.auditEvents.map((e) => e.action)).toEqual([`${service}.CreateUser`]);

@@ -172,6 +172,7 @@ describe('Login', () => {
 
   test('an unknown user and a wrong password take about the same time', async () => {
     await setSetting('auth.account_failure_limit', 1000);
+    await setSetting('auth.account_throttle_threshold', 1000);
     const { user } = await server.createUser();
     const auth = server.authClient();
     const timeFailedLogin = async (username: string) => {
@@ -664,13 +665,40 @@ describe('API keys', () => {
     const overConnect = server.client({ apiKey: secret });
     const overGrpc = server.client({ apiKey: secret, protocol: 'grpc' });
     const outcomes: string[] = [];
-    for (const call of [() => overConnect.auth.getMe({}), () => overConnect.auth.getMe({}), () => overGrpc.auth.getMe({}), () => overConnect.auth.listSessions({})]) {
+    for (const call of [() => overConnect.auth.getMe({}), () => overConnect.auth.getMe({}), () => overGrpc.auth.getMe({}), () => overConnect.jobs.listJobs({})]) {
       outcomes.push(await call().then(() => 'ok', (error: unknown) => Code[ConnectError.from(error).code]!));
     }
     expect(outcomes).toEqual(['ok', 'ok', 'ok', 'ok']);
-    // A key's caller has no session: none is marked current.
-    expect((await overConnect.auth.listSessions({})).sessions.some((session) => session.current)).toBe(false);
     expect((await overConnect.auth.getMe({})).user?.id).toBe(user.id);
+  });
+
+  test('credential management needs a session: an API key cannot mint, list or revoke keys, change the password or touch sessions', async () => {
+    const { user, client, password } = await server.createUser();
+    const { apiKey, secret } = await client.auth.createApiKey({ name: 'leaked' });
+    const byKey = server.bearerAuthClient(secret);
+    const { sessions } = await client.auth.listSessions({});
+    const keysBefore = await server.countRows('select count(*)::int as n from api_keys where user_id = $1', [user.id]);
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['CreateApiKey', () => byKey.createApiKey({ name: 'successor' })],
+      ['ListApiKeys', () => byKey.listApiKeys({})],
+      ['RevokeApiKey', () => byKey.revokeApiKey({ id: apiKey!.id })],
+      ['ChangePassword', () => byKey.changePassword({ currentPassword: password, newPassword: 'chosen-by-a-key-thief' })],
+      ['ListSessions', () => byKey.listSessions({})],
+      ['RevokeSession', () => byKey.revokeSession({ id: sessions[0]!.id })],
+    ];
+    for (const [name, call] of calls) {
+      const refused = await expectConnectError(call, Code.PermissionDenied, 'SESSION_REQUIRED');
+      expect(refused.rawMessage, name).toContain('access token');
+    }
+    // Nothing changed: no new key, the key and the session still work, the password is the same.
+    expect(await server.countRows('select count(*)::int as n from api_keys where user_id = $1', [user.id])).toBe(keysBefore);
+    expect((await byKey.getMe({})).user?.id).toBe(user.id);
+    expect(await openSessionCount(user.id)).toBeGreaterThanOrEqual(1);
+    expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
+    // The refusals are audited where the method is.
+    expect(await server.countRows(`select count(*)::int as n from audit_events where actor_id = $1 and reason = 'SESSION_REQUIRED'`, [user.id])).toBe(4);
+    // The same calls with an access token work.
+    expect((await client.auth.listApiKeys({})).apiKeys.length).toBe(keysBefore);
   });
 
   test('an expiry in the past or a bad name is InvalidArgument and creates no key', async () => {
@@ -875,47 +903,140 @@ describe('GetMyPermissions', () => {
 describe('rate limiting', () => {
   /** Failure counters of an account in rate_limit_counters (keyed by the account's id). */
   const accountCounterPoints = (userId: string) =>
-    server.countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1`, [`id:${userId}`]);
+    server.countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1 || '%'`, [`id:${userId}`]);
 
-  test('ChangePassword: wrong current passwords count against the account like failed logins, then even the right one is ResourceExhausted', async () => {
-    await setSetting('auth.account_failure_limit', 3);
-    const user = await server.createUser();
-    for (let attempt = 0; attempt < 3; attempt++) {
-      await expectConnectError(user.client.auth.changePassword({ currentPassword: 'a-wrong-guess-123', newPassword: 'a-new-password-123' }), Code.InvalidArgument, 'WRONG_PASSWORD');
+  /** Settles `calls` together; counts the replies by Connect code name (`ok` for a success). */
+  async function outcomesOf(calls: Array<Promise<unknown>>): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const settled of await Promise.allSettled(calls)) {
+      if (settled.status === 'rejected' && !(settled.reason instanceof ConnectError)) throw settled.reason;
+      const key = settled.status === 'fulfilled' ? 'ok' : Code[(settled.reason as ConnectError).code]!;
+      counts[key] = (counts[key] ?? 0) + 1;
     }
-    const locked = await expectConnectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'a-new-password-123' }), Code.ResourceExhausted);
-    expect(retryDelayMs(locked)).toBeGreaterThan(0);
-    // Nothing changed: the old password still signs in (once the lock is lifted).
-    await server.query(`delete from rate_limit_counters where key like '%' || $1`, [`id:${user.user.id}`]);
-    await server.client().auth.login({ username: user.user.username, password: user.password });
-  });
+    return counts;
+  }
 
-  test('after auth.account_failure_limit failures even the right password is ResourceExhausted with RetryInfo and retry-after', async () => {
-    await setSetting('auth.account_failure_limit', 3);
+  test('Login: guesses sent at once are evaluated at most auth.account_failure_limit times, the rest are ResourceExhausted', async () => {
+    await setSetting('auth.account_failure_limit', 5);
     const { user, password } = await server.createUser();
     const auth = authFrom(freshAddress());
-    const sessionsBefore = await sessionCount(user.id);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      await expectConnectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
-    }
+    const outcomes = await outcomesOf(Array.from({ length: 24 }, (_, i) => auth.login({ username: user.username, password: `wrong-guess-${i}` })));
+    expect(outcomes).toEqual({ Unauthenticated: 5, ResourceExhausted: 19 });
+    // Only the evaluated guesses were failures that reached the password check.
+    expect(await server.countRows(`select count(*)::int as n from audit_events where action = $1 and target = $2 and reason = 'INVALID_CREDENTIALS'`, [method('AuthService', 'Login'), user.username])).toBe(5);
+    // The owner, elsewhere, is not affected.
+    expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
+  });
 
-    const locked = await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted);
-    const delay = retryDelayMs(locked);
+  test('Login: guesses sent at once to two instances share one count', async () => {
+    await setSetting('auth.account_failure_limit', 5);
+    const { user } = await server.createUser();
+    const other = await startTestServer({ env: { TRUST_PROXY: '1' }, database: { url: server.databaseUrl, name: '', drop: async () => {} } });
+    try {
+      const address = freshAddress();
+      const here = authFrom(address);
+      const there = other.authClient({ 'x-forwarded-for': address });
+      const outcomes = await outcomesOf(
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? here : there).login({ username: user.username, password: `wrong-guess-${i}` })),
+      );
+      expect(outcomes).toEqual({ Unauthenticated: 5, ResourceExhausted: 15 });
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('Login: guesses at many accounts sent at once from one address are evaluated at most auth.address_failure_limit times', async () => {
+    await setSetting('auth.address_failure_limit', 8);
+    const auth = authFrom(freshAddress());
+    const outcomes = await outcomesOf(Array.from({ length: 20 }, () => auth.login({ username: uniqueName('nobody'), password: 'not-the-password' })));
+    expect(outcomes).toEqual({ Unauthenticated: 8, ResourceExhausted: 12 });
+  });
+
+  test('ChangePassword: wrong current passwords sent at once are evaluated at most auth.account_failure_limit times, and nothing changes', async () => {
+    await setSetting('auth.account_failure_limit', 3);
+    const user = await server.createUser();
+    const outcomes = await outcomesOf(
+      Array.from({ length: 12 }, (_, i) => user.client.auth.changePassword({ currentPassword: `a-wrong-guess-${i}`, newPassword: 'a-new-password-123' })),
+    );
+    expect(outcomes).toEqual({ InvalidArgument: 3, ResourceExhausted: 9 });
+    const limited = await expectConnectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'a-new-password-123' }), Code.ResourceExhausted, 'RATE_LIMITED');
+    expect(retryDelayMs(limited)).toBeGreaterThan(0);
+    // Nothing changed: the old password still signs in, from another address.
+    expect((await authFrom(freshAddress()).login({ username: user.user.username, password: user.password })).user?.id).toBe(user.user.id);
+  });
+
+  test('Register: attempts on a taken name sent at once are evaluated at most auth.account_failure_limit times', async () => {
+    await setSetting('auth.open_registration', true);
+    await setSetting('auth.account_failure_limit', 4);
+    const { user } = await server.createUser();
+    const auth = authFrom(freshAddress());
+    const usersBefore = await userCount();
+    const outcomes = await outcomesOf(
+      Array.from({ length: 15 }, (_, i) => auth.register({ username: user.username, email: `${uniqueName('taken')}-${i}@example.com`, password: 'a-long-enough-password' })),
+    );
+    expect(outcomes).toEqual({ AlreadyExists: 4, ResourceExhausted: 11 });
+    expect(await userCount()).toBe(usersBefore);
+  });
+
+  test('a guesser at one address cannot lock the owner out from another address', async () => {
+    await setSetting('auth.account_failure_limit', 3);
+    const { user, password } = await server.createUser();
+    const attacker = authFrom(freshAddress());
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await expectConnectError(attacker.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+    }
+    // The guesser is refused, even with the right password, with RetryInfo and retry-after...
+    const refused = await expectConnectError(attacker.login({ username: user.username, password }), Code.ResourceExhausted, 'RATE_LIMITED');
+    const delay = retryDelayMs(refused);
     expect(delay).toBeGreaterThan(0);
     expect(delay).toBeLessThanOrEqual(15 * 60_000);
-    const retryAfter = Number(locked.metadata.get('retry-after'));
-    expect(retryAfter).toBeGreaterThanOrEqual(1);
-    expect(retryAfter).toBe(Math.max(1, Math.ceil(delay / 1000)));
-    expect(await sessionCount(user.id)).toBe(sessionsBefore);
+    expect(Number(refused.metadata.get('retry-after'))).toBe(Math.max(1, Math.ceil(delay / 1000)));
+    // ... while the owner, from elsewhere, signs in at once.
+    expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
+    expect((await authFrom(freshAddress()).login({ username: user.email, password })).user?.id).toBe(user.id);
+  });
 
-    // From another address too: the lock is on the account.
-    await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password }), Code.ResourceExhausted);
-    // Over gRPC, the same detail arrives.
-    const grpc = await expectConnectError(server.client({ protocol: 'grpc' }).auth.login({ username: user.username, password }), Code.ResourceExhausted);
-    expect(retryDelayMs(grpc)).toBeGreaterThan(0);
-    // Other accounts are not affected.
-    const other = await server.createUser();
-    await auth.login({ username: other.user.username, password: other.password });
+  test('past auth.account_throttle_threshold, attempts on the account from anywhere wait a delay that doubles up to auth.account_throttle_max_delay; the throttling is audited once', async () => {
+    await setSetting('auth.account_throttle_threshold', 3);
+    await setSetting('auth.account_throttle_max_delay', '2s');
+    const { user, password } = await server.createUser();
+    const ownerAddress = freshAddress();
+    await authFrom(ownerAddress).login({ username: user.username, password });
+    // A guesser with a fresh address for every guess.
+    const guess = () => authFrom(freshAddress()).login({ username: user.username, password: 'not-the-password' });
+    for (let attempt = 0; attempt < 3; attempt++) await expectConnectError(guess(), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+
+    const waits: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      // One attempt goes ahead and opens the next delay; the next one must wait it out.
+      await expectConnectError(guess(), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+      const throttled = await expectConnectError(guess(), Code.ResourceExhausted, 'RATE_LIMITED');
+      waits.push(retryDelayMs(throttled));
+      await sleep(retryDelayMs(throttled) + 50);
+    }
+    expect(waits[0]).toBeLessThanOrEqual(1000);
+    expect(waits[1]).toBeGreaterThan(1000);
+    expect(waits[1]).toBeLessThanOrEqual(2000);
+    expect(waits[2]).toBeGreaterThan(1000);
+    expect(waits[3]).toBeLessThanOrEqual(2000); // capped
+    // The right password from a new address waits too: the throttle is on the account...
+    await expectConnectError(guess(), Code.Unauthenticated);
+    await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password }), Code.ResourceExhausted, 'RATE_LIMITED');
+    // ... but not from where the owner signed in before; and that success ends the throttling.
+    expect((await authFrom(ownerAddress).login({ username: user.username, password })).user?.id).toBe(user.id);
+    expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
+    const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AuthService', 'AccountThrottled') , target: user.id });
+    expect(auditEvents).toHaveLength(1);
+    expect(auditEvents[0]!.reason).toBe('ACCOUNT_THROTTLED');
+  });
+
+  test('refused registrations of an account’s name, from many addresses, do not slow its sign-ins down', async () => {
+    await setSetting('auth.account_throttle_threshold', 2);
+    const { user, password } = await server.createUser();
+    for (let attempt = 0; attempt < 6; attempt++) {
+      await expectConnectError(authFrom(freshAddress()).register({ username: user.username, email: `${uniqueName('squat')}@example.com`, password: 'a-long-enough-password' }), Code.PermissionDenied, 'REGISTRATION_CLOSED');
+    }
+    expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
   });
 
   test('failures by username and by e-mail count against the same account', async () => {
@@ -930,24 +1051,32 @@ describe('rate limiting', () => {
     await expectConnectError(auth.login({ username: user.email, password }), Code.ResourceExhausted);
   });
 
-  test('each lock-out lasts longer than the one before', async () => {
-    await setSetting('auth.account_failure_limit', 3);
-    await setSetting('auth.account_failure_window', '1s'); // also the first lock-out's length
+  test('an admin’s ClearSignInThrottle lifts every refusal and delay of the account at once, and is audited; a user may not call it', async () => {
+    await setSetting('auth.account_failure_limit', 2);
+    await setSetting('auth.account_throttle_threshold', 3);
     const { user, password } = await server.createUser();
-    const auth = authFrom(freshAddress());
-    const lockOut = async () => {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        await expectConnectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
-      }
-      return retryDelayMs(await expectConnectError(auth.login({ username: user.username, password }), Code.ResourceExhausted));
-    };
+    const attacker = authFrom(freshAddress());
+    for (let attempt = 0; attempt < 2; attempt++) await expectConnectError(attacker.login({ username: user.username, password: 'wrong' }), Code.Unauthenticated);
+    // The fourth failure opens a delay of 1 s on the account.
+    for (let attempt = 0; attempt < 2; attempt++) await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password: 'wrong' }), Code.Unauthenticated);
+    await expectConnectError(attacker.login({ username: user.username, password }), Code.ResourceExhausted);
+    await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password }), Code.ResourceExhausted);
 
-    const first = await lockOut();
-    await sleep(first + 100);
-    expect((await auth.login({ username: user.username, password })).user?.id).toBe(user.id);
-    const second = await lockOut();
-    expect(first).toBeGreaterThan(0);
-    expect(second).toBeGreaterThan(first * 1.5);
+    const other = await server.createUser();
+    await expectConnectError(other.client.admin.clearSignInThrottle({ id: user.id }), Code.PermissionDenied, 'ROLE_NOT_ALLOWED');
+    await expectConnectError(admin.admin.clearSignInThrottle({ id: 'not-a-uuid' }), Code.InvalidArgument);
+    await expectConnectError(admin.admin.clearSignInThrottle({ id: '01900000-0000-7000-8000-000000000000' }), Code.NotFound);
+
+    const cleared = await admin.admin.clearSignInThrottle({ id: user.id });
+    expect(cleared.wasThrottled).toBe(true);
+    expect(cleared.user?.id).toBe(user.id);
+    expect(await server.countRows(`select count(*)::int as n from rate_limit_counters where key like '%id:' || $1 || '%'`, [user.id])).toBe(0);
+    expect((await attacker.login({ username: user.username, password })).user?.id).toBe(user.id);
+    expect((await admin.admin.clearSignInThrottle({ id: user.id })).wasThrottled).toBe(false);
+    const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AdminService', 'ClearSignInThrottle'), target: user.id, outcome: AuditOutcome.SUCCESS });
+    expect(auditEvents.map((event) => event.actorUsername)).toEqual(['admin', 'admin']);
+    const { auditEvents: refused } = await admin.admin.listAuditEvents({ action: method('AdminService', 'ClearSignInThrottle'), actor: other.user.id });
+    expect(refused.map((event) => event.reason)).toEqual(['ROLE_NOT_ALLOWED']);
   });
 
   test('failures from one address across different accounts hit auth.address_failure_limit', async () => {
@@ -979,7 +1108,7 @@ describe('rate limiting', () => {
       for (let attempt = 0; attempt < 2; attempt++) {
         await expectConnectError(auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
       }
-      expect(await accountCounterPoints(user.id)).toBe(2);
+      expect(await accountCounterPoints(user.id)).toBe(4); // the account's count and this address's
       expect((await auth.login({ username: user.username, password })).user?.id).toBe(user.id);
       expect(await accountCounterPoints(user.id)).toBe(0);
     }

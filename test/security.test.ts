@@ -14,6 +14,9 @@ import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/conn
 import { importJWK, generateKeyPair, SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { AuthService } from '../gen/yardmaster/v1/auth_pb.ts';
 import { AdminService } from '../gen/yardmaster/v1/admin_pb.ts';
+import { FilesService } from '../gen/yardmaster/v1/files_pb.ts';
+import { JobsService } from '../gen/yardmaster/v1/jobs_pb.ts';
+import { QueueService } from '../gen/yardmaster/v1/queue_pb.ts';
 import { BadRequestSchema, ErrorInfoSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { connectErrorOf, expectConnectError, waitUntil } from './support/assertions.ts';
@@ -32,6 +35,7 @@ beforeAll(async () => {
   admin = await server.adminClient();
   // Credential rate limits are tested elsewhere; here they would only get in the way.
   await server.setSetting('auth.account_failure_limit', 1000);
+  await server.setSetting('auth.account_throttle_threshold', 1000);
   await server.setSetting('auth.address_failure_limit', 100_000);
   [userA, userB, worker] = await Promise.all([
     server.createUser({ role: Role.USER }),
@@ -155,8 +159,10 @@ async function signWithServerKey(
     .sign(privateKey);
 }
 
+type Claims = { sub: string; sid: string; role: string };
+
 /** sub/sid/role of user A's real access token. */
-function claimsOfA(): { sub: string; sid: string; role: string } {
+function claimsOfA(): Claims {
   const payload = decodeJwt(userA.client.tokens!.accessToken);
   return { sub: payload.sub!, sid: payload['sid'] as string, role: payload['role'] as string };
 }
@@ -264,6 +270,40 @@ const badCredentials: BadCredentialCase[] = [
     bearer: true,
     header: async () => `Bearer ${await signWithServerKey({ ...claimsOfA(), sid: randomUUID() })}`,
   },
+  ...(
+    [
+      ['session id that is not a UUID', (c: Claims) => ({ ...c, sid: "1' or '1'='1" })],
+      ['subject that is not a UUID', (c: Claims) => ({ ...c, sub: 'admin' })],
+      ['session id of the wrong type', (c: Claims) => ({ ...c, sid: 42 })],
+      ['no session id', ({ sid: _sid, ...c }: Claims) => c],
+      ['role the server does not have', (c: Claims) => ({ ...c, role: 'root' })],
+    ] as const
+  ).map(
+    ([what, edit]): BadCredentialCase => ({
+      name: `signed with the server key, ${what}`,
+      reason: 'ACCESS_TOKEN_INVALID',
+      bearer: true,
+      header: async () => `Bearer ${await signWithServerKey(edit(claimsOfA()))}`,
+    }),
+  ),
+  {
+    name: 'signed with the server key, issued 5 minutes in the future',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const now = Math.floor(Date.now() / 1000);
+      return `Bearer ${await signWithServerKey(claimsOfA(), { issuedAt: now + 300, expiresAt: now + 600 })}`;
+    },
+  },
+  {
+    name: 'signed with the server key, valid for 10 years',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const now = Math.floor(Date.now() / 1000);
+      return `Bearer ${await signWithServerKey(claimsOfA(), { issuedAt: now, expiresAt: now + 10 * 365 * 86_400 })}`;
+    },
+  },
   {
     name: 'tampered payload (role changed to admin)',
     reason: 'ACCESS_TOKEN_INVALID',
@@ -323,6 +363,24 @@ describe('bearer credentials that must not work', () => {
       const listing = await expectConnectError(() => client.auth.listApiKeys({}), Code.Unauthenticated, reason);
       expectHygienicError(listing);
     }
+  });
+
+  test('a token signed with the server key but malformed or outside policy says which claim is wrong', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const cases: Array<[string, Promise<string>]> = [
+      ['claim sid is malformed', signWithServerKey({ ...claimsOfA(), sid: 'not-a-uuid' })],
+      ['claim sub is malformed', signWithServerKey({ ...claimsOfA(), sub: 'admin' })],
+      ['claim sid is missing', signWithServerKey({ sub: claimsOfA().sub, role: 'user' })],
+      ['issued in the future', signWithServerKey(claimsOfA(), { issuedAt: now + 300, expiresAt: now + 600 })],
+      ['lives longer than this server issues tokens for', signWithServerKey(claimsOfA(), { issuedAt: now, expiresAt: now + 10 * 365 * 86_400 })],
+    ];
+    for (const [message, token] of cases) {
+      const error = await expectConnectError(server.bearerAuthClient(await token).getMe({}), Code.Unauthenticated, 'ACCESS_TOKEN_INVALID');
+      expect(error.rawMessage).toContain(message);
+    }
+    // Within the allowances: issued 30 s ahead of this clock, living the configured 15 minutes.
+    const skewed = await signWithServerKey(claimsOfA(), { issuedAt: now + 30, expiresAt: now + 30 + 15 * 60 });
+    expect((await server.bearerAuthClient(skewed).getMe({})).user?.id).toBe(userA.user.id);
   });
 
   test('the tampered-role token does not open admin methods either', async () => {
@@ -594,6 +652,38 @@ describe('error hygiene', () => {
     expect(seen).toHaveLength(calls.length);
   });
 
+  test('an id field that is not a UUID is InvalidArgument naming it on every unary method, never Internal', async () => {
+    const notAUuid = "1' or '1'='1";
+    // Fields named id, *_id or *_ids, at the top of the request or one message down (user.id).
+    const idFields = (message: DescMessage, prefix = '', depth = 0): Array<{ path: string; repeated: boolean }> =>
+      message.fields.flatMap((field) => {
+        const path = `${prefix}${field.jsonName}`;
+        if (field.fieldKind === 'message' && depth === 0) return idFields(field.message, `${path}.`, 1);
+        const isId = field.name === 'id' || (field.name.endsWith('_id') && field.name !== 'request_id') || field.name.endsWith('_ids');
+        return isId && (field.fieldKind === 'scalar' || field.fieldKind === 'list') ? [{ path, repeated: field.fieldKind === 'list' }] : [];
+      });
+    const results: string[] = [];
+    const adminToken = admin.tokens!.accessToken;
+    for (const service of [AuthService, AdminService, JobsService, FilesService, QueueService]) {
+      for (const method of service.methods) {
+        if (method.methodKind !== 'unary') continue;
+        for (const { path, repeated } of idFields(method.input)) {
+          const body: Record<string, unknown> = {};
+          const [first, second] = path.split('.');
+          const value = repeated ? [notAUuid] : notAUuid;
+          if (second) body[first!] = { [second]: value };
+          else body[first!] = value;
+          const reply = await postJson(`/${service.typeName}/${method.name}`, JSON.stringify(body), { authorization: `Bearer ${adminToken}` });
+          results.push(`${method.name} ${path}: ${reply.status} ${String(reply.json['code'])} ${String(reply.json['message'])}`);
+          expect(reply.status, `${method.name} ${path}: ${reply.text}`).toBe(400);
+          expect(reply.json['code'], `${method.name} ${path}`).toBe('invalid_argument');
+          expectHygienic(reply.text);
+        }
+      }
+    }
+    expect(results.length).toBeGreaterThan(10);
+  });
+
   test('a malformed JSON body -> InvalidArgument', async () => {
     for (const body of ['{"username":', '{username: "admin"}', 'not json at all', '{"username":"a","password":"b"} trailing']) {
       const reply = await postJson('/yardmaster.v1.AuthService/Login', body);
@@ -847,6 +937,7 @@ describe('secrets at rest', () => {
 describe('timing', () => {
   test('an unknown username and a wrong password take similar time', async () => {
     await server.setSetting('auth.account_failure_limit', 1000);
+    await server.setSetting('auth.account_throttle_threshold', 1000);
     await server.setSetting('auth.address_failure_limit', 100_000);
     const anonymous = server.client();
     const attempt = async (username: string): Promise<number> => {

@@ -4,6 +4,7 @@ import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { roleFromProto } from '../auth/role-names.ts';
 import { optionalTimestamp, userToProto } from '../auth/user-messages.ts';
+import type { CredentialRateLimiter } from '../auth/credential-rate-limiter.ts';
 import type { SigningKeys } from '../auth/signing-keys.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { AuditLog } from './audit-log.ts';
@@ -58,9 +59,10 @@ export interface AdminRpcDeps {
   settings: SettingsStore;
   auditLog: AuditLog;
   signingKeys: SigningKeys;
+  credentialLimiter: CredentialRateLimiter;
 }
 
-export function createAdminRpc({ users, settings, auditLog, signingKeys }: AdminRpcDeps): ServiceImpl<typeof AdminServiceDesc> {
+export function createAdminRpc({ users, settings, auditLog, signingKeys, credentialLimiter }: AdminRpcDeps): ServiceImpl<typeof AdminServiceDesc> {
   return {
     async listUsers(req, ctx) {
       const filter = { query: req.query, role: roleFromProto(req.role), active: req.active, orderBy: req.orderBy };
@@ -96,6 +98,12 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys }: Admin
     async resetUserPassword(req, ctx) {
       const { user, generatedPassword } = await users.resetPassword(entityManagerOf(ctx), req);
       return { user: userToProto(user), generatedPassword };
+    },
+
+    async clearSignInThrottle(req, ctx) {
+      const user = await users.getUser(entityManagerOf(ctx), req.id);
+      const cleared = await credentialLimiter.clearAccount(user.id);
+      return { user: userToProto(user), wasThrottled: cleared > 0 };
     },
 
     async listSettings() {

@@ -1,10 +1,11 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, errors as joseErrors, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { newId } from '../ids.ts';
+import { z } from 'zod';
+import { isUuid, newId } from '../ids.ts';
 import type { EntityManager, MikroORM } from '../db/orm.ts';
 import { unauthenticated } from '../domain-errors.ts';
 import type { PgNotifications } from '../events/pg-notifications.ts';
 import type { Logger } from '../logger.ts';
-import { SigningKey } from './entities.ts';
+import { roles, SigningKey } from './entities.ts';
 import type { RoleName } from './entities.ts';
 
 const algorithm = 'EdDSA';
@@ -13,6 +14,18 @@ const audience = 'yardmaster';
 const channel = 'yardmaster_signing_keys';
 /** Rotations are serialised across instances with this transaction-level advisory lock. */
 const rotationLockKey = 0x59_4d_4b_52; // "YMKR"
+/** How far apart the clocks of the instances (and other issuers' verifiers) may be, in seconds. */
+const clockSkewSeconds = 60;
+
+const uuid = z.string().refine(isUuid, 'must be a UUID');
+/** The claims this server signs, by shape: what passes goes to SQL as is. */
+const accessClaimsSchema = z.object({
+  sub: uuid,
+  sid: uuid,
+  role: z.enum(roles),
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
 
 /** What an access token says about its bearer. */
 export interface AccessClaims {
@@ -95,11 +108,19 @@ export class SigningKeys {
         error instanceof joseErrors.JWTExpired ? 'ACCESS_TOKEN_EXPIRED' : 'ACCESS_TOKEN_INVALID',
       );
     }
-    const { sub, sid, role } = payload;
-    if (typeof sub !== 'string' || typeof sid !== 'string' || typeof role !== 'string') {
-      throw unauthenticated('the access token is not valid', 'ACCESS_TOKEN_INVALID');
+    const parsed = accessClaimsSchema.safeParse(payload);
+    if (!parsed.success) {
+      const claim = String(parsed.error.issues[0]!.path[0]);
+      throw unauthenticated(`the access token is not valid: claim ${claim} is ${payload[claim] === undefined ? 'missing' : 'malformed'}`, 'ACCESS_TOKEN_INVALID');
     }
-    return { userId: sub, sessionId: sid, role: role as RoleName };
+    const { sub, sid, role, iat, exp } = parsed.data;
+    // Only this server issues these tokens, and only with its own lifetime: a token from
+    // the future or one that lives longer was not made here, whatever key signed it.
+    if (iat > Date.now() / 1000 + clockSkewSeconds) throw unauthenticated('the access token is not valid: it was issued in the future', 'ACCESS_TOKEN_INVALID');
+    if (exp - iat > this.#accessTokenTtlMs / 1000 + clockSkewSeconds) {
+      throw unauthenticated('the access token is not valid: it lives longer than this server issues tokens for', 'ACCESS_TOKEN_INVALID');
+    }
+    return { userId: sub, sessionId: sid, role };
   }
 
   /** The public keys, as served at /.well-known/jwks.json. */

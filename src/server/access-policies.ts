@@ -12,9 +12,11 @@ export interface MethodAccess {
   audit: 'none' | 'all' | 'failures' | 'admin_calls';
   auditTargetField: string;
   /** Defined when the method checks credentials and is rate limited. */
-  rateLimit: { accountField: string } | undefined;
+  rateLimit: { accountField: string; checksPassword: boolean } | undefined;
   /** Counts against the caller's limit of concurrent heavy calls. */
   heavy: boolean;
+  /** The caller must use an access token (an interactive session), not an API key. */
+  sessionRequired: boolean;
 }
 
 const auditModeNames: Partial<Record<AuditMode, MethodAccess['audit']>> = {
@@ -53,7 +55,8 @@ export class AccessPolicies {
           roles,
           audit: auditModeNames[rule.audit] ?? 'none',
           auditTargetField: rule.auditTargetField,
-          rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField } : undefined,
+          rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField, checksPassword: rule.credentialRateLimit.checksPassword } : undefined,
+          sessionRequired: rule.sessionRequired,
           heavy: rule.heavy,
         });
       }
@@ -71,6 +74,7 @@ export class AccessPolicies {
           auditTargetField: '',
           rateLimit: undefined,
           heavy: false,
+          sessionRequired: false,
         });
       }
     }

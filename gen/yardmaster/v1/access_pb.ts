@@ -14,7 +14,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/access.proto.
  */
 export const file_yardmaster_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLZAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQSDQoFaGVhdnkYBiABKAgiLAoTQ3JlZGVudGlhbFJhdGVMaW1pdBIVCg1hY2NvdW50X2ZpZWxkGAEgASgJKnAKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAISGgoWQVVESVRfTU9ERV9BRE1JTl9DQUxMUxADOlUKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLiOAyABKAsyGy55YXJkbWFzdGVyLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
+  fileDesc("Chp5YXJkbWFzdGVyL3YxL2FjY2Vzcy5wcm90bxINeWFyZG1hc3Rlci52MSLzAQoMQWNjZXNzUG9saWN5Eg4KBnB1YmxpYxgBIAEoCBIiCgVyb2xlcxgCIAMoDjITLnlhcmRtYXN0ZXIudjEuUm9sZRInCgVhdWRpdBgDIAEoDjIYLnlhcmRtYXN0ZXIudjEuQXVkaXRNb2RlEhoKEmF1ZGl0X3RhcmdldF9maWVsZBgEIAEoCRJBChVjcmVkZW50aWFsX3JhdGVfbGltaXQYBSABKAsyIi55YXJkbWFzdGVyLnYxLkNyZWRlbnRpYWxSYXRlTGltaXQSDQoFaGVhdnkYBiABKAgSGAoQc2Vzc2lvbl9yZXF1aXJlZBgHIAEoCCJFChNDcmVkZW50aWFsUmF0ZUxpbWl0EhUKDWFjY291bnRfZmllbGQYASABKAkSFwoPY2hlY2tzX3Bhc3N3b3JkGAIgASgIKnAKCUF1ZGl0TW9kZRIaChZBVURJVF9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQVVESVRfTU9ERV9BTEwQARIXChNBVURJVF9NT0RFX0ZBSUxVUkVTEAISGgoWQVVESVRfTU9ERV9BRE1JTl9DQUxMUxADOlUKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLiOAyABKAsyGy55YXJkbWFzdGVyLnYxLkFjY2Vzc1BvbGljeVIGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor, file_yardmaster_v1_common]);
 
 /**
  * The access rule of one method.
@@ -71,6 +71,16 @@ export type AccessPolicy = Message<"yardmaster.v1.AccessPolicy"> & {
    * @generated from field: bool heavy = 6;
    */
   heavy: boolean;
+
+  /**
+   * The caller must hold an interactive session (an access token from Login, Register
+   * or Refresh): an API key is refused with PermissionDenied, reason SESSION_REQUIRED.
+   * Set on credential management, so that a leaked API key cannot mint its successors,
+   * change the password or read and end the owner's sessions.
+   *
+   * @generated from field: bool session_required = 7;
+   */
+  sessionRequired: boolean;
 };
 
 /**
@@ -94,6 +104,15 @@ export type CredentialRateLimit = Message<"yardmaster.v1.CredentialRateLimit"> &
    * @generated from field: string account_field = 1;
    */
   accountField: string;
+
+  /**
+   * The method checks the account's password (Login, ChangePassword): its failures also
+   * count toward the account-wide throttle. Not set on methods whose failures say nothing
+   * about the password (Register's taken names), so that they cannot slow an account down.
+   *
+   * @generated from field: bool checks_password = 2;
+   */
+  checksPassword: boolean;
 };
 
 /**

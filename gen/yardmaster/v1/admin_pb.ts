@@ -15,7 +15,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/admin.proto.
  */
 export const file_yardmaster_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chl5YXJkbWFzdGVyL3YxL2FkbWluLnByb3RvEg15YXJkbWFzdGVyLnYxIp0BChBMaXN0VXNlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBXF1ZXJ5GAMgASgJEiEKBHJvbGUYBCABKA4yEy55YXJkbWFzdGVyLnYxLlJvbGUSEwoGYWN0aXZlGAUgASgISACIAQESEAoIb3JkZXJfYnkYBiABKAlCCQoHX2FjdGl2ZSJQChFMaXN0VXNlcnNSZXNwb25zZRIiCgV1c2VycxgBIAMoCzITLnlhcmRtYXN0ZXIudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHAoOR2V0VXNlclJlcXVlc3QSCgoCaWQYASABKAkiNAoPR2V0VXNlclJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy55YXJkbWFzdGVyLnYxLlVzZXIiaQoRQ3JlYXRlVXNlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSDQoFZW1haWwYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSIQoEcm9sZRgEIAEoDjITLnlhcmRtYXN0ZXIudjEuUm9sZSI3ChJDcmVhdGVVc2VyUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLnlhcmRtYXN0ZXIudjEuVXNlciJnChFVcGRhdGVVc2VyUmVxdWVzdBIhCgR1c2VyGAEgASgLMhMueWFyZG1hc3Rlci52MS5Vc2VyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI3ChJVcGRhdGVVc2VyUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLnlhcmRtYXN0ZXIudjEuVXNlciIwChFEZWxldGVVc2VyUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgdjb25maXJtGAIgASgJIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSI8ChhSZXNldFVzZXJQYXNzd29yZFJlcXVlc3QSCgoCaWQYASABKAkSFAoMbmV3X3Bhc3N3b3JkGAIgASgJIloKGVJlc2V0VXNlclBhc3N3b3JkUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLnlhcmRtYXN0ZXIudjEuVXNlchIaChJnZW5lcmF0ZWRfcGFzc3dvcmQYAiABKAki8AEKB1NldHRpbmcSCwoDa2V5GAEgASgJEigKBHR5cGUYAiABKA4yGi55YXJkbWFzdGVyLnYxLlNldHRpbmdUeXBlEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSEwoLZGVzY3JpcHRpb24YBSABKAkSEgoKdXBkYXRlZF9ieRgGIAEoCRIvCgt1cGRhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFQoTTGlzdFNldHRpbmdzUmVxdWVzdCJAChRMaXN0U2V0dGluZ3NSZXNwb25zZRIoCghzZXR0aW5ncxgBIAMoCzIWLnlhcmRtYXN0ZXIudjEuU2V0dGluZyIgChFHZXRTZXR0aW5nUmVxdWVzdBILCgNrZXkYASABKAkiPQoSR2V0U2V0dGluZ1Jlc3BvbnNlEicKB3NldHRpbmcYASABKAsyFi55YXJkbWFzdGVyLnYxLlNldHRpbmciSgoUVXBkYXRlU2V0dGluZ1JlcXVlc3QSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIkAKFVVwZGF0ZVNldHRpbmdSZXNwb25zZRInCgdzZXR0aW5nGAEgASgLMhYueWFyZG1hc3Rlci52MS5TZXR0aW5nIpECCgpBdWRpdEV2ZW50EgoKAmlkGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhY3Rvcl9pZBgDIAEoCRIWCg5hY3Rvcl91c2VybmFtZRgEIAEoCRIOCgZhY3Rpb24YBSABKAkSDgoGdGFyZ2V0GAYgASgJEhYKDmNsaWVudF9hZGRyZXNzGAcgASgJEhIKCnJlcXVlc3RfaWQYCCABKAkSLAoHb3V0Y29tZRgJIAEoDjIbLnlhcmRtYXN0ZXIudjEuQXVkaXRPdXRjb21lEhIKCmVycm9yX2NvZGUYCiABKAkSDgoGcmVhc29uGAsgASgJIvoBChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBWFjdG9yGAMgASgJEg4KBmFjdGlvbhgEIAEoCRIOCgZ0YXJnZXQYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKB291dGNvbWUYCCABKA4yGy55YXJkbWFzdGVyLnYxLkF1ZGl0T3V0Y29tZSJjChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIvCgxhdWRpdF9ldmVudHMYASADKAsyGS55YXJkbWFzdGVyLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhMKEUdldE1ldHJpY3NSZXF1ZXN0IrwDChJHZXRNZXRyaWNzUmVzcG9uc2USEwoLdXNlcnNfdG90YWwYASABKAMSFQoNdXNlcnNfZW5hYmxlZBgCIAEoAxIYChB1c2Vyc19hY3RpdmVfMjRoGAMgASgDEkkKDXVzZXJzX2J5X3JvbGUYBCADKAsyMi55YXJkbWFzdGVyLnYxLkdldE1ldHJpY3NSZXNwb25zZS5Vc2Vyc0J5Um9sZUVudHJ5EhcKD2FwaV9rZXlzX2FjdGl2ZRgFIAEoAxIXCg9zZXNzaW9uc19hY3RpdmUYBiABKAMSSwoOam9ic19ieV9zdGF0dXMYByADKAsyMy55YXJkbWFzdGVyLnYxLkdldE1ldHJpY3NSZXNwb25zZS5Kb2JzQnlTdGF0dXNFbnRyeRITCgtmaWxlc190b3RhbBgIIAEoAxIYChBmaWxlX2J5dGVzX3RvdGFsGAkgASgDGjIKEFVzZXJzQnlSb2xlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ARozChFKb2JzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIhkKF1JvdGF0ZVNpZ25pbmdLZXlSZXF1ZXN0IkMKGFJvdGF0ZVNpZ25pbmdLZXlSZXNwb25zZRIOCgZrZXlfaWQYASABKAkSFwoPcHJldmlvdXNfa2V5X2lkGAIgASgJKsYBCgtTZXR0aW5nVHlwZRIcChhTRVRUSU5HX1RZUEVfVU5TUEVDSUZJRUQQABIVChFTRVRUSU5HX1RZUEVfQk9PTBABEhgKFFNFVFRJTkdfVFlQRV9JTlRFR0VSEAISGQoVU0VUVElOR19UWVBFX0RVUkFUSU9OEAMSFwoTU0VUVElOR19UWVBFX1NUUklORxAEEhwKGFNFVFRJTkdfVFlQRV9TVFJJTkdfTElTVBAFEhYKElNFVFRJTkdfVFlQRV9CWVRFUxAGKmMKDEF1ZGl0T3V0Y29tZRIdChlBVURJVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVQVVESVRfT1VUQ09NRV9TVUNDRVNTEAESGQoVQVVESVRfT1VUQ09NRV9GQUlMVVJFEAIyxwkKDEFkbWluU2VydmljZRJXCglMaXN0VXNlcnMSHy55YXJkbWFzdGVyLnYxLkxpc3RVc2Vyc1JlcXVlc3QaIC55YXJkbWFzdGVyLnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIgfC8xgDEgECElEKB0dldFVzZXISHS55YXJkbWFzdGVyLnYxLkdldFVzZXJSZXF1ZXN0Gh4ueWFyZG1hc3Rlci52MS5HZXRVc2VyUmVzcG9uc2UiB8LzGAMSAQISZgoKQ3JlYXRlVXNlchIgLnlhcmRtYXN0ZXIudjEuQ3JlYXRlVXNlclJlcXVlc3QaIS55YXJkbWFzdGVyLnYxLkNyZWF0ZVVzZXJSZXNwb25zZSITwvMYDxIBAhgBIgh1c2VybmFtZRJlCgpVcGRhdGVVc2VyEiAueWFyZG1hc3Rlci52MS5VcGRhdGVVc2VyUmVxdWVzdBohLnlhcmRtYXN0ZXIudjEuVXBkYXRlVXNlclJlc3BvbnNlIhLC8xgOEgECGAEiB3VzZXIuaWQSYgoKRGVsZXRlVXNlchIgLnlhcmRtYXN0ZXIudjEuRGVsZXRlVXNlclJlcXVlc3QaIS55YXJkbWFzdGVyLnYxLkRlbGV0ZVVzZXJSZXNwb25zZSIPwvMYCxIBAhgBIgJpZDABEnUKEVJlc2V0VXNlclBhc3N3b3JkEicueWFyZG1hc3Rlci52MS5SZXNldFVzZXJQYXNzd29yZFJlcXVlc3QaKC55YXJkbWFzdGVyLnYxLlJlc2V0VXNlclBhc3N3b3JkUmVzcG9uc2UiDcLzGAkSAQIYASICaWQSYAoMTGlzdFNldHRpbmdzEiIueWFyZG1hc3Rlci52MS5MaXN0U2V0dGluZ3NSZXF1ZXN0GiMueWFyZG1hc3Rlci52MS5MaXN0U2V0dGluZ3NSZXNwb25zZSIHwvMYAxIBAhJaCgpHZXRTZXR0aW5nEiAueWFyZG1hc3Rlci52MS5HZXRTZXR0aW5nUmVxdWVzdBohLnlhcmRtYXN0ZXIudjEuR2V0U2V0dGluZ1Jlc3BvbnNlIgfC8xgDEgECEmoKDVVwZGF0ZVNldHRpbmcSIy55YXJkbWFzdGVyLnYxLlVwZGF0ZVNldHRpbmdSZXF1ZXN0GiQueWFyZG1hc3Rlci52MS5VcGRhdGVTZXR0aW5nUmVzcG9uc2UiDsLzGAoSAQIYASIDa2V5EmsKD0xpc3RBdWRpdEV2ZW50cxIlLnlhcmRtYXN0ZXIudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBomLnlhcmRtYXN0ZXIudjEuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2UiCcLzGAUSAQIwARJaCgpHZXRNZXRyaWNzEiAueWFyZG1hc3Rlci52MS5HZXRNZXRyaWNzUmVxdWVzdBohLnlhcmRtYXN0ZXIudjEuR2V0TWV0cmljc1Jlc3BvbnNlIgfC8xgDEgECEm4KEFJvdGF0ZVNpZ25pbmdLZXkSJi55YXJkbWFzdGVyLnYxLlJvdGF0ZVNpZ25pbmdLZXlSZXF1ZXN0GicueWFyZG1hc3Rlci52MS5Sb3RhdGVTaWduaW5nS2V5UmVzcG9uc2UiCcLzGAUSAQIYAWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_yardmaster_v1_access, file_yardmaster_v1_common]);
+  fileDesc("Chl5YXJkbWFzdGVyL3YxL2FkbWluLnByb3RvEg15YXJkbWFzdGVyLnYxIp0BChBMaXN0VXNlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBXF1ZXJ5GAMgASgJEiEKBHJvbGUYBCABKA4yEy55YXJkbWFzdGVyLnYxLlJvbGUSEwoGYWN0aXZlGAUgASgISACIAQESEAoIb3JkZXJfYnkYBiABKAlCCQoHX2FjdGl2ZSJQChFMaXN0VXNlcnNSZXNwb25zZRIiCgV1c2VycxgBIAMoCzITLnlhcmRtYXN0ZXIudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiHAoOR2V0VXNlclJlcXVlc3QSCgoCaWQYASABKAkiNAoPR2V0VXNlclJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy55YXJkbWFzdGVyLnYxLlVzZXIiaQoRQ3JlYXRlVXNlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSDQoFZW1haWwYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSIQoEcm9sZRgEIAEoDjITLnlhcmRtYXN0ZXIudjEuUm9sZSI3ChJDcmVhdGVVc2VyUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLnlhcmRtYXN0ZXIudjEuVXNlciJnChFVcGRhdGVVc2VyUmVxdWVzdBIhCgR1c2VyGAEgASgLMhMueWFyZG1hc3Rlci52MS5Vc2VyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI3ChJVcGRhdGVVc2VyUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLnlhcmRtYXN0ZXIudjEuVXNlciIwChFEZWxldGVVc2VyUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgdjb25maXJtGAIgASgJIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSI8ChhSZXNldFVzZXJQYXNzd29yZFJlcXVlc3QSCgoCaWQYASABKAkSFAoMbmV3X3Bhc3N3b3JkGAIgASgJIloKGVJlc2V0VXNlclBhc3N3b3JkUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLnlhcmRtYXN0ZXIudjEuVXNlchIaChJnZW5lcmF0ZWRfcGFzc3dvcmQYAiABKAkiKAoaQ2xlYXJTaWduSW5UaHJvdHRsZVJlcXVlc3QSCgoCaWQYASABKAkiVwobQ2xlYXJTaWduSW5UaHJvdHRsZVJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy55YXJkbWFzdGVyLnYxLlVzZXISFQoNd2FzX3Rocm90dGxlZBgCIAEoCCLwAQoHU2V0dGluZxILCgNrZXkYASABKAkSKAoEdHlwZRgCIAEoDjIaLnlhcmRtYXN0ZXIudjEuU2V0dGluZ1R5cGUSJQoFdmFsdWUYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSLQoNZGVmYXVsdF92YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRITCgtkZXNjcmlwdGlvbhgFIAEoCRISCgp1cGRhdGVkX2J5GAYgASgJEi8KC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIVChNMaXN0U2V0dGluZ3NSZXF1ZXN0IkAKFExpc3RTZXR0aW5nc1Jlc3BvbnNlEigKCHNldHRpbmdzGAEgAygLMhYueWFyZG1hc3Rlci52MS5TZXR0aW5nIiAKEUdldFNldHRpbmdSZXF1ZXN0EgsKA2tleRgBIAEoCSI9ChJHZXRTZXR0aW5nUmVzcG9uc2USJwoHc2V0dGluZxgBIAEoCzIWLnlhcmRtYXN0ZXIudjEuU2V0dGluZyJKChRVcGRhdGVTZXR0aW5nUmVxdWVzdBILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiQAoVVXBkYXRlU2V0dGluZ1Jlc3BvbnNlEicKB3NldHRpbmcYASABKAsyFi55YXJkbWFzdGVyLnYxLlNldHRpbmcikQIKCkF1ZGl0RXZlbnQSCgoCaWQYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFjdG9yX2lkGAMgASgJEhYKDmFjdG9yX3VzZXJuYW1lGAQgASgJEg4KBmFjdGlvbhgFIAEoCRIOCgZ0YXJnZXQYBiABKAkSFgoOY2xpZW50X2FkZHJlc3MYByABKAkSEgoKcmVxdWVzdF9pZBgIIAEoCRIsCgdvdXRjb21lGAkgASgOMhsueWFyZG1hc3Rlci52MS5BdWRpdE91dGNvbWUSEgoKZXJyb3JfY29kZRgKIAEoCRIOCgZyZWFzb24YCyABKAki+gEKFkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg4KBnRhcmdldBgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoHb3V0Y29tZRgIIAEoDjIbLnlhcmRtYXN0ZXIudjEuQXVkaXRPdXRjb21lImMKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEi8KDGF1ZGl0X2V2ZW50cxgBIAMoCzIZLnlhcmRtYXN0ZXIudjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiEwoRR2V0TWV0cmljc1JlcXVlc3QivAMKEkdldE1ldHJpY3NSZXNwb25zZRITCgt1c2Vyc190b3RhbBgBIAEoAxIVCg11c2Vyc19lbmFibGVkGAIgASgDEhgKEHVzZXJzX2FjdGl2ZV8yNGgYAyABKAMSSQoNdXNlcnNfYnlfcm9sZRgEIAMoCzIyLnlhcmRtYXN0ZXIudjEuR2V0TWV0cmljc1Jlc3BvbnNlLlVzZXJzQnlSb2xlRW50cnkSFwoPYXBpX2tleXNfYWN0aXZlGAUgASgDEhcKD3Nlc3Npb25zX2FjdGl2ZRgGIAEoAxJLCg5qb2JzX2J5X3N0YXR1cxgHIAMoCzIzLnlhcmRtYXN0ZXIudjEuR2V0TWV0cmljc1Jlc3BvbnNlLkpvYnNCeVN0YXR1c0VudHJ5EhMKC2ZpbGVzX3RvdGFsGAggASgDEhgKEGZpbGVfYnl0ZXNfdG90YWwYCSABKAMaMgoQVXNlcnNCeVJvbGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBGjMKEUpvYnNCeVN0YXR1c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAzoCOAEiGQoXUm90YXRlU2lnbmluZ0tleVJlcXVlc3QiQwoYUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkqxgEKC1NldHRpbmdUeXBlEhwKGFNFVFRJTkdfVFlQRV9VTlNQRUNJRklFRBAAEhUKEVNFVFRJTkdfVFlQRV9CT09MEAESGAoUU0VUVElOR19UWVBFX0lOVEVHRVIQAhIZChVTRVRUSU5HX1RZUEVfRFVSQVRJT04QAxIXChNTRVRUSU5HX1RZUEVfU1RSSU5HEAQSHAoYU0VUVElOR19UWVBFX1NUUklOR19MSVNUEAUSFgoSU0VUVElOR19UWVBFX0JZVEVTEAYqYwoMQXVkaXRPdXRjb21lEh0KGUFVRElUX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVBVURJVF9PVVRDT01FX1NVQ0NFU1MQARIZChVBVURJVF9PVVRDT01FX0ZBSUxVUkUQAjLECgoMQWRtaW5TZXJ2aWNlElcKCUxpc3RVc2VycxIfLnlhcmRtYXN0ZXIudjEuTGlzdFVzZXJzUmVxdWVzdBogLnlhcmRtYXN0ZXIudjEuTGlzdFVzZXJzUmVzcG9uc2UiB8LzGAMSAQISUQoHR2V0VXNlchIdLnlhcmRtYXN0ZXIudjEuR2V0VXNlclJlcXVlc3QaHi55YXJkbWFzdGVyLnYxLkdldFVzZXJSZXNwb25zZSIHwvMYAxIBAhJmCgpDcmVhdGVVc2VyEiAueWFyZG1hc3Rlci52MS5DcmVhdGVVc2VyUmVxdWVzdBohLnlhcmRtYXN0ZXIudjEuQ3JlYXRlVXNlclJlc3BvbnNlIhPC8xgPEgECGAEiCHVzZXJuYW1lEmUKClVwZGF0ZVVzZXISIC55YXJkbWFzdGVyLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0GiEueWFyZG1hc3Rlci52MS5VcGRhdGVVc2VyUmVzcG9uc2UiEsLzGA4SAQIYASIHdXNlci5pZBJiCgpEZWxldGVVc2VyEiAueWFyZG1hc3Rlci52MS5EZWxldGVVc2VyUmVxdWVzdBohLnlhcmRtYXN0ZXIudjEuRGVsZXRlVXNlclJlc3BvbnNlIg/C8xgLEgECGAEiAmlkMAESdQoRUmVzZXRVc2VyUGFzc3dvcmQSJy55YXJkbWFzdGVyLnYxLlJlc2V0VXNlclBhc3N3b3JkUmVxdWVzdBooLnlhcmRtYXN0ZXIudjEuUmVzZXRVc2VyUGFzc3dvcmRSZXNwb25zZSINwvMYCRIBAhgBIgJpZBJ7ChNDbGVhclNpZ25JblRocm90dGxlEikueWFyZG1hc3Rlci52MS5DbGVhclNpZ25JblRocm90dGxlUmVxdWVzdBoqLnlhcmRtYXN0ZXIudjEuQ2xlYXJTaWduSW5UaHJvdHRsZVJlc3BvbnNlIg3C8xgJEgECGAEiAmlkEmAKDExpc3RTZXR0aW5ncxIiLnlhcmRtYXN0ZXIudjEuTGlzdFNldHRpbmdzUmVxdWVzdBojLnlhcmRtYXN0ZXIudjEuTGlzdFNldHRpbmdzUmVzcG9uc2UiB8LzGAMSAQISWgoKR2V0U2V0dGluZxIgLnlhcmRtYXN0ZXIudjEuR2V0U2V0dGluZ1JlcXVlc3QaIS55YXJkbWFzdGVyLnYxLkdldFNldHRpbmdSZXNwb25zZSIHwvMYAxIBAhJqCg1VcGRhdGVTZXR0aW5nEiMueWFyZG1hc3Rlci52MS5VcGRhdGVTZXR0aW5nUmVxdWVzdBokLnlhcmRtYXN0ZXIudjEuVXBkYXRlU2V0dGluZ1Jlc3BvbnNlIg7C8xgKEgECGAEiA2tleRJrCg9MaXN0QXVkaXRFdmVudHMSJS55YXJkbWFzdGVyLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaJi55YXJkbWFzdGVyLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlIgnC8xgFEgECMAESWgoKR2V0TWV0cmljcxIgLnlhcmRtYXN0ZXIudjEuR2V0TWV0cmljc1JlcXVlc3QaIS55YXJkbWFzdGVyLnYxLkdldE1ldHJpY3NSZXNwb25zZSIHwvMYAxIBAhJuChBSb3RhdGVTaWduaW5nS2V5EiYueWFyZG1hc3Rlci52MS5Sb3RhdGVTaWduaW5nS2V5UmVxdWVzdBonLnlhcmRtYXN0ZXIudjEuUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlIgnC8xgFEgECGAFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_yardmaster_v1_access, file_yardmaster_v1_common]);
 
 /**
  * Request of AdminService.ListUsers.
@@ -357,6 +357,55 @@ export const ResetUserPasswordResponseSchema: GenMessage<ResetUserPasswordRespon
   messageDesc(file_yardmaster_v1_admin, 11);
 
 /**
+ * Request of AdminService.ClearSignInThrottle.
+ *
+ * @generated from message yardmaster.v1.ClearSignInThrottleRequest
+ */
+export type ClearSignInThrottleRequest = Message<"yardmaster.v1.ClearSignInThrottleRequest"> & {
+  /**
+   * UUID of the account.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message yardmaster.v1.ClearSignInThrottleRequest.
+ * Use `create(ClearSignInThrottleRequestSchema)` to create a new message.
+ */
+export const ClearSignInThrottleRequestSchema: GenMessage<ClearSignInThrottleRequest> = /*@__PURE__*/
+  messageDesc(file_yardmaster_v1_admin, 12);
+
+/**
+ * Response of AdminService.ClearSignInThrottle.
+ *
+ * @generated from message yardmaster.v1.ClearSignInThrottleResponse
+ */
+export type ClearSignInThrottleResponse = Message<"yardmaster.v1.ClearSignInThrottleResponse"> & {
+  /**
+   * The account.
+   *
+   * @generated from field: yardmaster.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * Whether the account had any failed sign-ins counted (false: there was nothing to clear).
+   *
+   * @generated from field: bool was_throttled = 2;
+   */
+  wasThrottled: boolean;
+};
+
+/**
+ * Describes the message yardmaster.v1.ClearSignInThrottleResponse.
+ * Use `create(ClearSignInThrottleResponseSchema)` to create a new message.
+ */
+export const ClearSignInThrottleResponseSchema: GenMessage<ClearSignInThrottleResponse> = /*@__PURE__*/
+  messageDesc(file_yardmaster_v1_admin, 13);
+
+/**
  * A runtime setting: a typed value admins change while the system runs.
  *
  * @generated from message yardmaster.v1.Setting
@@ -417,7 +466,7 @@ export type Setting = Message<"yardmaster.v1.Setting"> & {
  * Use `create(SettingSchema)` to create a new message.
  */
 export const SettingSchema: GenMessage<Setting> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 12);
+  messageDesc(file_yardmaster_v1_admin, 14);
 
 /**
  * Request of AdminService.ListSettings.
@@ -432,7 +481,7 @@ export type ListSettingsRequest = Message<"yardmaster.v1.ListSettingsRequest"> &
  * Use `create(ListSettingsRequestSchema)` to create a new message.
  */
 export const ListSettingsRequestSchema: GenMessage<ListSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 13);
+  messageDesc(file_yardmaster_v1_admin, 15);
 
 /**
  * Response of AdminService.ListSettings.
@@ -453,7 +502,7 @@ export type ListSettingsResponse = Message<"yardmaster.v1.ListSettingsResponse">
  * Use `create(ListSettingsResponseSchema)` to create a new message.
  */
 export const ListSettingsResponseSchema: GenMessage<ListSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 14);
+  messageDesc(file_yardmaster_v1_admin, 16);
 
 /**
  * Request of AdminService.GetSetting.
@@ -474,7 +523,7 @@ export type GetSettingRequest = Message<"yardmaster.v1.GetSettingRequest"> & {
  * Use `create(GetSettingRequestSchema)` to create a new message.
  */
 export const GetSettingRequestSchema: GenMessage<GetSettingRequest> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 15);
+  messageDesc(file_yardmaster_v1_admin, 17);
 
 /**
  * Response of AdminService.GetSetting.
@@ -495,7 +544,7 @@ export type GetSettingResponse = Message<"yardmaster.v1.GetSettingResponse"> & {
  * Use `create(GetSettingResponseSchema)` to create a new message.
  */
 export const GetSettingResponseSchema: GenMessage<GetSettingResponse> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 16);
+  messageDesc(file_yardmaster_v1_admin, 18);
 
 /**
  * Request of AdminService.UpdateSetting.
@@ -523,7 +572,7 @@ export type UpdateSettingRequest = Message<"yardmaster.v1.UpdateSettingRequest">
  * Use `create(UpdateSettingRequestSchema)` to create a new message.
  */
 export const UpdateSettingRequestSchema: GenMessage<UpdateSettingRequest> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 17);
+  messageDesc(file_yardmaster_v1_admin, 19);
 
 /**
  * Response of AdminService.UpdateSetting.
@@ -544,7 +593,7 @@ export type UpdateSettingResponse = Message<"yardmaster.v1.UpdateSettingResponse
  * Use `create(UpdateSettingResponseSchema)` to create a new message.
  */
 export const UpdateSettingResponseSchema: GenMessage<UpdateSettingResponse> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 18);
+  messageDesc(file_yardmaster_v1_admin, 20);
 
 /**
  * One audited action.
@@ -635,7 +684,7 @@ export type AuditEvent = Message<"yardmaster.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 19);
+  messageDesc(file_yardmaster_v1_admin, 21);
 
 /**
  * Request of AdminService.ListAuditEvents.
@@ -707,7 +756,7 @@ export type ListAuditEventsRequest = Message<"yardmaster.v1.ListAuditEventsReque
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 20);
+  messageDesc(file_yardmaster_v1_admin, 22);
 
 /**
  * Response of AdminService.ListAuditEvents.
@@ -735,7 +784,7 @@ export type ListAuditEventsResponse = Message<"yardmaster.v1.ListAuditEventsResp
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 21);
+  messageDesc(file_yardmaster_v1_admin, 23);
 
 /**
  * Request of AdminService.GetMetrics.
@@ -750,7 +799,7 @@ export type GetMetricsRequest = Message<"yardmaster.v1.GetMetricsRequest"> & {
  * Use `create(GetMetricsRequestSchema)` to create a new message.
  */
 export const GetMetricsRequestSchema: GenMessage<GetMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 22);
+  messageDesc(file_yardmaster_v1_admin, 24);
 
 /**
  * Response of AdminService.GetMetrics: system-wide totals at the time of the call.
@@ -827,7 +876,7 @@ export type GetMetricsResponse = Message<"yardmaster.v1.GetMetricsResponse"> & {
  * Use `create(GetMetricsResponseSchema)` to create a new message.
  */
 export const GetMetricsResponseSchema: GenMessage<GetMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 23);
+  messageDesc(file_yardmaster_v1_admin, 25);
 
 /**
  * Request of AdminService.RotateSigningKey.
@@ -842,7 +891,7 @@ export type RotateSigningKeyRequest = Message<"yardmaster.v1.RotateSigningKeyReq
  * Use `create(RotateSigningKeyRequestSchema)` to create a new message.
  */
 export const RotateSigningKeyRequestSchema: GenMessage<RotateSigningKeyRequest> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 24);
+  messageDesc(file_yardmaster_v1_admin, 26);
 
 /**
  * Response of AdminService.RotateSigningKey.
@@ -870,7 +919,7 @@ export type RotateSigningKeyResponse = Message<"yardmaster.v1.RotateSigningKeyRe
  * Use `create(RotateSigningKeyResponseSchema)` to create a new message.
  */
 export const RotateSigningKeyResponseSchema: GenMessage<RotateSigningKeyResponse> = /*@__PURE__*/
-  messageDesc(file_yardmaster_v1_admin, 25);
+  messageDesc(file_yardmaster_v1_admin, 27);
 
 /**
  * The type of a runtime setting's value, which fixes its JSON form.
@@ -1053,6 +1102,18 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ResetUserPasswordRequestSchema;
     output: typeof ResetUserPasswordResponseSchema;
+  },
+  /**
+   * Forgets an account's failed sign-ins: the per-address refusals and the account-wide
+   * delay between attempts end at once, for every client address (the owner is being
+   * slowed down by someone else's guessing). Audited with the account as target.
+   *
+   * @generated from rpc yardmaster.v1.AdminService.ClearSignInThrottle
+   */
+  clearSignInThrottle: {
+    methodKind: "unary";
+    input: typeof ClearSignInThrottleRequestSchema;
+    output: typeof ClearSignInThrottleResponseSchema;
   },
   /**
    * Lists every runtime setting with its current value, default and description.

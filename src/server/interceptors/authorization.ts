@@ -13,6 +13,9 @@ export function authorizationInterceptor(policies: AccessPolicies): Interceptor 
       if (!rule.roles.has(caller.role)) {
         throw permissionDenied(`${rule.name} is not allowed for the role ${caller.role}`, 'ROLE_NOT_ALLOWED');
       }
+      if (rule.sessionRequired && caller.sessionId === undefined) {
+        throw permissionDenied(`${rule.name} manages credentials and needs an access token from Login: an API key may not call it`, 'SESSION_REQUIRED');
+      }
     }
     return next(req);
   };

@@ -1,7 +1,8 @@
 import { Code, type Interceptor } from '@connectrpc/connect';
-import type { CredentialRateLimiter } from '../../auth/credential-rate-limiter.ts';
+import type { AuditLog } from '../../admin/audit-log.ts';
+import type { AttemptOutcome, CredentialRateLimiter } from '../../auth/credential-rate-limiter.ts';
 import type { AccessPolicies } from '../access-policies.ts';
-import { callerKey, clientKey } from '../context.ts';
+import { callerKey, clientKey, requestIdKey } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import { readFieldPath } from '../message-fields.ts';
@@ -11,34 +12,53 @@ import type { ServerMetrics } from '../metrics.ts';
 const failureCodes = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.AlreadyExists]);
 /** Reasons that are guessing whatever their code (a wrong current password is InvalidArgument). */
 const failureReasons = new Set(['WRONG_PASSWORD']);
+/** The audit action of an account reaching auth.account_throttle_threshold. */
+export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottled';
 
 /**
  * Rate limits the methods the contract marks as credential-checking, per client address
  * and per account (the request field the contract names, else the signed-in caller's),
- * across every instance.
+ * across every instance. The attempt's slots are taken before the handler checks any
+ * credential, and given back when it turns out no guess was made.
  */
-export function credentialRateLimitInterceptor(limiter: CredentialRateLimiter, policies: AccessPolicies, metrics: ServerMetrics): Interceptor {
+export function credentialRateLimitInterceptor(limiter: CredentialRateLimiter, policies: AccessPolicies, metrics: ServerMetrics, auditLog: AuditLog): Interceptor {
   return (next) => async (req) => {
     const rule = policies.forMethod(req.method);
     if (!rule.rateLimit || req.stream) return next(req);
-    const address = req.contextValues.get(clientKey).clientAddress;
+    const client = req.contextValues.get(clientKey);
     const accountName = readFieldPath(req.method.input, req.message, rule.rateLimit.accountField);
     const caller = req.contextValues.get(callerKey);
     const account = accountName.trim() !== '' ? await limiter.accountKeyOf(accountName) : caller ? limiter.accountKeyOfUser(caller.userId) : undefined;
     const kind = req.method.name.toLowerCase();
-    await limiter.admit(address, account);
+    const reservation = await limiter.reserve(client.clientAddress, account, { checksPassword: rule.rateLimit.checksPassword });
+    let outcome: AttemptOutcome = 'not_evaluated';
     try {
       const res = await next(req);
+      outcome = 'success';
       metrics.authAttempts.inc({ kind, outcome: 'success' });
-      await limiter.recordSuccess(account);
       return res;
     } catch (error) {
       const mapped = toConnectError(error, undefined);
       if (failureCodes.has(mapped.code) || failureReasons.has(mapped.findDetails(ErrorInfoSchema)[0]?.reason ?? '')) {
+        outcome = 'failure';
         metrics.authAttempts.inc({ kind, outcome: 'failure' });
-        await limiter.recordFailure(address, account);
       }
       throw error;
+    } finally {
+      const { accountThrottled } = await reservation.settle(outcome);
+      if (accountThrottled && account !== undefined) {
+        await auditLog.record({
+          actorId: undefined,
+          actorUsername: undefined,
+          action: accountThrottledAction,
+          target: account.replace(/^(id|name):/, ''),
+          clientAddress: client.clientAddress,
+          requestId: req.contextValues.get(requestIdKey),
+          outcome: 'failure',
+          errorCode: undefined,
+          reason: 'ACCOUNT_THROTTLED',
+        });
+      }
     }
   };
 }
