@@ -78,3 +78,12 @@ test('reports every bad variable on its own line', () => {
 test('refresh tokens must outlive access tokens', () => {
   expect(() => loadConfig({ ACCESS_TOKEN_TTL: '1h', REFRESH_TOKEN_TTL: '30m' })).toThrow(/REFRESH_TOKEN_TTL: must be longer/);
 });
+
+test('a presigning credential of its own for external storage: both halves, another key than the server\'s, only with S3_ENDPOINT', () => {
+  const external = { S3_ENDPOINT: 'http://minio:9000', S3_ACCESS_KEY: 'yardmaster', S3_SECRET_KEY: 'server-secret' };
+  expect(loadConfig(external).s3?.presign).toBeUndefined();
+  expect(loadConfig({ ...external, S3_PRESIGN_ACCESS_KEY: 'yardmaster-presign', S3_PRESIGN_SECRET_KEY: 'presign-secret' }).s3?.presign).toEqual({ accessKey: 'yardmaster-presign', secretKey: 'presign-secret' });
+  expect(() => loadConfig({ ...external, S3_PRESIGN_ACCESS_KEY: 'yardmaster-presign' })).toThrow(/^S3_PRESIGN_SECRET_KEY: .*set together$/);
+  expect(() => loadConfig({ ...external, S3_PRESIGN_ACCESS_KEY: 'yardmaster', S3_PRESIGN_SECRET_KEY: 'x' })).toThrow(/^S3_PRESIGN_ACCESS_KEY: must be another credential/);
+  expect(() => loadConfig({ S3_PRESIGN_ACCESS_KEY: 'a', S3_PRESIGN_SECRET_KEY: 'b' })).toThrow(/^S3_PRESIGN_ACCESS_KEY: needs S3_ENDPOINT\nS3_PRESIGN_SECRET_KEY: needs S3_ENDPOINT$/);
+});
