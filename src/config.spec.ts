@@ -93,3 +93,12 @@ test('METRICS_TOKEN is optional and, when set, long enough', () => {
   expect(loadConfig({ METRICS_TOKEN: 'a-scrape-token-of-some-length' }).metricsToken).toBe('a-scrape-token-of-some-length');
   expect(() => loadConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN: must be at least 16/);
 });
+
+test('a presigning credential of its own for external storage: both halves, another key than the server\'s, only with S3_ENDPOINT', () => {
+  const external = { S3_ENDPOINT: 'http://minio:9000', S3_ACCESS_KEY: 'yardmaster', S3_SECRET_KEY: 'server-secret' };
+  expect(loadConfig(external).s3?.presign).toBeUndefined();
+  expect(loadConfig({ ...external, S3_PRESIGN_ACCESS_KEY: 'yardmaster-presign', S3_PRESIGN_SECRET_KEY: 'presign-secret' }).s3?.presign).toEqual({ accessKey: 'yardmaster-presign', secretKey: 'presign-secret' });
+  expect(() => loadConfig({ ...external, S3_PRESIGN_ACCESS_KEY: 'yardmaster-presign' })).toThrow(/^S3_PRESIGN_SECRET_KEY: .*set together$/);
+  expect(() => loadConfig({ ...external, S3_PRESIGN_ACCESS_KEY: 'yardmaster', S3_PRESIGN_SECRET_KEY: 'x' })).toThrow(/^S3_PRESIGN_ACCESS_KEY: must be another credential/);
+  expect(() => loadConfig({ S3_PRESIGN_ACCESS_KEY: 'a', S3_PRESIGN_SECRET_KEY: 'b' })).toThrow(/^S3_PRESIGN_ACCESS_KEY: needs S3_ENDPOINT\nS3_PRESIGN_SECRET_KEY: needs S3_ENDPOINT$/);
+});

@@ -53,6 +53,11 @@ export interface S3Config {
   publicEndpoint: string;
   accessKey: string;
   secretKey: string;
+  /**
+   * The credential presigned URLs are signed with, when it is not the server's own: one
+   * whose policy allows only what those URLs do (see README, Deploying, MinIO).
+   */
+  presign?: { accessKey: string; secretKey: string };
 }
 
 export type ProcessRole = 'all' | 'api' | 'worker';
@@ -163,8 +168,19 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     if (accessKey === undefined) fail('S3_ACCESS_KEY', 'is required with S3_ENDPOINT');
     if (secretKey === undefined) fail('S3_SECRET_KEY', 'is required with S3_ENDPOINT');
     s3 = { endpoint: s3Endpoint.replace(/\/+$/, ''), publicEndpoint: publicEndpoint.replace(/\/+$/, ''), accessKey: accessKey ?? '', secretKey: secretKey ?? '' };
-  } else if (read('S3_PUBLIC_ENDPOINT') !== undefined) {
-    fail('S3_PUBLIC_ENDPOINT', 'needs S3_ENDPOINT');
+    const presignAccessKey = read('S3_PRESIGN_ACCESS_KEY');
+    const presignSecretKey = read('S3_PRESIGN_SECRET_KEY');
+    if ((presignAccessKey === undefined) !== (presignSecretKey === undefined)) {
+      fail(presignAccessKey === undefined ? 'S3_PRESIGN_ACCESS_KEY' : 'S3_PRESIGN_SECRET_KEY', 'S3_PRESIGN_ACCESS_KEY and S3_PRESIGN_SECRET_KEY must be set together');
+    } else if (presignAccessKey !== undefined && presignSecretKey !== undefined) {
+      // MinIO skips every policy for its root user, so presigning with S3_ACCESS_KEY again would restrict nothing.
+      if (presignAccessKey === accessKey) fail('S3_PRESIGN_ACCESS_KEY', 'must be another credential than S3_ACCESS_KEY');
+      s3.presign = { accessKey: presignAccessKey, secretKey: presignSecretKey };
+    }
+  } else {
+    for (const name of ['S3_PUBLIC_ENDPOINT', 'S3_PRESIGN_ACCESS_KEY', 'S3_PRESIGN_SECRET_KEY']) {
+      if (read(name) !== undefined) fail(name, 'needs S3_ENDPOINT');
+    }
   }
   const s3Bucket = read('S3_BUCKET') ?? 'yardmaster';
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3Bucket)) fail('S3_BUCKET', 'must be a DNS-compatible bucket name (3 to 63 of a-z, 0-9, ".", "-")');

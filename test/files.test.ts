@@ -449,6 +449,8 @@ describe('presigned single upload', () => {
     ['an HTML page claimed as text is text/html', 'text/plain', text('<!doctype html><script>alert(1)</script>\n'), 'text/html'],
     ['binary bytes claimed as text are application/octet-stream', 'text/plain', Buffer.concat([Buffer.from('XYZ\u0000'), randomBytes(5000)]), 'application/octet-stream'],
     ['a PDF claimed as text is application/pdf', 'text/plain', pdf(), 'application/pdf'],
+    ['an SVG root under a prefix is image/svg+xml, not XML', 'application/xml', text('<?xml version="1.0"?><s:svg xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script></s:svg>'), 'image/svg+xml'],
+    ['an XHTML script nested in other XML is text/html', 'text/plain', text('<?xml version="1.0"?><feed><x:script xmlns:x="http://www.w3.org/1999/xhtml">alert(1)</x:script></feed>'), 'text/html'],
   ])('content type: %s', async (_title, claim, bytes, expected) => {
     const { client } = await server.createUser();
     const file = await uploadPresigned(client, { name: 'sample', contentType: claim }, bytes);

@@ -58,7 +58,9 @@ export interface EmbeddedS3 {
  *
  * It is s3rver behind a thin front that does what s3rver does not: it checks every
  * request's Signature Version 4 (s3rver lets anonymous requests in and accepts any V4
- * signature), and it makes three multipart operations behave as S3 does: completing an
+ * signature), refuses `x-amz-*` headers the signature does not cover, duplicated query
+ * parameters, and presigned URLs for anything but getting or putting an object or a
+ * part (see sigv4.ts), and it makes three multipart operations behave as S3 does: completing an
  * upload with a part that was never sent crashes s3rver (an unhandled file error), it
  * accepts any ETag, and it implements neither aborting an upload nor listing its parts.
  * The front checks the parts against s3rver's own store, lists them from there, and
@@ -86,7 +88,7 @@ export async function startEmbeddedS3(options: { directory: string; host: string
       const check = verifySigV4({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, secretOf);
       if (!check.ok) {
         req.resume();
-        return sendError(res, 403, check.code, check.message);
+        return sendError(res, check.status, check.code, check.message, check.headersNotSigned);
       }
     }
     const url = new URL(req.url ?? '/', 'http://front');
@@ -197,8 +199,10 @@ async function abortUpload(res: http.ServerResponse, uploadDir: string | undefin
   res.writeHead(204).end();
 }
 
-function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
-  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+function sendError(res: http.ServerResponse, status: number, code: string, message: string, headersNotSigned?: string[]): void {
+  // Header names may hold `&` (a token character): escaped like any text.
+  const unsigned = headersNotSigned ? `<HeadersNotSigned>${headersNotSigned.join(', ').replace(/&/g, '&amp;')}</HeadersNotSigned>` : '';
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message>${unsigned}</Error>`;
   res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) }).end(body);
 }
 

@@ -8,6 +8,8 @@ export interface StorageConfig {
   publicEndpoint: string;
   accessKey: string;
   secretKey: string;
+  /** The credential presigned URLs are signed with (default: accessKey/secretKey). */
+  presign?: { accessKey: string; secretKey: string };
   bucket: string;
   region: string;
 }
@@ -20,17 +22,17 @@ export interface UploadedPart {
 /** S3's smallest part (all but the last). */
 export const minPartBytes = 5 * 1024 * 1024;
 
-function clientFor(endpoint: string, config: StorageConfig): Client {
+function clientFor(endpoint: string, region: string, credentials: { accessKey: string; secretKey: string }): Client {
   const url = new URL(endpoint);
   const useSSL = url.protocol === 'https:';
   return new Client({
     endPoint: url.hostname.replace(/^\[|\]$/g, ''),
     port: url.port ? Number(url.port) : useSSL ? 443 : 80,
     useSSL,
-    accessKey: config.accessKey,
-    secretKey: config.secretKey,
+    accessKey: credentials.accessKey,
+    secretKey: credentials.secretKey,
     // Known up front, so presigning never has to ask the endpoint for it.
-    region: config.region,
+    region,
     pathStyle: true,
   });
 }
@@ -47,8 +49,12 @@ export class ObjectStorage {
 
   constructor(config: StorageConfig) {
     this.bucket = config.bucket;
-    this.#client = clientFor(config.endpoint, config);
-    this.#presigner = config.publicEndpoint === config.endpoint ? this.#client : clientFor(config.publicEndpoint, config);
+    this.#client = clientFor(config.endpoint, config.region, config);
+    // Presigned URLs are handed to clients, who can replay them with headers of their
+    // own; signed with a credential that may only put and get objects, they cannot be
+    // turned into anything else even where storage ignores unsigned headers.
+    this.#presigner =
+      config.publicEndpoint === config.endpoint && !config.presign ? this.#client : clientFor(config.publicEndpoint, config.region, config.presign ?? config);
   }
 
   async ensureBucket(region: string): Promise<void> {

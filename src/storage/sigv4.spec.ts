@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client } from 'minio';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { verifySigV4, type SignatureCheck, type SignedRequest } from './sigv4.ts';
+import { checkPresignedOperation, verifySigV4, type SignatureCheck, type SignedRequest } from './sigv4.ts';
 
 const accessKey = 'TESTKEY';
 const secretKey = 'test-secret-of-the-store';
@@ -70,4 +70,76 @@ test('anonymous, V2 and malformed requests are refused, without throwing', () =>
   expect(failure(verifySigV4({ method: 'GET', url: '/bucket/x', headers: { host: 'h', authorization: 'AWS TESTKEY:abc' } }, secretOf))).toBe('AccessDenied');
   expect(failure(verifySigV4({ method: 'GET', url: '/bucket/x?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%E0%A4%A', headers: { host: 'h' } }, secretOf))).toBe('AccessDenied');
   expect(failure(verifySigV4({ method: 'GET', url: '/bucket/x', headers: { host: 'h', authorization: 'AWS4-HMAC-SHA256 garbage' } }, secretOf))).toBe('AccessDenied');
+});
+
+const refusal = (check: SignatureCheck) => (check.ok ? { ok: true } : { status: check.status, code: check.code, headersNotSigned: check.headersNotSigned });
+
+test('an x-amz-* header outside the signed headers is refused, presigned or header-signed; signed ones pass', async () => {
+  const put = presignedRequest(await client().presignedPutObject('bucket', 'uploads/u/f', 60));
+  for (const name of ['x-amz-copy-source', 'x-amz-acl', 'x-amz-tagging', 'x-amz-meta-a', 'x-amz-date', 'x-amz-content-sha256', 'X-Amz-Storage-Class']) {
+    expect(refusal(verifySigV4({ ...put, headers: { ...put.headers, [name]: 'x' } }, secretOf)), name).toEqual({ status: 403, code: 'AccessDenied', headersNotSigned: [name.toLowerCase()] });
+  }
+  // Headers S3 does not read as instructions stay allowed unsigned, as browsers and curl send them.
+  expect(verifySigV4({ ...put, headers: { ...put.headers, 'content-type': 'image/png', 'content-md5': 'XUFAKrxLKna5cZ2REBfFkg==', 'x-amzn-trace-id': 'a' } }, secretOf)).toEqual({ ok: true });
+
+  seen = [];
+  await client().copyObject('bucket', 'files/copy', '/bucket/files/source').catch(() => undefined);
+  const copy = seen.find((request) => request.headers['x-amz-copy-source'] !== undefined)!;
+  expect(verifySigV4(copy, secretOf)).toEqual({ ok: true });
+  seen = [];
+  await client().statObject('bucket', 'files/some key').catch(() => undefined);
+  const stat = seen[0]!;
+  expect(refusal(verifySigV4({ ...stat, headers: { ...stat.headers, 'x-amz-copy-source': '/bucket/files/other' } }, secretOf))).toEqual({
+    status: 403,
+    code: 'AccessDenied',
+    headersNotSigned: ['x-amz-copy-source'],
+  });
+});
+
+test('a query parameter named twice is a 400, whichever it is', async () => {
+  const url = new URL(await client().presignedPutObject('bucket', 'uploads/u/f', 60));
+  const request = presignedRequest(url.toString());
+  for (const name of ['X-Amz-Signature', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires']) {
+    expect(refusal(verifySigV4({ ...request, url: `${request.url}&${name}=${encodeURIComponent(url.searchParams.get(name)!)}` }, secretOf)), name).toEqual({ status: 400, code: 'InvalidArgument' });
+  }
+  // The same name percent-encoded is the same parameter.
+  expect(refusal(verifySigV4({ ...request, url: `${request.url}&X-Amz%2DSignature=${'0'.repeat(64)}` }, secretOf))).toEqual({ status: 400, code: 'InvalidArgument' });
+  const get = presignedRequest(await client().presignedGetObject('bucket', 'files/x', 60, { 'response-content-type': 'text/plain' }), 'GET');
+  expect(refusal(verifySigV4({ ...get, url: `${get.url}&response-content-type=text%2Fhtml` }, secretOf))).toEqual({ status: 400, code: 'InvalidArgument' });
+});
+
+test('a presigned URL may only get or head an object (with response overrides), put an object, or put a part', async () => {
+  const signed = async (method: string, key: string, query: Record<string, string> = {}) => presignedRequest(await client().presignedUrl(method, 'bucket', key, 60, query), method);
+  for (const [method, key, query] of [
+    ['GET', 'files/x', { 'response-content-disposition': 'attachment', 'response-cache-control': 'no-store' }],
+    ['HEAD', 'files/x', {}],
+    ['PUT', 'uploads/x', {}],
+    ['PUT', 'files/x', { partNumber: '2', uploadId: 'u' }],
+  ] as const) {
+    expect(verifySigV4(await signed(method, key, query), secretOf), `${method} ${JSON.stringify(query)}`).toEqual({ ok: true });
+  }
+  for (const [method, key, query] of [
+    ['PUT', 'files/x', { acl: '' }],
+    ['GET', 'files/x', { acl: '' }],
+    ['PUT', 'files/x', { tagging: '' }],
+    ['GET', 'files/x', { tagging: '' }],
+    ['DELETE', 'files/x', {}],
+    ['POST', 'files/x', { uploads: '' }],
+    ['POST', 'files/x', { uploadId: 'u' }],
+    ['GET', 'files/x', { uploadId: 'u' }],
+    ['DELETE', 'files/x', { uploadId: 'u' }],
+    ['PUT', 'files/x', { partNumber: '1' }],
+    ['PUT', 'files/x', { uploadId: 'u' }],
+    ['PUT', 'files/x', { partNumber: '1', uploadId: 'u', tagging: '' }],
+    ['GET', 'files/x', { partNumber: '1' }],
+    ['GET', 'files/x', { versionId: 'v' }],
+    ['POST', '', { delete: '' }],
+    ['GET', '', { 'list-type': '2' }],
+    ['PUT', '', { cors: '' }],
+  ] as const) {
+    expect(refusal(verifySigV4(await signed(method, key, query), secretOf)), `${method} /${key} ${JSON.stringify(query)}`).toEqual({ status: 403, code: 'AccessDenied' });
+  }
+  // Not even a header the presigner signed: a copy in a presigned URL is refused too.
+  const copy = presignedRequest(await client().presignedPutObject('bucket', 'uploads/x', 60));
+  expect(checkPresignedOperation({ ...copy, headers: { ...copy.headers, 'x-amz-copy-source': '/bucket/files/y' } })).toMatchObject({ ok: false, code: 'AccessDenied' });
 });

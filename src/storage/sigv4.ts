@@ -9,21 +9,46 @@ export interface SignedRequest {
   headers: Record<string, string | string[] | undefined>;
 }
 
-export type SignatureCheck = { ok: true } | { ok: false; code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId'; message: string };
+export type SignatureCheck =
+  | { ok: true }
+  | {
+      ok: false;
+      status: 400 | 403;
+      code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'InvalidArgument';
+      message: string;
+      /** The `x-amz-*` headers that came without a signature (S3's `HeadersNotSigned`). */
+      headersNotSigned?: string[];
+    };
 
 const algorithm = 'AWS4-HMAC-SHA256';
 /** How far a signed request's clock may be from ours (S3 allows 15 minutes). */
 const allowedSkewMs = 15 * 60_000;
 const maxPresignSeconds = 7 * 24 * 3600;
 
+/** The query parameters of a presigned request's own signature. */
+const presignParameters = new Set(['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature']);
+/** What a presigned GET may add: the overrides of the reply's headers (a download's name and type). */
+const responseOverrides = new Set(['response-content-type', 'response-content-disposition', 'response-cache-control', 'response-content-language', 'response-content-encoding', 'response-expires']);
+
 /**
  * Checks an S3 request signed with Signature Version 4, in an Authorization header or
- * presigned in the query, against the secret of its access key. The canonical request
- * is built from the path and query as sent, as S3 does (signers sign what they send).
+ * presigned in the query, against the secret of its access key, and refuses what a
+ * signature does not vouch for. The canonical request is built from the path and query
+ * as sent, as S3 does (signers sign what they send).
+ *
+ * A signature covers only the headers it names, so an `x-amz-*` header outside them is
+ * refused (403, as AWS S3 does): those headers choose what S3 does (`x-amz-copy-source`
+ * turns a PUT into a copy of another object, others set ACLs, tags, metadata), and the
+ * holder of a presigned URL could otherwise add them. A query parameter named twice is
+ * a 400: the signature would cover both copies while the store reads one. A presigned
+ * request may moreover only do what the server presigns (see `checkPresignedOperation`).
  */
 export function verifySigV4(request: SignedRequest, secretOf: (accessKey: string) => string | undefined, now = new Date()): SignatureCheck {
   const [rawPath = '/', rawQuery = ''] = splitOnce(request.url, '?');
   const query = rawQuery === '' ? [] : rawQuery.split('&');
+  const names = query.map((element) => safeDecode(splitOnce(element, '=')[0]));
+  const repeated = names.find((name, index) => names.indexOf(name) !== index);
+  if (repeated !== undefined) return refused(400, 'InvalidArgument', `The query parameter ${repeated === '' ? 'with an empty name' : repeated} appears more than once.`);
   const queryValue = (name: string) => {
     const entry = query.find((element) => splitOnce(element, '=')[0] === name);
     return entry === undefined ? undefined : safeDecode(splitOnce(entry, '=')[1] ?? '');
@@ -104,11 +129,41 @@ export function verifySigV4(request: SignedRequest, secretOf: (accessKey: string
   if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) {
     return denied('SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
   }
-  return { ok: true };
+  const headersNotSigned = Object.keys(request.headers).filter((name) => name.toLowerCase().startsWith('x-amz-') && !headerNames.includes(name.toLowerCase()));
+  if (headersNotSigned.length > 0) {
+    return { ok: false, status: 403, code: 'AccessDenied', message: 'There were headers present in the request which were not signed', headersNotSigned: headersNotSigned.map((name) => name.toLowerCase()) };
+  }
+  return presigned ? checkPresignedOperation(request) : { ok: true };
+}
+
+/**
+ * What a presigned URL may do here: get (or head) an object, with the reply's headers
+ * overridden; put an object; put one part of a multipart upload. That is all the server
+ * presigns, so nothing else is allowed even with a valid signature: no ACL, tagging,
+ * copy, listing, deletion, nor any other multipart step, and no `x-amz-*` header at
+ * all, signed or not (what a presigned request does is all in its URL).
+ */
+export function checkPresignedOperation(request: SignedRequest): SignatureCheck {
+  const [rawPath = '/', rawQuery = ''] = splitOnce(request.url, '?');
+  const operation = new Set(
+    (rawQuery === '' ? [] : rawQuery.split('&')).map((element) => safeDecode(splitOnce(element, '=')[0])).filter((name) => !presignParameters.has(name)),
+  );
+  const onObject = /^\/[^/]+\/./.test(rawPath);
+  const method = request.method.toUpperCase();
+  const allowed =
+    onObject &&
+    !Object.keys(request.headers).some((name) => name.toLowerCase().startsWith('x-amz-')) &&
+    (((method === 'GET' || method === 'HEAD') && [...operation].every((name) => responseOverrides.has(name))) ||
+      (method === 'PUT' && (operation.size === 0 || (operation.size === 2 && operation.has('partNumber') && operation.has('uploadId')))));
+  return allowed ? { ok: true } : denied('AccessDenied', 'A presigned URL may only get an object, put an object or put one part of a multipart upload.');
 }
 
 function denied(code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId', message: string): SignatureCheck {
-  return { ok: false, code, message };
+  return refused(403, code, message);
+}
+
+function refused(status: 400 | 403, code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'InvalidArgument', message: string): SignatureCheck {
+  return { ok: false, status, code, message };
 }
 
 function header(headers: SignedRequest['headers'], name: string): string | undefined {
