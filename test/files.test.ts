@@ -812,6 +812,13 @@ describe('quota', () => {
 // =======================================================================================
 
 describe('names and directories', () => {
+  test('a NUL in a name is InvalidArgument naming the field (PostgreSQL text cannot hold it), and nothing is written', async () => {
+    const { user, client } = await server.createUser();
+    const error = await expectConnectError(createUpload(client, { name: 'bad\u0000name.txt' }, text('x')), Code.InvalidArgument);
+    expect(violatedFields(error)).toEqual(['name']);
+    expect(await server.query('select id from files where owner_id = $1', [user.id])).toEqual([]);
+  });
+
   test.each([
     ['../../etc/passwd', ['etc', 'passwd']],
     ['a/b', ['a', 'b']],
@@ -820,7 +827,6 @@ describe('names and directories', () => {
     ['CON.txt', ['CON']],
     ['lpt1', ['lpt1']],
     ['  .hidden', ['hidden']],
-    ['bad\u0000name.txt', ['bad', 'name.txt']],
     ['line\nbreak\ttab\u0007.txt', ['line', 'break', 'tab']],
     ['\u001b[31mred\u007f', ['red']],
     ['trailing dots...', ['trailing dots']],
