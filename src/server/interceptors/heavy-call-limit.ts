@@ -3,7 +3,7 @@ import type { SettingsStore } from '../../admin/settings-store.ts';
 import { resourceExhausted } from '../../domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
-import { observeStream } from './server-streams.ts';
+import { holdDuringCall, OpenCounts } from './server-streams.ts';
 
 /** The retry delay suggested to an account over its limit: heavy calls take about that long. */
 const heavyCallRetryAfterMs = 1000;
@@ -15,32 +15,14 @@ const heavyCallRetryAfterMs = 1000;
  * across instances: each instance protects its own pool.
  */
 export function heavyCallLimitInterceptor(policies: AccessPolicies, settings: Pick<SettingsStore, 'get'>): Interceptor {
-  const running = new Map<string, number>();
+  const running = new OpenCounts();
   return (next) => async (req) => {
     const caller = req.contextValues.get(callerKey);
     if (!caller || !policies.forMethod(req.method).heavy) return next(req);
     const limit = settings.get('limits.heavy_calls_per_account');
-    const count = running.get(caller.userId) ?? 0;
-    if (count >= limit) {
+    if (running.get(caller.userId) >= limit) {
       throw resourceExhausted(`an account may run at most ${limit} heavy calls at once on one server: retry when one has finished`, heavyCallRetryAfterMs, 'TOO_MANY_HEAVY_CALLS');
     }
-    running.set(caller.userId, count + 1);
-    const release = () => {
-      const remaining = (running.get(caller.userId) ?? 1) - 1;
-      if (remaining === 0) running.delete(caller.userId);
-      else running.set(caller.userId, remaining);
-    };
-    let res;
-    try {
-      res = await next(req);
-    } catch (error) {
-      release();
-      throw error;
-    }
-    if (!res.stream) {
-      release();
-      return res;
-    }
-    return observeStream(res, req.signal, { end: release });
+    return holdDuringCall(() => next(req), req.signal, running.take(caller.userId));
   };
 }

@@ -50,3 +50,45 @@ export function observeStream<R extends { message: AsyncIterable<unknown> }>(res
     })(),
   };
 }
+
+/**
+ * Runs the call while holding something (a slot of a limit) and gives it back with
+ * `release` when the call is over: when it fails or answers one message, or when its
+ * server stream ends however it ends.
+ */
+export async function holdDuringCall<Res extends { stream: boolean }>(call: () => Promise<Res>, signal: AbortSignal, release: () => void): Promise<Res> {
+  let res: Res;
+  try {
+    res = await call();
+  } catch (error) {
+    release();
+    throw error;
+  }
+  if (!res.stream) {
+    release();
+    return res;
+  }
+  return observeStream(res as Res & { message: AsyncIterable<unknown> }, signal, { end: release });
+}
+
+/** Open calls by key, forgetting keys that reach zero so that the map holds only live ones. */
+export class OpenCounts {
+  readonly #open = new Map<string, number>();
+
+  get(key: string): number {
+    return this.#open.get(key) ?? 0;
+  }
+
+  /** Counts one more under `key`; returns the function that gives it back (once). */
+  take(key: string): () => void {
+    this.#open.set(key, this.get(key) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const remaining = this.get(key) - 1;
+      if (remaining <= 0) this.#open.delete(key);
+      else this.#open.set(key, remaining);
+    };
+  }
+}

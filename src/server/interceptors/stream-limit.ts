@@ -1,7 +1,7 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { DomainError } from '../../domain-errors.ts';
 import { callerKey, clientKey } from '../context.ts';
-import { observeStream } from './server-streams.ts';
+import { holdDuringCall, OpenCounts } from './server-streams.ts';
 
 export interface StreamLimits {
   /** Open server (and bidi) streams one non-admin account may hold on one instance. */
@@ -22,9 +22,9 @@ export const defaultStreamLimits: StreamLimits = { perAccount: 100, anonymousPer
  * signed-in ones.
  */
 export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimits): Interceptor {
-  const perAccount = new Counter();
-  const perAddress = new Counter();
-  const anonymous = new Counter();
+  const perAccount = new OpenCounts();
+  const perAddress = new OpenCounts();
+  const anonymous = new OpenCounts();
   return (next) => async (req) => {
     if (req.method.methodKind === 'unary') return next(req);
     const caller = req.contextValues.get(callerKey);
@@ -55,38 +55,6 @@ export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimit
         releaseTotal();
       };
     }
-    let res;
-    try {
-      res = await next(req);
-    } catch (error) {
-      release();
-      throw error;
-    }
-    if (res.stream) return observeStream(res, req.signal, { end: release });
-    // A client stream answered with one message: it is over.
-    release();
-    return res;
+    return holdDuringCall(() => next(req), req.signal, release);
   };
-}
-
-/** Open streams by key, forgetting keys that reach zero so the map holds only live ones. */
-class Counter {
-  readonly #open = new Map<string, number>();
-
-  get(key: string): number {
-    return this.#open.get(key) ?? 0;
-  }
-
-  /** Counts one more under `key`; returns the function that gives it back (once). */
-  take(key: string): () => void {
-    this.#open.set(key, this.get(key) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const remaining = this.get(key) - 1;
-      if (remaining <= 0) this.#open.delete(key);
-      else this.#open.set(key, remaining);
-    };
-  }
 }
