@@ -175,6 +175,14 @@ describe.each(transports)('$name', (transport) => {
   });
 });
 
+test('a gRPC message flagged compressed, with no compression named, is InvalidArgument too', async () => {
+  const flagged = envelope(1, new Uint8Array(0));
+  for (const path of ['/yardmaster.v1.AuthService/GetMe', '/yardmaster.v1.JobsService/WatchJob']) {
+    const response = await h2Request(server.url, path, { 'content-type': 'application/grpc+proto', te: 'trailers', ...authorization }, flagged);
+    expect(response.trailers['grpc-status'] ?? response.headers['grpc-status']).toBe('3');
+  }
+});
+
 test('Connect JSON with bad JSON stays InvalidArgument', async () => {
   const response = await h1Request(server.url, '/yardmaster.v1.AuthService/GetMe', { 'content-type': 'application/json', ...authorization }, Buffer.from('{"nope'));
   expect(response.status).toBe(400);
