@@ -1,5 +1,4 @@
 import { createContextValues } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { DescService } from '@bufbuild/protobuf';
 import pg from 'pg';
 import { Health } from '../gen/grpc/health/v1/health_pb.ts';
@@ -62,6 +61,7 @@ import { defaultStreamLimits, streamLimitInterceptor, type StreamLimits } from '
 import { metricsRoute, ServerMetrics } from './server/metrics.ts';
 import { Readiness } from './server/readiness.ts';
 import { createReflectionV1, createReflectionV1Alpha, ReflectionIndex } from './server/reflection-service.ts';
+import { createRpcHandler } from './server/rpc-handler.ts';
 import { ObjectStorage, type StorageConfig } from './storage/object-storage.ts';
 
 export interface AppOptions {
@@ -195,7 +195,8 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const shutdownController = new AbortController();
 
     const audit = auditInterceptors(auditLog, policies);
-    const rpc = connectNodeAdapter({
+    const rpc = createRpcHandler({
+      logger,
       routes: (router) => {
         if (config.role === 'worker') return;
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));

@@ -1,0 +1,154 @@
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextKey,
+  createContextValues,
+  type HandlerContext,
+  type Interceptor,
+} from '@connectrpc/connect';
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+  type ConnectNodeAdapterOptions,
+} from '@connectrpc/connect-node';
+import { createAsyncIterable, encodeEnvelope, type UniversalHandler } from '@connectrpc/connect/protocol';
+import { codeToHttpStatus, errorToJsonBytes, headerUnaryContentLength, headerUnaryEncoding } from '@connectrpc/connect/protocol-connect';
+import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
+import { createTrailerSerialization, trailerFlag } from '@connectrpc/connect/protocol-grpc-web';
+import type { Logger } from '../logger.ts';
+import type { HttpHandler } from './http-handler.ts';
+
+/**
+ * What one call has shown of its request's decoding: its handler context (to read the
+ * error the call failed with) and whether the request got as far as the interceptors.
+ */
+interface RequestDecoding {
+  context: HandlerContext | undefined;
+  reachedInterceptors: boolean;
+}
+
+const requestDecodingKey = createContextKey<RequestDecoding | undefined>(undefined, { description: 'request decoding' });
+
+/**
+ * Connect's node adapter, with one difference: a request the server cannot decode
+ * (malformed binary protobuf, a compressed message it cannot decompress) is answered
+ * InvalidArgument on every protocol.
+ *
+ * connect-es reports its own parse failures as Internal (the right code for a client
+ * that cannot read a server's answer, and the same code serves both sides), and for
+ * unary calls that happens before any interceptor runs. So the decision is made where
+ * the failure can still be told apart from a server bug: errors that come out of the
+ * request stream are re-coded by the first interceptor, and a unary call that failed
+ * with Internal before reaching the interceptors has its answer re-encoded. Nothing
+ * is parsed twice; a call that decodes pays for one context entry and one flag.
+ */
+export function createRpcHandler(options: ConnectNodeAdapterOptions & { logger: Logger }): HttpHandler {
+  const { logger, routes, fallback, requestGate, contextValues, requestPathPrefix = '', ...routerOptions } = options;
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip, compressionBrotli],
+    ...routerOptions,
+    interceptors: [requestDecodingInterceptor(), ...(routerOptions.interceptors ?? [])],
+    requestGate: (context) => {
+      const decoding = context.values.get(requestDecodingKey);
+      if (decoding) decoding.context = context;
+      return requestGate?.(context);
+    },
+  });
+  routes(router);
+  const handlers = new Map(router.handlers.map((handler) => [requestPathPrefix + handler.requestPath, handler.method.methodKind === 'unary' ? reportUndecodableUnary(handler) : handler]));
+  return (req, res) => {
+    const handler = handlers.get((req.url ?? '').split('?', 1)[0]!);
+    if (!handler) {
+      if (fallback) {
+        fallback(req, res);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+      return;
+    }
+    const values = contextValues?.(req) ?? createContextValues();
+    values.set(requestDecodingKey, { context: undefined, reachedInterceptors: false });
+    handler(universalRequestFromNodeRequest(req, res, undefined, values))
+      .then((response) => universalResponseToNodeResponse(response, res))
+      .catch((error: unknown) => {
+        if (error instanceof ConnectError && error.code === Code.Aborted) return;
+        logger.error({ err: error, procedure: handler.requestPath }, 'rpc handler failed');
+      });
+  };
+}
+
+/** The client's request could not be decoded: its fault, with connect's short reason and nothing else. */
+function undecodable(error: ConnectError): ConnectError {
+  return new ConnectError(error.rawMessage, Code.InvalidArgument);
+}
+
+/**
+ * First in the chain: marks the call as decoded so far, and re-codes the Internal errors
+ * that a request stream raises while it decodes the client's messages.
+ */
+function requestDecodingInterceptor(): Interceptor {
+  return (next) => (req) => {
+    const decoding = req.contextValues.get(requestDecodingKey);
+    if (decoding) decoding.reachedInterceptors = true;
+    if (!req.stream) return next(req);
+    return next({ ...req, message: recodeDecodingErrors(req.message) });
+  };
+}
+
+async function* recodeDecodingErrors<T>(messages: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw error instanceof ConnectError && error.code === Code.Internal ? undecodable(error) : error;
+  }
+}
+
+/**
+ * A unary request is decoded before the interceptors run, and its failure is encoded
+ * before the handler returns. When that failure was Internal and no interceptor ran,
+ * the request itself was at fault: answer again, InvalidArgument, in the protocol's
+ * own encoding.
+ */
+function reportUndecodableUnary(handler: UniversalHandler): UniversalHandler {
+  const trailerSerialization = createTrailerSerialization();
+  const wrapped = async (request: Parameters<UniversalHandler>[0]) => {
+    const response = await handler(request);
+    const decoding = request.contextValues?.get(requestDecodingKey);
+    const context = decoding?.context;
+    const failure: unknown = context?.signal.reason;
+    if (!context || decoding.reachedInterceptors || !(failure instanceof ConnectError) || failure.code !== Code.Internal) return response;
+    const error = undecodable(failure);
+    // The failure's own answer is a few bytes, already produced: read it out of the way.
+    for await (const chunk of response.body ?? []) void chunk;
+    switch (context.protocolName) {
+      case 'connect': {
+        // Written uncompressed, whatever was negotiated: a client must accept identity.
+        const body = errorToJsonBytes(error, {});
+        const header = new Headers(response.header);
+        header.delete(headerUnaryEncoding);
+        header.set(headerUnaryContentLength, String(body.byteLength));
+        return { ...response, status: codeToHttpStatus(error.code), header, body: createAsyncIterable([body]) };
+      }
+      case 'grpc':
+        setTrailerStatus(context.responseTrailer, error);
+        return { ...response, body: createAsyncIterable([]) };
+      case 'grpc-web':
+        setTrailerStatus(context.responseTrailer, error);
+        return { ...response, body: createAsyncIterable([encodeEnvelope(trailerFlag, trailerSerialization.serialize(context.responseTrailer))]) };
+      default:
+        return response;
+    }
+  };
+  return Object.assign(wrapped, {
+    protocolNames: handler.protocolNames,
+    service: handler.service,
+    method: handler.method,
+    requestPath: handler.requestPath,
+    allowedMethods: handler.allowedMethods,
+    supportedContentType: handler.supportedContentType,
+  });
+}
