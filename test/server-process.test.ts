@@ -3,24 +3,34 @@
  * embedded PostgreSQL under a fresh DATA_DIR, a generated admin password printed once,
  * and a clean stop on SIGTERM.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, expect, test } from 'vitest';
+import { afterAll, expect, onTestFinished, test } from 'vitest';
 import { createYardmasterClient } from '../clients/ts/src/node.ts';
 import { startServerProcess, type ServerProcess } from './support/server-process.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const scratch: string[] = [];
+const children: ChildProcess[] = [];
 afterAll(async () => {
+  // A failed test may leave its server (and so its PostgreSQL, perhaps frozen) running.
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const dir of scratch) {
+    const [postmaster, ...backends] = postgresProcessesOf(dir);
+    for (const pid of [postmaster, ...backends]) if (pid !== undefined && isAlive(pid)) process.kill(pid, 'SIGCONT');
+    if (postmaster !== undefined && isAlive(postmaster)) process.kill(postmaster, 'SIGINT');
+  }
   for (const dir of scratch) await rm(dir, { recursive: true, force: true });
 });
 
-function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  return startServerProcess(env);
+async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  const server = await startServerProcess(env);
+  children.push(server.child);
+  return server;
 }
 
 test('first start creates the admin with a printed password; later starts keep the data and print nothing', async () => {
@@ -89,6 +99,7 @@ async function runToExit(env: Record<string, string>): Promise<{ code: number | 
     cwd: repoRoot,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
   });
+  children.push(child);
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -195,16 +206,17 @@ test('a shutdown stuck on a database that stopped answering ends at SHUTDOWN_TIM
   // SIGSTOP freezes every PostgreSQL process: connections stay open and nothing answers,
   // as in an outage that leaves sockets half alive.
   for (const pid of stopped) process.kill(pid, 'SIGSTOP');
-  try {
-    const began = Date.now();
-    server.child.kill('SIGTERM');
-    expect(await server.exited).toBe(1);
-    expect(Date.now() - began).toBeLessThan(15_000);
-    expect(server.output()).toMatch(/"step":"the app \(jobs, queue, event fan-out, database pools\)","activeResources":\{[^}]*"TCPSocketWrap":\d+/);
-    expect(server.output()).toContain('shutdown did not finish within 3s: still waiting on the app');
-  } finally {
-    for (const pid of stopped) process.kill(pid, 'SIGCONT');
-  }
+  const resume = () => {
+    for (const pid of stopped) if (isAlive(pid)) process.kill(pid, 'SIGCONT');
+  };
+  onTestFinished(resume);
+  const began = Date.now();
+  server.child.kill('SIGTERM');
+  expect(await server.exited).toBe(1);
+  expect(Date.now() - began).toBeLessThan(15_000);
+  expect(server.output()).toMatch(/"step":"the app \(jobs, queue, event fan-out, database pools\)","activeResources":\{[^}]*"TCPSocketWrap":\d+/);
+  expect(server.output()).toContain('shutdown did not finish within 3s: still waiting on the app');
+  resume();
   // The stop it asked for on the way out lands once PostgreSQL runs again: no orphan.
   const deadline = Date.now() + 20_000;
   while (postgresProcessesOf(dataDir).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
