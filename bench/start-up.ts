@@ -7,6 +7,7 @@
  *   npx node bench/start-up.ts [--rounds 3]
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -55,6 +56,8 @@ async function timeStartUp(dataDir: string): Promise<StartUp> {
   // npm start is a shell and node below it: signal the whole group, as a terminal's Ctrl-C does.
   process.kill(-child.pid!, 'SIGTERM');
   await exited;
+  // npm may exit before the server below it has finished stopping: the DATA_DIR lock says when it has.
+  while (existsSync(path.join(dataDir, 'yardmaster.pid'))) await new Promise((resolve) => setTimeout(resolve, 20));
   const timeline = output
     .split('\n')
     .filter((line) => line.includes('"msg":"start-up"'))

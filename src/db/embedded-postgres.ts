@@ -204,14 +204,21 @@ async function initialiseCluster(binaries: PostgresBinaries, dataDir: string, pa
     await fs.chown(passwordFile, runAs.uid, runAs.gid);
   }
   try {
-    const result = spawnSync(
+    // Not spawnSync: initdb takes one to two seconds, which the process spends loading the
+    // rest of the server meanwhile.
+    const initdb = spawn(
       binaries.initdb,
       ['-D', dataDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C'],
-      { ...(runAs ?? {}), encoding: 'utf8', env: { ...process.env, LC_MESSAGES: 'C' } },
+      { ...(runAs ?? {}), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } },
     );
-    if (result.status !== 0) {
-      throw new Error(`initdb failed: ${(result.stderr || result.stdout || String(result.error)).trim()}`);
-    }
+    let output = '';
+    initdb.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    initdb.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const status = await new Promise<number | null>((resolve, reject) => {
+      initdb.once('error', reject);
+      initdb.once('close', resolve);
+    });
+    if (status !== 0) throw new Error(`initdb failed: ${output.trim()}`);
   } finally {
     await fs.rm(passwordFile, { force: true });
   }
