@@ -77,6 +77,9 @@ async function shutdown(signal: string): Promise<void> {
   }
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
+// However the process ends (a crash included), the embedded PostgreSQL, in a process group
+// of its own, is told to stop: stop() signals it before its first await.
+process.on('exit', () => void embedded?.stop());
 process.on('SIGINT', () => void shutdown('SIGINT'));
 
 function countBy(names: string[]): Record<string, number> {
@@ -91,7 +94,7 @@ try {
   const embeddedStarts: Promise<void>[] = [];
   if (!config.databaseUrl) {
     embeddedStarts.push(
-      startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger }).then((started) => {
+      startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger, ownProcessGroup: true }).then((started) => {
         embedded = started;
         reached('embedded PostgreSQL ready');
       }),

@@ -27,8 +27,8 @@ afterAll(async () => {
   for (const dir of scratch) await rm(dir, { recursive: true, force: true });
 });
 
-async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const server = await startServerProcess(env);
+async function startServer(env: Record<string, string>, options: { ownProcessGroup?: boolean } = {}): Promise<ServerProcess> {
+  const server = await startServerProcess(env, options);
   children.push(server.child);
   return server;
 }
@@ -196,6 +196,19 @@ test('a second server on the same DATA_DIR is refused with one line, and the fir
   // The lock went with the first server: the next start takes the directory.
   const third = await startServer({ DATA_DIR: dataDir });
   expect(await third.stop()).toBe(0);
+}, 120_000);
+
+test('Ctrl-C at a terminal (SIGINT to the whole process group) stops the server in order, PostgreSQL last, exit 0', async () => {
+  const dataDir = await freshDataDir();
+  const server = await startServer({ DATA_DIR: dataDir }, { ownProcessGroup: true });
+  const [postmaster] = postgresProcessesOf(dataDir);
+  expect(postmaster).toBeDefined();
+  process.kill(-server.child.pid!, 'SIGINT');
+  expect(await server.exited, server.output()).toBe(0);
+  expect(server.output()).toContain('"msg":"stopped"');
+  expect(server.output()).not.toContain('terminating connection due to administrator command');
+  expect(isAlive(postmaster!), 'the embedded PostgreSQL stopped with the server').toBe(false);
+  expect(existsSync(path.join(dataDir, 'yardmaster.pid'))).toBe(false);
 }, 120_000);
 
 test('a shutdown stuck on a database that stopped answering ends at SHUTDOWN_TIMEOUT, says what was open, and exits 1', async () => {

@@ -33,6 +33,14 @@ export interface EmbeddedPostgresOptions {
   logger: Logger;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>;
+  /**
+   * Run PostgreSQL in a process group of its own, for a caller that stops it itself on
+   * SIGINT/SIGTERM (the server). A Ctrl-C at a terminal signals the whole foreground
+   * group: in the caller's group, PostgreSQL would stop at once, ending the connections
+   * under the calls still in flight, instead of last. Without it (tests, benchmarks), a
+   * Ctrl-C stops PostgreSQL along with the caller.
+   */
+  ownProcessGroup?: boolean;
 }
 
 interface PostgresBinaries {
@@ -72,6 +80,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   for (const [name, value] of Object.entries(settings)) args.push('-c', `${name}=${value}`);
   const child = spawn(binaries.postgres, args, {
     ...(runAs ?? {}),
+    detached: options.ownProcessGroup ?? false,
+    windowsHide: true,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, LC_MESSAGES: 'C' },
   });

@@ -14,10 +14,15 @@ export interface ServerProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts the server with `env` (plus PATH and HOME) and resolves once it serves. */
-export function startServerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
+/**
+ * Starts the server with `env` (plus PATH and HOME) and resolves once it serves. With
+ * `ownProcessGroup`, it leads a process group, as a command started at a terminal does
+ * (a Ctrl-C there signals the whole group).
+ */
+export function startServerProcess(env: Record<string, string>, { timeoutMs = 60_000, ownProcessGroup = false } = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['src/start.js'], {
     cwd: repoRoot,
+    detached: ownProcessGroup,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
   });
   let output = '';
