@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 
 /**
- * One server per DATA_DIR. A second one would find the embedded PostgreSQL's
+ * One server per embedded PostgreSQL cluster, so per DATA_DIR. A second one would find the embedded PostgreSQL's
  * postmaster.pid and stop the first one's database as a stale leftover, so it must be
  * refused before anything else touches the directory.
  *

@@ -90,7 +90,9 @@ function countBy(names: string[]): Record<string, number> {
 
 try {
   reached('configuration read');
-  if (!config.databaseUrl || !config.s3) dataDirLock = lockDataDir(config.dataDir);
+  // The embedded PostgreSQL's cluster can have one owner. The embedded storage alone may be
+  // shared: instances on one external database can serve the same object directory.
+  if (!config.databaseUrl) dataDirLock = lockDataDir(config.dataDir);
   const embeddedStarts: Promise<void>[] = [];
   if (!config.databaseUrl) {
     embeddedStarts.push(
