@@ -77,10 +77,13 @@ async function shutdown(signal: string): Promise<void> {
   }
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
-// However the process ends (a crash included), the embedded PostgreSQL, in a process group
-// of its own, is told to stop: stop() signals it before its first await.
-process.on('exit', () => void embedded?.stop());
 process.on('SIGINT', () => void shutdown('SIGINT'));
+// The terminal closed: without a handler Node dies at once, leaving the embedded
+// PostgreSQL (in a session of its own, which the hangup does not reach) running.
+process.on('SIGHUP', () => void shutdown('SIGHUP'));
+// However the process ends (a crash included), the embedded PostgreSQL, in a session of
+// its own, is told to stop: stop() signals it before its first await.
+process.on('exit', () => void embedded?.stop());
 
 function countBy(names: string[]): Record<string, number> {
   const counts: Record<string, number> = {};

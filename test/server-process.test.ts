@@ -211,6 +211,16 @@ test('Ctrl-C at a terminal (SIGINT to the whole process group) stops the server 
   expect(existsSync(path.join(dataDir, 'yardmaster.pid'))).toBe(false);
 }, 120_000);
 
+test('a closed terminal (SIGHUP) stops the server and its PostgreSQL, exit 0', async () => {
+  const dataDir = await freshDataDir();
+  const server = await startServer({ DATA_DIR: dataDir });
+  const [postmaster] = postgresProcessesOf(dataDir);
+  server.child.kill('SIGHUP');
+  expect(await server.exited, server.output()).toBe(0);
+  expect(server.output()).toContain('"msg":"stopped"');
+  expect(isAlive(postmaster!), 'no orphaned PostgreSQL').toBe(false);
+}, 120_000);
+
 test('a shutdown stuck on a database that stopped answering ends at SHUTDOWN_TIMEOUT, says what was open, and exits 1', async () => {
   const dataDir = await freshDataDir();
   const server = await startServer({ DATA_DIR: dataDir, SHUTDOWN_TIMEOUT: '3s' });
