@@ -11,7 +11,7 @@
  * open, each read right after a full garbage collection, divided by their number. Baseline: the same for a bare node:http2 server that
  * holds the same number of open streams (bench/bare-stream-server.ts).
  *
- *   node bench/event-latency.ts [--streams 1000] [--connections 10] [--latency-jobs 60] [--interval-ms 500]
+ *   npx node bench/event-latency.ts [--streams 1000] [--connections 10] [--latency-jobs 60] [--interval-ms 500]
  */
 import http2 from 'node:http2';
 import path from 'node:path';

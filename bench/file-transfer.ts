@@ -4,7 +4,7 @@
  * this process and the same S3 endpoint with the `minio` client. Also the server's peak
  * resident memory during the transfer: streaming must not hold the file.
  *
- *   node bench/file-transfer.ts [--file-mib 1024]
+ *   npx node bench/file-transfer.ts [--file-mib 1024]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, chmod } from 'node:fs/promises';

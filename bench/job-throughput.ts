@@ -4,7 +4,7 @@
  * pg-boss doing the same: the same N jobs inserted in the same batches, worked by
  * `boss.work` with the settings our runner gives the noop queue, on the same PostgreSQL.
  *
- *   node bench/job-throughput.ts [--jobs 5000] [--batch 100] [--concurrency 4] [--rounds 3]
+ *   npx node bench/job-throughput.ts [--jobs 5000] [--batch 100] [--concurrency 4] [--rounds 3]
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';

@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: every figure, each next to its baseline measured in the same run, on
  * one embedded PostgreSQL, then one summary table with the machine it ran on. To run
- * one figure alone: `node bench/job-throughput.ts`, `node bench/event-latency.ts` or
- * `node bench/file-transfer.ts`.
+ * one figure alone: `npx node bench/job-throughput.ts`, `npx node bench/event-latency.ts` or
+ * `npx node bench/file-transfer.ts`.
  *
  *   npm run bench -- [--jobs 5000] [--batch 100] [--concurrency 4] [--rounds 3]
  *                    [--streams 1000] [--connections 10] [--latency-jobs 60] [--interval-ms 500]

@@ -15,6 +15,8 @@ test('defaults describe a local embedded server', () => {
     corsOrigins: [],
     tls: undefined,
     logLevel: 'info',
+    logFormat: 'auto',
+    shutdownTimeoutMs: 30_000,
     trustProxyHops: 0,
     metricsEnabled: true,
     role: 'all',
@@ -33,6 +35,8 @@ test('reads every variable', () => {
     REFRESH_TOKEN_TTL: '7d',
     CORS_ORIGINS: 'https://a.example.com, http://localhost:5173',
     LOG_LEVEL: 'DEBUG',
+    LOG_FORMAT: 'Pretty',
+    SHUTDOWN_TIMEOUT: '2m',
     TRUST_PROXY: '1',
     METRICS_ENABLED: 'false',
     WORKER_ONLY: 'true',
@@ -48,6 +52,8 @@ test('reads every variable', () => {
     refreshTokenTtlMs: 7 * 86_400_000,
     corsOrigins: ['https://a.example.com', 'http://localhost:5173'],
     logLevel: 'debug',
+    logFormat: 'pretty',
+    shutdownTimeoutMs: 120_000,
     trustProxyHops: 1,
     metricsEnabled: false,
     role: 'worker',
@@ -66,13 +72,15 @@ test('reports every bad variable on its own line', () => {
       ADMIN_PASSWORD: 'short',
       API_ONLY: 'true',
       WORKER_ONLY: 'true',
+      LOG_FORMAT: 'colour',
+      SHUTDOWN_TIMEOUT: 'never',
     });
   } catch (caught) {
     error = caught;
   }
   expect(error).toBeInstanceOf(ConfigError);
   const names = (error as Error).message.split('\n').map((line) => line.split(':')[0]);
-  expect(names.sort()).toEqual(['ACCESS_TOKEN_TTL', 'ADMIN_PASSWORD', 'CORS_ORIGINS', 'DATABASE_URL', 'PORT', 'TLS_KEY', 'WORKER_ONLY']);
+  expect(names.sort()).toEqual(['ACCESS_TOKEN_TTL', 'ADMIN_PASSWORD', 'CORS_ORIGINS', 'DATABASE_URL', 'LOG_FORMAT', 'PORT', 'SHUTDOWN_TIMEOUT', 'TLS_KEY', 'WORKER_ONLY']);
 });
 
 test('refresh tokens must outlive access tokens', () => {

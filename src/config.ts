@@ -18,6 +18,10 @@ export interface Config {
   corsOrigins: string[];
   tls: { cert: Buffer; key: Buffer } | undefined;
   logLevel: LogLevel;
+  /** `auto`: readable lines when stdout is a terminal, JSON lines otherwise. */
+  logFormat: LogFormat;
+  /** Longest graceful shutdown; past it the process says what was still open and exits 1. */
+  shutdownTimeoutMs: number;
   /** Number of reverse proxies in front of the server whose X-Forwarded-For entries are trusted. */
   trustProxyHops: number;
   metricsEnabled: boolean;
@@ -65,6 +69,10 @@ export type ProcessRole = 'all' | 'api' | 'worker';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+const logFormats: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 
 /** Raised for bad configuration; its message is the one line the operator sees. */
 export class ConfigError extends Error {
@@ -131,6 +139,9 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
 
   const logLevel = (read('LOG_LEVEL') ?? 'info').toLowerCase() as LogLevel;
   if (!logLevels.includes(logLevel)) fail('LOG_LEVEL', `must be one of ${logLevels.join(', ')}`);
+  const logFormat = (read('LOG_FORMAT') ?? 'auto').toLowerCase() as LogFormat;
+  if (!logFormats.includes(logFormat)) fail('LOG_FORMAT', `must be one of ${logFormats.join(', ')}`);
+  const shutdownTimeoutMs = duration('SHUTDOWN_TIMEOUT', '30s', 1_000);
 
   const trustProxyHops = parseInteger(read('TRUST_PROXY') ?? '0', 0, 10);
   if (trustProxyHops === undefined) fail('TRUST_PROXY', 'must be the number of trusted proxies, 0 to 10');
@@ -211,6 +222,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     corsOrigins,
     tls,
     logLevel,
+    logFormat,
+    shutdownTimeoutMs,
     trustProxyHops: trustProxyHops!,
     metricsEnabled: metricsEnabled!,
     metricsToken,

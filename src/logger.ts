@@ -1,13 +1,16 @@
 import { pino, type Logger } from 'pino';
-import type { LogLevel } from './config.ts';
+import pinoPretty from 'pino-pretty';
+import type { LogFormat, LogLevel } from './config.ts';
 
 export type { Logger };
 
 /**
- * Structured JSON logs on stdout. Credentials never reach a log line: the paths below
- * are removed wherever they appear in a logged object.
+ * Logs on stdout: JSON lines for log collectors, or readable lines for a person at a
+ * terminal (`auto` picks by whether stdout is one). Credentials never reach a log line:
+ * the paths below are removed wherever they appear in a logged object.
  */
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+export function createLogger(level: LogLevel, destination?: pino.DestinationStream, format: LogFormat = 'json'): Logger {
+  const pretty = format === 'pretty' || (format === 'auto' && destination === undefined && process.stdout.isTTY);
   return pino(
     {
       level,
@@ -19,6 +22,8 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
         remove: true,
       },
     },
-    destination,
+    // In-process and synchronous (no transport worker thread): a line is out before a
+    // crash or process.exit, and start-up does not wait for a worker.
+    pretty ? pinoPretty({ destination: 1, sync: true, colorize: process.stdout.isTTY, ignore: 'pid', translateTime: 'SYS:HH:MM:ss.l', singleLine: true }) : destination,
   );
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 
-/** `node src/main.ts` in a child process, as an operator runs it. */
+/** `node src/start.js` (what `npm start` runs) in a child process, as an operator runs it. */
 export interface ServerProcess {
   child: ChildProcessWithoutNullStreams;
   url: string;
@@ -14,10 +14,15 @@ export interface ServerProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts the server with `env` (plus PATH and HOME) and resolves once it serves. */
-export function startServerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['src/main.ts'], {
+/**
+ * Starts the server with `env` (plus PATH and HOME) and resolves once it serves. With
+ * `ownProcessGroup`, it leads a process group, as a command started at a terminal does
+ * (a Ctrl-C there signals the whole group).
+ */
+export function startServerProcess(env: Record<string, string>, { timeoutMs = 60_000, ownProcessGroup = false } = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['src/start.js'], {
     cwd: repoRoot,
+    detached: ownProcessGroup,
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
   });
   let output = '';
@@ -30,7 +35,7 @@ export function startServerProcess(env: Record<string, string>, timeoutMs = 60_0
       reject(new Error(`the server did not start:\n${output}`));
     }, timeoutMs);
     const poll = setInterval(() => {
-      const match = /"url":"(http:\/\/[^"]+)".*serving/.exec(output);
+      const match = /serving Connect, gRPC and gRPC-Web at (https?:\/\/\S+?): try/.exec(output);
       if (!match) return;
       clearInterval(poll);
       clearTimeout(timer);
