@@ -313,11 +313,14 @@ async function ensureDatabase(adminUrl: string, database: string): Promise<void>
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  // SIGINT is Postgres's "fast" shutdown: roll back open transactions and stop cleanly.
-  child.kill('SIGINT');
-  const escalation = setTimeout(() => child.kill('SIGQUIT'), 20_000);
+  // SIGTERM is Postgres's "smart" shutdown: it waits for sessions to end. By now every
+  // pool has been told to close, but a client's goodbye can still be on its way, and a
+  // faster mode would answer it with "terminating connection" errors. Sessions that stay
+  // get the "fast" mode (SIGINT: roll back and disconnect), and a stuck server SIGQUIT.
+  child.kill('SIGTERM');
+  const escalations = [setTimeout(() => child.kill('SIGINT'), 2_000), setTimeout(() => child.kill('SIGQUIT'), 20_000)];
   await exited;
-  clearTimeout(escalation);
+  for (const escalation of escalations) clearTimeout(escalation);
 }
 
 function delay(ms: number): Promise<void> {
