@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseByteSize } from './byte-sizes.ts';
-import { parseDuration } from './durations.ts';
+import { parseByteSize } from './platform/byte-sizes.ts';
+import { parseDuration } from './platform/durations.ts';
 
 /** Everything the server reads from its environment, validated once at start-up. */
 export interface Config {

@@ -1,4 +1,4 @@
-import type { EntityManager } from '../db/orm.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
 import type { RoleName } from '../auth/entities.ts';
 
 export interface SystemTotals {

@@ -1,4 +1,4 @@
-import { DomainError } from '../domain-errors.ts';
+import { DomainError } from '../platform/domain-errors.ts';
 import type { JobFiles } from '../jobs/job-files.ts';
 import { JobFailure } from '../jobs/job-types.ts';
 import type { FilesService } from './files-service.ts';

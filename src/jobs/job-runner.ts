@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job as QueueEntry, JobResult, WorkOptions } from 'pg-boss';
-import type { MikroORM } from '../db/orm.ts';
-import type { PgNotifications } from '../events/pg-notifications.ts';
-import type { Logger } from '../logger.ts';
-import type { PgBoss } from '../queue/pg-boss.ts';
+import type { MikroORM } from '../platform/db/orm.ts';
+import type { PgNotifications } from '../platform/events/pg-notifications.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { PgBoss } from '../platform/queue/pg-boss.ts';
 import type { QueuePauses } from '../queue/queue-pauses.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';

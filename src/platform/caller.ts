@@ -1,4 +1,4 @@
-import type { RoleName } from './entities.ts';
+import type { RoleName } from '../auth/entities.ts';
 
 /** Who is making a call, as established by their credentials. */
 export interface Caller {

@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
-import type { LogFormat, LogLevel } from './config.ts';
+import type { LogFormat, LogLevel } from '../config.ts';
 
 export type { Logger };
 
