@@ -30,7 +30,7 @@ import { EventSequencer } from './platform/events/event-sequencer.ts';
 import { PgNotifications } from './platform/events/pg-notifications.ts';
 import { createFilesRpc } from './files/files-rpc.ts';
 import { FilesService } from './files/files-service.ts';
-import { jobFilesOf } from './files/job-files-adapter.ts';
+import { jobFilesOf } from './job-files-adapter.ts';
 import { newId } from './platform/ids.ts';
 import { builtinJobTypes } from './jobs/builtin-job-types.ts';
 import { JobAttempts } from './jobs/job-attempts.ts';
