@@ -12,9 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createYardmasterClient } from '../clients/ts/src/node.ts';
-import { createLogger } from '../src/logger.ts';
-import { startEmbeddedS3 } from '../src/storage/embedded-s3.ts';
-import { ObjectStorage } from '../src/storage/object-storage.ts';
+import { createLogger } from '../src/platform/logger.ts';
+import { startEmbeddedS3 } from '../src/platform/storage/embedded-s3.ts';
+import { ObjectStorage } from '../src/platform/storage/object-storage.ts';
 import { adminPassword, describeMachine, positiveFlag, printSummary, startBenchPostgres, startServerProcess, type BenchPostgres, type Figure } from './support.ts';
 
 export const transferFlags = { 'file-mib': { type: 'string' } } as const;

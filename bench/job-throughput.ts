@@ -13,8 +13,8 @@ import { JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient, type YardmasterClient } from '../clients/ts/src/node.ts';
 import { noopJobType } from '../src/jobs/builtin-job-types.ts';
 import { workOptionsOf } from '../src/jobs/job-runner.ts';
-import { createLogger } from '../src/logger.ts';
-import { ensureQueues, pgBossSchema, startPgBoss } from '../src/queue/pg-boss.ts';
+import { createLogger } from '../src/platform/logger.ts';
+import { ensureQueues, pgBossSchema, startPgBoss } from '../src/platform/queue/pg-boss.ts';
 import {
   adminPassword,
   backendsCpuMs,

@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../src/db/embedded-postgres.ts';
-import { createLogger } from '../src/logger.ts';
+import { startEmbeddedPostgres } from '../src/platform/db/embedded-postgres.ts';
+import { createLogger } from '../src/platform/logger.ts';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..');
 export const adminPassword = 'admin-password-for-benchmarks';

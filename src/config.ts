@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseByteSize } from './byte-sizes.ts';
-import { parseDuration } from './durations.ts';
+import { parseByteSize } from './platform/byte-sizes.ts';
+import { parseDuration } from './platform/durations.ts';
+import type { ConnectionLimits } from './server/listener.ts';
+
+import type { LogFormat, LogLevel } from './platform/logger.ts';
+
+export type { ConnectionLimits, LogFormat, LogLevel };
 
 /** Everything the server reads from its environment, validated once at start-up. */
 export interface Config {
@@ -40,16 +45,6 @@ export interface Config {
   maxUploadBytes: number;
 }
 
-export interface ConnectionLimits {
-  /** How long a request head (and a new connection's first bytes) may take to arrive. */
-  headersTimeoutMs: number;
-  /** How long a connection with no call in progress stays open (HTTP/2: then GOAWAY). */
-  keepAliveTimeoutMs: number;
-  /** How long a call in progress may move no byte either way before it is cut. */
-  idleTimeoutMs: number;
-  /** Open connections one peer address may hold; 0 = no cap. */
-  maxConnectionsPerAddress: number;
-}
 
 export interface S3Config {
   endpoint: string;
@@ -66,11 +61,9 @@ export interface S3Config {
 
 export type ProcessRole = 'all' | 'api' | 'worker';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export type LogFormat = 'auto' | 'json' | 'pretty';
 
 const logFormats: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 

@@ -9,10 +9,10 @@ import { performance } from 'node:perf_hooks';
 import type { App } from './app.ts';
 import { processConfig } from './process-config.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded-postgres.ts';
-import type { EmbeddedS3 } from './storage/embedded-s3.ts';
-import type { StorageConfig } from './storage/object-storage.ts';
-import { createLogger } from './logger.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './platform/db/embedded-postgres.ts';
+import type { EmbeddedS3 } from './platform/storage/embedded-s3.ts';
+import type { StorageConfig } from './platform/storage/object-storage.ts';
+import { createLogger } from './platform/logger.ts';
 import type { Listener } from './server/listener.ts';
 import { describeStartupFailure } from './startup-failure.ts';
 
@@ -107,7 +107,7 @@ try {
   }
   if (!config.s3) {
     embeddedStarts.push(
-      import('./storage/embedded-s3.ts').then(async ({ embeddedS3Secret, startEmbeddedS3 }) => {
+      import('./platform/storage/embedded-s3.ts').then(async ({ embeddedS3Secret, startEmbeddedS3 }) => {
         const secretKey = await embeddedS3Secret(config.dataDir);
         embeddedS3 = await startEmbeddedS3({ directory: path.join(config.dataDir, 'objects'), host: config.host, bucket: config.s3Bucket, secretKey, logger });
         reached('embedded storage ready');

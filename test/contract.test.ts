@@ -7,8 +7,8 @@ import { afterAll, expect, test } from 'vitest';
 import { Health } from '../gen/grpc/health/v1/health_pb.ts';
 import { AdminService } from '../gen/yardmaster/v1/admin_pb.ts';
 import { AuthService } from '../gen/yardmaster/v1/auth_pb.ts';
-import { createOrm } from '../src/db/orm.ts';
-import { createLogger } from '../src/logger.ts';
+import { createOrm } from '../src/orm.ts';
+import { createLogger } from '../src/platform/logger.ts';
 import { AccessPolicies } from '../src/server/access-policies.ts';
 import { createTestDatabase } from './support/test-database.ts';
 

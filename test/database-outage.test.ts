@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/db/embedded-postgres.ts';
-import { createLogger } from '../src/logger.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../src/platform/db/embedded-postgres.ts';
+import { createLogger } from '../src/platform/logger.ts';
 import { eventually, expectConnectError, retryDelayMs } from './support/assertions.ts';
 import { startTestServer, type TestServer, type TestUser } from './support/test-server.ts';
 

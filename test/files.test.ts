@@ -27,7 +27,7 @@ import { FileStatus, type CreateUploadResponse, type File, type UploadMetadataSc
 import { JobStatus, type Job } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createApp, type App } from '../src/app.ts';
 import { loadConfig, type LogLevel } from '../src/config.ts';
-import { createLogger } from '../src/logger.ts';
+import { createLogger } from '../src/platform/logger.ts';
 import { listen } from '../src/server/listener.ts';
 import { connectErrorOf, eventually, expectConnectError, randomHex, reasonOf, uniqueName, violatedFields } from './support/assertions.ts';
 import { adminPassword } from './support/test-server.ts';

@@ -49,7 +49,7 @@ const oldNodeVersion = oldNode ? execFileSync(oldNode, ['-p', 'process.versions.
 const tooOld = oldNodeVersion !== undefined && Number(oldNodeVersion.split('.')[0]) < 22;
 
 test.skipIf(!tooOld)('under a too-old system Node.js, every entry point prints one line saying what to run, and exits 1', () => {
-  for (const args of [['src/start.js'], ['--import', './src/check-node.js', 'src/db/migrate.ts'], ['--import', './src/check-node.js', 'bench/run.ts']]) {
+  for (const args of [['src/start.js'], ['--import', './src/check-node.js', 'src/migrate.ts'], ['--import', './src/check-node.js', 'bench/run.ts']]) {
     const run = spawnSync(oldNode!, args, { cwd: repoRoot, encoding: 'utf8', env: { PATH: path.dirname(oldNode!), DATA_DIR: '/nonexistent' } });
     expect(run.status, args.join(' ')).toBe(1);
     expect(run.stdout).toBe('');

@@ -2,18 +2,18 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
-import { roleFromProto } from '../auth/role-names.ts';
+import { roleFromProto } from '../platform/role-names.ts';
 import { optionalTimestamp, userToProto } from '../auth/user-messages.ts';
 import type { CredentialRateLimiter } from '../auth/credential-rate-limiter.ts';
 import type { SigningKeys } from '../auth/signing-keys.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { AuditLog } from './audit-log.ts';
 import type { AuditEvent } from './entities.ts';
-import type { SettingTypeName } from './setting-types.ts';
-import type { SettingsStore, SettingView } from './settings-store.ts';
+import type { SettingTypeName } from '../platform/settings/setting-types.ts';
+import type { SettingsAdmin, SettingView } from '../platform/settings/settings-store.ts';
 import { countSystemTotals } from './system-totals.ts';
-import { requestTime } from '../timestamps.ts';
-import { invalidField } from '../domain-errors.ts';
+import { requestTime } from '../platform/timestamps.ts';
+import { invalidField } from '../platform/domain-errors.ts';
 import { countsByStatusToProto } from '../jobs/job-messages.ts';
 import type { UserAdmin } from './user-admin.ts';
 
@@ -56,7 +56,7 @@ function auditEventToProto(event: AuditEvent) {
 
 export interface AdminRpcDeps {
   users: UserAdmin;
-  settings: SettingsStore;
+  settings: SettingsAdmin;
   auditLog: AuditLog;
   signingKeys: SigningKeys;
   credentialLimiter: CredentialRateLimiter;

@@ -1,10 +1,10 @@
 import type { FilterQuery } from '@mikro-orm/core';
-import type { EntityManager, MikroORM } from '../db/orm.ts';
-import { newId, isUuid } from '../ids.ts';
-import type { Logger } from '../logger.ts';
-import { findPage, type Page, type PageRequest } from '../pagination.ts';
+import type { EntityManager, MikroORM } from '../platform/db/orm.ts';
+import { newId, isUuid } from '../platform/ids.ts';
+import type { Logger } from '../platform/logger.ts';
+import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { AuditEvent, type AuditOutcomeName } from './entities.ts';
-import { escapeLike } from '../db/like-patterns.ts';
+import { escapeLike } from '../platform/db/like-patterns.ts';
 
 export interface AuditRecord {
   actorId: string | undefined;

@@ -2,21 +2,6 @@ import { defineEntity, p } from '@mikro-orm/core';
 
 const now = () => new Date();
 
-/** An admin's override of a runtime setting; a key without a row has its default value. */
-const SettingOverrideSchema = defineEntity({
-  name: 'SettingOverride',
-  tableName: 'settings',
-  properties: {
-    key: p.string().length(128).primary(),
-    value: p.json<unknown>(),
-    updatedById: p.uuid().nullable(),
-    updatedByUsername: p.string().length(64).nullable(),
-    updatedAt: p.datetime().onCreate(now).onUpdate(now),
-  },
-});
-export class SettingOverride extends SettingOverrideSchema.class {}
-SettingOverrideSchema.setClass(SettingOverride);
-
 export const auditOutcomes = ['success', 'failure'] as const;
 export type AuditOutcomeName = (typeof auditOutcomes)[number];
 
@@ -45,4 +30,4 @@ const AuditEventSchema = defineEntity({
 export class AuditEvent extends AuditEventSchema.class {}
 AuditEventSchema.setClass(AuditEvent);
 
-export const adminEntities = [SettingOverride, AuditEvent];
+export const adminEntities = [AuditEvent];

@@ -1,5 +1,5 @@
-import type { EntityManager } from '../db/orm.ts';
-import type { RoleName } from '../auth/entities.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import type { RoleName } from '../platform/caller.ts';
 
 export interface SystemTotals {
   usersTotal: number;

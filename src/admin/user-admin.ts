@@ -1,14 +1,15 @@
 import type { FilterQuery, QueryOrderMap } from '@mikro-orm/core';
-import type { EntityManager } from '../db/orm.ts';
-import { failedPrecondition, invalidField, notFound, Violations } from '../domain-errors.ts';
-import { requireId } from '../ids.ts';
-import { findPage, type Page, type PageRequest } from '../pagination.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
+import { requireId } from '../platform/ids.ts';
+import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
-import type { Caller } from '../auth/caller.ts';
+import type { Caller } from '../platform/caller.ts';
 import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
-import type { SettingsStore } from './settings-store.ts';
-import { escapeLike } from '../db/like-patterns.ts';
+import type { SettingsReader } from '../platform/settings/settings-store.ts';
+import type { authSettings } from '../auth/auth-settings.ts';
+import { escapeLike } from '../platform/db/like-patterns.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
 const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
@@ -44,10 +45,10 @@ const orderings: Record<string, QueryOrderMap<User>> = {
 export type AccountCleanup = (em: EntityManager, userId: string) => Promise<void>;
 
 export class UserAdmin {
-  readonly #settings: SettingsStore;
+  readonly #settings: SettingsReader<typeof authSettings>;
   readonly #accountCleanups: AccountCleanup[];
 
-  constructor(settings: SettingsStore, accountCleanups: AccountCleanup[] = []) {
+  constructor(settings: SettingsReader<typeof authSettings>, accountCleanups: AccountCleanup[] = []) {
     this.#settings = settings;
     this.#accountCleanups = accountCleanups;
   }

@@ -1,6 +1,6 @@
-import type { EntityManager } from '../db/orm.ts';
-import { alreadyExists, Violations } from '../domain-errors.ts';
-import { newId } from '../ids.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { alreadyExists, Violations } from '../platform/domain-errors.ts';
+import { newId } from '../platform/ids.ts';
 import { checkPasswordPolicy, hashPassword } from './passwords.ts';
 import { User, type RoleName } from './entities.ts';
 

@@ -5,8 +5,8 @@ import { auditActorKey, auditTargetKey, callerOf, clientKey, entityManagerOf } f
 import type { AccessPolicies } from '../server/access-policies.ts';
 import type { AuthService, SessionOwner, TokenGrant } from './auth-service.ts';
 import type { ApiKey, Session } from './entities.ts';
-import { roleToProto } from './role-names.ts';
-import { requestTime } from '../timestamps.ts';
+import { roleToProto } from '../platform/role-names.ts';
+import { requestTime } from '../platform/timestamps.ts';
 import { optionalTimestamp, userToProto } from './user-messages.ts';
 
 function grantToProto(grant: TokenGrant) {

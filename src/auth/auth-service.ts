@@ -1,11 +1,12 @@
 import { LockMode, type EntityName, type FilterQuery } from '@mikro-orm/core';
-import type { SettingsStore } from '../admin/settings-store.ts';
-import type { EntityManager } from '../db/orm.ts';
-import { DomainError, invalidField, notFound, permissionDenied, unauthenticated, Violations } from '../domain-errors.ts';
-import { newId, requireId } from '../ids.ts';
-import { findPage, type Page, type PageRequest } from '../pagination.ts';
+import type { SettingsReader } from '../platform/settings/settings-store.ts';
+import type { authSettings } from './auth-settings.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { DomainError, invalidField, notFound, permissionDenied, unauthenticated, Violations } from '../platform/domain-errors.ts';
+import { newId, requireId } from '../platform/ids.ts';
+import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { createAccount, normalizeEmail, normalizeUsername } from './accounts.ts';
-import type { Caller, ClientInfo } from './caller.ts';
+import type { Caller, ClientInfo } from '../platform/caller.ts';
 import { ApiKey, RefreshToken, Session, User } from './entities.ts';
 import { checkPasswordPolicy, hashPassword, maxPasswordLength, verifyDecoyPassword, verifyPassword } from './passwords.ts';
 import { newApiKeySecret, newRefreshToken, openWithSecret, refreshTokenPrefix, sealWithSecret, secretHash } from './secrets.ts';
@@ -37,7 +38,7 @@ export interface SessionOwner {
 const maxActiveApiKeysPerUser = 100;
 
 export interface AuthServiceDeps {
-  settings: SettingsStore;
+  settings: SettingsReader<typeof authSettings>;
   signingKeys: SigningKeys;
   refreshTokenTtlMs: number;
 }
@@ -52,7 +53,7 @@ const invalidRefreshToken = () => unauthenticated('the refresh token is not vali
  * EntityManager; nothing here knows about RPC.
  */
 export class AuthService {
-  readonly #settings: SettingsStore;
+  readonly #settings: SettingsReader<typeof authSettings>;
   readonly #signingKeys: SigningKeys;
   readonly #refreshTokenTtlMs: number;
 

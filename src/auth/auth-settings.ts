@@ -1,4 +1,4 @@
-import { boolSetting, durationSetting, integerSetting } from '../admin/setting-types.ts';
+import { boolSetting, durationSetting, integerSetting } from '../platform/settings/setting-types.ts';
 
 const second = 1000;
 const minute = 60 * second;

@@ -1,6 +1,6 @@
-import type { EntityManager } from '../db/orm.ts';
-import { unauthenticated } from '../domain-errors.ts';
-import type { Caller } from './caller.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { unauthenticated } from '../platform/domain-errors.ts';
+import type { Caller } from '../platform/caller.ts';
 import type { RoleName } from './entities.ts';
 import { apiKeyPrefix, secretHash } from './secrets.ts';
 import type { SigningKeys } from './signing-keys.ts';

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { normalizeUsername } from './accounts.ts';
 import type pg from 'pg';
 import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
-import type { SettingsStore } from '../admin/settings-store.ts';
-import { escapeLike } from '../db/like-patterns.ts';
-import { resourceExhausted } from '../domain-errors.ts';
+import type { SettingsReader } from '../platform/settings/settings-store.ts';
+import type { authSettings } from './auth-settings.ts';
+import { escapeLike } from '../platform/db/like-patterns.ts';
+import { resourceExhausted } from '../platform/domain-errors.ts';
 
 const tableName = 'rate_limit_counters';
 const minute = 60;
@@ -66,10 +67,10 @@ export interface AttemptReservation {
  */
 export class CredentialRateLimiter {
   readonly #pool: pg.Pool;
-  readonly #settings: SettingsStore;
+  readonly #settings: SettingsReader<typeof authSettings>;
   #limiters: Limiters;
 
-  constructor(pool: pg.Pool, settings: SettingsStore) {
+  constructor(pool: pg.Pool, settings: SettingsReader<typeof authSettings>) {
     this.#pool = pool;
     this.#settings = settings;
     this.#limiters = this.#build();

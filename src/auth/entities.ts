@@ -1,7 +1,8 @@
 import { defineEntity, p } from '@mikro-orm/core';
+import { roles } from '../platform/caller.ts';
 
-export const roles = ['user', 'admin', 'worker'] as const;
-export type RoleName = (typeof roles)[number];
+export { roles };
+export type { RoleName } from '../platform/caller.ts';
 
 const now = () => new Date();
 

@@ -1,5 +1,5 @@
-import type { EntityManager } from '../db/orm.ts';
-import { newId } from '../ids.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { newId } from '../platform/ids.ts';
 import { User } from './entities.ts';
 import { generatePassword, hashPassword } from './passwords.ts';
 

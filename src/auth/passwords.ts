@@ -1,6 +1,6 @@
 import { hash, verify } from '@node-rs/argon2';
 import { randomBytes } from 'node:crypto';
-import type { Violations } from '../domain-errors.ts';
+import type { Violations } from '../platform/domain-errors.ts';
 
 /** argon2id (the library's default algorithm) at OWASP's minimum cost: 19 MiB, 2 passes, 1 lane. */
 const argon2Options = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };

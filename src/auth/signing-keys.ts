@@ -1,10 +1,10 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, errors as joseErrors, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { z } from 'zod';
-import { isUuid, newId } from '../ids.ts';
-import type { EntityManager, MikroORM } from '../db/orm.ts';
-import { unauthenticated } from '../domain-errors.ts';
-import type { PgNotifications } from '../events/pg-notifications.ts';
-import type { Logger } from '../logger.ts';
+import { isUuid, newId } from '../platform/ids.ts';
+import type { EntityManager, MikroORM } from '../platform/db/orm.ts';
+import { unauthenticated } from '../platform/domain-errors.ts';
+import type { PgNotifications } from '../platform/events/pg-notifications.ts';
+import type { Logger } from '../platform/logger.ts';
 import { roles, SigningKey } from './entities.ts';
 import type { RoleName } from './entities.ts';
 

@@ -2,7 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { UserSchema, type User as UserMessage } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { User } from './entities.ts';
-import { roleToProto } from './role-names.ts';
+import { roleToProto } from '../platform/role-names.ts';
 
 export function userToProto(user: User): UserMessage {
   return create(UserSchema, {

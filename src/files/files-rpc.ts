@@ -1,7 +1,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
-import { invalidField } from '../domain-errors.ts';
+import { invalidField } from '../platform/domain-errors.ts';
 import { auditTargetKey, callerOf, entityManagerOf } from '../server/context.ts';
 import { fileToProto } from './file-messages.ts';
 import type { FilesService } from './files-service.ts';

@@ -1,17 +1,18 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { UniqueConstraintViolationException, type FilterQuery } from '@mikro-orm/core';
-import type { SettingsStore } from '../admin/settings-store.ts';
-import type { Caller } from '../auth/caller.ts';
-import type { EntityManager } from '../db/orm.ts';
-import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../domain-errors.ts';
-import { isUuid, newId, requireId } from '../ids.ts';
-import { findPage, type PageRequest } from '../pagination.ts';
-import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../storage/object-storage.ts';
+import type { SettingsReader } from '../platform/settings/settings-store.ts';
+import type { filesSettings } from './files-settings.ts';
+import type { Caller } from '../platform/caller.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
+import { isUuid, newId, requireId } from '../platform/ids.ts';
+import { findPage, type PageRequest } from '../platform/pagination.ts';
+import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../platform/storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
 import { cleanFileName, normalizeDirectory, rootDirectory } from './file-paths.ts';
-import { escapeLike } from '../db/like-patterns.ts';
+import { escapeLike } from '../platform/db/like-patterns.ts';
 
 const mib = 1024 * 1024;
 /** Larger files are uploaded in parts, each with its own presigned URL. */
@@ -69,9 +70,9 @@ interface VerifiedContent {
  */
 export class FilesService {
   readonly #storage: ObjectStorage;
-  readonly #settings: SettingsStore;
+  readonly #settings: SettingsReader<typeof filesSettings>;
 
-  constructor(deps: { storage: ObjectStorage; settings: SettingsStore }) {
+  constructor(deps: { storage: ObjectStorage; settings: SettingsReader<typeof filesSettings> }) {
     this.#storage = deps.storage;
     this.#settings = deps.settings;
   }

@@ -1,4 +1,4 @@
-import { bytesSetting, durationSetting, stringListSetting } from '../admin/setting-types.ts';
+import { bytesSetting, durationSetting, stringListSetting } from '../platform/settings/setting-types.ts';
 
 const hour = 3_600_000;
 const gib = 1024 ** 3;

@@ -1,5 +1,5 @@
-import type { MikroORM } from '../db/orm.ts';
-import type { Logger } from '../logger.ts';
+import type { MikroORM } from '../platform/db/orm.ts';
+import type { Logger } from '../platform/logger.ts';
 import type { LogLevelName } from './entities.ts';
 import type { AttemptRef, JobAttempts } from './job-attempts.ts';
 import { appendLogLines, type NewLogLine } from './job-logs.ts';

@@ -1,11 +1,11 @@
 import { LockMode } from '@mikro-orm/core';
-import type { EntityManager } from '../db/orm.ts';
-import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
-import type { QueuePauses } from '../queue/queue-pauses.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
+import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { Job } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
-import { nextQueueEntry } from './queue-entries.ts';
+import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
 
 export interface StartInput {
   jobId: string;
@@ -51,9 +51,9 @@ export type QueueDisposition = 'completed' | 'failed' | 'deadletter';
 export class JobAttempts {
   readonly #boss: PgBoss;
   readonly #changes: JobChanges;
-  readonly #pauses: QueuePauses;
+  readonly #pauses: JobQueuePauses;
 
-  constructor(deps: { boss: PgBoss; changes: JobChanges; pauses: QueuePauses }) {
+  constructor(deps: { boss: PgBoss; changes: JobChanges; pauses: JobQueuePauses }) {
     this.#boss = deps.boss;
     this.#changes = deps.changes;
     this.#pauses = deps.pauses;

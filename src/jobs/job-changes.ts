@@ -1,6 +1,6 @@
-import type { EntityManager } from '../db/orm.ts';
-import { appendEvent } from '../events/event-log.ts';
-import type { EventSequencer } from '../events/event-sequencer.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { appendEvent } from '../platform/events/event-log.ts';
+import type { EventSequencer } from '../platform/events/event-sequencer.ts';
 import type { Job } from './entities.ts';
 import { jobView, toSnapshot, type JobView } from './job-view.ts';
 

@@ -1,4 +1,4 @@
-import type { EntityManager } from '../db/orm.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
 import type { JobInputFile, JobOutputSpec } from './job-types.ts';
 import type { JobView } from './job-view.ts';
 

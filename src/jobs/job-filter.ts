@@ -1,11 +1,11 @@
 import type { FilterQuery } from '@mikro-orm/core';
-import type { Caller } from '../auth/caller.ts';
-import { invalidField, Violations } from '../domain-errors.ts';
-import { isUuid } from '../ids.ts';
+import type { Caller } from '../platform/caller.ts';
+import { invalidField, Violations } from '../platform/domain-errors.ts';
+import { isUuid } from '../platform/ids.ts';
 import { checkLabels } from './job-labels.ts';
 import { jobStatuses, type Job, type JobStatusName } from './entities.ts';
 import type { JobView } from './job-view.ts';
-import { escapeLike } from '../db/like-patterns.ts';
+import { escapeLike } from '../platform/db/like-patterns.ts';
 
 /** Which jobs a list, a count or a stream covers; every field set must match. */
 export interface JobFilter {

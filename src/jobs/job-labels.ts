@@ -1,4 +1,4 @@
-import type { Violations } from '../domain-errors.ts';
+import type { Violations } from '../platform/domain-errors.ts';
 
 /**
  * What a label key may be. Keys become JSON paths in SQL that the ORM writes as quoted

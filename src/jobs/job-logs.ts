@@ -1,4 +1,4 @@
-import type { EntityManager } from '../db/orm.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
 import { JobLogLine, type LogLevelName } from './entities.ts';
 
 /** Told the job id whenever lines of that job were written. */

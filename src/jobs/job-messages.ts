@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { requestTime } from '../timestamps.ts';
+import { requestTime } from '../platform/timestamps.ts';
 import { JobEventKind, JobLogLevel, JobSchema, JobStatus, type Job as JobMessage, type JobFilter as JobFilterMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { JobStatusName, LogLevelName } from './entities.ts';
 import type { JobEventKind as JobEventKindName } from './job-changes.ts';

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job as QueueEntry, JobResult, WorkOptions } from 'pg-boss';
-import type { MikroORM } from '../db/orm.ts';
-import type { PgNotifications } from '../events/pg-notifications.ts';
-import type { Logger } from '../logger.ts';
-import type { PgBoss } from '../queue/pg-boss.ts';
-import type { QueuePauses } from '../queue/queue-pauses.ts';
+import type { MikroORM } from '../platform/db/orm.ts';
+import type { PgNotifications } from '../platform/events/pg-notifications.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { PgBoss } from '../platform/queue/pg-boss.ts';
+import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
 import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOutcome } from './job-attempts.ts';
@@ -52,7 +52,7 @@ export interface JobRunnerDeps {
   boss: PgBoss;
   registry: JobTypeRegistry;
   attempts: JobAttempts;
-  pauses: QueuePauses;
+  pauses: JobQueuePauses;
   notifications: PgNotifications;
   logger: Logger;
   /** Names this instance in the job rows it runs. */

@@ -1,14 +1,15 @@
-import type { SettingsStore } from '../admin/settings-store.ts';
-import type { Caller } from '../auth/caller.ts';
-import type { EntityManager } from '../db/orm.ts';
-import { DomainError, notFound } from '../domain-errors.ts';
-import { EventPositions } from '../events/entities.ts';
-import type { EventHub } from '../events/event-hub.ts';
-import { readEvents, type SequencedEvent } from '../events/event-log.ts';
-import { Latch } from '../events/latch.ts';
-import type { PgNotifications } from '../events/pg-notifications.ts';
-import { StreamBuffer } from '../events/stream-buffer.ts';
-import { requireId } from '../ids.ts';
+import type { SettingsReader } from '../platform/settings/settings-store.ts';
+import type { jobsSettings } from './jobs-settings.ts';
+import type { Caller } from '../platform/caller.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { DomainError, notFound } from '../platform/domain-errors.ts';
+import { EventPositions } from '../platform/events/entities.ts';
+import type { EventHub } from '../platform/events/event-hub.ts';
+import { readEvents, type SequencedEvent } from '../platform/events/event-log.ts';
+import { Latch } from '../platform/events/latch.ts';
+import type { PgNotifications } from '../platform/events/pg-notifications.ts';
+import { StreamBuffer } from '../platform/events/stream-buffer.ts';
+import { requireId } from '../platform/ids.ts';
 import { Job } from './entities.ts';
 import type { JobEventKind } from './job-changes.ts';
 import { jobMatcher, type JobFilter } from './job-filter.ts';
@@ -54,9 +55,9 @@ function isJobEvent(event: SequencedEvent): boolean {
 export class JobStreams {
   readonly #hub: EventHub;
   readonly #notifications: PgNotifications;
-  readonly #settings: SettingsStore;
+  readonly #settings: SettingsReader<typeof jobsSettings>;
 
-  constructor(deps: { hub: EventHub; notifications: PgNotifications; settings: SettingsStore }) {
+  constructor(deps: { hub: EventHub; notifications: PgNotifications; settings: SettingsReader<typeof jobsSettings> }) {
     this.#hub = deps.hub;
     this.#notifications = deps.notifications;
     this.#settings = deps.settings;

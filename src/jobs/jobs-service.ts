@@ -1,17 +1,18 @@
 import { LockMode, UniqueConstraintViolationException, type QueryOrderMap } from '@mikro-orm/core';
-import type { SettingsStore } from '../admin/settings-store.ts';
-import type { Caller } from '../auth/caller.ts';
-import type { EntityManager } from '../db/orm.ts';
-import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../domain-errors.ts';
-import { newId, requireId } from '../ids.ts';
-import { findPage, type Page, type PageRequest } from '../pagination.ts';
-import { transactionDb, type PgBoss } from '../queue/pg-boss.ts';
+import type { SettingsReader } from '../platform/settings/settings-store.ts';
+import type { jobsSettings } from './jobs-settings.ts';
+import type { Caller } from '../platform/caller.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
+import { newId, requireId } from '../platform/ids.ts';
+import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
+import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import { Job, JobLogLine } from './entities.ts';
 import { storedLogLine, type StoredLogLine } from './job-logs.ts';
 import { jobCancelChannel, type JobChanges } from './job-changes.ts';
 import { jobSearchText, jobWhere, type JobFilter } from './job-filter.ts';
 import { checkLabels } from './job-labels.ts';
-import { nextQueueEntry, queueEntryOf } from './queue-entries.ts';
+import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
 
@@ -66,7 +67,7 @@ export interface JobStats {
 export interface JobsServiceDeps {
   registry: JobTypeRegistry;
   boss: PgBoss;
-  settings: SettingsStore;
+  settings: SettingsReader<typeof jobsSettings>;
   changes: JobChanges;
   inputFiles: InputFileChecker;
 }
@@ -87,7 +88,7 @@ const orderings: Record<string, QueryOrderMap<Job>> = {
 export class JobsService {
   readonly #registry: JobTypeRegistry;
   readonly #boss: PgBoss;
-  readonly #settings: SettingsStore;
+  readonly #settings: SettingsReader<typeof jobsSettings>;
   readonly #changes: JobChanges;
   readonly #inputFiles: InputFileChecker;
 

@@ -1,4 +1,4 @@
-import { bytesSetting, durationSetting } from '../admin/setting-types.ts';
+import { bytesSetting, durationSetting } from '../platform/settings/setting-types.ts';
 
 const second = 1000;
 const hour = 3_600_000;

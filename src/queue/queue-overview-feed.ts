@@ -1,5 +1,5 @@
-import type { EntityManager } from '../db/orm.ts';
-import type { EventHub } from '../events/event-hub.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import type { EventHub } from '../platform/events/event-hub.ts';
 import type { QueuePauses } from './queue-pauses.ts';
 import type { QueueOverview, QueueService } from './queue-service.ts';
 

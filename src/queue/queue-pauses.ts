@@ -1,6 +1,6 @@
-import type { EntityManager, MikroORM } from '../db/orm.ts';
-import type { PgNotifications } from '../events/pg-notifications.ts';
-import type { Logger } from '../logger.ts';
+import type { EntityManager, MikroORM } from '../platform/db/orm.ts';
+import type { PgNotifications } from '../platform/events/pg-notifications.ts';
+import type { Logger } from '../platform/logger.ts';
 import { globalQueueName, QueueState } from './entities.ts';
 
 const channel = 'yardmaster_queue_pauses';

@@ -1,9 +1,8 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
-import type { SettingsStore } from '../admin/settings-store.ts';
-import type { EventHub } from '../events/event-hub.ts';
-import { Latch } from '../events/latch.ts';
+import type { EventHub } from '../platform/events/event-hub.ts';
+import { Latch } from '../platform/events/latch.ts';
 import { jobToProto } from '../jobs/job-messages.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import { QueueOverviewFeed } from './queue-overview-feed.ts';
@@ -47,8 +46,8 @@ function fingerprint(overview: QueueOverview): string {
   return JSON.stringify([overview.queues.map((queue) => ({ ...queue, oldestQueuedAgeMs: queue.oldestQueuedAgeMs !== undefined })), overview.pausedGlobally]);
 }
 
-export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses; hub: EventHub; settings: SettingsStore }): ServiceImpl<typeof QueueServiceDesc> {
-  const { queues, settings } = deps;
+export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses; hub: EventHub; heartbeatIntervalMs: () => number }): ServiceImpl<typeof QueueServiceDesc> {
+  const { queues, heartbeatIntervalMs } = deps;
   const feed = new QueueOverviewFeed(deps);
   const changeResponse = async (ctx: Parameters<ServiceImpl<typeof QueueServiceDesc>['pauseQueue']>[1]) => {
     const overview = await queues.overview(entityManagerOf(ctx));
@@ -92,13 +91,13 @@ export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses
         for (;;) {
           const overview = await feed.current(entityManagerOf(ctx).fork());
           const print = fingerprint(overview);
-          const heartbeatDue = Date.now() - sentAt >= settings.get('jobs.stream_heartbeat_interval');
+          const heartbeatDue = Date.now() - sentAt >= heartbeatIntervalMs();
           if (print !== sent || heartbeatDue) {
             yield { queues: overview.queues.map(queueToProto), totals: totalsToProto(overview.totals), pausedGlobally: overview.pausedGlobally, time: timestampFromDate(new Date()) };
             sent = print;
             sentAt = Date.now();
           }
-          const woke = await changed.wait(Math.max(1, settings.get('jobs.stream_heartbeat_interval') - (Date.now() - sentAt)), ctx.signal);
+          const woke = await changed.wait(Math.max(1, heartbeatIntervalMs() - (Date.now() - sentAt)), ctx.signal);
           if (woke === 'aborted') return;
           // Changes arriving in a burst are counted once.
           if (woke === 'set') await new Promise((resolve) => setTimeout(resolve, watchMinIntervalMs));

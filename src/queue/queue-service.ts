@@ -1,14 +1,14 @@
 import { LockMode } from '@mikro-orm/core';
-import type { Caller } from '../auth/caller.ts';
-import type { EntityManager } from '../db/orm.ts';
-import { invalidField, notFound } from '../domain-errors.ts';
+import type { Caller } from '../platform/caller.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import { invalidField, notFound } from '../platform/domain-errors.ts';
 import { Job } from '../jobs/entities.ts';
 import type { JobChanges } from '../jobs/job-changes.ts';
 import type { JobTypeRegistry } from '../jobs/job-types.ts';
 import { jobView, type JobView } from '../jobs/job-view.ts';
-import { findPage, type Page, type PageRequest } from '../pagination.ts';
+import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { globalQueueName } from './entities.ts';
-import { transactionDb, type PgBoss } from './pg-boss.ts';
+import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { QueuePauses } from './queue-pauses.ts';
 
 /** A queue with its live counts. */

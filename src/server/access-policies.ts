@@ -1,7 +1,7 @@
 import { getOption, hasOption, type DescMethod, type DescService } from '@bufbuild/protobuf';
 import { access, AuditMode } from '../../gen/yardmaster/v1/access_pb.ts';
-import type { RoleName } from '../auth/entities.ts';
-import { roleFromProto } from '../auth/role-names.ts';
+import type { RoleName } from '../platform/caller.ts';
+import { roleFromProto } from '../platform/role-names.ts';
 
 /** The access rule of one method, as declared in the contract. */
 export interface MethodAccess {

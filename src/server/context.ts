@@ -1,7 +1,7 @@
 import { createContextKey, type HandlerContext } from '@connectrpc/connect';
-import type { Caller, ClientInfo } from '../auth/caller.ts';
-import type { EntityManager } from '../db/orm.ts';
-import type { Logger } from '../logger.ts';
+import type { Caller, ClientInfo } from '../platform/caller.ts';
+import type { EntityManager } from '../platform/db/orm.ts';
+import type { Logger } from '../platform/logger.ts';
 
 /**
  * Per-call values that the plumbing establishes and handlers read. Handlers pass what

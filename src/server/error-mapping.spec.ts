@@ -2,7 +2,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { ConnectionException, DriverException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { describe, expect, test } from 'vitest';
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from '../../gen/yardmaster/v1/common_pb.ts';
-import { DomainError, invalidArgument, resourceExhausted } from '../domain-errors.ts';
+import { DomainError, invalidArgument, resourceExhausted } from '../platform/domain-errors.ts';
 import { toConnectError } from './error-mapping.ts';
 
 test('domain errors keep their message and become details', () => {

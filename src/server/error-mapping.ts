@@ -12,9 +12,9 @@ import {
   UniqueConstraintViolationException,
 } from '@mikro-orm/core';
 import { errors as joseErrors } from 'jose';
-import { DomainError, type DomainErrorKind } from '../domain-errors.ts';
+import { DomainError, type DomainErrorKind } from '../platform/domain-errors.ts';
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from '../../gen/yardmaster/v1/common_pb.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../platform/logger.ts';
 import { isOutageError } from './outage-errors.ts';
 
 /** The retry delay suggested during an outage: a PostgreSQL restart takes about a second. */

@@ -1,7 +1,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../gen/grpc/health/v1/health_pb.ts';
-import { notFound } from '../domain-errors.ts';
-import { Latch } from '../events/latch.ts';
+import { notFound } from '../platform/domain-errors.ts';
+import { Latch } from '../platform/events/latch.ts';
 import type { Readiness } from './readiness.ts';
 
 /**

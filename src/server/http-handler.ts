@@ -1,5 +1,5 @@
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
-import { newId } from '../ids.ts';
+import { newId } from '../platform/ids.ts';
 import { applyCors } from './cors.ts';
 
 /** The request and response types of Node's http and http2 servers, as Connect's adapter takes them. */

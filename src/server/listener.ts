@@ -1,9 +1,19 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { ConnectionLimits } from '../config.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../platform/logger.ts';
 import type { HttpHandler } from './http-handler.ts';
+
+export interface ConnectionLimits {
+  /** How long a request head (and a new connection's first bytes) may take to arrive. */
+  headersTimeoutMs: number;
+  /** How long a connection with no call in progress stays open (HTTP/2: then GOAWAY). */
+  keepAliveTimeoutMs: number;
+  /** How long a call in progress may move no byte either way before it is cut. */
+  idleTimeoutMs: number;
+  /** Open connections one peer address may hold; 0 = no cap. */
+  maxConnectionsPerAddress: number;
+}
 
 export interface ListenOptions {
   host: string;

@@ -18,7 +18,7 @@ import { createAsyncIterable, encodeEnvelope, type UniversalHandler } from '@con
 import { codeToHttpStatus, errorToJsonBytes, headerUnaryContentLength, headerUnaryEncoding } from '@connectrpc/connect/protocol-connect';
 import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { createTrailerSerialization, trailerFlag } from '@connectrpc/connect/protocol-grpc-web';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../platform/logger.ts';
 import type { HttpHandler } from './http-handler.ts';
 
 /**

@@ -1,4 +1,4 @@
-import { integerSetting } from '../admin/setting-types.ts';
+import { integerSetting } from '../platform/settings/setting-types.ts';
 
 /** Runtime settings of the RPC server itself. */
 export const serverSettings = {

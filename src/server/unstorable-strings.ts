@@ -1,5 +1,5 @@
 import { ScalarType, type DescField, type DescMessage, type JsonValue, type Message } from '@bufbuild/protobuf';
-import type { FieldViolation } from '../domain-errors.ts';
+import type { FieldViolation } from '../platform/domain-errors.ts';
 
 /**
  * What PostgreSQL text cannot hold: NUL (refused by text and jsonb alike) and lone

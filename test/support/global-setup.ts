@@ -9,11 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.ts';
-import { createOrm } from '../../src/db/orm.ts';
-import { runMigrations } from '../../src/db/schema-migrations.ts';
-import { createLogger } from '../../src/logger.ts';
-import { startEmbeddedS3 } from '../../src/storage/embedded-s3.ts';
+import { startEmbeddedPostgres } from '../../src/platform/db/embedded-postgres.ts';
+import { createOrm } from '../../src/orm.ts';
+import { runMigrations } from '../../src/platform/db/schema-migrations.ts';
+import { createLogger } from '../../src/platform/logger.ts';
+import { startEmbeddedS3 } from '../../src/platform/storage/embedded-s3.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -12,7 +12,7 @@ import { createApp, type App, type AppOptions } from '../../src/app.ts';
 import type { JobType } from '../../src/jobs/job-types.ts';
 import { inject } from 'vitest';
 import { loadConfig, type ConnectionLimits, type LogLevel } from '../../src/config.ts';
-import { createLogger } from '../../src/logger.ts';
+import { createLogger } from '../../src/platform/logger.ts';
 import { listen, type Listener } from '../../src/server/listener.ts';
 import { uniqueName } from './assertions.ts';
 import { createTestDatabase, queryDatabase, type TestDatabase } from './test-database.ts';

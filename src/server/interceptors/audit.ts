@@ -1,6 +1,6 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
 import type { AuditLog, AuditRecord } from '../../admin/audit-log.ts';
-import { DomainError } from '../../domain-errors.ts';
+import { DomainError } from '../../platform/domain-errors.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { auditActorKey, auditTargetKey, callerKey, clientKey, loggerKey, requestIdKey } from '../context.ts';

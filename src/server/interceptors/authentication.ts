@@ -1,8 +1,8 @@
 import type { Interceptor } from '@connectrpc/connect';
 import type { Authenticator } from '../../auth/authenticator.ts';
-import type { Caller } from '../../auth/caller.ts';
-import type { EntityManager } from '../../db/orm.ts';
-import { unauthenticated } from '../../domain-errors.ts';
+import type { Caller } from '../../platform/caller.ts';
+import type { EntityManager } from '../../platform/db/orm.ts';
+import { unauthenticated } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, entityManagerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';

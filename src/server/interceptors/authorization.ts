@@ -1,5 +1,5 @@
 import type { Interceptor } from '@connectrpc/connect';
-import { permissionDenied, unauthenticated } from '../../domain-errors.ts';
+import { permissionDenied, unauthenticated } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
 

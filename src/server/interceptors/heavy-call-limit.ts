@@ -1,6 +1,7 @@
 import type { Interceptor } from '@connectrpc/connect';
-import type { SettingsStore } from '../../admin/settings-store.ts';
-import { resourceExhausted } from '../../domain-errors.ts';
+import type { SettingsReader } from '../../platform/settings/settings-store.ts';
+import type { serverSettings } from '../server-settings.ts';
+import { resourceExhausted } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
 import { holdDuringCall, OpenCounts } from './server-streams.ts';
@@ -14,7 +15,7 @@ const heavyCallRetryAfterMs = 1000;
  * storage for long, and the pool is shared by everyone. The count is per instance, not
  * across instances: each instance protects its own pool.
  */
-export function heavyCallLimitInterceptor(policies: AccessPolicies, settings: Pick<SettingsStore, 'get'>): Interceptor {
+export function heavyCallLimitInterceptor(policies: AccessPolicies, settings: Pick<SettingsReader<typeof serverSettings>, 'get'>): Interceptor {
   const running = new OpenCounts();
   return (next) => async (req) => {
     const caller = req.contextValues.get(callerKey);

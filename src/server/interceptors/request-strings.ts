@@ -1,6 +1,6 @@
 import type { Interceptor } from '@connectrpc/connect';
 import type { DescMessage, Message } from '@bufbuild/protobuf';
-import { invalidArgument } from '../../domain-errors.ts';
+import { invalidArgument } from '../../platform/domain-errors.ts';
 import { unstorableStrings } from '../unstorable-strings.ts';
 
 function check(desc: DescMessage, message: Message): void {

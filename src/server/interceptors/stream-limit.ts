@@ -1,5 +1,5 @@
 import type { Interceptor } from '@connectrpc/connect';
-import { DomainError } from '../../domain-errors.ts';
+import { DomainError } from '../../platform/domain-errors.ts';
 import { callerKey, clientKey } from '../context.ts';
 import { holdDuringCall, OpenCounts } from './server-streams.ts';
 

@@ -4,11 +4,11 @@
  * this at every start.
  */
 import path from 'node:path';
-import { processConfig } from '../process-config.ts';
-import { createLogger } from '../logger.ts';
-import { startEmbeddedPostgres } from './embedded-postgres.ts';
+import { processConfig } from './process-config.ts';
+import { createLogger } from './platform/logger.ts';
+import { startEmbeddedPostgres } from './platform/db/embedded-postgres.ts';
 import { createOrm } from './orm.ts';
-import { runMigrations, withStartupLock } from './schema-migrations.ts';
+import { runMigrations, withStartupLock } from './platform/db/schema-migrations.ts';
 
 const config = processConfig();
 const logger = createLogger(config.logLevel);

@@ -1,6 +1,8 @@
 import { pino, type Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
-import type { LogFormat, LogLevel } from './config.ts';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type LogFormat = 'auto' | 'json' | 'pretty';
 
 export type { Logger };
 

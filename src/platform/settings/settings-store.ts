@@ -3,14 +3,27 @@ import { invalidField, notFound } from '../domain-errors.ts';
 import type { PgNotifications } from '../events/pg-notifications.ts';
 import type { Logger } from '../logger.ts';
 import { SettingOverride } from './entities.ts';
-import { isSettingKey, settingsCatalog, type SettingKey, type SettingValue } from './settings-catalog.ts';
 import type { SettingDefinition, SettingTypeName } from './setting-types.ts';
 
 const channel = 'yardmaster_settings';
 
+/** Settings by key: each area declares its own (auth-settings.ts, ...), and the composition root joins them. */
+export type SettingCatalog = Record<string, SettingDefinition<any>>;
+export type SettingValue<D> = D extends SettingDefinition<infer T> ? T : never;
+
+/** What an area reads: the current value of the settings it declares, and their changes. */
+export interface SettingsReader<C extends SettingCatalog> {
+  get<K extends keyof C & string>(key: K): SettingValue<C[K]>;
+  /** Calls `listener` whenever the value of `key` changes on this instance. */
+  onChange(key: keyof C & string, listener: () => void): () => void;
+}
+
+/** What admins do with settings: read them all, describe one, change one. */
+export type SettingsAdmin = Pick<SettingsStore<SettingCatalog>, 'list' | 'describe' | 'update'>;
+
 /** A setting as admins see it. */
 export interface SettingView {
-  key: SettingKey;
+  key: string;
   type: SettingTypeName;
   value: unknown;
   defaultValue: unknown;
@@ -36,35 +49,44 @@ export interface SettingsActor {
  * `settings` table on every instance: a change is written with a NOTIFY in the same
  * transaction, and each instance reloads the key it is told about.
  */
-export class SettingsStore {
+export class SettingsStore<C extends SettingCatalog> implements SettingsReader<C> {
   readonly #orm: MikroORM;
   readonly #logger: Logger;
-  #overrides = new Map<SettingKey, Override>();
-  readonly #listeners = new Map<SettingKey, Set<() => void>>();
-  readonly #defaults: Partial<Record<SettingKey, unknown>>;
+  readonly #catalog: C;
+  #overrides = new Map<string, Override>();
+  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #defaults: Partial<{ [K in keyof C]: SettingValue<C[K]> }>;
 
   /** `defaults` replaces the catalog's default of some settings (from the environment). */
-  constructor(orm: MikroORM, logger: Logger, defaults: Partial<Record<SettingKey, unknown>> = {}) {
+  constructor(orm: MikroORM, logger: Logger, catalog: C, defaults: Partial<{ [K in keyof C]: SettingValue<C[K]> }> = {}) {
     this.#orm = orm;
     this.#logger = logger.child({ component: 'settings' });
+    this.#catalog = catalog;
     this.#defaults = defaults;
+  }
+
+  #isKey(key: string): key is keyof C & string {
+    return Object.hasOwn(this.#catalog, key);
+  }
+
+  get #keys(): (keyof C & string)[] {
+    return Object.keys(this.#catalog);
   }
 
   async start(notifications: PgNotifications): Promise<void> {
     await notifications.subscribe(channel, (key) => {
-      if (isSettingKey(key)) void this.#reload([key]);
+      if (this.#isKey(key)) void this.#reload([key]);
     });
-    notifications.onReconnect(() => void this.#reload(Object.keys(settingsCatalog) as SettingKey[]));
-    await this.#reload(Object.keys(settingsCatalog) as SettingKey[]);
+    notifications.onReconnect(() => void this.#reload(this.#keys));
+    await this.#reload(this.#keys);
   }
 
-  get<K extends SettingKey>(key: K): SettingValue<K> {
+  get<K extends keyof C & string>(key: K): SettingValue<C[K]> {
     const override = this.#overrides.get(key);
-    return (override ? override.value : this.#defaultOf(key)) as SettingValue<K>;
+    return (override ? override.value : this.#defaultOf(key)) as SettingValue<C[K]>;
   }
 
-  /** Calls `listener` whenever the value of `key` changes on this instance. */
-  onChange(key: SettingKey, listener: () => void): () => void {
+  onChange(key: keyof C & string, listener: () => void): () => void {
     let listeners = this.#listeners.get(key);
     if (!listeners) {
       listeners = new Set();
@@ -75,18 +97,18 @@ export class SettingsStore {
   }
 
   list(): SettingView[] {
-    return (Object.keys(settingsCatalog) as SettingKey[]).sort().map((key) => this.#view(key));
+    return this.#keys.sort().map((key) => this.#view(key));
   }
 
   describe(key: string): SettingView {
-    if (!isSettingKey(key)) throw notFound(`setting "${key}"`);
+    if (!this.#isKey(key)) throw notFound(`setting "${key}"`);
     return this.#view(key);
   }
 
   /** Sets a setting from its JSON form; `null` restores the default. */
   async update(em: EntityManager, key: string, json: unknown, actor: SettingsActor): Promise<SettingView> {
-    if (!isSettingKey(key)) throw notFound(`setting "${key}"`);
-    const definition: SettingDefinition<unknown> = settingsCatalog[key];
+    if (!this.#isKey(key)) throw notFound(`setting "${key}"`);
+    const definition: SettingDefinition<unknown> = this.#catalog[key];
     let canonicalJson: unknown = null;
     if (json !== null && json !== undefined) {
       const parsed = definition.parse(json);
@@ -111,8 +133,8 @@ export class SettingsStore {
     return this.#view(key);
   }
 
-  #view(key: SettingKey): SettingView {
-    const definition: SettingDefinition<unknown> = settingsCatalog[key];
+  #view(key: keyof C & string): SettingView {
+    const definition: SettingDefinition<unknown> = this.#catalog[key];
     const override = this.#overrides.get(key);
     return {
       key,
@@ -125,18 +147,18 @@ export class SettingsStore {
     };
   }
 
-  #defaultOf(key: SettingKey): unknown {
-    return Object.hasOwn(this.#defaults, key) ? this.#defaults[key] : settingsCatalog[key].defaultValue;
+  #defaultOf(key: keyof C & string): unknown {
+    return Object.hasOwn(this.#defaults, key) ? this.#defaults[key] : this.#catalog[key].defaultValue;
   }
 
-  async #reload(keys: SettingKey[]): Promise<void> {
+  async #reload(keys: (keyof C & string)[]): Promise<void> {
     const em = this.#orm.em.fork();
     const rows = await em.find(SettingOverride, { key: { $in: keys } });
     const found = new Map(rows.map((row) => [row.key, row]));
     for (const key of keys) {
       const before = JSON.stringify(this.#overrides.get(key)?.json ?? null);
-      const row = found.get(key as string);
-      const definition: SettingDefinition<unknown> = settingsCatalog[key];
+      const row = found.get(key);
+      const definition: SettingDefinition<unknown> = this.#catalog[key];
       const parsed = row ? definition.parse(row.value) : undefined;
       if (row && parsed && 'value' in parsed) {
         this.#overrides.set(key, {

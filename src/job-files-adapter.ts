@@ -1,7 +1,7 @@
-import { DomainError } from '../domain-errors.ts';
-import type { JobFiles } from '../jobs/job-files.ts';
-import { JobFailure } from '../jobs/job-types.ts';
-import type { FilesService } from './files-service.ts';
+import { DomainError } from './platform/domain-errors.ts';
+import type { JobFiles } from './jobs/job-files.ts';
+import { JobFailure } from './jobs/job-types.ts';
+import type { FilesService } from './files/files-service.ts';
 
 /** The files area as running jobs see it. */
 export function jobFilesOf(files: FilesService): JobFiles {

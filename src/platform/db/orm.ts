@@ -1,7 +1,7 @@
+import type { EntityClass } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../logger.ts';
-import { allEntities } from './entities.ts';
 import { migrations } from './migrations/index.ts';
 
 export type { MikroORM };
@@ -11,13 +11,15 @@ export interface OrmOptions {
   url: string;
   logger: Logger;
   poolSize?: number;
+  /** Every entity of every area: the composition root assembles them. */
+  entities: EntityClass<any>[];
 }
 
-export async function createOrm({ url, logger, poolSize = 10 }: OrmOptions): Promise<MikroORM> {
+export async function createOrm({ url, logger, poolSize = 10, entities }: OrmOptions): Promise<MikroORM> {
   const sqlLogger = logger.child({ component: 'orm' });
   return MikroORM.init({
     clientUrl: url,
-    entities: allEntities,
+    entities,
     extensions: [Migrator],
     pool: { min: 0, max: poolSize },
     // The schema is owned by migrations; nothing is created implicitly at start-up.

@@ -1,17 +1,17 @@
 /**
  * `npm run migration:create [name]`: diffs the entities against a database migrated to
  * the latest migration and writes the difference as a new migration in
- * src/db/migrations, registered in its index. Uses DATABASE_URL when set, otherwise a
+ * src/platform/db/migrations, registered in its index. Uses DATABASE_URL when set, otherwise a
  * throw-away embedded PostgreSQL.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createLogger } from '../logger.ts';
-import { startEmbeddedPostgres } from './embedded-postgres.ts';
+import { createLogger } from './platform/logger.ts';
+import { startEmbeddedPostgres } from './platform/db/embedded-postgres.ts';
 import { createOrm } from './orm.ts';
 
-const migrationsDir = path.join(import.meta.dirname, 'migrations');
+const migrationsDir = path.join(import.meta.dirname, 'platform', 'db', 'migrations');
 const logger = createLogger('warn');
 const name = process.argv[2];
 

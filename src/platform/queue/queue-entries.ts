@@ -1,5 +1,14 @@
 import { newId } from '../ids.ts';
-import type { Job } from './entities.ts';
+
+/** The fields of a job row that its queue entry is made from. */
+export interface QueuedJob {
+  id: string;
+  queueJobId?: string | null;
+  queuedAt?: Date | null;
+  priority: number;
+  maxAttempts: number;
+  attempt: number;
+}
 
 /** What pg-boss holds for a job: an entry per queueing, carrying the attempts left. */
 export interface QueueEntry {
@@ -11,7 +20,7 @@ export interface QueueEntry {
 }
 
 /** The pg-boss entry for the job's current queue entry id, running its remaining attempts. */
-export function queueEntryOf(job: Job, startAfter: Date | null | undefined): QueueEntry {
+export function queueEntryOf(job: QueuedJob, startAfter: Date | null | undefined): QueueEntry {
   return {
     id: job.queueJobId!,
     data: { jobId: job.id },
@@ -22,7 +31,7 @@ export function queueEntryOf(job: Job, startAfter: Date | null | undefined): Que
 }
 
 /** Gives the job a fresh queue entry id (the old entry is settled separately) and returns its entry. */
-export function nextQueueEntry(job: Job, startAfter: Date | null | undefined): QueueEntry {
+export function nextQueueEntry(job: QueuedJob, startAfter: Date | null | undefined): QueueEntry {
   job.queueJobId = newId();
   job.queuedAt = new Date();
   return queueEntryOf(job, startAfter);

@@ -1,5 +1,5 @@
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
-import type { RoleName } from './entities.ts';
+import type { RoleName } from './caller.ts';
 
 const roleOfName: Record<RoleName, Role> = { user: Role.USER, admin: Role.ADMIN, worker: Role.WORKER };
 

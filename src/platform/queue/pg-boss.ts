@@ -1,11 +1,18 @@
 import { fromKysely, PgBoss, type Db } from 'pg-boss';
 import type { EntityManager } from '../db/orm.ts';
 import type { Logger } from '../logger.ts';
-import type { JobType } from '../jobs/job-types.ts';
 
 export type { PgBoss };
 
 export const pgBossSchema = 'pgboss';
+
+/** A queue's retry and expiry policy (a job type is one). */
+export interface QueuePolicy {
+  name: string;
+  retry: { defaultMaxAttempts: number; delayMs: number; backoff: boolean; maxDelayMs: number };
+  timeoutMs: number;
+  cancelGraceMs: number;
+}
 
 export interface PgBossOptions {
   url: string;
@@ -38,10 +45,10 @@ export async function startPgBoss({ url, logger, poolSize = 10 }: PgBossOptions)
 }
 
 /**
- * Gives every job type its pg-boss queue, with the type's retry and expiry policy.
+ * Gives every queue (one per job type) its pg-boss queue, with its retry and expiry policy.
  * The expiry is a backstop for a worker that died: our own timeout fires first.
  */
-export async function ensureQueues(boss: PgBoss, types: JobType[]): Promise<void> {
+export async function ensureQueues(boss: PgBoss, types: QueuePolicy[]): Promise<void> {
   for (const type of types) {
     const options = {
       retryLimit: type.retry.defaultMaxAttempts - 1,

@@ -1,4 +1,6 @@
-import type { RoleName } from './entities.ts';
+/** The roles an account can have: what access policies are written in. */
+export const roles = ['user', 'admin', 'worker'] as const;
+export type RoleName = (typeof roles)[number];
 
 /** Who is making a call, as established by their credentials. */
 export interface Caller {
