@@ -9,6 +9,7 @@
  * that failures elsewhere in this file never lock them out.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { toJson } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
@@ -91,7 +92,6 @@ async function deactivate(userId: string): Promise<void> {
   await admin.admin.updateUser({ user: { id: userId, active: false }, updateMask: { paths: ['active'] } });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------------------
 

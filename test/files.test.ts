@@ -30,6 +30,7 @@ import { loadConfig, type LogLevel } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { listen } from '../src/server/listener.ts';
 import { connectErrorOf, eventually, expectConnectError, randomHex, reasonOf, uniqueName, violatedFields } from './support/assertions.ts';
+import { statusName } from './support/job-names.ts';
 import { adminPassword } from './support/test-server.ts';
 import { createTestDatabase, queryDatabase } from './support/test-database.ts';
 
@@ -379,13 +380,12 @@ function expectSafeName(name: string): void {
   expect(name).not.toMatch(/^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i);
 }
 
-const jobStatusName = (status: JobStatus) => Object.entries(JobStatus).find(([, value]) => value === status)?.[0] ?? String(status);
 
 async function waitForJob(client: YardmasterClient, id: string, status: JobStatus, timeoutMs = 15_000): Promise<Job> {
   return eventually(
     async () => {
       const { job } = await client.jobs.getJob({ id });
-      expect(jobStatusName(job!.status), `job ${id}: ${job!.error?.message ?? ''}`).toBe(jobStatusName(status));
+      expect(statusName(job!.status), `job ${id}: ${job!.error?.message ?? ''}`).toBe(statusName(status));
       return job!;
     },
     timeoutMs,

@@ -10,7 +10,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
-import { z } from 'zod';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { ErrorInfoSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
@@ -23,116 +22,15 @@ import {
   type WatchJobResponse,
   type WatchJobsResponse,
 } from '../gen/yardmaster/v1/jobs_pb.ts';
-import { defineJobType } from '../src/jobs/job-types.ts';
-import { randomHex, reasonOf, violatedFields } from './support/assertions.ts';
+import { chattyJobType, newScript, steppedJobType, type Script } from './support/job-types.ts';
+import { reasonOf, violatedFields, within } from './support/assertions.ts';
+import { kindName, statusName } from './support/job-names.ts';
 import { createTestDatabase, type TestDatabase } from './support/test-database.ts';
 import { startTestServer, type TestServer } from './support/test-server.ts';
 
-// ---------------------------------------------------------------------------------------
-// Test job types
-
-interface ScriptContext {
-  log(message: string): void;
-  progress(percent: number, message?: string): void;
-}
-type ScriptEnd = (outcome: { ok: true; result: Record<string, unknown> } | { ok: false; message: string }) => void;
-
-/** A running `scripted` job, stepped by the test: it logs, reports progress and ends on command. */
-class Script {
-  readonly key = `script-${randomHex(6)}`;
-  #started!: () => void;
-  readonly started = new Promise<void>((resolve) => {
-    this.#started = resolve;
-  });
-  #context: ScriptContext | undefined;
-  #end: ScriptEnd | undefined;
-
-  attach(context: ScriptContext, end: ScriptEnd): void {
-    this.#context = context;
-    this.#end = end;
-    this.#started();
-  }
-
-  log(message: string): void {
-    this.#context!.log(message);
-  }
-
-  progress(percent: number, message = ''): void {
-    this.#context!.progress(percent, message);
-  }
-
-  succeed(result: Record<string, unknown> = {}): void {
-    this.#end!({ ok: true, result });
-  }
-
-  fail(message: string): void {
-    this.#end!({ ok: false, message });
-  }
-}
-
-const scripts = new Map<string, Script>();
-
-function newScript(): Script {
-  const script = new Script();
-  scripts.set(script.key, script);
-  return script;
-}
-
-const scriptedJobType = defineJobType({
-  name: 'scripted',
-  description: 'Test job stepped by the test: logs, progress and its end come on command.',
-  paramsSchema: z.object({ key: z.string() }).strict(),
-  concurrency: 50,
-  batchSize: 1,
-  timeoutMs: 120_000,
-  cancelGraceMs: 2000,
-  retry: { defaultMaxAttempts: 1, delayMs: 1000, backoff: false, maxDelayMs: 1000 },
-  async run({ params, signal, log, progress }) {
-    const script = scripts.get(params.key);
-    if (!script) throw new Error(`no script ${params.key}`);
-    return new Promise<Record<string, unknown>>((resolve, reject) => {
-      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
-      script.attach({ log, progress }, (outcome) => (outcome.ok ? resolve(outcome.result) : reject(new Error(outcome.message))));
-    });
-  },
-});
-
-/** Writes `lines` log lines ("line 1"...), `intervalMs` apart, then succeeds. */
-const chattyJobType = defineJobType({
-  name: 'chatty',
-  description: 'Test job that writes numbered log lines over time.',
-  paramsSchema: z.object({ lines: z.number().int().min(1).max(5000), intervalMs: z.number().int().min(0).max(1000) }).strict(),
-  concurrency: 10,
-  batchSize: 1,
-  timeoutMs: 120_000,
-  cancelGraceMs: 1000,
-  retry: { defaultMaxAttempts: 1, delayMs: 1000, backoff: false, maxDelayMs: 1000 },
-  async run({ params, signal, log }) {
-    for (let line = 1; line <= params.lines; line++) {
-      log(`line ${line}`);
-      if (params.intervalMs > 0) await sleep(params.intervalMs, undefined, { signal });
-    }
-    return { lines: params.lines };
-  },
-});
-
-// ---------------------------------------------------------------------------------------
-// Stream helpers
 
 const heartbeatMs = 200;
 
-/** Resolves to the promise's value, or 'timeout' after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const openStreams = new Set<Recorder<unknown>>();
 
@@ -208,13 +106,6 @@ function streamLogs(client: YardmasterClient, request: { id: string; follow?: bo
   return new Recorder((signal) => client.jobs.streamJobLogs(request, { signal }));
 }
 
-function statusName(status: JobStatus | undefined): string {
-  return Object.entries(JobStatus).find(([, value]) => value === status)?.[0] ?? `status ${status}`;
-}
-
-function kindName(kind: JobEventKind | undefined): string {
-  return Object.entries(JobEventKind).find(([, value]) => value === kind)?.[0] ?? `kind ${kind}`;
-}
 
 const isHeartbeat = (message: { kind: JobEventKind }) => message.kind === JobEventKind.HEARTBEAT;
 const eventsOf = (messages: WatchJobsResponse[]) => messages.filter((message) => !isHeartbeat(message));
@@ -285,7 +176,7 @@ let admin: YardmasterClient;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  server = await startTestServer({ database, jobTypes: [scriptedJobType, chattyJobType] });
+  server = await startTestServer({ database, jobTypes: [steppedJobType, chattyJobType] });
   admin = await server.adminClient();
   await server.setSetting('jobs.stream_heartbeat_interval', `${heartbeatMs}ms`);
 });
@@ -302,13 +193,13 @@ afterAll(async () => {
 
 /** Waits until the script's job is running in the handler. */
 async function running(script: Script, timeoutMs = 10_000): Promise<void> {
-  if ((await within(script.started, timeoutMs)) === 'timeout') throw new Error(`the scripted job ${script.key} did not start within ${timeoutMs} ms`);
+  if ((await within(script.started, timeoutMs)) === 'timeout') throw new Error(`the stepped job ${script.key} did not start within ${timeoutMs} ms`);
 }
 
-/** Creates a `scripted` job for the user and returns it with its script. */
-async function createScripted(client: YardmasterClient, extra: { labels?: Record<string, string>; name?: string } = {}): Promise<{ job: Job; script: Script }> {
+/** Creates a `stepped` job for the user and returns it with its script. */
+async function createStepped(client: YardmasterClient, extra: { labels?: Record<string, string>; name?: string } = {}): Promise<{ job: Job; script: Script }> {
   const script = newScript();
-  const { job } = await client.jobs.createJob({ type: 'scripted', params: { key: script.key }, ...extra });
+  const { job } = await client.jobs.createJob({ type: 'stepped', params: { key: script.key }, ...extra });
   return { job: job!, script };
 }
 
@@ -354,8 +245,8 @@ async function eventVersion(sequence: bigint): Promise<number> {
 describe('WatchJob', () => {
   test('a queued job (paused queue): the current state first, then every change, and the stream ends by itself after SUCCEEDED', async () => {
     const { client } = await server.createUser();
-    await admin.queue.pauseQueue({ queue: 'scripted' });
-    const { job, script } = await createScripted(client);
+    await admin.queue.pauseQueue({ queue: 'stepped' });
+    const { job, script } = await createStepped(client);
     const stream = watchJob(client, job.id);
 
     await stream.waitFor((items) => statesOf(items).length >= 1, 'the current state');
@@ -369,7 +260,7 @@ describe('WatchJob', () => {
     await sleep(600);
     expect(statesOf(stream.items)).toHaveLength(1);
 
-    await admin.queue.resumeQueue({ queue: 'scripted' });
+    await admin.queue.resumeQueue({ queue: 'stepped' });
     await running(script);
     await stream.waitFor((items) => statesOf(items).some((message) => message.job?.status === JobStatus.RUNNING), 'RUNNING');
     script.progress(40, 'forty');
@@ -409,7 +300,7 @@ describe('WatchJob', () => {
 
   test('a running job: first message RUNNING; the stream ends after FAILED', async () => {
     const { client } = await server.createUser();
-    const { job, script } = await createScripted(client);
+    const { job, script } = await createStepped(client);
     await running(script);
     await server.app.sequencer.flush();
     const stream = watchJob(client, job.id);
@@ -431,7 +322,7 @@ describe('WatchJob', () => {
 
   test('a running job cancelled by its owner: cancel_requested, then CANCELLED, then the stream ends', async () => {
     const { client } = await server.createUser();
-    const { job, script } = await createScripted(client);
+    const { job, script } = await createStepped(client);
     await running(script);
     const stream = watchJob(client, job.id);
     await stream.waitFor((items) => statesOf(items).length >= 1, 'the current state');
@@ -448,8 +339,8 @@ describe('WatchJob', () => {
 
   test('a queued job cancelled while its queue is paused: QUEUED, then CANCELLED, then the end', async () => {
     const { client } = await server.createUser();
-    await admin.queue.pauseQueue({ queue: 'scripted' });
-    const { job } = await createScripted(client);
+    await admin.queue.pauseQueue({ queue: 'stepped' });
+    const { job } = await createStepped(client);
     const stream = watchJob(client, job.id);
     await stream.waitFor((items) => statesOf(items).length >= 1, 'the current state');
     await client.jobs.cancelJob({ id: job.id });
@@ -494,7 +385,7 @@ describe('WatchJob', () => {
 
   test('heartbeats (kind HEARTBEAT, no job) arrive while the job is quiet', async () => {
     const { client } = await server.createUser();
-    const { job, script } = await createScripted(client);
+    const { job, script } = await createStepped(client);
     await running(script);
     const stream = watchJob(client, job.id);
     await stream.waitFor((items) => items.length >= 1, 'the current state');
@@ -519,7 +410,7 @@ describe('WatchJob', () => {
     const { user, password } = await server.createUser();
     const grpc = server.client({ protocol: 'grpc' });
     await grpc.login(user.username, password);
-    const { job, script } = await createScripted(grpc);
+    const { job, script } = await createStepped(grpc);
     await running(script);
     const stream = watchJob(grpc, job.id);
     await stream.waitFor((items) => statesOf(items).length >= 1, 'the current state');
@@ -607,7 +498,7 @@ describe('WatchJobs live', () => {
     const alice = await server.createUser();
     const bob = await server.createUser();
     const filters: Record<string, Partial<JobFilter>> = {
-      types: { types: ['scripted'] },
+      types: { types: ['stepped'] },
       statuses: { statuses: [JobStatus.SUCCEEDED] },
       labels: { labels: { team: 'blue' } },
       owner: { ownerId: bob.user.id },
@@ -624,7 +515,7 @@ describe('WatchJobs live', () => {
       await createNoop(alice.client, { labels: { team: 'red' } }),
       await createNoop(bob.client, { labels: { team: 'blue' } }),
     ];
-    const scripted = await createScripted(bob.client, { labels: { team: 'green' } });
+    const scripted = await createStepped(bob.client, { labels: { team: 'green' } });
     await running(scripted.script);
     scripted.script.succeed();
     await waitFinished([...jobs, scripted.job].map((job) => job.id));
@@ -633,7 +524,7 @@ describe('WatchJobs live', () => {
 
     const rows = await eventRows('sequence > $1 and sequence <= $2', [String(start), String(position)]);
     const predicates: Record<string, (row: EventRow) => boolean> = {
-      types: (row) => row.payload.type === 'scripted',
+      types: (row) => row.payload.type === 'stepped',
       statuses: (row) => row.payload.status === 'succeeded',
       labels: (row) => row.payload.labels['team'] === 'blue',
       owner: (row) => row.owner_id === bob.user.id,
@@ -759,10 +650,10 @@ describe('WatchJobs resume', () => {
     const resumeFrom = eventsOf(first.items).at(-1)!.sequence;
 
     // While disconnected: jobs created, run, finished, cancelled, and one still queued.
-    await admin.queue.pauseQueue({ queue: 'scripted' });
+    await admin.queue.pauseQueue({ queue: 'stepped' });
     const missedNoops = [await createNoop(client), await createNoop(client), await createNoop(client)];
-    const queued = await createScripted(client);
-    const toCancel = await createScripted(client);
+    const queued = await createStepped(client);
+    const toCancel = await createStepped(client);
     await client.jobs.cancelJob({ id: toCancel.job.id, reason: 'missed' });
     await waitFinished(missedNoops.map((job) => job.id));
     await flushedPosition();
@@ -780,7 +671,7 @@ describe('WatchJobs resume', () => {
     expect(replayed.filter((message) => seen.has(message.sequence))).toEqual([]);
 
     // Then live events.
-    await admin.queue.resumeQueue({ queue: 'scripted' });
+    await admin.queue.resumeQueue({ queue: 'stepped' });
     await running(queued.script);
     queued.script.succeed();
     await second.waitFor((items) => eventsOf(items).some((message) => message.job?.id === queued.job.id && message.job.status === JobStatus.SUCCEEDED), 'the live events');
@@ -849,7 +740,7 @@ describe('WatchJobs resume', () => {
   });
 
   test('events reach streams on another instance, and a resume there misses nothing', async () => {
-    const other = await startTestServer({ database, jobTypes: [scriptedJobType, chattyJobType] });
+    const other = await startTestServer({ database, jobTypes: [steppedJobType, chattyJobType] });
     try {
       const { user, password, client } = await server.createUser();
       const remote = await other.signIn(user.username, password);
@@ -1005,7 +896,7 @@ describe('StreamJobLogs', () => {
 
   test('without follow: the stored lines, then the end (also while the job still runs)', async () => {
     const { client } = await server.createUser();
-    const { job, script } = await createScripted(client);
+    const { job, script } = await createStepped(client);
     await running(script);
     for (let line = 1; line <= 3; line++) script.log(`early ${line}`);
     const deadline = Date.now() + 5000;
@@ -1059,7 +950,7 @@ describe('StreamJobLogs', () => {
 
   test('while following a quiet job, heartbeats are empty messages', async () => {
     const { client } = await server.createUser();
-    const { job, script } = await createScripted(client);
+    const { job, script } = await createStepped(client);
     await running(script);
     const stream = streamLogs(client, { id: job.id, follow: true });
     await stream.waitFor((items) => items.length >= 4, 'four heartbeats', 3000);
@@ -1073,7 +964,7 @@ describe('StreamJobLogs', () => {
 
   test('while following, heartbeats keep coming even when the job changes often without writing lines', async () => {
     const { client } = await server.createUser();
-    const { job, script } = await createScripted(client);
+    const { job, script } = await createStepped(client);
     await running(script);
     const stream = streamLogs(client, { id: job.id, follow: true });
     await stream.waitFor((items) => items.length >= 1, 'a first heartbeat', 3000);

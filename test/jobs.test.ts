@@ -16,121 +16,17 @@
  *   retries), or fails for good with a non-retryable JobFailure (`fatal`).
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { z } from 'zod';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { Role } from '../gen/yardmaster/v1/common_pb.ts';
 import { JobEventKind, JobLogLevel, JobStatus, type CreateJobRequestSchema, type Job } from '../gen/yardmaster/v1/jobs_pb.ts';
-import { defineJobType, JobFailure } from '../src/jobs/job-types.ts';
+import { heldJobType, echoJobType, waiterJobType, stubbornJobType, stubbornGraceMs, deadlineJobType, deadlineTimeoutMs, flakyJobType, flakyRuns } from './support/job-types.ts';
 import { eventually, expectConnectError, randomHex, uniqueName, violatedFields } from './support/assertions.ts';
+import { statusName } from './support/job-names.ts';
 import { startTestServer, type TestServer, type TestUser } from './support/test-server.ts';
-
-// ---------------------------------------------------------------------------------------
-// Job types the tests control
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-const heldType = defineJobType({
-  name: 'held',
-  description: 'Its queue stays paused for the whole file, so its jobs stay queued.',
-  paramsSchema: z.object({ note: z.string().optional() }).strict(),
-  concurrency: 5,
-  batchSize: 1,
-  timeoutMs: 10_000,
-  cancelGraceMs: 500,
-  retry: { defaultMaxAttempts: 2, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run() {
-    return {};
-  },
-});
-
-const echoType = defineJobType({
-  name: 'echo',
-  description: 'Returns its message at once.',
-  paramsSchema: z.object({ message: z.string().default('') }).strict(),
-  concurrency: 10,
-  batchSize: 1,
-  timeoutMs: 10_000,
-  cancelGraceMs: 500,
-  retry: { defaultMaxAttempts: 1, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run({ params }) {
-    return { echo: params.message };
-  },
-});
-
-const waiterType = defineJobType({
-  name: 'waiter',
-  description: 'Runs until its signal aborts, then stops at once.',
-  paramsSchema: z.object({}).strict(),
-  concurrency: 10,
-  batchSize: 1,
-  timeoutMs: 60_000,
-  cancelGraceMs: 2000,
-  retry: { defaultMaxAttempts: 1, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run({ signal, log }) {
-    log('waiting for the signal');
-    await new Promise<void>((resolve) => {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-    throw signal.reason;
-  },
-});
-
-const stubbornGraceMs = 300;
-const stubbornType = defineJobType({
-  name: 'stubborn',
-  description: 'Ignores its signal and finishes by itself after 3 s.',
-  paramsSchema: z.object({}).strict(),
-  concurrency: 10,
-  batchSize: 1,
-  timeoutMs: 60_000,
-  cancelGraceMs: stubbornGraceMs,
-  retry: { defaultMaxAttempts: 1, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run() {
-    await new Promise((resolve) => setTimeout(resolve, 3000).unref());
-    return { finished: 'late' };
-  },
-});
-
-const deadlineTimeoutMs = 300;
-const deadlineType = defineJobType({
-  name: 'deadline',
-  description: 'Runs until its signal aborts; its timeout is 300 ms.',
-  paramsSchema: z.object({}).strict(),
-  concurrency: 10,
-  batchSize: 1,
-  timeoutMs: deadlineTimeoutMs,
-  cancelGraceMs: 300,
-  retry: { defaultMaxAttempts: 1, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run({ signal }) {
-    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-    throw signal.reason;
-  },
-});
-
-/** Runs of `flaky` so far, by its `key` param (across attempts and RetryJob). */
-const flakyRuns = new Map<string, number>();
-const flakyType = defineJobType({
-  name: 'flaky',
-  description: 'Fails its first `failures` runs, then succeeds; with `fatal`, fails for good at once.',
-  paramsSchema: z.object({ key: z.string(), failures: z.number().int().min(0), fatal: z.boolean().default(false) }).strict(),
-  concurrency: 10,
-  batchSize: 1,
-  timeoutMs: 10_000,
-  cancelGraceMs: 500,
-  retry: { defaultMaxAttempts: 3, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run({ params, attempt, log }) {
-    log(`attempt ${attempt}`);
-    const runs = (flakyRuns.get(params.key) ?? 0) + 1;
-    flakyRuns.set(params.key, runs);
-    if (params.fatal) throw new JobFailure('the input can never work', { retryable: false, code: 'INVALID_INPUT' });
-    if (runs <= params.failures) throw new Error(`flaky failure on attempt ${attempt}`);
-    return { runs };
-  },
-});
 
 // ---------------------------------------------------------------------------------------
 // Server and helpers
@@ -139,7 +35,7 @@ let server: TestServer;
 let admin: YardmasterClient;
 
 beforeAll(async () => {
-  server = await startTestServer({ jobTypes: [heldType, echoType, waiterType, stubbornType, deadlineType, flakyType] });
+  server = await startTestServer({ jobTypes: [heldJobType, echoJobType, waiterJobType, stubbornJobType, deadlineJobType, flakyJobType] });
   admin = await server.adminClient();
   await admin.queue.pauseQueue({ queue: 'held' });
   // Let the runner stop its `held` worker before any held job exists.
@@ -155,7 +51,6 @@ afterAll(() => server?.close());
  */
 const pollSlackMs = 4000;
 
-const statusName = (status: JobStatus) => Object.entries(JobStatus).find(([, value]) => value === status)?.[0] ?? `UNKNOWN(${String(status)})`;
 
 type CreateJobInit = MessageInitShape<typeof CreateJobRequestSchema>;
 

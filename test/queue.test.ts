@@ -4,78 +4,24 @@
  * restart), clearing a queue, and the WatchQueues stream. Each check compares what the
  * API says with the `jobs`, `queue_states`, `audit_events` and `pgboss.job` tables.
  * Nothing is mocked: jobs run in the server's own runner (`noop`, `sleep`, and a
- * `scripted` test type whose jobs run until the test ends them).
+ * `until-released` test type whose jobs run until the test ends them).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError, type CallOptions } from '@connectrpc/connect';
 import { timestampDate, timestampFromDate, type Duration } from '@bufbuild/protobuf/wkt';
-import { z } from 'zod';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../clients/ts/src/node.ts';
 import { JobStatus, type Job } from '../gen/yardmaster/v1/jobs_pb.ts';
 import type { Queue, WatchQueuesResponse } from '../gen/yardmaster/v1/queue_pb.ts';
 import { archiveJobType, checksumJobType, noopJobType, sleepJobType } from '../src/jobs/builtin-job-types.ts';
-import { defineJobType } from '../src/jobs/job-types.ts';
-import { eventually, expectConnectError, randomHex, violatedFields } from './support/assertions.ts';
+import { failOnce, release, releases, serialJobType, startOrder, untilReleasedJobType } from './support/job-types.ts';
+import { eventually, expectConnectError, randomHex, violatedFields, within } from './support/assertions.ts';
 import { createTestDatabase, type TestDatabase } from './support/test-database.ts';
 import { startTestServer, type TestServer } from './support/test-server.ts';
 
-// ---------------------------------------------------------------------------------------
-// A job type the test ends by hand
-
-const releases = new Map<string, { started: boolean; release: (() => void) | undefined }>();
-
-const scriptedJobType = defineJobType({
-  name: 'scripted',
-  description: 'Test job that runs until the test releases it.',
-  paramsSchema: z.object({ key: z.string() }).strict(),
-  concurrency: 7,
-  batchSize: 1,
-  timeoutMs: 120_000,
-  cancelGraceMs: 1000,
-  retry: { defaultMaxAttempts: 1, delayMs: 1000, backoff: false, maxDelayMs: 1000 },
-  async run({ params, signal }) {
-    const entry = releases.get(params.key) ?? { started: false, release: undefined };
-    releases.set(params.key, entry);
-    await new Promise<void>((resolve, reject) => {
-      entry.release = resolve;
-      entry.started = true;
-      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
-    });
-    return { released: true };
-  },
-});
-
-/** Runs one job at a time and records the order in which jobs start; a tag in `failOnce` fails its first run. */
-const startOrder: string[] = [];
-const failOnce = new Set<string>();
-const serialJobType = defineJobType({
-  name: 'serial',
-  description: 'Test job type that runs one job at a time and records the start order.',
-  paramsSchema: z.object({ tag: z.string() }).strict(),
-  concurrency: 1,
-  batchSize: 1,
-  timeoutMs: 60_000,
-  cancelGraceMs: 1000,
-  retry: { defaultMaxAttempts: 1, delayMs: 1000, backoff: false, maxDelayMs: 1000 },
-  async run({ params }) {
-    startOrder.push(params.tag);
-    if (failOnce.delete(params.tag)) throw new Error('failing once, as asked');
-    return {};
-  },
-});
-
-function release(key: string): void {
-  const entry = releases.get(key);
-  if (!entry?.release) throw new Error(`scripted job ${key} is not running`);
-  entry.release();
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers
 
 const heartbeatMs = 200;
-const queueNames = ['archive', 'checksum', 'noop', 'scripted', 'serial', 'sleep'];
+const queueNames = ['archive', 'checksum', 'noop', 'serial', 'sleep', 'until-released'];
 const method = (name: string) => `yardmaster.v1.QueueService.${name}`;
 
 let database: TestDatabase;
@@ -84,7 +30,7 @@ let admin: YardmasterClient;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  server = await startTestServer({ database, jobTypes: [scriptedJobType, serialJobType] });
+  server = await startTestServer({ database, jobTypes: [untilReleasedJobType, serialJobType] });
   admin = await server.adminClient();
   await server.setSetting('jobs.stream_heartbeat_interval', `${heartbeatMs}ms`);
 });
@@ -143,15 +89,15 @@ async function createNoop(client: YardmasterClient): Promise<Job> {
   return (await client.jobs.createJob({ type: 'noop', params: {} })).job!;
 }
 
-async function createScripted(client: YardmasterClient, priority = 0): Promise<{ job: Job; key: string }> {
-  const key = `scripted-${randomHex(6)}`;
+async function createUntilReleased(client: YardmasterClient, priority = 0): Promise<{ job: Job; key: string }> {
+  const key = `until-released-${randomHex(6)}`;
   releases.set(key, { started: false, release: undefined });
-  const { job } = await client.jobs.createJob({ type: 'scripted', params: { key }, priority });
+  const { job } = await client.jobs.createJob({ type: 'until-released', params: { key }, priority });
   return { job: job!, key };
 }
 
 async function waitStarted(key: string, timeoutMs = 10_000): Promise<void> {
-  await eventually(async () => expect(releases.get(key)?.started, `scripted job ${key} started`).toBe(true), timeoutMs, 20);
+  await eventually(async () => expect(releases.get(key)?.started, `until-released job ${key} started`).toBe(true), timeoutMs, 20);
 }
 
 async function jobStatuses(ids: string[]): Promise<Record<string, string>> {
@@ -202,17 +148,6 @@ async function queueStateRows(): Promise<Record<string, { paused: boolean; updat
 
 // Streams
 
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const openStreams = new Set<QueueWatch>();
 
@@ -272,7 +207,7 @@ describe('ListQueues', () => {
     const { client } = await server.createUser();
     const { queues } = await client.queue.listQueues({});
     expect(queues.map((queue) => queue.name)).toEqual(queueNames);
-    const types = { archive: archiveJobType, checksum: checksumJobType, noop: noopJobType, scripted: scriptedJobType, serial: serialJobType, sleep: sleepJobType };
+    const types = { archive: archiveJobType, checksum: checksumJobType, noop: noopJobType, serial: serialJobType, sleep: sleepJobType, 'until-released': untilReleasedJobType };
     for (const queue of queues) {
       const type = types[queue.name as keyof typeof types];
       expect(queue.description).toBe(type.description);
@@ -331,16 +266,16 @@ describe('ListQueues', () => {
   test('running counts the jobs in progress; the counts cover every user', async () => {
     const alice = await server.createUser();
     const bob = await server.createUser();
-    const before = countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'scripted'));
-    const jobs = [await createScripted(alice.client), await createScripted(bob.client)];
+    const before = countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'until-released'));
+    const jobs = [await createUntilReleased(alice.client), await createUntilReleased(bob.client)];
     for (const { key } of jobs) await waitStarted(key);
     for (const client of [alice.client, bob.client, admin]) {
-      const queue = queueOf((await client.queue.listQueues({})).queues, 'scripted');
+      const queue = queueOf((await client.queue.listQueues({})).queues, 'until-released');
       expect(countsOf(queue)).toEqual({ ...before, running: 2 });
     }
     for (const { key } of jobs) release(key);
     await waitStatus(jobs.map(({ job }) => job.id), 'succeeded');
-    expect(countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'scripted'))).toEqual({ ...before, succeeded: before.succeeded + 2 });
+    expect(countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'until-released'))).toEqual({ ...before, succeeded: before.succeeded + 2 });
   });
 });
 
@@ -349,9 +284,9 @@ describe('ListQueues', () => {
 describe('GetQueueStatus', () => {
   test('totals are the sums over the queues; paused_globally and paused_queues follow the pauses', async () => {
     const { client } = await server.createUser();
-    await admin.queue.pauseQueue({ queue: 'scripted' });
+    await admin.queue.pauseQueue({ queue: 'until-released' });
     await admin.queue.pauseQueue({ queue: 'sleep' });
-    await createScripted(client);
+    await createUntilReleased(client);
     await createSleep(client, 1);
     await createSleep(client, 1);
     const [{ queues }, status] = [await client.queue.listQueues({}), await client.queue.getQueueStatus({})];
@@ -363,13 +298,13 @@ describe('GetQueueStatus', () => {
     expect(status.totals?.failedLastHour).toBe(sum('failedLastHour'));
     expect(status.totals?.oldestQueuedAge).toBeDefined();
     expect(status.pausedGlobally).toBe(false);
-    expect(status.pausedQueues).toEqual(['scripted', 'sleep']);
+    expect(status.pausedQueues).toEqual(['until-released', 'sleep']);
 
     await admin.queue.pauseQueue({ queue: '' });
     const global = await client.queue.getQueueStatus({});
     expect(global.pausedGlobally).toBe(true);
     // The queues paused on their own stay listed as such; every queue now reports paused.
-    expect(global.pausedQueues).toEqual(['scripted', 'sleep']);
+    expect(global.pausedQueues).toEqual(['until-released', 'sleep']);
     expect((await client.queue.listQueues({})).queues.every((queue) => queue.paused)).toBe(true);
 
     await admin.queue.resumeQueue({ queue: '' });
@@ -385,7 +320,7 @@ describe('ListQueuedJobs', () => {
   test('queued jobs in run order (priority desc, then oldest first); users see their own, admins all; pages keep the order', async () => {
     const alice = await server.createUser();
     const bob = await server.createUser();
-    await admin.queue.pauseQueue({ queue: 'scripted' });
+    await admin.queue.pauseQueue({ queue: 'until-released' });
     const created: { job: Job; owner: string; index: number }[] = [];
     const plan: [typeof alice, number][] = [
       [alice, 0],
@@ -398,7 +333,7 @@ describe('ListQueuedJobs', () => {
       [alice, 0],
     ];
     for (const [account, priority] of plan) {
-      const { job } = await createScripted(account.client, priority);
+      const { job } = await createUntilReleased(account.client, priority);
       created.push({ job, owner: account.user.id, index: created.length });
     }
     // Not queued in this queue: another queue's job, and a finished one.
@@ -406,17 +341,17 @@ describe('ListQueuedJobs', () => {
     await createSleep(alice.client, 1);
     const runOrder = (entries: typeof created) => [...entries].sort((a, b) => b.job.priority - a.job.priority || a.index - b.index).map((entry) => entry.job.id);
 
-    const aliceList = await alice.client.queue.listQueuedJobs({ queue: 'scripted' });
+    const aliceList = await alice.client.queue.listQueuedJobs({ queue: 'until-released' });
     expect(aliceList.jobs.map((job) => job.id)).toEqual(runOrder(created.filter((entry) => entry.owner === alice.user.id)));
-    expect(aliceList.jobs.every((job) => job.status === JobStatus.QUEUED && job.type === 'scripted')).toBe(true);
+    expect(aliceList.jobs.every((job) => job.status === JobStatus.QUEUED && job.type === 'until-released')).toBe(true);
     expect(aliceList.nextPageToken).toBe('');
-    const bobList = await bob.client.queue.listQueuedJobs({ queue: 'scripted' });
+    const bobList = await bob.client.queue.listQueuedJobs({ queue: 'until-released' });
     expect(bobList.jobs.map((job) => job.id)).toEqual(runOrder(created.filter((entry) => entry.owner === bob.user.id)));
 
-    const adminList = await admin.queue.listQueuedJobs({ queue: 'scripted' });
+    const adminList = await admin.queue.listQueuedJobs({ queue: 'until-released' });
     expect(adminList.jobs.map((job) => job.id)).toEqual(runOrder(created));
     // The same as the database orders the queue.
-    const rows = await server.query<{ id: string }>(`select id from jobs where type = 'scripted' and status = 'queued' order by priority desc, created_at, id`);
+    const rows = await server.query<{ id: string }>(`select id from jobs where type = 'until-released' and status = 'queued' order by priority desc, created_at, id`);
     expect(adminList.jobs.map((job) => job.id)).toEqual(rows.map((row) => row.id));
 
     // Page by page, in the same order.
@@ -424,7 +359,7 @@ describe('ListQueuedJobs', () => {
     let pageToken = '';
     let pages = 0;
     do {
-      const page = await admin.queue.listQueuedJobs({ queue: 'scripted', pageSize: 3, pageToken });
+      const page = await admin.queue.listQueuedJobs({ queue: 'until-released', pageSize: 3, pageToken });
       expect(page.jobs.length).toBeLessThanOrEqual(3);
       paged.push(...page.jobs.map((job) => job.id));
       pageToken = page.nextPageToken;
@@ -438,7 +373,7 @@ describe('ListQueuedJobs', () => {
     await alice.client.jobs.updateJob({ job: { id: lowest.job.id, priority: 100 }, updateMask: { paths: ['priority'] } });
     const cancelled = created.find((entry) => entry.job.priority === 10)!;
     await alice.client.jobs.cancelJob({ id: cancelled.job.id });
-    const reordered = await alice.client.queue.listQueuedJobs({ queue: 'scripted' });
+    const reordered = await alice.client.queue.listQueuedJobs({ queue: 'until-released' });
     expect(reordered.jobs[0]!.id).toBe(lowest.job.id);
     expect(reordered.jobs.map((job) => job.id)).not.toContain(cancelled.job.id);
     expect(reordered.jobs).toHaveLength(created.filter((entry) => entry.owner === alice.user.id).length - 1);
@@ -523,7 +458,7 @@ describe('PauseQueue and ResumeQueue', () => {
     const pause = withRequestId();
     const paused = await admin.queue.pauseQueue({ queue: 'sleep' }, pause.options);
     expect(paused.pausedGlobally).toBe(false);
-    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['archive:false', 'checksum:false', 'noop:false', 'scripted:false', 'serial:false', 'sleep:true']);
+    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['archive:false', 'checksum:false', 'noop:false', 'serial:false', 'sleep:true', 'until-released:false']);
     expect((await queueStateRows())['sleep']).toEqual({ paused: true, updated_by: 'admin' });
     const [state] = await server.query<{ updated_at: Date }>(`select updated_at from queue_states where name = 'sleep'`);
     expect(Date.now() - state!.updated_at.getTime()).toBeLessThan(10_000);
@@ -609,11 +544,11 @@ describe('PauseQueue and ResumeQueue', () => {
   test('jobs already running finish when their queue is paused', async () => {
     const { client } = await server.createUser();
     const sleeper = await createSleep(client, 1.5);
-    const { job: scripted, key } = await createScripted(client);
+    const { job: scripted, key } = await createUntilReleased(client);
     await waitStatus([sleeper.id], 'running', 5000);
     await waitStarted(key);
     await admin.queue.pauseQueue({ queue: 'sleep' });
-    await admin.queue.pauseQueue({ queue: 'scripted' });
+    await admin.queue.pauseQueue({ queue: 'until-released' });
     release(key);
     await waitStatus([sleeper.id, scripted.id], 'succeeded', 6000);
     const { job } = await client.jobs.getJob({ id: sleeper.id });
@@ -665,7 +600,7 @@ describe('PauseQueue and ResumeQueue', () => {
   test('the pause is persisted in queue_states and survives a restart: a second instance on the same database reports it and runs none of its jobs', async () => {
     const { user, password, client } = await server.createUser();
     await admin.queue.pauseQueue({ queue: 'sleep' });
-    const second = await startTestServer({ database, jobTypes: [scriptedJobType, serialJobType] });
+    const second = await startTestServer({ database, jobTypes: [untilReleasedJobType, serialJobType] });
     try {
       const remote = await second.signIn(user.username, password);
       const status = await remote.queue.getQueueStatus({});
@@ -922,9 +857,9 @@ describe('WatchQueues', () => {
     const { message: first } = await stream.waitFor(() => true, 'the first message');
     expect(first.queues.map((queue) => queue.name)).toEqual(queueNames);
     const from = stream.items.length;
-    await admin.queue.pauseQueue({ queue: 'scripted' });
-    await createScripted(grpc);
-    await stream.waitFor((message) => queueOf(message.queues, 'scripted').paused && queueOf(message.queues, 'scripted').queued === 1n, 'the paused queue with one job', from, 3000);
+    await admin.queue.pauseQueue({ queue: 'until-released' });
+    await createUntilReleased(grpc);
+    await stream.waitFor((message) => queueOf(message.queues, 'until-released').paused && queueOf(message.queues, 'until-released').queued === 1n, 'the paused queue with one job', from, 3000);
     await stream.cancel();
     await expectConnectError(
       (async () => {
