@@ -7,9 +7,9 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { describe, expect, test } from 'vitest';
 import { JobStatus, type Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { archiveJobType, checksumJobType, noopJobType, sleepJobType } from '../../src/jobs/builtin-job-types.ts';
-import { failOnce, release, serialJobType, startOrder, untilReleasedJobType } from '../support/job-types.ts';
+import { failOnce, release, serialJobType, startOrder, runsUntilReleasedJobType } from '../support/job-types.ts';
 import { eventually, expectConnectError, randomHex, violatedFields } from '../support/assertions.ts';
-import { queueNames, server, admin, queueOf, ms, createSleep, createNoop, createUntilReleased, waitStarted, jobStatuses, waitStatus, dbCounts, countsOf, useQueueServer } from './support.ts';
+import { queueNames, server, admin, queueOf, ms, createSleep, createNoop, createRunsUntilReleased, waitStarted, jobStatuses, waitStatus, dbCounts, countsOf, useQueueServer } from './support.ts';
 
 useQueueServer();
 
@@ -20,7 +20,7 @@ describe('ListQueues', () => {
     const { client } = await server.createUser();
     const { queues } = await client.queue.listQueues({});
     expect(queues.map((queue) => queue.name)).toEqual(queueNames);
-    const types = { archive: archiveJobType, checksum: checksumJobType, noop: noopJobType, serial: serialJobType, sleep: sleepJobType, 'until-released': untilReleasedJobType };
+    const types = { archive: archiveJobType, checksum: checksumJobType, noop: noopJobType, 'runs-until-released': runsUntilReleasedJobType, serial: serialJobType, sleep: sleepJobType };
     for (const queue of queues) {
       const type = types[queue.name as keyof typeof types];
       expect(queue.description).toBe(type.description);
@@ -79,16 +79,16 @@ describe('ListQueues', () => {
   test('running counts the jobs in progress; the counts cover every user', async () => {
     const alice = await server.createUser();
     const bob = await server.createUser();
-    const before = countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'until-released'));
-    const jobs = [await createUntilReleased(alice.client), await createUntilReleased(bob.client)];
+    const before = countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'runs-until-released'));
+    const jobs = [await createRunsUntilReleased(alice.client), await createRunsUntilReleased(bob.client)];
     for (const { key } of jobs) await waitStarted(key);
     for (const client of [alice.client, bob.client, admin]) {
-      const queue = queueOf((await client.queue.listQueues({})).queues, 'until-released');
+      const queue = queueOf((await client.queue.listQueues({})).queues, 'runs-until-released');
       expect(countsOf(queue)).toEqual({ ...before, running: 2 });
     }
     for (const { key } of jobs) release(key);
     await waitStatus(jobs.map(({ job }) => job.id), 'succeeded');
-    expect(countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'until-released'))).toEqual({ ...before, succeeded: before.succeeded + 2 });
+    expect(countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'runs-until-released'))).toEqual({ ...before, succeeded: before.succeeded + 2 });
   });
 });
 
@@ -98,9 +98,9 @@ describe('ListQueues', () => {
 describe('GetQueueStatus', () => {
   test('totals are the sums over the queues; paused_globally and paused_queues follow the pauses', async () => {
     const { client } = await server.createUser();
-    await admin.queue.pauseQueue({ queue: 'until-released' });
+    await admin.queue.pauseQueue({ queue: 'runs-until-released' });
     await admin.queue.pauseQueue({ queue: 'sleep' });
-    await createUntilReleased(client);
+    await createRunsUntilReleased(client);
     await createSleep(client, 1);
     await createSleep(client, 1);
     const [{ queues }, status] = [await client.queue.listQueues({}), await client.queue.getQueueStatus({})];
@@ -112,13 +112,13 @@ describe('GetQueueStatus', () => {
     expect(status.totals?.failedLastHour).toBe(sum('failedLastHour'));
     expect(status.totals?.oldestQueuedAge).toBeDefined();
     expect(status.pausedGlobally).toBe(false);
-    expect(status.pausedQueues).toEqual(['until-released', 'sleep']);
+    expect(status.pausedQueues).toEqual(['runs-until-released', 'sleep']);
 
     await admin.queue.pauseQueue({ queue: '' });
     const global = await client.queue.getQueueStatus({});
     expect(global.pausedGlobally).toBe(true);
     // The queues paused on their own stay listed as such; every queue now reports paused.
-    expect(global.pausedQueues).toEqual(['until-released', 'sleep']);
+    expect(global.pausedQueues).toEqual(['runs-until-released', 'sleep']);
     expect((await client.queue.listQueues({})).queues.every((queue) => queue.paused)).toBe(true);
 
     await admin.queue.resumeQueue({ queue: '' });
@@ -135,7 +135,7 @@ describe('ListQueuedJobs', () => {
   test('queued jobs in run order (priority desc, then oldest first); users see their own, admins all; pages keep the order', async () => {
     const alice = await server.createUser();
     const bob = await server.createUser();
-    await admin.queue.pauseQueue({ queue: 'until-released' });
+    await admin.queue.pauseQueue({ queue: 'runs-until-released' });
     const created: { job: Job; owner: string; index: number }[] = [];
     const plan: [typeof alice, number][] = [
       [alice, 0],
@@ -148,7 +148,7 @@ describe('ListQueuedJobs', () => {
       [alice, 0],
     ];
     for (const [account, priority] of plan) {
-      const { job } = await createUntilReleased(account.client, priority);
+      const { job } = await createRunsUntilReleased(account.client, priority);
       created.push({ job, owner: account.user.id, index: created.length });
     }
     // Not queued in this queue: another queue's job, and a finished one.
@@ -156,17 +156,17 @@ describe('ListQueuedJobs', () => {
     await createSleep(alice.client, 1);
     const runOrder = (entries: typeof created) => [...entries].sort((a, b) => b.job.priority - a.job.priority || a.index - b.index).map((entry) => entry.job.id);
 
-    const aliceList = await alice.client.queue.listQueuedJobs({ queue: 'until-released' });
+    const aliceList = await alice.client.queue.listQueuedJobs({ queue: 'runs-until-released' });
     expect(aliceList.jobs.map((job) => job.id)).toEqual(runOrder(created.filter((entry) => entry.owner === alice.user.id)));
-    expect(aliceList.jobs.every((job) => job.status === JobStatus.QUEUED && job.type === 'until-released')).toBe(true);
+    expect(aliceList.jobs.every((job) => job.status === JobStatus.QUEUED && job.type === 'runs-until-released')).toBe(true);
     expect(aliceList.nextPageToken).toBe('');
-    const bobList = await bob.client.queue.listQueuedJobs({ queue: 'until-released' });
+    const bobList = await bob.client.queue.listQueuedJobs({ queue: 'runs-until-released' });
     expect(bobList.jobs.map((job) => job.id)).toEqual(runOrder(created.filter((entry) => entry.owner === bob.user.id)));
 
-    const adminList = await admin.queue.listQueuedJobs({ queue: 'until-released' });
+    const adminList = await admin.queue.listQueuedJobs({ queue: 'runs-until-released' });
     expect(adminList.jobs.map((job) => job.id)).toEqual(runOrder(created));
     // The same as the database orders the queue.
-    const rows = await server.query<{ id: string }>(`select id from jobs where type = 'until-released' and status = 'queued' order by priority desc, created_at, id`);
+    const rows = await server.query<{ id: string }>(`select id from jobs where type = 'runs-until-released' and status = 'queued' order by priority desc, created_at, id`);
     expect(adminList.jobs.map((job) => job.id)).toEqual(rows.map((row) => row.id));
 
     // Page by page, in the same order.
@@ -174,7 +174,7 @@ describe('ListQueuedJobs', () => {
     let pageToken = '';
     let pages = 0;
     do {
-      const page = await admin.queue.listQueuedJobs({ queue: 'until-released', pageSize: 3, pageToken });
+      const page = await admin.queue.listQueuedJobs({ queue: 'runs-until-released', pageSize: 3, pageToken });
       expect(page.jobs.length).toBeLessThanOrEqual(3);
       paged.push(...page.jobs.map((job) => job.id));
       pageToken = page.nextPageToken;
@@ -188,7 +188,7 @@ describe('ListQueuedJobs', () => {
     await alice.client.jobs.updateJob({ job: { id: lowest.job.id, priority: 100 }, updateMask: { paths: ['priority'] } });
     const cancelled = created.find((entry) => entry.job.priority === 10)!;
     await alice.client.jobs.cancelJob({ id: cancelled.job.id });
-    const reordered = await alice.client.queue.listQueuedJobs({ queue: 'until-released' });
+    const reordered = await alice.client.queue.listQueuedJobs({ queue: 'runs-until-released' });
     expect(reordered.jobs[0]!.id).toBe(lowest.job.id);
     expect(reordered.jobs.map((job) => job.id)).not.toContain(cancelled.job.id);
     expect(reordered.jobs).toHaveLength(created.filter((entry) => entry.owner === alice.user.id).length - 1);

@@ -6,10 +6,10 @@ import { Code } from '@connectrpc/connect';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { describe, expect, test } from 'vitest';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
-import { release, serialJobType, untilReleasedJobType } from '../support/job-types.ts';
+import { release, serialJobType, runsUntilReleasedJobType } from '../support/job-types.ts';
 import { eventually, expectConnectError } from '../support/assertions.ts';
 import { startTestServer } from '../support/test-server.ts';
-import { method, database, server, admin, withRequestId, auditRows, queueOf, createSleep, createNoop, createUntilReleased, waitStarted, jobStatuses, waitStatus, pgBossStates, queueStateRows, useQueueServer } from './support.ts';
+import { method, database, server, admin, withRequestId, auditRows, queueOf, createSleep, createNoop, createRunsUntilReleased, waitStarted, jobStatuses, waitStatus, pgBossStates, queueStateRows, useQueueServer } from './support.ts';
 
 useQueueServer();
 
@@ -37,7 +37,7 @@ describe('PauseQueue and ResumeQueue', () => {
     const pause = withRequestId();
     const paused = await admin.queue.pauseQueue({ queue: 'sleep' }, pause.options);
     expect(paused.pausedGlobally).toBe(false);
-    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['archive:false', 'checksum:false', 'noop:false', 'serial:false', 'sleep:true', 'until-released:false']);
+    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['archive:false', 'checksum:false', 'noop:false', 'runs-until-released:false', 'serial:false', 'sleep:true']);
     expect((await queueStateRows())['sleep']).toEqual({ paused: true, updated_by: 'admin' });
     const [state] = await server.query<{ updated_at: Date }>(`select updated_at from queue_states where name = 'sleep'`);
     expect(Date.now() - state!.updated_at.getTime()).toBeLessThan(10_000);
@@ -123,11 +123,11 @@ describe('PauseQueue and ResumeQueue', () => {
   test('jobs already running finish when their queue is paused', async () => {
     const { client } = await server.createUser();
     const sleeper = await createSleep(client, 1.5);
-    const { job: scripted, key } = await createUntilReleased(client);
+    const { job: scripted, key } = await createRunsUntilReleased(client);
     await waitStatus([sleeper.id], 'running', 5000);
     await waitStarted(key);
     await admin.queue.pauseQueue({ queue: 'sleep' });
-    await admin.queue.pauseQueue({ queue: 'until-released' });
+    await admin.queue.pauseQueue({ queue: 'runs-until-released' });
     release(key);
     await waitStatus([sleeper.id, scripted.id], 'succeeded', 6000);
     const { job } = await client.jobs.getJob({ id: sleeper.id });
@@ -179,7 +179,7 @@ describe('PauseQueue and ResumeQueue', () => {
   test('the pause is persisted in queue_states and survives a restart: a second instance on the same database reports it and runs none of its jobs', async () => {
     const { user, password, client } = await server.createUser();
     await admin.queue.pauseQueue({ queue: 'sleep' });
-    const second = await startTestServer({ database, jobTypes: [untilReleasedJobType, serialJobType] });
+    const second = await startTestServer({ database, jobTypes: [runsUntilReleasedJobType, serialJobType] });
     try {
       const remote = await second.signIn(user.username, password);
       const status = await remote.queue.getQueueStatus({});

@@ -6,7 +6,7 @@
  * restart), clearing a queue, and the WatchQueues stream. Each check compares what the
  * API says with the `jobs`, `queue_states`, `audit_events` and `pgboss.job` tables.
  * Nothing is mocked: jobs run in the server's own runner (`noop`, `sleep`, and a
- * `until-released` test type whose jobs run until the test ends them).
+ * `runs-until-released` test type whose jobs run until the test ends them).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError, type CallOptions } from '@connectrpc/connect';
@@ -15,13 +15,13 @@ import { afterAll, afterEach, beforeAll, expect,} from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import type { Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { Queue, WatchQueuesResponse } from '../../gen/yardmaster/v1/queue_pb.ts';
-import { releases, serialJobType, untilReleasedJobType } from '../support/job-types.ts';
+import { releases, serialJobType, runsUntilReleasedJobType } from '../support/job-types.ts';
 import { eventually, randomHex, within } from '../support/assertions.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 
 export const heartbeatMs = 200;
-export const queueNames = ['archive', 'checksum', 'noop', 'serial', 'sleep', 'until-released'];
+export const queueNames = ['archive', 'checksum', 'noop', 'runs-until-released', 'serial', 'sleep'];
 export const method = (name: string) => `yardmaster.v1.QueueService.${name}`;
 
 export let database: TestDatabase;
@@ -32,7 +32,7 @@ export let admin: YardmasterClient;
 export function useQueueServer(): void {
   beforeAll(async () => {
     database = await createTestDatabase();
-    server = await startTestServer({ database, jobTypes: [untilReleasedJobType, serialJobType] });
+    server = await startTestServer({ database, jobTypes: [runsUntilReleasedJobType, serialJobType] });
     admin = await server.adminClient();
     await server.setSetting('jobs.stream_heartbeat_interval', `${heartbeatMs}ms`);
   });
@@ -92,15 +92,15 @@ export async function createNoop(client: YardmasterClient): Promise<Job> {
   return (await client.jobs.createJob({ type: 'noop', params: {} })).job!;
 }
 
-export async function createUntilReleased(client: YardmasterClient, priority = 0): Promise<{ job: Job; key: string }> {
-  const key = `until-released-${randomHex(6)}`;
+export async function createRunsUntilReleased(client: YardmasterClient, priority = 0): Promise<{ job: Job; key: string }> {
+  const key = `runs-until-released-${randomHex(6)}`;
   releases.set(key, { started: false, release: undefined });
-  const { job } = await client.jobs.createJob({ type: 'until-released', params: { key }, priority });
+  const { job } = await client.jobs.createJob({ type: 'runs-until-released', params: { key }, priority });
   return { job: job!, key };
 }
 
 export async function waitStarted(key: string, timeoutMs = 10_000): Promise<void> {
-  await eventually(async () => expect(releases.get(key)?.started, `until-released job ${key} started`).toBe(true), timeoutMs, 20);
+  await eventually(async () => expect(releases.get(key)?.started, `runs-until-released job ${key} started`).toBe(true), timeoutMs, 20);
 }
 
 export async function jobStatuses(ids: string[]): Promise<Record<string, string>> {

@@ -7,7 +7,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { describe, expect, test } from 'vitest';
 import type { Queue } from '../../gen/yardmaster/v1/queue_pb.ts';
 import { expectConnectError } from '../support/assertions.ts';
-import { heartbeatMs, queueNames, server, admin, queueOf, createSleep, createUntilReleased, countsOf, QueueWatch, useQueueServer } from './support.ts';
+import { heartbeatMs, queueNames, server, admin, queueOf, createSleep, createRunsUntilReleased, countsOf, QueueWatch, useQueueServer } from './support.ts';
 
 useQueueServer();
 
@@ -87,9 +87,9 @@ describe('WatchQueues', () => {
     const { message: first } = await stream.waitFor(() => true, 'the first message');
     expect(first.queues.map((queue) => queue.name)).toEqual(queueNames);
     const from = stream.items.length;
-    await admin.queue.pauseQueue({ queue: 'until-released' });
-    await createUntilReleased(grpc);
-    await stream.waitFor((message) => queueOf(message.queues, 'until-released').paused && queueOf(message.queues, 'until-released').queued === 1n, 'the paused queue with one job', from, 3000);
+    await admin.queue.pauseQueue({ queue: 'runs-until-released' });
+    await createRunsUntilReleased(grpc);
+    await stream.waitFor((message) => queueOf(message.queues, 'runs-until-released').paused && queueOf(message.queues, 'runs-until-released').queued === 1n, 'the paused queue with one job', from, 3000);
     await stream.cancel();
     await expectConnectError(
       (async () => {

@@ -1,12 +1,219 @@
 /**
  * Bearer credentials that must not work, public methods with stale credentials, secrets at rest and login timing.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { Code } from '@connectrpc/connect';
+import { importJWK, generateKeyPair, SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { ErrorInfoSchema, Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { connectErrorOf, expectConnectError } from '../support/assertions.ts';
-import { server, userA, userB, admin, postJson, expectHygienicError, expectJsonError, base64url, signWithServerKey, claimsOfA, badCredentials, useSecurityServer } from './support.ts';
+import { server, userA, userB, admin, postJson, expectHygienicError, expectJsonError, base64url, useSecurityServer } from './support.ts';
+
+interface ServerKey {
+  kid: string;
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+async function currentServerKey(): Promise<ServerKey> {
+  const [row] = await server.query<{ id: string; private_jwk: JWK; public_jwk: JWK }>(
+    'select id, private_jwk, public_jwk from signing_keys where retired_at is null order by created_at desc limit 1',
+  );
+  expect(row).toBeDefined();
+  return { kid: row!.id, privateJwk: row!.private_jwk, publicJwk: row!.public_jwk };
+}
+
+/** A token signed with the server's own current key, with the claims given. */
+async function signWithServerKey(
+  claims: JWTPayload,
+  options: { issuer?: string; audience?: string; expiresAt?: number; issuedAt?: number } = {},
+): Promise<string> {
+  const key = await currentServerKey();
+  const privateKey = await importJWK(key.privateJwk, 'EdDSA');
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })
+    .setIssuer(options.issuer ?? 'yardmaster')
+    .setAudience(options.audience ?? 'yardmaster')
+    .setJti(randomUUID())
+    .setIssuedAt(options.issuedAt ?? now)
+    .setExpirationTime(options.expiresAt ?? now + 600)
+    .sign(privateKey);
+}
+
+type Claims = { sub: string; sid: string; role: string };
+
+/** sub/sid/role of user A's real access token. */
+function claimsOfA(): Claims {
+  const payload = decodeJwt(userA.client.tokens!.accessToken);
+  return { sub: payload.sub!, sid: payload['sid'] as string, role: payload['role'] as string };
+}
+
+interface BadCredentialCase {
+  name: string;
+  /** The whole Authorization header value. */
+  header: () => Promise<string>;
+  reason: string;
+  /** Whether the value is a bearer credential the project's own client can send as an API key. */
+  bearer: boolean;
+}
+
+const badCredentials: BadCredentialCase[] = [
+  {
+    name: 'forged token (fresh Ed25519 key, server kid, same claims)',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const { kid } = await currentServerKey();
+      const { privateKey } = await generateKeyPair('Ed25519');
+      const { sub, sid, role } = claimsOfA();
+      const now = Math.floor(Date.now() / 1000);
+      const token = await new SignJWT({ sid, role })
+        .setProtectedHeader({ alg: 'EdDSA', kid, typ: 'JWT' })
+        .setIssuer('yardmaster')
+        .setAudience('yardmaster')
+        .setSubject(sub)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .sign(privateKey);
+      return `Bearer ${token}`;
+    },
+  },
+  {
+    name: 'alg=none token',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const { kid } = await currentServerKey();
+      const { sub, sid, role } = claimsOfA();
+      const now = Math.floor(Date.now() / 1000);
+      const unsecured = new UnsecuredJWT({ sid, role })
+        .setIssuer('yardmaster')
+        .setAudience('yardmaster')
+        .setSubject(sub)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .encode();
+      // Also the variant with the server's kid in the header: still alg none, no signature.
+      const [, payload] = unsecured.split('.');
+      const withKid = `${base64url({ alg: 'none', kid, typ: 'JWT' })}.${payload}.`;
+      expect(decodeProtectedHeader(withKid).alg).toBe('none');
+      return `Bearer ${withKid}`;
+    },
+  },
+  {
+    name: 'HS256 token keyed with the public key',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const { kid, publicJwk } = await currentServerKey();
+      const { sub, sid, role } = claimsOfA();
+      const now = Math.floor(Date.now() / 1000);
+      const token = await new SignJWT({ sid, role })
+        .setProtectedHeader({ alg: 'HS256', kid, typ: 'JWT' })
+        .setIssuer('yardmaster')
+        .setAudience('yardmaster')
+        .setSubject(sub)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .sign(new TextEncoder().encode(JSON.stringify(publicJwk)));
+      return `Bearer ${token}`;
+    },
+  },
+  {
+    name: 'expired token signed with the server key',
+    reason: 'ACCESS_TOKEN_EXPIRED',
+    bearer: true,
+    header: async () => {
+      const { sub, sid, role } = claimsOfA();
+      const now = Math.floor(Date.now() / 1000);
+      const token = await signWithServerKey({ sub, sid, role }, { issuedAt: now - 7200, expiresAt: now - 3600 });
+      return `Bearer ${token}`;
+    },
+  },
+  {
+    name: 'wrong audience',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => `Bearer ${await signWithServerKey(claimsOfA(), { audience: 'some-other-service' })}`,
+  },
+  {
+    name: 'wrong issuer',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => `Bearer ${await signWithServerKey(claimsOfA(), { issuer: 'https://evil.example.com' })}`,
+  },
+  {
+    name: 'valid user, unknown session id',
+    reason: 'SESSION_REVOKED',
+    bearer: true,
+    header: async () => `Bearer ${await signWithServerKey({ ...claimsOfA(), sid: randomUUID() })}`,
+  },
+  ...(
+    [
+      ['session id that is not a UUID', (c: Claims) => ({ ...c, sid: "1' or '1'='1" })],
+      ['subject that is not a UUID', (c: Claims) => ({ ...c, sub: 'admin' })],
+      ['session id of the wrong type', (c: Claims) => ({ ...c, sid: 42 })],
+      ['no session id', ({ sid: _sid, ...c }: Claims) => c],
+      ['role the server does not have', (c: Claims) => ({ ...c, role: 'root' })],
+    ] as const
+  ).map(
+    ([what, edit]): BadCredentialCase => ({
+      name: `signed with the server key, ${what}`,
+      reason: 'ACCESS_TOKEN_INVALID',
+      bearer: true,
+      header: async () => `Bearer ${await signWithServerKey(edit(claimsOfA()))}`,
+    }),
+  ),
+  {
+    name: 'signed with the server key, issued 5 minutes in the future',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const now = Math.floor(Date.now() / 1000);
+      return `Bearer ${await signWithServerKey(claimsOfA(), { issuedAt: now + 300, expiresAt: now + 600 })}`;
+    },
+  },
+  {
+    name: 'signed with the server key, valid for 10 years',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const now = Math.floor(Date.now() / 1000);
+      return `Bearer ${await signWithServerKey(claimsOfA(), { issuedAt: now, expiresAt: now + 10 * 365 * 86_400 })}`;
+    },
+  },
+  {
+    name: 'tampered payload (role changed to admin)',
+    reason: 'ACCESS_TOKEN_INVALID',
+    bearer: true,
+    header: async () => {
+      const [header, payload, signature] = userA.client.tokens!.accessToken.split('.');
+      const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8')) as Record<string, unknown>;
+      expect(claims['role']).toBe('user');
+      claims['role'] = 'admin';
+      return `Bearer ${header}.${base64url(claims)}.${signature}`;
+    },
+  },
+  {
+    name: 'malformed header "Basic x"',
+    reason: 'CREDENTIALS_MALFORMED',
+    bearer: false,
+    header: async () => 'Basic x',
+  },
+  {
+    name: 'malformed header "Bearer" (no credential)',
+    reason: 'CREDENTIALS_MALFORMED',
+    bearer: false,
+    header: async () => 'Bearer',
+  },
+  {
+    name: 'unknown ym_ API key',
+    reason: 'API_KEY_INVALID',
+    bearer: true,
+    header: async () => `Bearer ym_${randomBytes(32).toString('base64url')}`,
+  },
+];
 
 useSecurityServer();
 

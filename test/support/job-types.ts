@@ -200,12 +200,12 @@ export const chattyJobType = defineJobType({
 });
 
 // ---------------------------------------------------------------------------------------
-// QueueService tests (test/queue/): `until-released` runs until the test releases it, `serial` one at a time
+// QueueService tests (test/queue/): `runs-until-released` runs until the test releases it, `serial` one at a time
 
 export const releases = new Map<string, { started: boolean; release: (() => void) | undefined }>();
 
-export const untilReleasedJobType = defineJobType({
-  name: 'until-released',
+export const runsUntilReleasedJobType = defineJobType({
+  name: 'runs-until-released',
   description: 'Test job that runs until the test releases it.',
   paramsSchema: z.object({ key: z.string() }).strict(),
   concurrency: 7,
@@ -246,6 +246,6 @@ export const serialJobType = defineJobType({
 
 export function release(key: string): void {
   const entry = releases.get(key);
-  if (!entry?.release) throw new Error(`until-released job ${key} is not running`);
+  if (!entry?.release) throw new Error(`runs-until-released job ${key} is not running`);
   entry.release();
 }
