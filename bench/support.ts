@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/platform/db/embedded-postgres.ts';
 import { createLogger } from '../src/platform/logger.ts';
+import { queryDatabase } from '../test/support/query-database.ts';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..');
 export const adminPassword = 'admin-password-for-benchmarks';
@@ -61,15 +62,8 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   };
 }
 
-export async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
+/** One query on a database over a connection of its own (the tests' helper). */
+export const query = queryDatabase;
 
 /** A Node.js server running as a child process of the benchmark. */
 export interface ServerProcess {

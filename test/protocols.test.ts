@@ -18,7 +18,7 @@ import { createConnectTransport, createGrpcTransport, Http2SessionManager } from
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
 import { AuthService } from '../gen/yardmaster/v1/auth_pb.ts';
 import { BadRequestSchema, Role } from '../gen/yardmaster/v1/common_pb.ts';
-import { connectErrorOf } from './support/assertions.ts';
+import { connectErrorOf, within } from './support/assertions.ts';
 import type { ClientOptions } from './support/test-server.ts';
 import { adminPassword, startTestServer, type TestServer } from './support/test-server.ts';
 
@@ -31,11 +31,6 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-/** Resolves to 'timeout' when `promise` has not settled within `ms`. */
-function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))]).finally(() => clearTimeout(timer));
-}
 
 // ---------------------------------------------------------------------------------------
 // The same calls over every protocol

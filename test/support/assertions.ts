@@ -1,6 +1,6 @@
 /**
  * Helpers the test files share that need no server: calls that must fail and the
- * details of their errors, polling, and unique names.
+ * details of their errors, polling and waiting, and unique names.
  */
 import { randomBytes } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -82,6 +82,19 @@ export async function waitUntil(condition: () => boolean, timeoutMs: number): Pr
     held = condition();
   }
   return held;
+}
+
+/** Resolves to the promise's value, or 'timeout' when it has not settled within `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // ---------------------------------------------------------------------------------------

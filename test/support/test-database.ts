@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 
+export { queryDatabase } from './query-database.ts';
+
 export interface TestDatabase {
   url: string;
   name: string;
@@ -27,17 +29,6 @@ async function withAdminClient<T>(url: string, work: (client: pg.Client) => Prom
   await client.connect();
   try {
     return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
-/** A plain client on a test database, for asserting what was (not) written. */
-export async function queryDatabase<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
   } finally {
     await client.end();
   }

@@ -32,6 +32,8 @@ export interface TestServer {
   url: string;
   databaseUrl: string;
   app: App;
+  /** The bucket of this server's files (a bucket of its own in the run's S3-compatible store). */
+  bucket: string;
   /** A client of this server (closed with the server). */
   client(options?: ClientOptions): YardmasterClient;
   /** A client signed in as the first admin. */
@@ -125,6 +127,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     url: listener.url,
     databaseUrl: database.url,
     app,
+    bucket: storage.bucket,
     client,
     adminClient,
     signIn,
