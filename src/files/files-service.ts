@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { UniqueConstraintViolationException, type FilterQuery } from '@mikro-orm/core';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { filesSettings } from './files-settings.ts';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
 import { isUuid, newId, requireId } from '../platform/ids.ts';
@@ -584,7 +584,7 @@ export class FilesService {
 
   async #findVisible(em: EntityManager, caller: Caller, id: string, field: string): Promise<StoredFile> {
     requireId(id, field);
-    const file = await em.findOne(StoredFile, caller.role === 'admin' ? { id } : { id, owner: caller.userId });
+    const file = await em.findOne(StoredFile, { id, ...visibleTo(caller) });
     if (!file) throw notFound('file');
     return file;
   }

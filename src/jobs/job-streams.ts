@@ -1,6 +1,6 @@
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { jobsSettings } from './jobs-settings.ts';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, notFound } from '../platform/domain-errors.ts';
 import { EventPositions } from '../platform/events/entities.ts';
@@ -80,9 +80,8 @@ export class JobStreams {
       let last = afterSequence;
       if (afterSequence > 0) {
         await this.#checkResumePoint(em, afterSequence);
-        const ownerOnly = caller.role === 'admin' ? undefined : caller.userId;
         for (;;) {
-          const page = await readEvents(em, last, replayPageSize, ownerOnly);
+          const page = await readEvents(em, last, replayPageSize, visibleTo(caller).owner);
           for (const event of page) {
             last = event.sequence;
             if (visible(event)) yield eventItem(event);
@@ -106,7 +105,7 @@ export class JobStreams {
       if (event.subjectId === id && isJobEvent(event)) buffer.push(event);
     });
     try {
-      const job = await em.findOne(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId });
+      const job = await em.findOne(Job, { id, ...visibleTo(caller) });
       if (!job) throw notFound('job');
       const [latest] = await em.execute<{ sequence: string | null }[]>('select max(sequence) as sequence from events where subject_id = ?', [id]);
       const current = jobView(job);
@@ -135,7 +134,7 @@ export class JobStreams {
    */
   async *tailLogs(em: EntityManager, caller: Caller, id: string, follow: boolean, afterSequence: number, signal: AbortSignal): AsyncGenerator<StoredLogLine[]> {
     requireId(id, 'id');
-    if (!(await em.count(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId }))) throw notFound('job');
+    if (!(await em.count(Job, { id, ...visibleTo(caller) }))) throw notFound('job');
     const changed = new Latch();
     const unsubscribeLogs = await this.#notifications.subscribe(jobLogsChannel, (jobId) => {
       if (jobId === id) changed.set();

@@ -1,7 +1,7 @@
 import { LockMode, UniqueConstraintViolationException, type QueryOrderMap } from '@mikro-orm/core';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { jobsSettings } from './jobs-settings.ts';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
 import { newId, requireId } from '../platform/ids.ts';
@@ -265,7 +265,7 @@ export class JobsService {
   /** A job the caller may see (their own; any for admins), or NotFound. */
   async #findVisible(em: EntityManager, caller: Caller, id: string, lockMode?: LockMode): Promise<Job> {
     requireId(id, 'id');
-    const job = await em.findOne(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId }, lockMode ? { lockMode } : {});
+    const job = await em.findOne(Job, { id, ...visibleTo(caller) }, lockMode ? { lockMode } : {});
     if (!job) throw notFound('job');
     return job;
   }
