@@ -2,7 +2,7 @@ import type { FilterQuery, QueryOrderMap } from '@mikro-orm/core';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
 import { requireId } from '../platform/ids.ts';
-import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
+import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
 import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
 import type { Caller } from '../platform/caller.ts';
 import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
@@ -54,8 +54,7 @@ export class UserAdmin {
   }
 
   listUsers(em: EntityManager, filter: UserFilter, page: PageRequest): Promise<Page<User>> {
-    const orderBy = orderings[filter.orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
-    if (!orderBy) throw invalidField('order_by', 'must be one of "create_time desc", "create_time" or "username"');
+    const orderBy = parseOrderBy(filter.orderBy, orderings, 'must be one of "create_time desc", "create_time" or "username"');
     const conditions: FilterQuery<User>[] = [];
     const query = filter.query.trim().toLowerCase();
     if (query !== '') {

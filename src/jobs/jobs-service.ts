@@ -5,7 +5,7 @@ import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
 import { newId, requireId } from '../platform/ids.ts';
-import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
+import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import { Job, JobLogLine } from './entities.ts';
 import { storedLogLine, type StoredLogLine } from './job-logs.ts';
@@ -116,8 +116,7 @@ export class JobsService {
   }
 
   async list(em: EntityManager, caller: Caller, filter: JobFilter, orderBy: string, page: PageRequest): Promise<Page<JobView>> {
-    const order = orderings[orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
-    if (!order) throw invalidField('order_by', 'must be "create_time desc", "create_time" or "priority desc"');
+    const order = parseOrderBy(orderBy, orderings, 'must be "create_time desc", "create_time" or "priority desc"');
     const result = await findPage(em, Job, { where: jobWhere(filter, caller), orderBy: order, query: ['jobs', filter, order, caller.userId], page });
     return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
   }
