@@ -6,7 +6,7 @@ import type { filesSettings } from './files-settings.ts';
 import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
-import { isUuid, newId, requireId } from '../platform/ids.ts';
+import { idempotencyWindowMs, isUuid, newId, requireId } from '../platform/ids.ts';
 import { findPage, type PageRequest } from '../platform/pagination.ts';
 import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../platform/storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
@@ -23,7 +23,6 @@ const maxParts = 10_000;
 const streamPartBytes = 8 * mib;
 const maxPresignSeconds = 7 * 24 * 3600;
 const defaultDownloadUrlMs = 15 * 60_000;
-const idempotencyWindowMs = 24 * 3_600_000;
 
 export interface NewUpload {
   directory: string;

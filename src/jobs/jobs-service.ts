@@ -4,7 +4,7 @@ import type { jobsSettings } from './jobs-settings.ts';
 import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
-import { newId, requireId } from '../platform/ids.ts';
+import { idempotencyWindowMs, newId, requireId } from '../platform/ids.ts';
 import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import { Job, JobLogLine } from './entities.ts';
@@ -72,7 +72,6 @@ export interface JobsServiceDeps {
   inputFiles: InputFileChecker;
 }
 
-const idempotencyWindowMs = 24 * 3_600_000;
 const maxBatch = 1000;
 const updatablePaths = ['name', 'labels', 'priority'] as const;
 
