@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Job as QueueEntry, JobResult, WorkOptions } from 'pg-boss';
+import type { JobResult, WorkOptions } from 'pg-boss';
 import type { MikroORM } from '../platform/db/orm.ts';
 import type { PgNotifications } from '../platform/events/pg-notifications.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { PgBoss } from '../platform/queue/pg-boss.ts';
+import type { FetchedQueueEntry, QueueEntryData } from '../platform/queue/queue-entries.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
@@ -18,10 +19,6 @@ interface RunningAttempt {
   ref: AttemptRef;
   controller: AbortController;
   reason: StopReason | undefined;
-}
-
-interface QueueData {
-  jobId: string;
 }
 
 const cancellationCheckMs = 2000;
@@ -112,7 +109,7 @@ export class JobRunner {
         const working = this.#workers.has(type.name);
         try {
           if (wanted && !working) {
-            const workId = await this.#deps.boss.work<QueueData, never, WorkOptions & { perJobResults: true }>(type.name, workOptionsOf(type), (entries) => this.#runBatch(type, entries));
+            const workId = await this.#deps.boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(type.name, workOptionsOf(type), (entries) => this.#runBatch(type, entries));
             this.#workers.set(type.name, workId);
           } else if (!wanted && working) {
             this.#workers.delete(type.name);
@@ -128,7 +125,7 @@ export class JobRunner {
     return this.#syncing;
   }
 
-  async #runBatch(type: JobType, entries: QueueEntry<QueueData>[]): Promise<JobResult[]> {
+  async #runBatch(type: JobType, entries: FetchedQueueEntry[]): Promise<JobResult[]> {
     const { orm, attempts, instanceId } = this.#deps;
     let starts: StartOutcome[];
     try {
@@ -152,7 +149,7 @@ export class JobRunner {
     );
   }
 
-  async #runOne(type: JobType, entry: QueueEntry<QueueData>, start: StartOutcome): Promise<JobResult['status']> {
+  async #runOne(type: JobType, entry: FetchedQueueEntry, start: StartOutcome): Promise<JobResult['status']> {
     const { orm, attempts } = this.#deps;
     if (start.kind !== 'started') return 'completed';
     const { job, attempt: ref } = start;
