@@ -73,7 +73,7 @@ export class JobStreams {
     const matches = jobMatcher(filter, caller);
     const visible = (event: SequencedEvent) => isJobEvent(event) && matches(jobOf(event));
     const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
-    const subscription = this.#hub.subscribe((event) => {
+    const unsubscribe = this.#hub.subscribe((event) => {
       if (visible(event)) buffer.push(event);
     });
     try {
@@ -93,7 +93,7 @@ export class JobStreams {
       yield { type: 'heartbeat', sequence: buffer.size === 0 ? Math.max(last, this.#hub.position) : last };
       yield* this.#live(buffer, last, signal);
     } finally {
-      subscription.close();
+      unsubscribe();
     }
   }
 
@@ -101,7 +101,7 @@ export class JobStreams {
   async *watchJob(em: EntityManager, caller: Caller, id: string, signal: AbortSignal): AsyncGenerator<WatchItem> {
     requireId(id, 'id');
     const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
-    const subscription = this.#hub.subscribe((event) => {
+    const unsubscribe = this.#hub.subscribe((event) => {
       if (event.subjectId === id && isJobEvent(event)) buffer.push(event);
     });
     try {
@@ -123,7 +123,7 @@ export class JobStreams {
         if (item.kind === 'deleted' || isFinal(item.job.status)) return;
       }
     } finally {
-      subscription.close();
+      unsubscribe();
     }
   }
 
@@ -139,7 +139,7 @@ export class JobStreams {
     const unsubscribeLogs = await this.#notifications.subscribe(jobLogsChannel, (jobId) => {
       if (jobId === id) changed.set();
     });
-    const subscription = this.#hub.subscribe((event) => {
+    const unsubscribeEvents = this.#hub.subscribe((event) => {
       if (event.subjectId === id) changed.set();
     });
     try {
@@ -174,7 +174,7 @@ export class JobStreams {
       }
     } finally {
       unsubscribeLogs();
-      subscription.close();
+      unsubscribeEvents();
     }
   }
 

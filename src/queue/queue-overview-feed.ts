@@ -1,5 +1,6 @@
 import type { EntityManager } from '../platform/db/orm.ts';
 import type { EventHub } from '../platform/events/event-hub.ts';
+import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
 import type { QueuePauses } from './queue-pauses.ts';
 import type { QueueOverview, QueueService } from './queue-service.ts';
 
@@ -14,7 +15,7 @@ const maxAgeMs = 1000;
  */
 export class QueueOverviewFeed {
   readonly #queues: QueueService;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Listeners();
   #generation = 0;
   #shared: { generation: number; at: number; overview: Promise<QueueOverview> } | undefined;
 
@@ -27,9 +28,8 @@ export class QueueOverviewFeed {
   }
 
   /** Calls `listener` after every change that may move the counts; returns the unsubscribe. */
-  onChange(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  onChange(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
   }
 
   /** An overview computed after the latest change, and at most a second old. */
@@ -47,6 +47,6 @@ export class QueueOverviewFeed {
 
   #changed(): void {
     this.#generation += 1;
-    for (const listener of this.#listeners) listener();
+    this.#listeners.notify();
   }
 }
