@@ -39,7 +39,7 @@ import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
 import { createJobsRpc } from './jobs/jobs-rpc.ts';
-import { JobsService, type InputFileChecker } from './jobs/jobs-service.ts';
+import { JobsService } from './jobs/jobs-service.ts';
 import type { Logger } from './platform/logger.ts';
 import { runMaintenance, startMaintenance, type MaintenanceTask } from './platform/queue/maintenance.ts';
 import { ensureQueues, startPgBoss, type PgBoss } from './platform/queue/pg-boss.ts';
@@ -156,10 +156,10 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
     const authenticator = new Authenticator(signingKeys);
     const files = new FilesService({ storage, settings });
-    const userAdmin = new UserAdmin(settings, [(em, userId) => files.deleteAccountFiles(em, userId)]);
+    const userAdmin = new UserAdmin(settings, files);
     const changes = new JobChanges(sequencer);
-    const inputFiles: InputFileChecker = { check: (em, caller, fileIds, field) => files.checkJobInputs(em, caller, fileIds, field) };
-    const jobs = new JobsService({ registry, boss, settings, changes, inputFiles });
+    const jobFiles = jobFilesOf(files);
+    const jobs = new JobsService({ registry, boss, settings, changes, files: jobFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const queues = new QueueService({ registry, pauses, boss, changes });
@@ -173,7 +173,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       { name: 'fail oversized multipart uploads', run: () => files.failOversizedMultipartUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
-      const runner = new JobRunner({ orm, files: jobFilesOf(files), boss, registry, attempts, pauses, notifications, logger, instanceId });
+      const runner = new JobRunner({ orm, files: jobFiles, boss, registry, attempts, pauses, notifications, logger, instanceId });
       await runner.start();
       cleanups.push(() => runner.stop(jobDrainMs));
       await startMaintenance(boss, maintenanceTasks, logger);

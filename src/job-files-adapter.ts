@@ -6,6 +6,10 @@ import type { FilesService } from './files/files-service.ts';
 /** The files area as running jobs see it. */
 export function jobFilesOf(files: FilesService): JobFiles {
   return {
+    checkInputs(em, caller, fileIds, field) {
+      return files.checkJobInputs(em, caller, fileIds, field);
+    },
+
     async inputs(em, job) {
       if (job.inputFileIds.length === 0) return [];
       const available = await files.availableFiles(em, job.ownerId, job.inputFileIds);

@@ -40,17 +40,20 @@ const orderings: Record<string, QueryOrderMap<User>> = {
   'username asc': { username: 'asc', id: 'asc' },
 };
 
-/** Account administration. Callers of these are admins: the access policy saw to it. */
-/** Removes what an account owns outside its database rows, before the account is deleted. */
-export type AccountCleanup = (em: EntityManager, userId: string) => Promise<void>;
+/** What account deletion needs from the files area (implemented by it, connected in app.ts). */
+export interface AccountFiles {
+  /** Removes what the account owns outside its database rows (file bytes), before the account is deleted. */
+  deleteAccountFiles(em: EntityManager, userId: string): Promise<void>;
+}
 
+/** Account administration. Callers of these are admins: the access policy saw to it. */
 export class UserAdmin {
   readonly #settings: SettingsReader<typeof authSettings>;
-  readonly #accountCleanups: AccountCleanup[];
+  readonly #accountFiles: AccountFiles;
 
-  constructor(settings: SettingsReader<typeof authSettings>, accountCleanups: AccountCleanup[] = []) {
+  constructor(settings: SettingsReader<typeof authSettings>, accountFiles: AccountFiles) {
     this.#settings = settings;
-    this.#accountCleanups = accountCleanups;
+    this.#accountFiles = accountFiles;
   }
 
   listUsers(em: EntityManager, filter: UserFilter, page: PageRequest): Promise<Page<User>> {
@@ -126,7 +129,7 @@ export class UserAdmin {
 
   /**
    * Deletes an account. What other areas keep outside the database for it (file bytes)
-   * is removed first by the account cleanups, once the deletion is known to be allowed;
+   * is removed first through AccountFiles, once the deletion is known to be allowed;
    * the rows then go with the account.
    */
   async deleteUser(em: EntityManager, actor: Caller, input: { id: string; confirm: string }): Promise<void> {
@@ -141,7 +144,7 @@ export class UserAdmin {
       return user;
     };
     await em.fork().transactional(checkAllowed);
-    for (const cleanup of this.#accountCleanups) await cleanup(em.fork(), input.id);
+    await this.#accountFiles.deleteAccountFiles(em.fork(), input.id);
     await em.transactional(async (tx) => {
       tx.remove(await checkAllowed(tx));
       await tx.flush();

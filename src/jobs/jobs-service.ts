@@ -3,7 +3,8 @@ import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { jobsSettings } from './jobs-settings.ts';
 import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
+import { DomainError, failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
+import type { JobFiles } from './job-files.ts';
 import { idempotencyWindowMs, newId, requireId } from '../platform/ids.ts';
 import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
@@ -26,11 +27,6 @@ export interface CreateJobInput {
   inputFileIds: string[];
   runAfter: Date | undefined;
   requestId: string;
-}
-
-/** Checks that input files exist, belong to the caller and are complete. */
-export interface InputFileChecker {
-  check(em: EntityManager, caller: Caller, fileIds: string[], field: string): Promise<FieldViolation[]>;
 }
 
 /** A validated CreateJob request, shaped as the row to insert. */
@@ -69,7 +65,7 @@ export interface JobsServiceDeps {
   boss: PgBoss;
   settings: SettingsReader<typeof jobsSettings>;
   changes: JobChanges;
-  inputFiles: InputFileChecker;
+  files: JobFiles;
 }
 
 const maxBatch = 1000;
@@ -89,14 +85,14 @@ export class JobsService {
   readonly #boss: PgBoss;
   readonly #settings: SettingsReader<typeof jobsSettings>;
   readonly #changes: JobChanges;
-  readonly #inputFiles: InputFileChecker;
+  readonly #files: JobFiles;
 
   constructor(deps: JobsServiceDeps) {
     this.#registry = deps.registry;
     this.#boss = deps.boss;
     this.#settings = deps.settings;
     this.#changes = deps.changes;
-    this.#inputFiles = deps.inputFiles;
+    this.#files = deps.files;
   }
 
   async create(em: EntityManager, caller: Caller, input: CreateJobInput): Promise<JobView> {
@@ -344,7 +340,7 @@ export class JobsService {
       }
     }
     violations.throwIfAny();
-    const fileViolations = input.inputFileIds.length > 0 ? await this.#inputFiles.check(em, caller, input.inputFileIds, field('input_file_ids')) : [];
+    const fileViolations = input.inputFileIds.length > 0 ? await this.#files.checkInputs(em, caller, input.inputFileIds, field('input_file_ids')) : [];
     if (fileViolations.length > 0) throw new DomainError('invalid_argument', fileViolations.map((v) => `${v.field}: ${v.description}`).join('; '), { violations: fileViolations });
     const name = input.name.trim();
     return {
