@@ -44,6 +44,7 @@ import type { Logger } from './platform/logger.ts';
 import { runMaintenance, startMaintenance, type MaintenanceTask } from './platform/queue/maintenance.ts';
 import { ensureQueues, startPgBoss, type PgBoss } from './platform/queue/pg-boss.ts';
 import { QueuePauses } from './queue/queue-pauses.ts';
+import { QueueOverviewFeed } from './queue/queue-overview-feed.ts';
 import { createQueueRpc } from './queue/queue-rpc.ts';
 import { QueueService } from './queue/queue-service.ts';
 import { AccessPolicies } from './server/access-policies.ts';
@@ -163,6 +164,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const queues = new QueueService({ registry, pauses, boss, changes });
+    const queueFeed = new QueueOverviewFeed({ queues, hub, pauses, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') });
 
     const maintenanceTasks: MaintenanceTask[] = [
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
@@ -204,7 +206,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
-        router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') }));
+        router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed }));
         router.service(FilesServiceDesc, createFilesRpc(files));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));
