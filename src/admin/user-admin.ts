@@ -10,6 +10,7 @@ import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/pas
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { authSettings } from '../auth/auth-settings.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
+import { adminReasons } from './admin-reasons.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
 const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
@@ -139,7 +140,7 @@ export class UserAdmin {
       const user = await tx.findOne(User, input.id);
       if (!user) throw notFound('user');
       if (input.confirm !== user.username) throw invalidField('confirm', 'must equal the username of the account to delete');
-      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', 'SELF_DELETE');
+      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', adminReasons.SELF_DELETE);
       if (user.role === 'admin' && user.active) await this.#ensureAnotherAdmin(tx, user.id);
       return user;
     };
@@ -185,6 +186,6 @@ export class UserAdmin {
 
   async #ensureAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {
     const others = await em.count(User, { role: 'admin', active: true, id: { $ne: exceptId } });
-    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', 'LAST_ADMIN');
+    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', adminReasons.LAST_ADMIN);
   }
 }

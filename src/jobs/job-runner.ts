@@ -12,6 +12,7 @@ import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOut
 import { jobCancelChannel } from './job-changes.ts';
 import type { JobFiles } from './job-files.ts';
 import { JobFailure, type JobInputFile, type JobType, type JobTypeRegistry } from './job-types.ts';
+import { jobErrorCodes } from './job-reasons.ts';
 
 type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'lost';
 
@@ -259,7 +260,7 @@ export class JobRunner {
         await attempts.finish(orm.em.fork(), { jobId: job.id, attempt: job.attempt, workerId: job.workerId }, {
           kind: 'failed',
           message: `attempt ${job.attempt} was lost: the worker running it stopped answering`,
-          code: 'WORKER_LOST',
+          code: jobErrorCodes.WORKER_LOST,
           retryable: false,
         });
       }
@@ -286,17 +287,17 @@ function attemptResult(reason: StopReason | undefined, outcome: HandlerOutcome |
     case 'shutdown':
       return { kind: 'interrupted' };
     case 'timeout':
-      return { kind: 'failed', message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`, code: 'DEADLINE_EXCEEDED', retryable: true, abandoned };
+      return { kind: 'failed', message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`, code: jobErrorCodes.DEADLINE_EXCEEDED, retryable: true, abandoned };
     case 'lost':
-      return { kind: 'failed', message: 'the attempt lost its claim on the job', code: 'WORKER_LOST', retryable: true, abandoned };
+      return { kind: 'failed', message: 'the attempt lost its claim on the job', code: jobErrorCodes.WORKER_LOST, retryable: true, abandoned };
     case undefined:
       break;
   }
-  if (!outcome) return { kind: 'failed', message: 'the handler did not finish', code: 'HANDLER_ERROR', retryable: true, abandoned };
+  if (!outcome) return { kind: 'failed', message: 'the handler did not finish', code: jobErrorCodes.HANDLER_ERROR, retryable: true, abandoned };
   if (outcome.ok) return { kind: 'succeeded', result: outcome.value };
   const error = outcome.error;
   if (error instanceof JobFailure) return { kind: 'failed', message: error.message, code: error.code, retryable: error.retryable };
-  return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: 'HANDLER_ERROR', retryable: true };
+  return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: jobErrorCodes.HANDLER_ERROR, retryable: true };
 }
 
 interface PendingFinish {

@@ -15,6 +15,7 @@ import type { JobEventKind } from './job-changes.ts';
 import { jobMatcher, type JobFilter } from './job-filter.ts';
 import { jobLogsChannel, readLogLines, type StoredLogLine } from './job-logs.ts';
 import { fromSnapshot, isFinal, jobView, type JobView } from './job-view.ts';
+import { jobReasons } from './job-reasons.ts';
 
 export type WatchItem =
   | { type: 'event'; sequence: number; kind: JobEventKind; job: JobView; at: Date }
@@ -198,13 +199,13 @@ export class JobStreams {
     const positions = await em.findOneOrFail(EventPositions, 1);
     if (afterSequence < positions.prunedThrough) {
       throw new DomainError('failed_precondition', `resync required: events up to ${positions.prunedThrough} are no longer kept; list the jobs again, then watch from the latest sequence`, {
-        reason: 'RESYNC_REQUIRED',
+        reason: jobReasons.RESYNC_REQUIRED,
         metadata: { oldest_sequence: String(positions.prunedThrough + 1) },
       });
     }
     if (afterSequence > positions.lastSequence) {
       throw new DomainError('failed_precondition', `resync required: sequence ${afterSequence} is ahead of the newest event (${positions.lastSequence})`, {
-        reason: 'RESYNC_REQUIRED',
+        reason: jobReasons.RESYNC_REQUIRED,
         metadata: { newest_sequence: String(positions.lastSequence) },
       });
     }

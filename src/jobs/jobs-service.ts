@@ -16,6 +16,7 @@ import { checkLabels } from './job-labels.ts';
 import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
+import { jobReasons } from './job-reasons.ts';
 
 export interface CreateJobInput {
   type: string;
@@ -132,7 +133,7 @@ export class JobsService {
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
       if (paths.has('priority') && changes.priority !== job.priority) {
-        if (job.status !== 'queued') throw failedPrecondition('the priority can only change while the job is queued', 'JOB_NOT_QUEUED');
+        if (job.status !== 'queued') throw failedPrecondition('the priority can only change while the job is queued', jobReasons.JOB_NOT_QUEUED);
         job.priority = changes.priority ?? 0;
         if (job.queueJobId) {
           await this.#boss.update(job.type, { jobId: job.id }, { id: job.queueJobId, priority: job.priority, db: transactionDb(tx) });
@@ -154,7 +155,7 @@ export class JobsService {
     if (reason.length > 500) throw invalidField('reason', 'must be at most 500 characters');
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
-      if (isFinal(job.status)) throw failedPrecondition(`the job has already finished (${job.status})`, 'JOB_FINISHED');
+      if (isFinal(job.status)) throw failedPrecondition(`the job has already finished (${job.status})`, jobReasons.JOB_FINISHED);
       if (job.cancelRequested) return jobView(job);
       job.cancelReason = reason.trim() || null;
       if (job.status === 'queued') {
@@ -175,7 +176,7 @@ export class JobsService {
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
       if (job.status !== 'failed' && job.status !== 'cancelled') {
-        throw failedPrecondition(`only failed or cancelled jobs can be retried; this one is ${job.status}`, 'JOB_NOT_RETRYABLE');
+        throw failedPrecondition(`only failed or cancelled jobs can be retried; this one is ${job.status}`, jobReasons.JOB_NOT_RETRYABLE);
       }
       Object.assign(job, {
         status: 'queued',
@@ -203,7 +204,7 @@ export class JobsService {
     requireId(id, 'id');
     await this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
-      if (!isFinal(job.status)) throw failedPrecondition(`only finished jobs can be deleted; this one is ${job.status}: cancel it first`, 'JOB_NOT_FINISHED');
+      if (!isFinal(job.status)) throw failedPrecondition(`only finished jobs can be deleted; this one is ${job.status}: cancel it first`, jobReasons.JOB_NOT_FINISHED);
       this.#changes.record(tx, job, 'deleted');
       if (job.queueJobId) await this.#boss.deleteJob(job.type, job.queueJobId, { db: transactionDb(tx) });
       tx.remove(job);
