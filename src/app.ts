@@ -39,11 +39,12 @@ import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
 import { createJobsRpc } from './jobs/jobs-rpc.ts';
-import { JobsService, type InputFileChecker } from './jobs/jobs-service.ts';
+import { JobsService } from './jobs/jobs-service.ts';
 import type { Logger } from './platform/logger.ts';
 import { runMaintenance, startMaintenance, type MaintenanceTask } from './platform/queue/maintenance.ts';
 import { ensureQueues, startPgBoss, type PgBoss } from './platform/queue/pg-boss.ts';
 import { QueuePauses } from './queue/queue-pauses.ts';
+import { QueueOverviewFeed } from './queue/queue-overview-feed.ts';
 import { createQueueRpc } from './queue/queue-rpc.ts';
 import { QueueService } from './queue/queue-service.ts';
 import { AccessPolicies } from './server/access-policies.ts';
@@ -156,13 +157,14 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
     const authenticator = new Authenticator(signingKeys);
     const files = new FilesService({ storage, settings });
-    const userAdmin = new UserAdmin(settings, [(em, userId) => files.deleteAccountFiles(em, userId)]);
+    const userAdmin = new UserAdmin(settings, files);
     const changes = new JobChanges(sequencer);
-    const inputFiles: InputFileChecker = { check: (em, caller, fileIds, field) => files.checkJobInputs(em, caller, fileIds, field) };
-    const jobs = new JobsService({ registry, boss, settings, changes, inputFiles });
+    const jobFiles = jobFilesOf(files);
+    const jobs = new JobsService({ registry, boss, settings, changes, files: jobFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const queues = new QueueService({ registry, pauses, boss, changes });
+    const queueFeed = new QueueOverviewFeed({ queues, hub, pauses, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') });
 
     const maintenanceTasks: MaintenanceTask[] = [
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
@@ -173,7 +175,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       { name: 'fail oversized multipart uploads', run: () => files.failOversizedMultipartUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
-      const runner = new JobRunner({ orm, files: jobFilesOf(files), boss, registry, attempts, pauses, notifications, logger, instanceId });
+      const runner = new JobRunner({ orm, files: jobFiles, boss, registry, attempts, pauses, notifications, logger, instanceId });
       await runner.start();
       cleanups.push(() => runner.stop(jobDrainMs));
       await startMaintenance(boss, maintenanceTasks, logger);
@@ -204,7 +206,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
-        router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') }));
+        router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed }));
         router.service(FilesServiceDesc, createFilesRpc(files));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));

@@ -2,16 +2,21 @@ import { DomainError } from './platform/domain-errors.ts';
 import type { JobFiles } from './jobs/job-files.ts';
 import { JobFailure } from './jobs/job-types.ts';
 import type { FilesService } from './files/files-service.ts';
+import { jobErrorCodes } from './jobs/job-reasons.ts';
 
 /** The files area as running jobs see it. */
 export function jobFilesOf(files: FilesService): JobFiles {
   return {
+    checkInputs(em, caller, fileIds, field) {
+      return files.checkJobInputs(em, caller, fileIds, field);
+    },
+
     async inputs(em, job) {
       if (job.inputFileIds.length === 0) return [];
       const available = await files.availableFiles(em, job.ownerId, job.inputFileIds);
       if (available.length !== job.inputFileIds.length) {
         const missing = job.inputFileIds.filter((id) => !available.some((file) => file.id === id));
-        throw new JobFailure(`input files are gone or no longer available: ${missing.join(', ')}`, { code: 'INPUT_MISSING', retryable: false });
+        throw new JobFailure(`input files are gone or no longer available: ${missing.join(', ')}`, { code: jobErrorCodes.INPUT_MISSING, retryable: false });
       }
       return available.map((file) => ({
         id: file.id,
@@ -34,7 +39,7 @@ export function jobFilesOf(files: FilesService): JobFiles {
         return file.id;
       } catch (error) {
         // Limits and bad names do not go away by trying again.
-        if (error instanceof DomainError) throw new JobFailure(`the output ${output.name} could not be stored: ${error.message}`, { code: error.reason ?? 'OUTPUT_REFUSED', retryable: false });
+        if (error instanceof DomainError) throw new JobFailure(`the output ${output.name} could not be stored: ${error.message}`, { code: error.reason ?? jobErrorCodes.OUTPUT_REFUSED, retryable: false });
         throw error;
       }
     },

@@ -5,6 +5,7 @@ import type { Logger } from '../platform/logger.ts';
 import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { AuditEvent, type AuditOutcomeName } from './entities.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
+import { adminReasons } from './admin-reasons.ts';
 
 export interface AuditRecord {
   actorId: string | undefined;
@@ -28,7 +29,7 @@ export interface AuditFilter {
 }
 
 /** Stands for the outcome of a call recorded before it ran, until its real outcome replaces it. */
-export const outcomeNotRecorded = { outcome: 'failure', errorCode: 'unknown', reason: 'OUTCOME_NOT_RECORDED' } as const;
+export const outcomeNotRecorded = { outcome: 'failure', errorCode: 'unknown', reason: adminReasons.OUTCOME_NOT_RECORDED } as const;
 
 /**
  * The audit trail: who did what to which target, when, from where, and how it ended.

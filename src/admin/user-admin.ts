@@ -2,7 +2,7 @@ import type { FilterQuery, QueryOrderMap } from '@mikro-orm/core';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
 import { requireId } from '../platform/ids.ts';
-import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
+import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
 import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
 import type { Caller } from '../platform/caller.ts';
 import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
@@ -10,6 +10,7 @@ import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/pas
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { authSettings } from '../auth/auth-settings.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
+import { adminReasons } from './admin-reasons.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
 const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
@@ -40,22 +41,24 @@ const orderings: Record<string, QueryOrderMap<User>> = {
   'username asc': { username: 'asc', id: 'asc' },
 };
 
-/** Account administration. Callers of these are admins: the access policy saw to it. */
-/** Removes what an account owns outside its database rows, before the account is deleted. */
-export type AccountCleanup = (em: EntityManager, userId: string) => Promise<void>;
+/** What account deletion needs from the files area (implemented by it, connected in app.ts). */
+export interface AccountFiles {
+  /** Removes what the account owns outside its database rows (file bytes), before the account is deleted. */
+  deleteAccountFiles(em: EntityManager, userId: string): Promise<void>;
+}
 
+/** Account administration. Callers of these are admins: the access policy saw to it. */
 export class UserAdmin {
   readonly #settings: SettingsReader<typeof authSettings>;
-  readonly #accountCleanups: AccountCleanup[];
+  readonly #accountFiles: AccountFiles;
 
-  constructor(settings: SettingsReader<typeof authSettings>, accountCleanups: AccountCleanup[] = []) {
+  constructor(settings: SettingsReader<typeof authSettings>, accountFiles: AccountFiles) {
     this.#settings = settings;
-    this.#accountCleanups = accountCleanups;
+    this.#accountFiles = accountFiles;
   }
 
   listUsers(em: EntityManager, filter: UserFilter, page: PageRequest): Promise<Page<User>> {
-    const orderBy = orderings[filter.orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
-    if (!orderBy) throw invalidField('order_by', 'must be one of "create_time desc", "create_time" or "username"');
+    const orderBy = parseOrderBy(filter.orderBy, orderings, 'must be one of "create_time desc", "create_time" or "username"');
     const conditions: FilterQuery<User>[] = [];
     const query = filter.query.trim().toLowerCase();
     if (query !== '') {
@@ -127,7 +130,7 @@ export class UserAdmin {
 
   /**
    * Deletes an account. What other areas keep outside the database for it (file bytes)
-   * is removed first by the account cleanups, once the deletion is known to be allowed;
+   * is removed first through AccountFiles, once the deletion is known to be allowed;
    * the rows then go with the account.
    */
   async deleteUser(em: EntityManager, actor: Caller, input: { id: string; confirm: string }): Promise<void> {
@@ -137,12 +140,12 @@ export class UserAdmin {
       const user = await tx.findOne(User, input.id);
       if (!user) throw notFound('user');
       if (input.confirm !== user.username) throw invalidField('confirm', 'must equal the username of the account to delete');
-      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', 'SELF_DELETE');
+      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', adminReasons.SELF_DELETE);
       if (user.role === 'admin' && user.active) await this.#ensureAnotherAdmin(tx, user.id);
       return user;
     };
     await em.fork().transactional(checkAllowed);
-    for (const cleanup of this.#accountCleanups) await cleanup(em.fork(), input.id);
+    await this.#accountFiles.deleteAccountFiles(em.fork(), input.id);
     await em.transactional(async (tx) => {
       tx.remove(await checkAllowed(tx));
       await tx.flush();
@@ -183,6 +186,6 @@ export class UserAdmin {
 
   async #ensureAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {
     const others = await em.count(User, { role: 'admin', active: true, id: { $ne: exceptId } });
-    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', 'LAST_ADMIN');
+    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', adminReasons.LAST_ADMIN);
   }
 }

@@ -11,6 +11,8 @@ import { ApiKey, RefreshToken, Session, User } from './entities.ts';
 import { checkPasswordPolicy, hashPassword, maxPasswordLength, verifyDecoyPassword, verifyPassword } from './passwords.ts';
 import { newApiKeySecret, newRefreshToken, openWithSecret, refreshTokenPrefix, sealWithSecret, secretHash } from './secrets.ts';
 import type { SigningKeys } from './signing-keys.ts';
+import { authReasons } from './auth-reasons.ts';
+import { sharedReasons } from '../platform/error-reasons.ts';
 
 /** What a successful Login, Register or Refresh hands out. */
 export interface TokenGrant {
@@ -43,10 +45,10 @@ export interface AuthServiceDeps {
   refreshTokenTtlMs: number;
 }
 
-const invalidCredentials = () => unauthenticated('wrong username or password', 'INVALID_CREDENTIALS');
+const invalidCredentials = () => unauthenticated('wrong username or password', authReasons.INVALID_CREDENTIALS);
 /** Whether `presented` could be a refresh token at all (worth hashing and looking up). */
 const plausibleRefreshToken = (presented: string) => presented.startsWith(refreshTokenPrefix) && presented.length <= 100;
-const invalidRefreshToken = () => unauthenticated('the refresh token is not valid', 'REFRESH_TOKEN_INVALID');
+const invalidRefreshToken = () => unauthenticated('the refresh token is not valid', authReasons.REFRESH_TOKEN_INVALID);
 
 /**
  * Sign-in and the caller's own credentials. Every method takes the request's
@@ -77,14 +79,14 @@ export class AuthService {
     });
     const passwordOk = user ? await verifyPassword(user.passwordHash, input.password) : await verifyDecoyPassword(input.password);
     if (!user || !passwordOk) throw invalidCredentials();
-    if (!user.active) throw unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
+    if (!user.active) throw unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
     user.lastLoginAt = new Date();
     return this.#startSession(em, user, client);
   }
 
   async register(em: EntityManager, input: { username: string; email: string; password: string }, client: ClientInfo): Promise<TokenGrant> {
     if (!this.#settings.get('auth.open_registration')) {
-      throw permissionDenied('registration is closed: ask an admin for an account', 'REGISTRATION_CLOSED');
+      throw permissionDenied('registration is closed: ask an admin for an account', authReasons.REGISTRATION_CLOSED);
     }
     const user = await createAccount(em, { ...input, role: 'user' }, this.#settings.get('auth.password_min_length'), {
       username: 'username',
@@ -115,9 +117,9 @@ export class AuthService {
       const user = await tx.findOneOrFail(User, session.user);
       identified({ sessionId: session.id, userId: user.id, username: user.username });
       const now = new Date();
-      if (session.revokedAt) return unauthenticated('this session has ended', 'SESSION_REVOKED');
-      if (token.expiresAt <= now || session.expiresAt <= now) return unauthenticated('the refresh token has expired', 'REFRESH_TOKEN_EXPIRED');
-      if (!user.active) return unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
+      if (session.revokedAt) return unauthenticated('this session has ended', authReasons.SESSION_REVOKED);
+      if (token.expiresAt <= now || session.expiresAt <= now) return unauthenticated('the refresh token has expired', authReasons.REFRESH_TOKEN_EXPIRED);
+      if (!user.active) return unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
 
       if (token.rotatedAt) {
         const withinGrace = now.getTime() - token.rotatedAt.getTime() <= this.#settings.get('auth.refresh_reuse_grace');
@@ -125,7 +127,7 @@ export class AuthService {
         if (earlierReply) return this.#unsealGrant(earlierReply, user);
         session.revokedAt = now;
         session.revokeReason = 'refresh_token_reuse';
-        return unauthenticated('this refresh token was already used: the session has been ended for safety', 'REFRESH_TOKEN_REUSED');
+        return unauthenticated('this refresh token was already used: the session has been ended for safety', authReasons.REFRESH_TOKEN_REUSED);
       }
 
       const grant = await this.#issueTokens(tx, session, user, client, now);
@@ -176,7 +178,7 @@ export class AuthService {
     const user = await em.findOneOrFail(User, caller.userId, { populate: ['passwordHash'] });
     if (input.currentPassword.length > maxPasswordLength || !(await verifyPassword(user.passwordHash, input.currentPassword))) {
       throw new DomainError('invalid_argument', 'the current password is wrong', {
-        reason: 'WRONG_PASSWORD',
+        reason: sharedReasons.WRONG_PASSWORD,
         violations: [{ field: 'current_password', description: 'is not the current password' }],
       });
     }
@@ -194,7 +196,7 @@ export class AuthService {
     violations.throwIfAny();
     const active = await em.count(ApiKey, { user: caller.userId, revokedAt: null, $or: [{ expiresAt: null }, { expiresAt: { $gt: new Date() } }] });
     if (active >= maxActiveApiKeysPerUser) {
-      throw new DomainError('resource_exhausted', `an account may hold at most ${maxActiveApiKeysPerUser} active API keys: revoke some first`, { reason: 'API_KEY_LIMIT' });
+      throw new DomainError('resource_exhausted', `an account may hold at most ${maxActiveApiKeysPerUser} active API keys: revoke some first`, { reason: authReasons.API_KEY_LIMIT });
     }
     const secret = newApiKeySecret();
     const apiKey = em.create(ApiKey, {

@@ -4,6 +4,7 @@ import type { Caller } from '../platform/caller.ts';
 import type { RoleName } from './entities.ts';
 import { apiKeyPrefix, secretHash } from './secrets.ts';
 import type { SigningKeys } from './signing-keys.ts';
+import { authReasons } from './auth-reasons.ts';
 
 interface CredentialRow {
   user_id: string;
@@ -39,8 +40,8 @@ export class Authenticator {
         where u.id = ?`,
       [claims.sessionId, claims.userId],
     );
-    if (!row || !row.credential_valid) throw unauthenticated('the session of this access token has ended', 'SESSION_REVOKED');
-    if (!row.active) throw unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
+    if (!row || !row.credential_valid) throw unauthenticated('the session of this access token has ended', authReasons.SESSION_REVOKED);
+    if (!row.active) throw unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
     return { userId: row.user_id, username: row.username, role: row.role, sessionId: claims.sessionId };
   }
 
@@ -54,8 +55,8 @@ export class Authenticator {
         where k.secret_hash = ?`,
       [secretHash(secret)],
     );
-    if (!row || !row.credential_valid) throw unauthenticated('the API key is not valid', 'API_KEY_INVALID');
-    if (!row.active) throw unauthenticated('this account is deactivated', 'ACCOUNT_DISABLED');
+    if (!row || !row.credential_valid) throw unauthenticated('the API key is not valid', authReasons.API_KEY_INVALID);
+    if (!row.active) throw unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
     if (row.last_use_stale) {
       await em.execute('update api_keys set last_used_at = now() where id = ?', [row.key_id]);
     }

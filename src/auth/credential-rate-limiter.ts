@@ -6,6 +6,7 @@ import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { authSettings } from './auth-settings.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
 import { resourceExhausted } from '../platform/domain-errors.ts';
+import { authReasons } from './auth-reasons.ts';
 
 const tableName = 'rate_limit_counters';
 const minute = 60;
@@ -211,5 +212,5 @@ function pairKey(account: string, address: string): string {
 
 function tooMany(what: string, retryAfterMs: number) {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-  return resourceExhausted(`${what}: try again in ${seconds} s`, retryAfterMs, 'RATE_LIMITED');
+  return resourceExhausted(`${what}: try again in ${seconds} s`, retryAfterMs, authReasons.RATE_LIMITED);
 }

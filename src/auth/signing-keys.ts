@@ -7,6 +7,7 @@ import type { PgNotifications } from '../platform/events/pg-notifications.ts';
 import type { Logger } from '../platform/logger.ts';
 import { roles, SigningKey } from './entities.ts';
 import type { RoleName } from './entities.ts';
+import { authReasons } from './auth-reasons.ts';
 
 const algorithm = 'EdDSA';
 const issuer = 'yardmaster';
@@ -105,20 +106,20 @@ export class SigningKeys {
     } catch (error) {
       throw unauthenticated(
         error instanceof joseErrors.JWTExpired ? 'the access token has expired' : 'the access token is not valid',
-        error instanceof joseErrors.JWTExpired ? 'ACCESS_TOKEN_EXPIRED' : 'ACCESS_TOKEN_INVALID',
+        error instanceof joseErrors.JWTExpired ? authReasons.ACCESS_TOKEN_EXPIRED : authReasons.ACCESS_TOKEN_INVALID,
       );
     }
     const parsed = accessClaimsSchema.safeParse(payload);
     if (!parsed.success) {
       const claim = String(parsed.error.issues[0]!.path[0]);
-      throw unauthenticated(`the access token is not valid: claim ${claim} is ${payload[claim] === undefined ? 'missing' : 'malformed'}`, 'ACCESS_TOKEN_INVALID');
+      throw unauthenticated(`the access token is not valid: claim ${claim} is ${payload[claim] === undefined ? 'missing' : 'malformed'}`, authReasons.ACCESS_TOKEN_INVALID);
     }
     const { sub, sid, role, iat, exp } = parsed.data;
     // Only this server issues these tokens, and only with its own lifetime: a token from
     // the future or one that lives longer was not made here, whatever key signed it.
-    if (iat > Date.now() / 1000 + clockSkewSeconds) throw unauthenticated('the access token is not valid: it was issued in the future', 'ACCESS_TOKEN_INVALID');
+    if (iat > Date.now() / 1000 + clockSkewSeconds) throw unauthenticated('the access token is not valid: it was issued in the future', authReasons.ACCESS_TOKEN_INVALID);
     if (exp - iat > this.#accessTokenTtlMs / 1000 + clockSkewSeconds) {
-      throw unauthenticated('the access token is not valid: it lives longer than this server issues tokens for', 'ACCESS_TOKEN_INVALID');
+      throw unauthenticated('the access token is not valid: it lives longer than this server issues tokens for', authReasons.ACCESS_TOKEN_INVALID);
     }
     return { userId: sub, sessionId: sid, role };
   }

@@ -3,16 +3,17 @@ import type { Readable } from 'node:stream';
 import { UniqueConstraintViolationException, type FilterQuery } from '@mikro-orm/core';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { filesSettings } from './files-settings.ts';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
-import { isUuid, newId, requireId } from '../platform/ids.ts';
+import { idempotencyWindowMs, isUuid, newId, requireId } from '../platform/ids.ts';
 import { findPage, type PageRequest } from '../platform/pagination.ts';
 import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../platform/storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
 import { cleanFileName, normalizeDirectory, rootDirectory } from './file-paths.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
+import { fileReasons } from './file-reasons.ts';
 
 const mib = 1024 * 1024;
 /** Larger files are uploaded in parts, each with its own presigned URL. */
@@ -23,7 +24,6 @@ const maxParts = 10_000;
 const streamPartBytes = 8 * mib;
 const maxPresignSeconds = 7 * 24 * 3600;
 const defaultDownloadUrlMs = 15 * 60_000;
-const idempotencyWindowMs = 24 * 3_600_000;
 
 export interface NewUpload {
   directory: string;
@@ -122,8 +122,8 @@ export class FilesService {
   async completeUpload(em: EntityManager, caller: Caller, fileId: string, parts: UploadedPart[]): Promise<StoredFile> {
     const file = await this.#findVisible(em, caller, fileId, 'file_id');
     if (file.status === 'available') return file;
-    if (file.status === 'failed') throw failedPrecondition('this upload failed its checks: start a new one', 'UPLOAD_FAILED');
-    if (file.uploadMode === 'stream') throw failedPrecondition('this file is being uploaded through the server', 'UPLOAD_IN_PROGRESS');
+    if (file.status === 'failed') throw failedPrecondition('this upload failed its checks: start a new one', fileReasons.UPLOAD_FAILED);
+    if (file.uploadMode === 'stream') throw failedPrecondition('this file is being uploaded through the server', fileReasons.UPLOAD_IN_PROGRESS);
     if (file.uploadMode === 'single' && parts.length > 0) throw invalidField('parts', 'must be empty for a single upload');
     if (file.uploadMode === 'multipart') {
       const expected = Math.ceil(file.size / file.partSize!);
@@ -135,7 +135,7 @@ export class FilesService {
         try {
           await this.#storage.completeMultipart(file.objectKey, file.uploadId, parts.map((part) => ({ partNumber: part.partNumber, etag: part.etag.replace(/"/g, '') })));
         } catch {
-          throw failedPrecondition('storage does not have every part with those etags yet: upload the missing parts and complete again', 'INCOMPLETE_UPLOAD');
+          throw failedPrecondition('storage does not have every part with those etags yet: upload the missing parts and complete again', fileReasons.INCOMPLETE_UPLOAD);
         }
         file.uploadId = null;
         await em.flush();
@@ -154,7 +154,7 @@ export class FilesService {
       }
     }
     const actualSize = await this.#storage.size(file.objectKey);
-    if (actualSize === undefined) throw failedPrecondition('storage has no bytes for this file yet: PUT them to the upload URL first', 'INCOMPLETE_UPLOAD');
+    if (actualSize === undefined) throw failedPrecondition('storage has no bytes for this file yet: PUT them to the upload URL first', fileReasons.INCOMPLETE_UPLOAD);
     const sample = actualSize === 0 ? new Uint8Array() : await readAll(await this.#storage.read(file.objectKey, 0, Math.min(sniffSampleBytes, actualSize)), sniffSampleBytes);
     const sha256 = file.declaredSha256 && actualSize === file.size ? await hashObject(await this.#storage.read(file.objectKey)) : null;
     await this.#accept(em, file, { size: actualSize, contentType: await sniffContentType(sample, file.declaredContentType), sha256 }, true);
@@ -163,7 +163,7 @@ export class FilesService {
 
   async abortUpload(em: EntityManager, caller: Caller, fileId: string): Promise<void> {
     const file = await this.#findVisible(em, caller, fileId, 'file_id');
-    if (file.status !== 'uploading') throw failedPrecondition(`only uploads in progress can be aborted; this file is ${file.status}`, 'NOT_UPLOADING');
+    if (file.status !== 'uploading') throw failedPrecondition(`only uploads in progress can be aborted; this file is ${file.status}`, fileReasons.NOT_UPLOADING);
     await this.#discard(em, file);
   }
 
@@ -416,7 +416,7 @@ export class FilesService {
           received += chunk.byteLength;
           if (received > maxBytes) {
             throw limits.declaredSize === undefined
-              ? new DomainError('resource_exhausted', 'the output is larger than the upload limit or the remaining quota allow', { reason: 'QUOTA_EXCEEDED' })
+              ? new DomainError('resource_exhausted', 'the output is larger than the upload limit or the remaining quota allow', { reason: fileReasons.QUOTA_EXCEEDED })
               : sizeMismatch(`more bytes than the declared size (${limits.declaredSize}) arrived`);
           }
           hash.update(chunk);
@@ -450,7 +450,7 @@ export class FilesService {
     if (!failure && !isAllowedContentType(content.contentType, this.#settings.get('files.allowed_content_types'))) failure = contentTypeNotAllowed(content.contentType);
     if (!failure && file.declaredSha256 && content.sha256 !== file.declaredSha256) {
       failure = new DomainError('invalid_argument', 'the SHA-256 of the bytes does not match the declared one', {
-        reason: 'CHECKSUM_MISMATCH',
+        reason: fileReasons.CHECKSUM_MISMATCH,
         violations: [{ field: 'sha256', description: 'does not match the uploaded bytes' }],
       });
     }
@@ -476,7 +476,7 @@ export class FilesService {
         return;
       }
       await this.#storage.remove(file.objectKey).catch(() => {});
-      throw failedPrecondition('this upload was removed while its bytes were arriving (it expired or was aborted)', 'UPLOAD_GONE');
+      throw failedPrecondition('this upload was removed while its bytes were arriving (it expired or was aborted)', fileReasons.UPLOAD_GONE);
     }
     Object.assign(file, { status: 'available', size: content.size, contentType: content.contentType, sha256: content.sha256, uploadExpiresAt: null, uploadId: null });
   }
@@ -494,7 +494,7 @@ export class FilesService {
     const maxUpload = this.#settings.get('files.max_upload_bytes');
     if (input.size > maxUpload) {
       throw new DomainError('invalid_argument', `the file is larger than the upload limit (${maxUpload} bytes)`, {
-        reason: 'FILE_TOO_LARGE',
+        reason: fileReasons.FILE_TOO_LARGE,
         violations: [{ field: input.mode === 'stream' ? 'metadata.size' : 'size', description: `must be at most ${maxUpload} bytes` }],
       });
     }
@@ -509,7 +509,7 @@ export class FilesService {
           const used = await this.#usedBytes(tx, ownerId);
           if (used + input.size > quota) {
             throw new DomainError('resource_exhausted', `the upload would exceed the storage quota (${used} of ${quota} bytes used)`, {
-              reason: 'QUOTA_EXCEEDED',
+              reason: fileReasons.QUOTA_EXCEEDED,
               metadata: { used_bytes: String(used), quota_bytes: String(quota) },
             });
           }
@@ -584,14 +584,14 @@ export class FilesService {
 
   async #findVisible(em: EntityManager, caller: Caller, id: string, field: string): Promise<StoredFile> {
     requireId(id, field);
-    const file = await em.findOne(StoredFile, caller.role === 'admin' ? { id } : { id, owner: caller.userId });
+    const file = await em.findOne(StoredFile, { id, ...visibleTo(caller) });
     if (!file) throw notFound('file');
     return file;
   }
 
   async #availableFile(em: EntityManager, caller: Caller, id: string): Promise<StoredFile> {
     const file = await this.#findVisible(em, caller, id, 'id');
-    if (file.status !== 'available') throw failedPrecondition(`the file is ${file.status}, not available`, 'FILE_NOT_AVAILABLE');
+    if (file.status !== 'available') throw failedPrecondition(`the file is ${file.status}, not available`, fileReasons.FILE_NOT_AVAILABLE);
     return file;
   }
 
@@ -611,7 +611,7 @@ export class FilesService {
       [fileIds],
     );
     if (Number(row?.count ?? 0) > 0) {
-      throw failedPrecondition('the file is an input of a queued or running job: cancel the job or wait for it to finish', 'FILE_IN_USE');
+      throw failedPrecondition('the file is an input of a queued or running job: cancel the job or wait for it to finish', fileReasons.FILE_IN_USE);
     }
   }
 
@@ -649,12 +649,12 @@ const stagingPrefix = 'uploads/';
 class DuplicateRequest extends Error {}
 
 function sizeMismatch(message: string): DomainError {
-  return new DomainError('invalid_argument', message, { reason: 'SIZE_MISMATCH', violations: [{ field: 'size', description: message }] });
+  return new DomainError('invalid_argument', message, { reason: fileReasons.SIZE_MISMATCH, violations: [{ field: 'size', description: message }] });
 }
 
 function contentTypeNotAllowed(contentType: string): DomainError {
   return new DomainError('invalid_argument', `files of type ${contentType} are not allowed here`, {
-    reason: 'CONTENT_TYPE_NOT_ALLOWED',
+    reason: fileReasons.CONTENT_TYPE_NOT_ALLOWED,
     metadata: { content_type: contentType },
     // The file's type as sniffed from its bytes, whatever the request claimed.
     violations: [{ field: 'content_type', description: `the bytes are ${contentType}, which files.allowed_content_types does not allow` }],
@@ -662,7 +662,7 @@ function contentTypeNotAllowed(contentType: string): DomainError {
 }
 
 function fileExists(directory: string, name: string): DomainError {
-  return new DomainError('already_exists', `a file named "${name}" already exists in ${directory}`, { reason: 'FILE_EXISTS', violations: [{ field: 'name', description: 'is taken in this directory' }] });
+  return new DomainError('already_exists', `a file named "${name}" already exists in ${directory}`, { reason: fileReasons.FILE_EXISTS, violations: [{ field: 'name', description: 'is taken in this directory' }] });
 }
 
 async function readAll(stream: Readable, limit: number): Promise<Buffer> {

@@ -7,6 +7,7 @@ import { pack } from 'tar-stream';
 import { z } from 'zod';
 import { cleanFileName } from '../files/file-paths.ts';
 import { defineJobType, JobFailure, type JobInputFile } from './job-types.ts';
+import { jobErrorCodes } from './job-reasons.ts';
 
 const second = 1000;
 const minute = 60 * second;
@@ -126,7 +127,7 @@ export const archiveJobType = defineJobType({
   retry: { defaultMaxAttempts: 3, delayMs: 5 * second, backoff: true, maxDelayMs: minute },
   async run({ params, inputs, signal, progress, log, writeOutput }) {
     const name = cleanFileName(params.name);
-    if (name === '') throw new JobFailure('params.name leaves no usable file name', { code: 'INVALID_PARAMS', retryable: false });
+    if (name === '') throw new JobFailure('params.name leaves no usable file name', { code: jobErrorCodes.INVALID_PARAMS, retryable: false });
     const advance = byteProgress(totalSize(inputs), progress, 'archived');
     const archive = pack();
     const packing = (async () => {
@@ -176,7 +177,7 @@ export const archiveJobType = defineJobType({
 });
 
 function inputSizeMismatch(name: string): JobFailure {
-  return new JobFailure(`the stored bytes of ${name} do not match its recorded size`, { code: 'INPUT_CORRUPT', retryable: false });
+  return new JobFailure(`the stored bytes of ${name} do not match its recorded size`, { code: jobErrorCodes.INPUT_CORRUPT, retryable: false });
 }
 
 function uniqueEntryName(name: string, used: Set<string>): string {

@@ -6,6 +6,7 @@ import { Job } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
+import { jobErrorCodes } from './job-reasons.ts';
 
 export interface StartInput {
   jobId: string;
@@ -97,7 +98,7 @@ export class JobAttempts {
     if (job.status === 'running') {
       // pg-boss gave the job out again: the worker of the previous attempt stopped answering.
       job.errorMessage = `attempt ${job.attempt} was lost: the worker running it stopped answering`;
-      job.errorCode = 'WORKER_LOST';
+      job.errorCode = jobErrorCodes.WORKER_LOST;
     }
     const attempt = job.attempt + 1;
     job.status = 'running';

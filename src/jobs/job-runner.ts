@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Job as QueueEntry, JobResult, WorkOptions } from 'pg-boss';
+import type { JobResult, WorkOptions } from 'pg-boss';
 import type { MikroORM } from '../platform/db/orm.ts';
 import type { PgNotifications } from '../platform/events/pg-notifications.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { PgBoss } from '../platform/queue/pg-boss.ts';
+import type { FetchedQueueEntry, QueueEntryData } from '../platform/queue/queue-entries.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
@@ -11,6 +12,7 @@ import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOut
 import { jobCancelChannel } from './job-changes.ts';
 import type { JobFiles } from './job-files.ts';
 import { JobFailure, type JobInputFile, type JobType, type JobTypeRegistry } from './job-types.ts';
+import { jobErrorCodes } from './job-reasons.ts';
 
 type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'lost';
 
@@ -18,10 +20,6 @@ interface RunningAttempt {
   ref: AttemptRef;
   controller: AbortController;
   reason: StopReason | undefined;
-}
-
-interface QueueData {
-  jobId: string;
 }
 
 const cancellationCheckMs = 2000;
@@ -112,7 +110,7 @@ export class JobRunner {
         const working = this.#workers.has(type.name);
         try {
           if (wanted && !working) {
-            const workId = await this.#deps.boss.work<QueueData, never, WorkOptions & { perJobResults: true }>(type.name, workOptionsOf(type), (entries) => this.#runBatch(type, entries));
+            const workId = await this.#deps.boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(type.name, workOptionsOf(type), (entries) => this.#runBatch(type, entries));
             this.#workers.set(type.name, workId);
           } else if (!wanted && working) {
             this.#workers.delete(type.name);
@@ -128,7 +126,7 @@ export class JobRunner {
     return this.#syncing;
   }
 
-  async #runBatch(type: JobType, entries: QueueEntry<QueueData>[]): Promise<JobResult[]> {
+  async #runBatch(type: JobType, entries: FetchedQueueEntry[]): Promise<JobResult[]> {
     const { orm, attempts, instanceId } = this.#deps;
     let starts: StartOutcome[];
     try {
@@ -152,7 +150,7 @@ export class JobRunner {
     );
   }
 
-  async #runOne(type: JobType, entry: QueueEntry<QueueData>, start: StartOutcome): Promise<JobResult['status']> {
+  async #runOne(type: JobType, entry: FetchedQueueEntry, start: StartOutcome): Promise<JobResult['status']> {
     const { orm, attempts } = this.#deps;
     if (start.kind !== 'started') return 'completed';
     const { job, attempt: ref } = start;
@@ -262,7 +260,7 @@ export class JobRunner {
         await attempts.finish(orm.em.fork(), { jobId: job.id, attempt: job.attempt, workerId: job.workerId }, {
           kind: 'failed',
           message: `attempt ${job.attempt} was lost: the worker running it stopped answering`,
-          code: 'WORKER_LOST',
+          code: jobErrorCodes.WORKER_LOST,
           retryable: false,
         });
       }
@@ -289,17 +287,17 @@ function attemptResult(reason: StopReason | undefined, outcome: HandlerOutcome |
     case 'shutdown':
       return { kind: 'interrupted' };
     case 'timeout':
-      return { kind: 'failed', message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`, code: 'DEADLINE_EXCEEDED', retryable: true, abandoned };
+      return { kind: 'failed', message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`, code: jobErrorCodes.DEADLINE_EXCEEDED, retryable: true, abandoned };
     case 'lost':
-      return { kind: 'failed', message: 'the attempt lost its claim on the job', code: 'WORKER_LOST', retryable: true, abandoned };
+      return { kind: 'failed', message: 'the attempt lost its claim on the job', code: jobErrorCodes.WORKER_LOST, retryable: true, abandoned };
     case undefined:
       break;
   }
-  if (!outcome) return { kind: 'failed', message: 'the handler did not finish', code: 'HANDLER_ERROR', retryable: true, abandoned };
+  if (!outcome) return { kind: 'failed', message: 'the handler did not finish', code: jobErrorCodes.HANDLER_ERROR, retryable: true, abandoned };
   if (outcome.ok) return { kind: 'succeeded', result: outcome.value };
   const error = outcome.error;
   if (error instanceof JobFailure) return { kind: 'failed', message: error.message, code: error.code, retryable: error.retryable };
-  return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: 'HANDLER_ERROR', retryable: true };
+  return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: jobErrorCodes.HANDLER_ERROR, retryable: true };
 }
 
 interface PendingFinish {

@@ -1,6 +1,6 @@
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { jobsSettings } from './jobs-settings.ts';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { DomainError, notFound } from '../platform/domain-errors.ts';
 import { EventPositions } from '../platform/events/entities.ts';
@@ -15,6 +15,7 @@ import type { JobEventKind } from './job-changes.ts';
 import { jobMatcher, type JobFilter } from './job-filter.ts';
 import { jobLogsChannel, readLogLines, type StoredLogLine } from './job-logs.ts';
 import { fromSnapshot, isFinal, jobView, type JobView } from './job-view.ts';
+import { jobReasons } from './job-reasons.ts';
 
 export type WatchItem =
   | { type: 'event'; sequence: number; kind: JobEventKind; job: JobView; at: Date }
@@ -73,16 +74,15 @@ export class JobStreams {
     const matches = jobMatcher(filter, caller);
     const visible = (event: SequencedEvent) => isJobEvent(event) && matches(jobOf(event));
     const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
-    const subscription = this.#hub.subscribe((event) => {
+    const unsubscribe = this.#hub.subscribe((event) => {
       if (visible(event)) buffer.push(event);
     });
     try {
       let last = afterSequence;
       if (afterSequence > 0) {
         await this.#checkResumePoint(em, afterSequence);
-        const ownerOnly = caller.role === 'admin' ? undefined : caller.userId;
         for (;;) {
-          const page = await readEvents(em, last, replayPageSize, ownerOnly);
+          const page = await readEvents(em, last, replayPageSize, visibleTo(caller).owner);
           for (const event of page) {
             last = event.sequence;
             if (visible(event)) yield eventItem(event);
@@ -94,7 +94,7 @@ export class JobStreams {
       yield { type: 'heartbeat', sequence: buffer.size === 0 ? Math.max(last, this.#hub.position) : last };
       yield* this.#live(buffer, last, signal);
     } finally {
-      subscription.close();
+      unsubscribe();
     }
   }
 
@@ -102,11 +102,11 @@ export class JobStreams {
   async *watchJob(em: EntityManager, caller: Caller, id: string, signal: AbortSignal): AsyncGenerator<WatchItem> {
     requireId(id, 'id');
     const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
-    const subscription = this.#hub.subscribe((event) => {
+    const unsubscribe = this.#hub.subscribe((event) => {
       if (event.subjectId === id && isJobEvent(event)) buffer.push(event);
     });
     try {
-      const job = await em.findOne(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId });
+      const job = await em.findOne(Job, { id, ...visibleTo(caller) });
       if (!job) throw notFound('job');
       const [latest] = await em.execute<{ sequence: string | null }[]>('select max(sequence) as sequence from events where subject_id = ?', [id]);
       const current = jobView(job);
@@ -124,7 +124,7 @@ export class JobStreams {
         if (item.kind === 'deleted' || isFinal(item.job.status)) return;
       }
     } finally {
-      subscription.close();
+      unsubscribe();
     }
   }
 
@@ -135,12 +135,12 @@ export class JobStreams {
    */
   async *tailLogs(em: EntityManager, caller: Caller, id: string, follow: boolean, afterSequence: number, signal: AbortSignal): AsyncGenerator<StoredLogLine[]> {
     requireId(id, 'id');
-    if (!(await em.count(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId }))) throw notFound('job');
+    if (!(await em.count(Job, { id, ...visibleTo(caller) }))) throw notFound('job');
     const changed = new Latch();
     const unsubscribeLogs = await this.#notifications.subscribe(jobLogsChannel, (jobId) => {
       if (jobId === id) changed.set();
     });
-    const subscription = this.#hub.subscribe((event) => {
+    const unsubscribeEvents = this.#hub.subscribe((event) => {
       if (event.subjectId === id) changed.set();
     });
     try {
@@ -175,7 +175,7 @@ export class JobStreams {
       }
     } finally {
       unsubscribeLogs();
-      subscription.close();
+      unsubscribeEvents();
     }
   }
 
@@ -199,13 +199,13 @@ export class JobStreams {
     const positions = await em.findOneOrFail(EventPositions, 1);
     if (afterSequence < positions.prunedThrough) {
       throw new DomainError('failed_precondition', `resync required: events up to ${positions.prunedThrough} are no longer kept; list the jobs again, then watch from the latest sequence`, {
-        reason: 'RESYNC_REQUIRED',
+        reason: jobReasons.RESYNC_REQUIRED,
         metadata: { oldest_sequence: String(positions.prunedThrough + 1) },
       });
     }
     if (afterSequence > positions.lastSequence) {
       throw new DomainError('failed_precondition', `resync required: sequence ${afterSequence} is ahead of the newest event (${positions.lastSequence})`, {
-        reason: 'RESYNC_REQUIRED',
+        reason: jobReasons.RESYNC_REQUIRED,
         metadata: { newest_sequence: String(positions.lastSequence) },
       });
     }

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { z } from 'zod';
 import type { LogLevelName } from './entities.ts';
+import { jobErrorCodes } from './job-reasons.ts';
 
 /** An input file of a job, as its handler sees it. */
 export interface JobInputFile {
@@ -118,7 +119,7 @@ export class JobFailure extends Error {
   constructor(message: string, options: { code?: string; retryable?: boolean } = {}) {
     super(message);
     this.name = 'JobFailure';
-    this.code = options.code ?? 'HANDLER_ERROR';
+    this.code = options.code ?? jobErrorCodes.HANDLER_ERROR;
     this.retryable = options.retryable ?? true;
   }
 }

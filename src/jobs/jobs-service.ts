@@ -1,11 +1,12 @@
 import { LockMode, UniqueConstraintViolationException, type QueryOrderMap } from '@mikro-orm/core';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { jobsSettings } from './jobs-settings.ts';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { DomainError, failedPrecondition, invalidField, notFound, Violations, type FieldViolation } from '../platform/domain-errors.ts';
-import { newId, requireId } from '../platform/ids.ts';
-import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
+import { DomainError, failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
+import type { JobFiles } from './job-files.ts';
+import { idempotencyWindowMs, newId, requireId } from '../platform/ids.ts';
+import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import { Job, JobLogLine } from './entities.ts';
 import { storedLogLine, type StoredLogLine } from './job-logs.ts';
@@ -15,6 +16,7 @@ import { checkLabels } from './job-labels.ts';
 import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
+import { jobReasons } from './job-reasons.ts';
 
 export interface CreateJobInput {
   type: string;
@@ -26,11 +28,6 @@ export interface CreateJobInput {
   inputFileIds: string[];
   runAfter: Date | undefined;
   requestId: string;
-}
-
-/** Checks that input files exist, belong to the caller and are complete. */
-export interface InputFileChecker {
-  check(em: EntityManager, caller: Caller, fileIds: string[], field: string): Promise<FieldViolation[]>;
 }
 
 /** A validated CreateJob request, shaped as the row to insert. */
@@ -69,10 +66,9 @@ export interface JobsServiceDeps {
   boss: PgBoss;
   settings: SettingsReader<typeof jobsSettings>;
   changes: JobChanges;
-  inputFiles: InputFileChecker;
+  files: JobFiles;
 }
 
-const idempotencyWindowMs = 24 * 3_600_000;
 const maxBatch = 1000;
 const updatablePaths = ['name', 'labels', 'priority'] as const;
 
@@ -90,14 +86,14 @@ export class JobsService {
   readonly #boss: PgBoss;
   readonly #settings: SettingsReader<typeof jobsSettings>;
   readonly #changes: JobChanges;
-  readonly #inputFiles: InputFileChecker;
+  readonly #files: JobFiles;
 
   constructor(deps: JobsServiceDeps) {
     this.#registry = deps.registry;
     this.#boss = deps.boss;
     this.#settings = deps.settings;
     this.#changes = deps.changes;
-    this.#inputFiles = deps.inputFiles;
+    this.#files = deps.files;
   }
 
   async create(em: EntityManager, caller: Caller, input: CreateJobInput): Promise<JobView> {
@@ -116,8 +112,7 @@ export class JobsService {
   }
 
   async list(em: EntityManager, caller: Caller, filter: JobFilter, orderBy: string, page: PageRequest): Promise<Page<JobView>> {
-    const order = orderings[orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
-    if (!order) throw invalidField('order_by', 'must be "create_time desc", "create_time" or "priority desc"');
+    const order = parseOrderBy(orderBy, orderings, 'must be "create_time desc", "create_time" or "priority desc"');
     const result = await findPage(em, Job, { where: jobWhere(filter, caller), orderBy: order, query: ['jobs', filter, order, caller.userId], page });
     return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
   }
@@ -138,7 +133,7 @@ export class JobsService {
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
       if (paths.has('priority') && changes.priority !== job.priority) {
-        if (job.status !== 'queued') throw failedPrecondition('the priority can only change while the job is queued', 'JOB_NOT_QUEUED');
+        if (job.status !== 'queued') throw failedPrecondition('the priority can only change while the job is queued', jobReasons.JOB_NOT_QUEUED);
         job.priority = changes.priority ?? 0;
         if (job.queueJobId) {
           await this.#boss.update(job.type, { jobId: job.id }, { id: job.queueJobId, priority: job.priority, db: transactionDb(tx) });
@@ -160,7 +155,7 @@ export class JobsService {
     if (reason.length > 500) throw invalidField('reason', 'must be at most 500 characters');
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
-      if (isFinal(job.status)) throw failedPrecondition(`the job has already finished (${job.status})`, 'JOB_FINISHED');
+      if (isFinal(job.status)) throw failedPrecondition(`the job has already finished (${job.status})`, jobReasons.JOB_FINISHED);
       if (job.cancelRequested) return jobView(job);
       job.cancelReason = reason.trim() || null;
       if (job.status === 'queued') {
@@ -181,7 +176,7 @@ export class JobsService {
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
       if (job.status !== 'failed' && job.status !== 'cancelled') {
-        throw failedPrecondition(`only failed or cancelled jobs can be retried; this one is ${job.status}`, 'JOB_NOT_RETRYABLE');
+        throw failedPrecondition(`only failed or cancelled jobs can be retried; this one is ${job.status}`, jobReasons.JOB_NOT_RETRYABLE);
       }
       Object.assign(job, {
         status: 'queued',
@@ -209,7 +204,7 @@ export class JobsService {
     requireId(id, 'id');
     await this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
-      if (!isFinal(job.status)) throw failedPrecondition(`only finished jobs can be deleted; this one is ${job.status}: cancel it first`, 'JOB_NOT_FINISHED');
+      if (!isFinal(job.status)) throw failedPrecondition(`only finished jobs can be deleted; this one is ${job.status}: cancel it first`, jobReasons.JOB_NOT_FINISHED);
       this.#changes.record(tx, job, 'deleted');
       if (job.queueJobId) await this.#boss.deleteJob(job.type, job.queueJobId, { db: transactionDb(tx) });
       tx.remove(job);
@@ -265,7 +260,7 @@ export class JobsService {
   /** A job the caller may see (their own; any for admins), or NotFound. */
   async #findVisible(em: EntityManager, caller: Caller, id: string, lockMode?: LockMode): Promise<Job> {
     requireId(id, 'id');
-    const job = await em.findOne(Job, caller.role === 'admin' ? { id } : { id, owner: caller.userId }, lockMode ? { lockMode } : {});
+    const job = await em.findOne(Job, { id, ...visibleTo(caller) }, lockMode ? { lockMode } : {});
     if (!job) throw notFound('job');
     return job;
   }
@@ -346,7 +341,7 @@ export class JobsService {
       }
     }
     violations.throwIfAny();
-    const fileViolations = input.inputFileIds.length > 0 ? await this.#inputFiles.check(em, caller, input.inputFileIds, field('input_file_ids')) : [];
+    const fileViolations = input.inputFileIds.length > 0 ? await this.#files.checkInputs(em, caller, input.inputFileIds, field('input_file_ids')) : [];
     if (fileViolations.length > 0) throw new DomainError('invalid_argument', fileViolations.map((v) => `${v.field}: ${v.description}`).join('; '), { violations: fileViolations });
     const name = input.name.trim();
     return {

@@ -18,3 +18,12 @@ export interface ClientInfo {
   clientAddress: string;
   userAgent: string;
 }
+
+/**
+ * The owner condition of what `caller` may see: every account's rows for admins, their
+ * own for anyone else. Spread into a query (`{ id, ...visibleTo(caller) }`); `owner` is
+ * undefined when nothing needs filtering.
+ */
+export function visibleTo(caller: Caller): { owner?: string } {
+  return caller.role === 'admin' ? {} : { owner: caller.userId };
+}

@@ -14,3 +14,6 @@ export function isUuid(value: string): boolean {
 export function requireId(value: string, field: string): void {
   if (!isUuid(value)) throw invalidField(field, value === '' ? 'is required' : 'must be a UUID');
 }
+
+/** AIP-155: how long a create's request id returns the first response; after that it is free again. */
+export const idempotencyWindowMs = 24 * 3_600_000;

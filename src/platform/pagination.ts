@@ -23,6 +23,16 @@ export function effectivePageSize(requested: number): number {
   return Math.min(requested, maxPageSize);
 }
 
+/**
+ * AIP-132 order_by: the ordering `orderBy` names among `orderings`, case and spacing
+ * ignored, or InvalidArgument on order_by with `description` (what the list accepts).
+ */
+export function parseOrderBy<T>(orderBy: string, orderings: Record<string, QueryOrderMap<T>>, description: string): QueryOrderMap<T> {
+  const order = orderings[orderBy.trim().toLowerCase().replace(/\s+/g, ' ')];
+  if (!order) throw invalidField('order_by', description);
+  return order;
+}
+
 interface PageTokenBody {
   /** Keyset cursor of the last item of the previous page. */
   c: string;

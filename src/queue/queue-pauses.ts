@@ -1,5 +1,6 @@
 import type { EntityManager, MikroORM } from '../platform/db/orm.ts';
 import type { PgNotifications } from '../platform/events/pg-notifications.ts';
+import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
 import type { Logger } from '../platform/logger.ts';
 import { globalQueueName, QueueState } from './entities.ts';
 
@@ -14,7 +15,7 @@ export class QueuePauses {
   readonly #orm: MikroORM;
   readonly #logger: Logger;
   #paused = new Set<string>();
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Listeners();
 
   constructor(orm: MikroORM, logger: Logger) {
     this.#orm = orm;
@@ -41,9 +42,8 @@ export class QueuePauses {
   }
 
   /** Called on this instance whenever the set of paused queues changes. */
-  onChange(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  onChange(listener: () => void): Unsubscribe {
+    return this.#listeners.add(listener);
   }
 
   /** Pauses or resumes queue `name` (globalQueueName for the global pause), persistently and everywhere. */
@@ -82,6 +82,6 @@ export class QueuePauses {
     const next = new Set(rows.map((row) => row.name));
     const changed = next.size !== this.#paused.size || [...next].some((name) => !this.#paused.has(name));
     this.#paused = next;
-    if (changed) for (const listener of this.#listeners) listener();
+    if (changed) this.#listeners.notify();
   }
 }

@@ -1,16 +1,10 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
-import type { EventHub } from '../platform/events/event-hub.ts';
-import { Latch } from '../platform/events/latch.ts';
 import { jobToProto } from '../jobs/job-messages.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
-import { QueueOverviewFeed } from './queue-overview-feed.ts';
-import type { QueuePauses } from './queue-pauses.ts';
-import type { QueueOverview, QueueService, QueueTotals, QueueView } from './queue-service.ts';
-
-/** At most this often does WatchQueues send changed counts. */
-const watchMinIntervalMs = 300;
+import type { QueueOverviewFeed } from './queue-overview-feed.ts';
+import type { QueueService, QueueTotals, QueueView } from './queue-service.ts';
 
 function ageOf(ms: number | undefined) {
   return ms === undefined ? undefined : durationFromMs(ms);
@@ -41,14 +35,8 @@ function totalsToProto(totals: QueueTotals) {
   };
 }
 
-/** Counts without the ever-growing ages, to tell a real change from the clock moving. */
-function fingerprint(overview: QueueOverview): string {
-  return JSON.stringify([overview.queues.map((queue) => ({ ...queue, oldestQueuedAgeMs: queue.oldestQueuedAgeMs !== undefined })), overview.pausedGlobally]);
-}
-
-export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses; hub: EventHub; heartbeatIntervalMs: () => number }): ServiceImpl<typeof QueueServiceDesc> {
-  const { queues, heartbeatIntervalMs } = deps;
-  const feed = new QueueOverviewFeed(deps);
+export function createQueueRpc(deps: { queues: QueueService; feed: QueueOverviewFeed }): ServiceImpl<typeof QueueServiceDesc> {
+  const { queues, feed } = deps;
   const changeResponse = async (ctx: Parameters<ServiceImpl<typeof QueueServiceDesc>['pauseQueue']>[1]) => {
     const overview = await queues.overview(entityManagerOf(ctx));
     return { queues: overview.queues.map(queueToProto), pausedGlobally: overview.pausedGlobally };
@@ -83,27 +71,8 @@ export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses
     },
 
     async *watchQueues(_req, ctx) {
-      const changed = new Latch();
-      const stopWatching = feed.onChange(() => changed.set());
-      try {
-        let sent = '';
-        let sentAt = 0;
-        for (;;) {
-          const overview = await feed.current(entityManagerOf(ctx).fork());
-          const print = fingerprint(overview);
-          const heartbeatDue = Date.now() - sentAt >= heartbeatIntervalMs();
-          if (print !== sent || heartbeatDue) {
-            yield { queues: overview.queues.map(queueToProto), totals: totalsToProto(overview.totals), pausedGlobally: overview.pausedGlobally, time: timestampFromDate(new Date()) };
-            sent = print;
-            sentAt = Date.now();
-          }
-          const woke = await changed.wait(Math.max(1, heartbeatIntervalMs() - (Date.now() - sentAt)), ctx.signal);
-          if (woke === 'aborted') return;
-          // Changes arriving in a burst are counted once.
-          if (woke === 'set') await new Promise((resolve) => setTimeout(resolve, watchMinIntervalMs));
-        }
-      } finally {
-        stopWatching();
+      for await (const overview of feed.watch(entityManagerOf(ctx), ctx.signal)) {
+        yield { queues: overview.queues.map(queueToProto), totals: totalsToProto(overview.totals), pausedGlobally: overview.pausedGlobally, time: timestampFromDate(new Date()) };
       }
     },
   };

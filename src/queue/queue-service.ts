@@ -1,5 +1,5 @@
 import { LockMode } from '@mikro-orm/core';
-import type { Caller } from '../platform/caller.ts';
+import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { invalidField, notFound } from '../platform/domain-errors.ts';
 import { Job } from '../jobs/entities.ts';
@@ -124,7 +124,7 @@ export class QueueService {
    */
   async listQueued(em: EntityManager, caller: Caller, queue: string, page: PageRequest): Promise<Page<JobView>> {
     if (queue !== '') this.#requireQueue(queue, 'queue');
-    const where = { status: 'queued' as const, ...(queue === '' ? {} : { type: queue }), ...(caller.role === 'admin' ? {} : { owner: caller.userId }) };
+    const where = { status: 'queued' as const, ...(queue === '' ? {} : { type: queue }), ...visibleTo(caller) };
     // pg-boss's own order: priority, then the age of the current queue entry (a retried job
     // queues again at the back).
     const result = await findPage(em, Job, { where, orderBy: { priority: 'desc', queuedAt: 'asc', id: 'asc' }, query: ['queued', queue, caller.userId], page });

@@ -16,6 +16,7 @@ import { DomainError, type DomainErrorKind } from '../platform/domain-errors.ts'
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { Logger } from '../platform/logger.ts';
 import { isOutageError } from './outage-errors.ts';
+import { serverReasons } from './server-reasons.ts';
 
 /** The retry delay suggested during an outage: a PostgreSQL restart takes about a second. */
 export const outageRetryAfterMs = 1000;
@@ -44,7 +45,7 @@ export function toConnectError(error: unknown, logger: Logger | undefined): Conn
   if (error instanceof ConnectionException || isOutageError(error)) {
     logger?.warn({ err: error }, 'a dependency is unavailable');
     return fromDomainError(
-      new DomainError('unavailable', 'a service the server depends on is unavailable: retry later', { reason: 'DEPENDENCY_UNAVAILABLE', retryAfterMs: outageRetryAfterMs }),
+      new DomainError('unavailable', 'a service the server depends on is unavailable: retry later', { reason: serverReasons.DEPENDENCY_UNAVAILABLE, retryAfterMs: outageRetryAfterMs }),
     );
   }
   if (error instanceof UniqueConstraintViolationException) return new ConnectError('the resource already exists', Code.AlreadyExists);

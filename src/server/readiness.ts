@@ -1,3 +1,5 @@
+import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
+
 /** The result of checking one dependency. */
 export interface DependencyStatus {
   name: string;
@@ -26,7 +28,7 @@ export const defaultReadinessIntervalMs = 3000;
 export class Readiness {
   readonly #checks = new Map<string, DependencyCheck>();
   readonly #intervalMs: number;
-  readonly #listeners = new Set<(report: ReadinessReport) => void>();
+  readonly #listeners = new Listeners<ReadinessReport>();
   #last: ReadinessReport | undefined;
   #first: Promise<ReadinessReport> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -67,9 +69,8 @@ export class Readiness {
   }
 
   /** Calls `listener` when the overall status changes; returns the function that unsubscribes. */
-  onChange(listener: (report: ReadinessReport) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  onChange(listener: (report: ReadinessReport) => void): Unsubscribe {
+    return this.#listeners.add(listener);
   }
 
   #schedule(): void {
@@ -86,7 +87,7 @@ export class Readiness {
     const report = { ok: dependencies.every((dependency) => dependency.ok), dependencies };
     const changed = this.#last !== undefined && this.#last.ok !== report.ok;
     this.#last = report;
-    if (changed) for (const listener of this.#listeners) listener(report);
+    if (changed) this.#listeners.notify(report);
     return report;
   }
 }

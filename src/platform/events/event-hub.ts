@@ -4,12 +4,7 @@ import { EventPositions } from './entities.ts';
 import { readEvents, type SequencedEvent } from './event-log.ts';
 import { eventsChannel } from './event-sequencer.ts';
 import type { PgNotifications } from './pg-notifications.ts';
-
-export interface EventSubscription {
-  close(): void;
-}
-
-type Listener = (event: SequencedEvent) => void;
+import { Listeners, type Unsubscribe } from '../listeners.ts';
 
 const pageSize = 1000;
 const tickMs = 1000;
@@ -22,7 +17,7 @@ const tickMs = 1000;
 export class EventHub {
   readonly #orm: MikroORM;
   readonly #logger: Logger;
-  readonly #listeners = new Set<Listener>();
+  readonly #listeners = new Listeners<SequencedEvent>();
   #position = 0;
   #reading: Promise<void> | undefined;
   #again = false;
@@ -55,9 +50,8 @@ export class EventHub {
   }
 
   /** Calls `listener` with every event after the current position, in order. */
-  subscribe(listener: Listener): EventSubscription {
-    this.#listeners.add(listener);
-    return { close: () => this.#listeners.delete(listener) };
+  subscribe(listener: (event: SequencedEvent) => void): Unsubscribe {
+    return this.#listeners.add(listener);
   }
 
   /** Reads new events soon; concurrent requests merge into one more read. */
@@ -78,15 +72,7 @@ export class EventHub {
         let page: SequencedEvent[];
         do {
           page = await readEvents(this.#orm.em.fork(), this.#position, pageSize);
-          for (const event of page) {
-            for (const listener of this.#listeners) {
-              try {
-                listener(event);
-              } catch (error) {
-                this.#logger.error({ err: error }, 'an event listener failed');
-              }
-            }
-          }
+          for (const event of page) this.#listeners.notify(event, (error) => this.#logger.error({ err: error }, 'an event listener failed'));
           // Moved only after every listener has the page, so that `position` never runs ahead.
           if (page.length > 0) this.#position = page[page.length - 1]!.sequence;
         } while (page.length === pageSize);

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
+import { Listeners, type Unsubscribe } from '../listeners.ts';
 
-type NotificationHandler = (payload: string) => void;
 
 /**
  * The one LISTEN connection of this instance. Every part of the server that reacts to
@@ -14,8 +14,8 @@ type NotificationHandler = (payload: string) => void;
 export class PgNotifications {
   readonly #url: string;
   readonly #logger: Logger;
-  readonly #handlers = new Map<string, Set<NotificationHandler>>();
-  readonly #reconnectHandlers = new Set<() => void>();
+  readonly #handlers = new Map<string, Listeners<string>>();
+  readonly #reconnectHandlers = new Listeners();
   #client: pg.Client | undefined;
   #closed = false;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -32,21 +32,19 @@ export class PgNotifications {
     return this.#connected;
   }
 
-  async subscribe(channel: string, handler: NotificationHandler): Promise<() => void> {
+  async subscribe(channel: string, handler: (payload: string) => void): Promise<Unsubscribe> {
     let handlers = this.#handlers.get(channel);
     if (!handlers) {
-      handlers = new Set();
+      handlers = new Listeners();
       this.#handlers.set(channel, handlers);
       await this.#client?.query(`listen ${pg.escapeIdentifier(channel)}`);
     }
-    handlers.add(handler);
-    return () => handlers.delete(handler);
+    return handlers.add(handler);
   }
 
   /** Called after the connection came back: anything sent meanwhile was missed. */
-  onReconnect(handler: () => void): () => void {
-    this.#reconnectHandlers.add(handler);
-    return () => this.#reconnectHandlers.delete(handler);
+  onReconnect(handler: () => void): Unsubscribe {
+    return this.#reconnectHandlers.add(handler);
   }
 
   get connected(): boolean {
@@ -64,13 +62,7 @@ export class PgNotifications {
   async #connect(isReconnect: boolean): Promise<void> {
     const client = new pg.Client({ connectionString: this.#url, keepAlive: true });
     client.on('notification', (message) => {
-      for (const handler of this.#handlers.get(message.channel) ?? []) {
-        try {
-          handler(message.payload ?? '');
-        } catch (error) {
-          this.#logger.error({ err: error, channel: message.channel }, 'notification handler failed');
-        }
-      }
+      this.#handlers.get(message.channel)?.notify(message.payload ?? '', (error) => this.#logger.error({ err: error, channel: message.channel }, 'notification handler failed'));
     });
     client.on('error', (error) => {
       this.#logger.warn({ err: error }, 'notification connection failed');
@@ -86,7 +78,7 @@ export class PgNotifications {
     this.#client = client;
     if (isReconnect) {
       this.#logger.info('notification connection restored');
-      for (const handler of this.#reconnectHandlers) handler();
+      this.#reconnectHandlers.notify();
     }
   }
 

@@ -1,5 +1,6 @@
 import { DomainError } from '../domain-errors.ts';
 import { Latch } from './latch.ts';
+import { sharedReasons } from '../error-reasons.ts';
 
 export type Waited<T> = { item: T } | { timeout: true } | { aborted: true };
 
@@ -39,7 +40,7 @@ export class StreamBuffer<T> {
     for (;;) {
       if (this.#overflowed) {
         throw new DomainError('resource_exhausted', 'the stream fell too far behind: reconnect and resume from the last sequence received', {
-          reason: 'STREAM_OVERFLOW',
+          reason: sharedReasons.STREAM_OVERFLOW,
         });
       }
       if (this.#items.length > 0) return { item: this.#items.shift()! };

@@ -1,3 +1,4 @@
+import type { Job as PgBossJob } from 'pg-boss';
 import { newId } from '../ids.ts';
 
 /** The fields of a job row that its queue entry is made from. */
@@ -10,14 +11,22 @@ export interface QueuedJob {
   attempt: number;
 }
 
+/** What a queue entry carries: the job row it stands for. */
+export interface QueueEntryData {
+  jobId: string;
+}
+
 /** What pg-boss holds for a job: an entry per queueing, carrying the attempts left. */
 export interface QueueEntry {
   id: string;
-  data: { jobId: string };
+  data: QueueEntryData;
   priority: number;
   retryLimit: number;
   startAfter?: Date;
 }
+
+/** A queue entry as a worker receives it from pg-boss. */
+export type FetchedQueueEntry = PgBossJob<QueueEntryData>;
 
 /** The pg-boss entry for the job's current queue entry id, running its remaining attempts. */
 export function queueEntryOf(job: QueuedJob, startAfter: Date | null | undefined): QueueEntry {

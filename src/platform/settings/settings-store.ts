@@ -2,6 +2,7 @@ import type { EntityManager, MikroORM } from '../db/orm.ts';
 import { invalidField, notFound } from '../domain-errors.ts';
 import type { PgNotifications } from '../events/pg-notifications.ts';
 import type { Logger } from '../logger.ts';
+import { Listeners, type Unsubscribe } from '../listeners.ts';
 import { SettingOverride } from './entities.ts';
 import type { SettingDefinition, SettingTypeName } from './setting-types.ts';
 
@@ -15,7 +16,7 @@ export type SettingValue<D> = D extends SettingDefinition<infer T> ? T : never;
 export interface SettingsReader<C extends SettingCatalog> {
   get<K extends keyof C & string>(key: K): SettingValue<C[K]>;
   /** Calls `listener` whenever the value of `key` changes on this instance. */
-  onChange(key: keyof C & string, listener: () => void): () => void;
+  onChange(key: keyof C & string, listener: () => void): Unsubscribe;
 }
 
 /** What admins do with settings: read them all, describe one, change one. */
@@ -54,7 +55,7 @@ export class SettingsStore<C extends SettingCatalog> implements SettingsReader<C
   readonly #logger: Logger;
   readonly #catalog: C;
   #overrides = new Map<string, Override>();
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #listeners = new Map<string, Listeners>();
   readonly #defaults: Partial<{ [K in keyof C]: SettingValue<C[K]> }>;
 
   /** `defaults` replaces the catalog's default of some settings (from the environment). */
@@ -86,14 +87,13 @@ export class SettingsStore<C extends SettingCatalog> implements SettingsReader<C
     return (override ? override.value : this.#defaultOf(key)) as SettingValue<C[K]>;
   }
 
-  onChange(key: keyof C & string, listener: () => void): () => void {
+  onChange(key: keyof C & string, listener: () => void): Unsubscribe {
     let listeners = this.#listeners.get(key);
     if (!listeners) {
-      listeners = new Set();
+      listeners = new Listeners();
       this.#listeners.set(key, listeners);
     }
-    listeners.add(listener);
-    return () => listeners.delete(listener);
+    return listeners.add(listener);
   }
 
   list(): SettingView[] {
@@ -172,7 +172,7 @@ export class SettingsStore<C extends SettingCatalog> implements SettingsReader<C
         this.#overrides.delete(key);
       }
       if (JSON.stringify(this.#overrides.get(key)?.json ?? null) !== before) {
-        for (const listener of this.#listeners.get(key) ?? []) listener();
+        this.#listeners.get(key)?.notify();
       }
     }
   }

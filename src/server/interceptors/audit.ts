@@ -8,6 +8,7 @@ import { toConnectError } from '../error-mapping.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
 import { observeStream } from './server-streams.ts';
+import { serverReasons } from '../server-reasons.ts';
 
 /** The record written before the call ran (by `writeAhead`), if one was. */
 const auditRecordKey = createContextKey<{ id: string | undefined } | undefined>(undefined, { description: 'audit record' });
@@ -91,7 +92,7 @@ export function auditInterceptors(auditLog: AuditLog, policies: AccessPolicies):
     } catch (error) {
       req.contextValues.get(loggerKey)?.error({ err: error, audit: entry }, 'could not write an audit event: the call was refused');
       throw new DomainError('unavailable', 'the call could not be recorded in the audit log, so it was not carried out: retry later', {
-        reason: 'AUDIT_LOG_UNAVAILABLE',
+        reason: serverReasons.AUDIT_LOG_UNAVAILABLE,
         retryAfterMs: auditRetryAfterMs,
       });
     }

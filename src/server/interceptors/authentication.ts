@@ -7,6 +7,7 @@ import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, entityManagerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { observeStream } from './server-streams.ts';
+import { serverReasons } from '../server-reasons.ts';
 
 const bearerPattern = /^Bearer\s+(\S+)\s*$/i;
 
@@ -34,7 +35,7 @@ export function authenticationInterceptor(authenticator: Authenticator, policies
     }
     const now = await pending;
     // What a stream shows was decided for the role it started with.
-    if (now.role !== caller.role) throw unauthenticated('the role of this account changed: open the stream again', 'CREDENTIALS_CHANGED');
+    if (now.role !== caller.role) throw unauthenticated('the role of this account changed: open the stream again', serverReasons.CREDENTIALS_CHANGED);
   };
   return (next) => async (req) => {
     const header = req.header.get('authorization');
@@ -45,7 +46,7 @@ export function authenticationInterceptor(authenticator: Authenticator, policies
       const isPublic = policies.forMethod(req.method).public;
       bearer = bearerPattern.exec(header)?.[1];
       try {
-        if (!bearer) throw unauthenticated('the Authorization header must be "Bearer <access token or API key>"', 'CREDENTIALS_MALFORMED');
+        if (!bearer) throw unauthenticated('the Authorization header must be "Bearer <access token or API key>"', serverReasons.CREDENTIALS_MALFORMED);
         caller = await authenticator.authenticate(em, bearer);
         req.contextValues.set(callerKey, caller);
         metrics.authAttempts.inc({ kind: caller.apiKeyId ? 'api_key' : 'access_token', outcome: 'success' });

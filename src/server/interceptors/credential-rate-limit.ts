@@ -7,11 +7,13 @@ import { toConnectError } from '../error-mapping.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import { readFieldPath } from '../message-fields.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import { serverReasons } from '../server-reasons.ts';
+import { sharedReasons } from '../../platform/error-reasons.ts';
 
 /** Outcomes that look like guessing: wrong credentials, taken names, closed doors. */
 const failureCodes = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.AlreadyExists]);
 /** Reasons that are guessing whatever their code (a wrong current password is InvalidArgument). */
-const failureReasons = new Set(['WRONG_PASSWORD']);
+const failureReasons = new Set<string>([sharedReasons.WRONG_PASSWORD]);
 /** The audit action of an account reaching auth.account_throttle_threshold. */
 export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottled';
 
@@ -56,7 +58,7 @@ export function credentialRateLimitInterceptor(limiter: CredentialRateLimiter, p
           requestId: req.contextValues.get(requestIdKey),
           outcome: 'failure',
           errorCode: undefined,
-          reason: 'ACCOUNT_THROTTLED',
+          reason: serverReasons.ACCOUNT_THROTTLED,
         });
       }
     }

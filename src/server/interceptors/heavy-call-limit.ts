@@ -5,6 +5,7 @@ import { resourceExhausted } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
 import { holdDuringCall, OpenCounts } from './server-streams.ts';
+import { serverReasons } from '../server-reasons.ts';
 
 /** The retry delay suggested to an account over its limit: heavy calls take about that long. */
 const heavyCallRetryAfterMs = 1000;
@@ -22,7 +23,7 @@ export function heavyCallLimitInterceptor(policies: AccessPolicies, settings: Pi
     if (!caller || !policies.forMethod(req.method).heavy) return next(req);
     const limit = settings.get('limits.heavy_calls_per_account');
     if (running.get(caller.userId) >= limit) {
-      throw resourceExhausted(`an account may run at most ${limit} heavy calls at once on one server: retry when one has finished`, heavyCallRetryAfterMs, 'TOO_MANY_HEAVY_CALLS');
+      throw resourceExhausted(`an account may run at most ${limit} heavy calls at once on one server: retry when one has finished`, heavyCallRetryAfterMs, serverReasons.TOO_MANY_HEAVY_CALLS);
     }
     return holdDuringCall(() => next(req), req.signal, running.take(caller.userId));
   };

@@ -1,0 +1,24 @@
+/**
+ * The reasons are on the wire (google.rpc.ErrorInfo.reason): clients act on them, so a
+ * value never changes; code refers to them by name, where they are thrown and where matched.
+ */
+
+/** ErrorInfo reasons of the jobs area. */
+export const jobReasons = {
+  JOB_NOT_QUEUED: 'JOB_NOT_QUEUED',
+  JOB_FINISHED: 'JOB_FINISHED',
+  JOB_NOT_RETRYABLE: 'JOB_NOT_RETRYABLE',
+  JOB_NOT_FINISHED: 'JOB_NOT_FINISHED',
+  RESYNC_REQUIRED: 'RESYNC_REQUIRED',
+} as const;
+
+/** The error codes a failed job attempt records (job.error_code), as clients see them. */
+export const jobErrorCodes = {
+  HANDLER_ERROR: 'HANDLER_ERROR',
+  WORKER_LOST: 'WORKER_LOST',
+  DEADLINE_EXCEEDED: 'DEADLINE_EXCEEDED',
+  INVALID_PARAMS: 'INVALID_PARAMS',
+  INPUT_MISSING: 'INPUT_MISSING',
+  INPUT_CORRUPT: 'INPUT_CORRUPT',
+  OUTPUT_REFUSED: 'OUTPUT_REFUSED',
+} as const;
