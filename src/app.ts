@@ -29,7 +29,12 @@ import { pruneEvents } from './platform/events/event-retention.ts';
 import { EventSequencer } from './platform/events/event-sequencer.ts';
 import { PgNotifications } from './platform/events/pg-notifications.ts';
 import { createFilesRpc } from './files/files-rpc.ts';
-import { FilesService } from './files/files-service.ts';
+import { FileCatalogue } from './files/file-catalogue.ts';
+import { FileDownloads } from './files/file-downloads.ts';
+import { FileHousekeeping } from './files/file-housekeeping.ts';
+import { FileIntake } from './files/file-intake.ts';
+import { FileUploads } from './files/file-uploads.ts';
+import { JobFileIo } from './files/job-file-io.ts';
 import { jobFilesOf } from './job-files-adapter.ts';
 import { newId } from './platform/ids.ts';
 import { builtinJobTypes } from './jobs/builtin-job-types.ts';
@@ -155,10 +160,15 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const authService = new AuthService({ settings, signingKeys, refreshTokenTtlMs: config.refreshTokenTtlMs });
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
     const authenticator = new Authenticator(signingKeys);
-    const files = new FilesService({ storage, settings });
-    const userAdmin = new UserAdmin(settings, [(em, userId) => files.deleteAccountFiles(em, userId)]);
+    const fileIntake = new FileIntake({ storage, settings });
+    const fileUploads = new FileUploads({ storage, settings, intake: fileIntake });
+    const fileCatalogue = new FileCatalogue({ storage, settings });
+    const fileDownloads = new FileDownloads({ storage });
+    const jobFileIo = new JobFileIo({ storage, intake: fileIntake });
+    const fileHousekeeping = new FileHousekeeping({ storage });
+    const userAdmin = new UserAdmin(settings, [(em, userId) => fileCatalogue.deleteAccountFiles(em, userId)]);
     const changes = new JobChanges(sequencer);
-    const inputFiles: InputFileChecker = { check: (em, caller, fileIds, field) => files.checkJobInputs(em, caller, fileIds, field) };
+    const inputFiles: InputFileChecker = { check: (em, caller, fileIds, field) => jobFileIo.checkJobInputs(em, caller, fileIds, field) };
     const jobs = new JobsService({ registry, boss, settings, changes, inputFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
@@ -168,12 +178,12 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
       { name: 'prune sessions', run: () => authService.pruneSessions(orm.em.fork()) },
       { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
-      { name: 'remove stale uploads', run: () => files.cleanupStaleUploads(orm.em.fork()) },
-      { name: 'remove orphan staged uploads', run: () => files.removeOrphanStagedObjects(orm.em.fork()) },
-      { name: 'fail oversized multipart uploads', run: () => files.failOversizedMultipartUploads(orm.em.fork()) },
+      { name: 'remove stale uploads', run: () => fileHousekeeping.cleanupStaleUploads(orm.em.fork()) },
+      { name: 'remove orphan staged uploads', run: () => fileHousekeeping.removeOrphanStagedObjects(orm.em.fork()) },
+      { name: 'fail oversized multipart uploads', run: () => fileHousekeeping.failOversizedMultipartUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
-      const runner = new JobRunner({ orm, files: jobFilesOf(files), boss, registry, attempts, pauses, notifications, logger, instanceId });
+      const runner = new JobRunner({ orm, files: jobFilesOf(jobFileIo), boss, registry, attempts, pauses, notifications, logger, instanceId });
       await runner.start();
       cleanups.push(() => runner.stop(jobDrainMs));
       await startMaintenance(boss, maintenanceTasks, logger);
@@ -205,7 +215,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') }));
-        router.service(FilesServiceDesc, createFilesRpc(files));
+        router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));

@@ -1,10 +1,10 @@
 import { DomainError } from './platform/domain-errors.ts';
 import type { JobFiles } from './jobs/job-files.ts';
 import { JobFailure } from './jobs/job-types.ts';
-import type { FilesService } from './files/files-service.ts';
+import type { JobFileIo } from './files/job-file-io.ts';
 
 /** The files area as running jobs see it. */
-export function jobFilesOf(files: FilesService): JobFiles {
+export function jobFilesOf(files: JobFileIo): JobFiles {
   return {
     async inputs(em, job) {
       if (job.inputFileIds.length === 0) return [];
