@@ -29,7 +29,12 @@ import { pruneEvents } from './platform/events/event-retention.ts';
 import { EventSequencer } from './platform/events/event-sequencer.ts';
 import { PgNotifications } from './platform/events/pg-notifications.ts';
 import { createFilesRpc } from './files/files-rpc.ts';
-import { FilesService } from './files/files-service.ts';
+import { FileCatalogue } from './files/file-catalogue.ts';
+import { FileDownloads } from './files/file-downloads.ts';
+import { FileHousekeeping } from './files/file-housekeeping.ts';
+import { FileIntake } from './files/file-intake.ts';
+import { FileUploads } from './files/file-uploads.ts';
+import { JobFileIo } from './files/job-file-io.ts';
 import { jobFilesOf } from './job-files-adapter.ts';
 import { newId } from './platform/ids.ts';
 import { builtinJobTypes } from './jobs/builtin-job-types.ts';
@@ -156,10 +161,15 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const authService = new AuthService({ settings, signingKeys, refreshTokenTtlMs: config.refreshTokenTtlMs });
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
     const authenticator = new Authenticator(signingKeys);
-    const files = new FilesService({ storage, settings });
-    const userAdmin = new UserAdmin(settings, files);
+    const fileIntake = new FileIntake({ storage, settings });
+    const fileUploads = new FileUploads({ storage, settings, intake: fileIntake });
+    const fileCatalogue = new FileCatalogue({ storage, settings });
+    const fileDownloads = new FileDownloads({ storage });
+    const jobFileIo = new JobFileIo({ storage, intake: fileIntake });
+    const fileHousekeeping = new FileHousekeeping({ storage });
+    const userAdmin = new UserAdmin(settings, fileCatalogue);
     const changes = new JobChanges(sequencer);
-    const jobFiles = jobFilesOf(files);
+    const jobFiles = jobFilesOf(jobFileIo);
     const jobs = new JobsService({ registry, boss, settings, changes, files: jobFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
@@ -170,9 +180,9 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
       { name: 'prune sessions', run: () => authService.pruneSessions(orm.em.fork()) },
       { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
-      { name: 'remove stale uploads', run: () => files.cleanupStaleUploads(orm.em.fork()) },
-      { name: 'remove orphan staged uploads', run: () => files.removeOrphanStagedObjects(orm.em.fork()) },
-      { name: 'fail oversized multipart uploads', run: () => files.failOversizedMultipartUploads(orm.em.fork()) },
+      { name: 'remove stale uploads', run: () => fileHousekeeping.cleanupStaleUploads(orm.em.fork()) },
+      { name: 'remove orphan staged uploads', run: () => fileHousekeeping.removeOrphanStagedObjects(orm.em.fork()) },
+      { name: 'fail oversized multipart uploads', run: () => fileHousekeeping.failOversizedMultipartUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
       const runner = new JobRunner({ orm, files: jobFiles, boss, registry, attempts, pauses, notifications, logger, instanceId });
@@ -207,7 +217,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed }));
-        router.service(FilesServiceDesc, createFilesRpc(files));
+        router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));

@@ -1,11 +1,11 @@
 import { DomainError } from './platform/domain-errors.ts';
 import type { JobFiles } from './jobs/job-files.ts';
 import { JobFailure } from './jobs/job-types.ts';
-import type { FilesService } from './files/files-service.ts';
+import type { JobFileIo } from './files/job-file-io.ts';
 import { jobErrorCodes } from './jobs/job-reasons.ts';
 
 /** The files area as running jobs see it. */
-export function jobFilesOf(files: FilesService): JobFiles {
+export function jobFilesOf(files: JobFileIo): JobFiles {
   return {
     checkInputs(em, caller, fileIds, field) {
       return files.checkJobInputs(em, caller, fileIds, field);

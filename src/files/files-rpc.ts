@@ -4,7 +4,9 @@ import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/
 import { invalidField } from '../platform/domain-errors.ts';
 import { auditTargetKey, callerOf, entityManagerOf } from '../server/context.ts';
 import { fileToProto } from './file-messages.ts';
-import type { FilesService } from './files-service.ts';
+import type { FileCatalogue } from './file-catalogue.ts';
+import type { FileDownloads } from './file-downloads.ts';
+import type { FileUploads } from './file-uploads.ts';
 
 /** Bytes per Download message: large enough to be cheap, small enough for any client. */
 const downloadChunkBytes = 1024 * 1024;
@@ -42,10 +44,18 @@ async function* rechunk(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   if (size > 0) yield Buffer.concat(pending, size);
 }
 
-export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesServiceDesc> {
+export function createFilesRpc({
+  uploads,
+  catalogue,
+  downloads,
+}: {
+  uploads: FileUploads;
+  catalogue: FileCatalogue;
+  downloads: FileDownloads;
+}): ServiceImpl<typeof FilesServiceDesc> {
   return {
     async createUpload(req, ctx) {
-      const plan = await files.createUpload(entityManagerOf(ctx), callerOf(ctx), {
+      const plan = await uploads.createUpload(entityManagerOf(ctx), callerOf(ctx), {
         directory: req.directory,
         name: req.name,
         size: bigintNumber(req.size, 'size'),
@@ -63,12 +73,12 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
     },
 
     async completeUpload(req, ctx) {
-      const file = await files.completeUpload(entityManagerOf(ctx), callerOf(ctx), req.fileId, req.parts);
+      const file = await uploads.completeUpload(entityManagerOf(ctx), callerOf(ctx), req.fileId, req.parts);
       return { file: fileToProto(file) };
     },
 
     async abortUpload(req, ctx) {
-      await files.abortUpload(entityManagerOf(ctx), callerOf(ctx), req.fileId);
+      await uploads.abortUpload(entityManagerOf(ctx), callerOf(ctx), req.fileId);
       return {};
     },
 
@@ -77,7 +87,7 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
       const first = await messages.next();
       if (first.done || first.value.content.case !== 'metadata') throw invalidField('metadata', 'the first message must carry the metadata');
       const metadata = first.value.content.value;
-      const file = await files.uploadStream(
+      const file = await uploads.uploadStream(
         entityManagerOf(ctx),
         callerOf(ctx),
         { directory: metadata.directory, name: metadata.name, size: bigintNumber(metadata.size, 'metadata.size'), contentType: metadata.contentType, sha256: metadata.sha256 },
@@ -88,39 +98,39 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
     },
 
     async getFile(req, ctx) {
-      return { file: fileToProto(await files.get(entityManagerOf(ctx), callerOf(ctx), req.id)) };
+      return { file: fileToProto(await catalogue.get(entityManagerOf(ctx), callerOf(ctx), req.id)) };
     },
 
     async listFiles(req, ctx) {
-      const listing = await files.list(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, recursive: req.recursive, ownerId: req.ownerId }, req);
+      const listing = await catalogue.list(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, recursive: req.recursive, ownerId: req.ownerId }, req);
       return { files: listing.files.map(fileToProto), directories: listing.directories, nextPageToken: listing.nextPageToken };
     },
 
     async moveFile(req, ctx) {
-      return { file: fileToProto(await files.move(entityManagerOf(ctx), callerOf(ctx), req.id, { directory: req.directory, name: req.name })) };
+      return { file: fileToProto(await catalogue.move(entityManagerOf(ctx), callerOf(ctx), req.id, { directory: req.directory, name: req.name })) };
     },
 
     async deleteFile(req, ctx) {
-      await files.delete(entityManagerOf(ctx), callerOf(ctx), req.id);
+      await catalogue.delete(entityManagerOf(ctx), callerOf(ctx), req.id);
       return {};
     },
 
     async deleteDirectory(req, ctx) {
       // The directory alone does not say whose tree it was.
       if (req.ownerId !== '') ctx.values.set(auditTargetKey, `${req.ownerId}:${req.directory}`);
-      const deleted = await files.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, confirm: req.confirm, ownerId: req.ownerId });
+      const deleted = await catalogue.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, confirm: req.confirm, ownerId: req.ownerId });
       return { deletedFiles: BigInt(deleted) };
     },
 
     async getDownloadUrl(req, ctx) {
       const expiresMs = req.expires ? durationMs(req.expires) : undefined;
-      const { url, expiresAt } = await files.downloadUrl(entityManagerOf(ctx), callerOf(ctx), req.id, expiresMs);
+      const { url, expiresAt } = await downloads.downloadUrl(entityManagerOf(ctx), callerOf(ctx), req.id, expiresMs);
       return { url, expireTime: timestampFromDate(expiresAt) };
     },
 
     async *download(req, ctx) {
       ctx.values.set(auditTargetKey, req.id);
-      const { file, bytes } = await files.openDownload(entityManagerOf(ctx), callerOf(ctx), req.id, bigintNumber(req.offset, 'offset'), bigintNumber(req.length, 'length'));
+      const { file, bytes } = await downloads.openDownload(entityManagerOf(ctx), callerOf(ctx), req.id, bigintNumber(req.offset, 'offset'), bigintNumber(req.length, 'length'));
       if (!bytes) {
         yield { file: fileToProto(file) };
         return;
@@ -137,7 +147,7 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
     },
 
     async getStorageUsage(req, ctx) {
-      const usage = await files.usage(entityManagerOf(ctx), callerOf(ctx), req.userId);
+      const usage = await catalogue.usage(entityManagerOf(ctx), callerOf(ctx), req.userId);
       return {
         bytes: BigInt(usage.bytes),
         fileCount: BigInt(usage.fileCount),
