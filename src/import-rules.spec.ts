@@ -146,8 +146,6 @@ const knownCrossings = new Set([
   'admin/user-admin.ts -> ../auth/entities.ts',
   'admin/user-admin.ts -> ../auth/passwords.ts',
   'admin/user-admin.ts -> ../auth/auth-settings.ts',
-  // the built-in archive job type cleans names with the files area's rule.
-  'jobs/builtin-job-types.ts -> ../files/file-paths.ts',
   // queue is a view over jobs: listing and clearing queued jobs uses jobs' entity and changes.
   'queue/queue-rpc.ts -> ../jobs/job-messages.ts',
   'queue/queue-service.ts -> ../jobs/entities.ts',

@@ -11,7 +11,7 @@ import { findPage, type PageRequest } from '../platform/pagination.ts';
 import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../platform/storage/object-storage.ts';
 import { isAllowedContentType, sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
-import { cleanFileName, normalizeDirectory, rootDirectory } from './file-paths.ts';
+import { cleanFileName, normalizeDirectory, rootDirectory } from '../platform/file-paths.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
 
 const mib = 1024 * 1024;
