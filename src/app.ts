@@ -38,8 +38,10 @@ import { JobChanges } from './jobs/job-changes.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
+import { jobToProto } from './jobs/job-messages.ts';
 import { createJobsRpc } from './jobs/jobs-rpc.ts';
 import { JobsService, type InputFileChecker } from './jobs/jobs-service.ts';
+import { QueuedJobs } from './jobs/queued-jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { runMaintenance, startMaintenance, type MaintenanceTask } from './platform/queue/maintenance.ts';
 import { ensureQueues, startPgBoss, type PgBoss } from './platform/queue/pg-boss.ts';
@@ -162,7 +164,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const jobs = new JobsService({ registry, boss, settings, changes, inputFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
-    const queues = new QueueService({ registry, pauses, boss, changes });
+    const queues = new QueueService({ jobs: new QueuedJobs({ registry, boss, changes }), pauses, boss });
 
     const maintenanceTasks: MaintenanceTask[] = [
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
@@ -204,7 +206,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
         router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
-        router.service(QueueServiceDesc, createQueueRpc({ queues, pauses, hub, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') }));
+        router.service(QueueServiceDesc, createQueueRpc({ queues, jobToProto, pauses, hub, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') }));
         router.service(FilesServiceDesc, createFilesRpc(files));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));

@@ -146,12 +146,6 @@ const knownCrossings = new Set([
   'admin/user-admin.ts -> ../auth/entities.ts',
   'admin/user-admin.ts -> ../auth/passwords.ts',
   'admin/user-admin.ts -> ../auth/auth-settings.ts',
-  // queue is a view over jobs: listing and clearing queued jobs uses jobs' entity and changes.
-  'queue/queue-rpc.ts -> ../jobs/job-messages.ts',
-  'queue/queue-service.ts -> ../jobs/entities.ts',
-  'queue/queue-service.ts -> ../jobs/job-changes.ts',
-  'queue/queue-service.ts -> ../jobs/job-types.ts',
-  'queue/queue-service.ts -> ../jobs/job-view.ts',
   // interceptors that take an area's service instead of an interface of server/'s own.
   'server/interceptors/audit.ts -> ../../admin/audit-log.ts',
   'server/interceptors/authentication.ts -> ../../auth/authenticator.ts',

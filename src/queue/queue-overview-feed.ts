@@ -13,12 +13,12 @@ const maxAgeMs = 1000;
  * aggregate.
  */
 export class QueueOverviewFeed {
-  readonly #queues: QueueService;
+  readonly #queues: QueueService<unknown>;
   readonly #listeners = new Set<() => void>();
   #generation = 0;
   #shared: { generation: number; at: number; overview: Promise<QueueOverview> } | undefined;
 
-  constructor(deps: { queues: QueueService; hub: EventHub; pauses: QueuePauses }) {
+  constructor(deps: { queues: QueueService<unknown>; hub: EventHub; pauses: QueuePauses }) {
     this.#queues = deps.queues;
     deps.hub.subscribe((event) => {
       if (event.kind.startsWith('job.')) this.#changed();

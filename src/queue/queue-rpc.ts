@@ -3,7 +3,7 @@ import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
 import type { EventHub } from '../platform/events/event-hub.ts';
 import { Latch } from '../platform/events/latch.ts';
-import { jobToProto } from '../jobs/job-messages.ts';
+import type { Job as JobMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import { QueueOverviewFeed } from './queue-overview-feed.ts';
 import type { QueuePauses } from './queue-pauses.ts';
@@ -46,8 +46,17 @@ function fingerprint(overview: QueueOverview): string {
   return JSON.stringify([overview.queues.map((queue) => ({ ...queue, oldestQueuedAgeMs: queue.oldestQueuedAgeMs !== undefined })), overview.pausedGlobally]);
 }
 
-export function createQueueRpc(deps: { queues: QueueService; pauses: QueuePauses; hub: EventHub; heartbeatIntervalMs: () => number }): ServiceImpl<typeof QueueServiceDesc> {
-  const { queues, heartbeatIntervalMs } = deps;
+export interface QueueRpcDeps<Job> {
+  queues: QueueService<Job>;
+  /** A queued job as the jobs area writes it in messages. */
+  jobToProto: (job: Job) => JobMessage;
+  pauses: QueuePauses;
+  hub: EventHub;
+  heartbeatIntervalMs: () => number;
+}
+
+export function createQueueRpc<Job>(deps: QueueRpcDeps<Job>): ServiceImpl<typeof QueueServiceDesc> {
+  const { queues, jobToProto, heartbeatIntervalMs } = deps;
   const feed = new QueueOverviewFeed(deps);
   const changeResponse = async (ctx: Parameters<ServiceImpl<typeof QueueServiceDesc>['pauseQueue']>[1]) => {
     const overview = await queues.overview(entityManagerOf(ctx));
