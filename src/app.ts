@@ -1,4 +1,4 @@
-import { createContextValues } from '@connectrpc/connect';
+import { createContextValues, type ServiceImpl } from '@connectrpc/connect';
 import type { DescService } from '@bufbuild/protobuf';
 import pg from 'pg';
 import { Health } from '../gen/grpc/health/v1/health_pb.ts';
@@ -13,13 +13,14 @@ import { createAdminRpc } from './admin/admin-rpc.ts';
 import { AuditLog } from './admin/audit-log.ts';
 import { SettingsStore } from './platform/settings/settings-store.ts';
 import { settingsCatalog } from './settings-catalog.ts';
-import { UserAdmin } from './admin/user-admin.ts';
 import { createAuthRpc } from './auth/auth-rpc.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { CredentialRateLimiter } from './auth/credential-rate-limiter.ts';
 import { ensureFirstAdmin } from './auth/first-admin.ts';
 import { SigningKeys } from './auth/signing-keys.ts';
+import { UserAdmin } from './auth/user-admin.ts';
+import { createUserAdminRpc } from './auth/user-admin-rpc.ts';
 import type { Config } from './config.ts';
 import type { MikroORM } from './platform/db/orm.ts';
 import { createOrm } from './orm.ts';
@@ -38,7 +39,7 @@ import { JobChanges } from './jobs/job-changes.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
-import { jobToProto } from './jobs/job-messages.ts';
+import { countsByStatusToProto, jobToProto } from './jobs/job-messages.ts';
 import { createJobsRpc } from './jobs/jobs-rpc.ts';
 import { JobsService, type InputFileChecker } from './jobs/jobs-service.ts';
 import { QueuedJobs } from './jobs/queued-jobs.ts';
@@ -204,7 +205,11 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       routes: (router) => {
         if (config.role === 'worker') return;
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
-        router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
+        // AdminService is one contract served by two areas: auth administers the accounts, admin the rest.
+        router.service(AdminService, {
+          ...createUserAdminRpc({ users: userAdmin, signingKeys, credentialLimiter: rateLimiter }),
+          ...createAdminRpc({ settings, auditLog, jobCountsToProto: countsByStatusToProto }),
+        } satisfies ServiceImpl<typeof AdminService>);
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, jobToProto, pauses, hub, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') }));
         router.service(FilesServiceDesc, createFilesRpc(files));

@@ -6,8 +6,8 @@ import type { AccessPolicies } from '../server/access-policies.ts';
 import type { AuthService, SessionOwner, TokenGrant } from './auth-service.ts';
 import type { ApiKey, Session } from './entities.ts';
 import { roleToProto } from '../platform/role-names.ts';
-import { requestTime } from '../platform/timestamps.ts';
-import { optionalTimestamp, userToProto } from './user-messages.ts';
+import { optionalTimestamp, requestTime } from '../platform/timestamps.ts';
+import { userToProto } from './user-messages.ts';
 
 function grantToProto(grant: TokenGrant) {
   return {

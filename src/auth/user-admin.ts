@@ -3,12 +3,12 @@ import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
 import { requireId } from '../platform/ids.ts';
 import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
-import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
+import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from './accounts.ts';
 import type { Caller } from '../platform/caller.ts';
-import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
-import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
+import { ApiKey, Session, User, type RoleName } from './entities.ts';
+import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
-import type { authSettings } from '../auth/auth-settings.ts';
+import type { authSettings } from './auth-settings.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
