@@ -1,5 +1,4 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
-import type { AuditLog, AuditRecord } from '../../admin/audit-log.ts';
 import { DomainError } from '../../platform/domain-errors.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import type { AccessPolicies } from '../access-policies.ts';
@@ -8,6 +7,29 @@ import { toConnectError } from '../error-mapping.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
 import { observeStream } from './server-streams.ts';
+
+/** One call in the audit trail: who did what to which target, from where, and how it ended. */
+export interface AuditEntry {
+  actorId: string | undefined;
+  actorUsername: string | undefined;
+  action: string;
+  target: string | undefined;
+  clientAddress: string;
+  requestId: string;
+  outcome: 'success' | 'failure';
+  errorCode: string | undefined;
+  reason: string | undefined;
+}
+
+/** Where the audit interceptors write (the admin area's audit log; app.ts passes it). */
+export interface AuditSink {
+  /** Records a call that has ended; a failure to write is the sink's to report, not thrown. */
+  record(entry: AuditEntry): Promise<void>;
+  /** Records a call about to run; returns the record's id. Throws when it cannot be written. */
+  begin(entry: Omit<AuditEntry, 'outcome' | 'errorCode' | 'reason'>): Promise<string>;
+  /** Fills in the outcome of a call recorded by `begin`; a failure to write is not thrown. */
+  finish(id: string, entry: AuditEntry): Promise<void>;
+}
 
 /** The record written before the call ran (by `writeAhead`), if one was. */
 const auditRecordKey = createContextKey<{ id: string | undefined } | undefined>(undefined, { description: 'audit record' });
@@ -23,8 +45,8 @@ const auditRetryAfterMs = 1000;
  * before the handler, writes the record of a call that will run before it runs: a call
  * whose record cannot be written is refused (Unavailable) instead of acting unrecorded.
  */
-export function auditInterceptors(auditLog: AuditLog, policies: AccessPolicies): { record: Interceptor; writeAhead: Interceptor } {
-  const entryOf = (req: Parameters<Parameters<Interceptor>[0]>[0], error: ConnectError | undefined): AuditRecord => {
+export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies): { record: Interceptor; writeAhead: Interceptor } {
+  const entryOf = (req: Parameters<Parameters<Interceptor>[0]>[0], error: ConnectError | undefined): AuditEntry => {
     const rule = policies.forMethod(req.method);
     const values = req.contextValues;
     const actor = values.get(callerKey) ?? values.get(auditActorKey);

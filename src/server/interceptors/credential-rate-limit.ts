@@ -1,12 +1,30 @@
 import { Code, type Interceptor } from '@connectrpc/connect';
-import type { AuditLog } from '../../admin/audit-log.ts';
-import type { AttemptOutcome, CredentialRateLimiter } from '../../auth/credential-rate-limiter.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, clientKey, requestIdKey } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import { readFieldPath } from '../message-fields.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import type { AuditSink } from './audit.ts';
+
+/** How an attempt ended: right credentials, a failed guess, or refused before any credential was checked. */
+export type AttemptOutcome = 'success' | 'failure' | 'not_evaluated';
+
+/**
+ * Counts credential-checking attempts per client address and per account, across every
+ * instance (the auth area's credential rate limiter; app.ts passes it).
+ */
+export interface AttemptLimiter {
+  /** The account key of a name as a request gives it. */
+  accountKeyOf(accountName: string): Promise<string>;
+  accountKeyOfUser(userId: string): string;
+  /** Takes the attempt's slots, or throws when a limit refuses it; `settle` says how it ended. */
+  reserve(
+    address: string,
+    account: string | undefined,
+    options: { checksPassword: boolean },
+  ): Promise<{ settle(outcome: AttemptOutcome): Promise<{ accountThrottled: boolean }> }>;
+}
 
 /** Outcomes that look like guessing: wrong credentials, taken names, closed doors. */
 const failureCodes = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.AlreadyExists]);
@@ -21,7 +39,7 @@ export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottle
  * across every instance. The attempt's slots are taken before the handler checks any
  * credential, and given back when it turns out no guess was made.
  */
-export function credentialRateLimitInterceptor(limiter: CredentialRateLimiter, policies: AccessPolicies, metrics: ServerMetrics, auditLog: AuditLog): Interceptor {
+export function credentialRateLimitInterceptor(limiter: AttemptLimiter, policies: AccessPolicies, metrics: ServerMetrics, auditLog: AuditSink): Interceptor {
   return (next) => async (req) => {
     const rule = policies.forMethod(req.method);
     if (!rule.rateLimit || req.stream) return next(req);
