@@ -2,7 +2,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
 import { invalidField } from '../platform/domain-errors.ts';
-import { auditTargetKey, callerOf, entityManagerOf } from '../server/context.ts';
+import { callerOf, entityManagerOf, recordCall } from '../server/context.ts';
 import { fileToProto } from './file-messages.ts';
 import type { FilesService } from './files-service.ts';
 
@@ -107,7 +107,7 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
 
     async deleteDirectory(req, ctx) {
       // The directory alone does not say whose tree it was.
-      if (req.ownerId !== '') ctx.values.set(auditTargetKey, `${req.ownerId}:${req.directory}`);
+      if (req.ownerId !== '') recordCall(ctx, { target: `${req.ownerId}:${req.directory}` });
       const deleted = await files.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, confirm: req.confirm, ownerId: req.ownerId });
       return { deletedFiles: BigInt(deleted) };
     },
@@ -119,7 +119,7 @@ export function createFilesRpc(files: FilesService): ServiceImpl<typeof FilesSer
     },
 
     async *download(req, ctx) {
-      ctx.values.set(auditTargetKey, req.id);
+      recordCall(ctx, { target: req.id });
       const { file, bytes } = await files.openDownload(entityManagerOf(ctx), callerOf(ctx), req.id, bigintNumber(req.offset, 'offset'), bigintNumber(req.length, 'length'));
       if (!bytes) {
         yield { file: fileToProto(file) };

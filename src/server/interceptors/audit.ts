@@ -2,10 +2,10 @@ import { Code, ConnectError, createContextKey, type Interceptor } from '@connect
 import { DomainError } from '../../platform/domain-errors.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import type { AccessPolicies } from '../access-policies.ts';
-import { auditActorKey, auditTargetKey, callerKey, clientKey, loggerKey, requestIdKey } from '../context.ts';
-import { toConnectError } from '../error-mapping.ts';
+import { callerKey, callRecordOf, clientKey, loggerKey, requestIdKey } from '../context.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
+import { withMappedErrors } from './error-mapping.ts';
 import { observeStream } from './server-streams.ts';
 
 /** One call in the audit trail: who did what to which target, from where, and how it ended. */
@@ -49,12 +49,13 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
   const entryOf = (req: Parameters<Parameters<Interceptor>[0]>[0], error: ConnectError | undefined): AuditEntry => {
     const rule = policies.forMethod(req.method);
     const values = req.contextValues;
-    const actor = values.get(callerKey) ?? values.get(auditActorKey);
+    const recorded = callRecordOf(values);
+    const actor = values.get(callerKey) ?? recorded.actor;
     return {
-      actorId: actor && 'userId' in actor ? actor.userId : actor?.id,
+      actorId: actor?.userId,
       actorUsername: actor?.username,
       action: rule.name,
-      target: values.get(auditTargetKey) ?? (req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim()),
+      target: recorded.target ?? (req.stream ? undefined : readFieldPath(req.method.input, req.message, rule.auditTargetField).trim()),
       clientAddress: values.get(clientKey).clientAddress,
       requestId: values.get(requestIdKey),
       outcome: error ? 'failure' : 'success',
@@ -63,7 +64,9 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
     };
   };
 
-  const record: Interceptor = (next) => async (req) => {
+  // Outcomes are read as the client will see them: errors come out of `next` mapped.
+  const record: Interceptor = (unmapped) => async (req) => {
+    const next = withMappedErrors(unmapped);
     const rule = policies.forMethod(req.method);
     if (rule.audit === 'none') return next(req);
     const values = req.contextValues;
@@ -76,15 +79,14 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
       if (written.id !== undefined) await auditLog.finish(written.id, entry);
       else if (audited(error !== undefined)) await auditLog.record(entry);
     };
-    const recordFailure = async (error: unknown, evenIfCanceled: boolean) => {
-      const mapped = toConnectError(error, undefined);
-      if (evenIfCanceled || mapped.code !== Code.Canceled || written.id !== undefined) await write(mapped);
+    const recordFailure = async (error: ConnectError, evenIfCanceled: boolean) => {
+      if (evenIfCanceled || error.code !== Code.Canceled || written.id !== undefined) await write(error);
     };
     let res;
     try {
       res = await next(req);
     } catch (error) {
-      await recordFailure(error, false);
+      await recordFailure(error as ConnectError, false);
       throw error;
     }
     if (!res.stream) {
@@ -95,7 +97,7 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
     // the handler learnt meanwhile (its target), also when the client stopped reading.
     return observeStream(res, req.signal, {
       end: async (how) => {
-        if (how.kind === 'failed') await recordFailure(how.error, true);
+        if (how.kind === 'failed') await recordFailure(how.error as ConnectError, true);
         else if (how.kind === 'done') await write(undefined);
         else await write(new ConnectError('the client stopped reading', Code.Canceled));
       },

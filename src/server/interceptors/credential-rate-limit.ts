@@ -1,11 +1,11 @@
-import { Code, type Interceptor } from '@connectrpc/connect';
+import { Code, type ConnectError, type Interceptor } from '@connectrpc/connect';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, clientKey, requestIdKey } from '../context.ts';
-import { toConnectError } from '../error-mapping.ts';
-import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
+import { WrongPasswordError } from '../../platform/domain-errors.ts';
 import { readFieldPath } from '../message-fields.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import type { AuditSink } from './audit.ts';
+import { withMappedErrors } from './error-mapping.ts';
 
 /** How an attempt ended: right credentials, a failed guess, or refused before any credential was checked. */
 export type AttemptOutcome = 'success' | 'failure' | 'not_evaluated';
@@ -28,8 +28,6 @@ export interface AttemptLimiter {
 
 /** Outcomes that look like guessing: wrong credentials, taken names, closed doors. */
 const failureCodes = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.AlreadyExists]);
-/** Reasons that are guessing whatever their code (a wrong current password is InvalidArgument). */
-const failureReasons = new Set(['WRONG_PASSWORD']);
 /** The audit action of an account reaching auth.account_throttle_threshold. */
 export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottled';
 
@@ -51,13 +49,15 @@ export function credentialRateLimitInterceptor(limiter: AttemptLimiter, policies
     const reservation = await limiter.reserve(client.clientAddress, account, { checksPassword: rule.rateLimit.checksPassword });
     let outcome: AttemptOutcome = 'not_evaluated';
     try {
-      const res = await next(req);
+      // The outcome is read as the client will see it: errors come out mapped.
+      const res = await withMappedErrors(next)(req);
       outcome = 'success';
       metrics.authAttempts.inc({ kind, outcome: 'success' });
       return res;
     } catch (error) {
-      const mapped = toConnectError(error, undefined);
-      if (failureCodes.has(mapped.code) || failureReasons.has(mapped.findDetails(ErrorInfoSchema)[0]?.reason ?? '')) {
+      const mapped = error as ConnectError;
+      // A wrong current password is a guess too, though its code is InvalidArgument.
+      if (failureCodes.has(mapped.code) || mapped.cause instanceof WrongPasswordError) {
         outcome = 'failure';
         metrics.authAttempts.inc({ kind, outcome: 'failure' });
       }
