@@ -65,43 +65,45 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
   };
 
   // Outcomes are read as the client will see them: errors come out of `next` mapped.
-  const record: Interceptor = (unmapped) => async (req) => {
+  const record: Interceptor = (unmapped) => {
     const next = withMappedErrors(unmapped);
-    const rule = policies.forMethod(req.method);
-    if (rule.audit === 'none') return next(req);
-    const values = req.contextValues;
-    const written: { id: string | undefined } = { id: undefined };
-    values.set(auditRecordKey, written);
-    // The caller is known only once authentication (further in) has run.
-    const audited = (failed: boolean) => rule.audit === 'all' || (rule.audit === 'failures' && failed) || (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
-    const write = async (error: ConnectError | undefined) => {
-      const entry = entryOf(req, error);
-      if (written.id !== undefined) await auditLog.finish(written.id, entry);
-      else if (audited(error !== undefined)) await auditLog.record(entry);
+    return async (req) => {
+      const rule = policies.forMethod(req.method);
+      if (rule.audit === 'none') return next(req);
+      const values = req.contextValues;
+      const written: { id: string | undefined } = { id: undefined };
+      values.set(auditRecordKey, written);
+      // The caller is known only once authentication (further in) has run.
+      const audited = (failed: boolean) => rule.audit === 'all' || (rule.audit === 'failures' && failed) || (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
+      const write = async (error: ConnectError | undefined) => {
+        const entry = entryOf(req, error);
+        if (written.id !== undefined) await auditLog.finish(written.id, entry);
+        else if (audited(error !== undefined)) await auditLog.record(entry);
+      };
+      const recordFailure = async (error: ConnectError, evenIfCanceled: boolean) => {
+        if (evenIfCanceled || error.code !== Code.Canceled || written.id !== undefined) await write(error);
+      };
+      let res;
+      try {
+        res = await next(req);
+      } catch (error) {
+        await recordFailure(error as ConnectError, false);
+        throw error;
+      }
+      if (!res.stream) {
+        await write(undefined);
+        return res;
+      }
+      // A server stream's work happens as it is read: it is recorded when it ends, with what
+      // the handler learnt meanwhile (its target), also when the client stopped reading.
+      return observeStream(res, req.signal, {
+        end: async (how) => {
+          if (how.kind === 'failed') await recordFailure(how.error as ConnectError, true);
+          else if (how.kind === 'done') await write(undefined);
+          else await write(new ConnectError('the client stopped reading', Code.Canceled));
+        },
+      });
     };
-    const recordFailure = async (error: ConnectError, evenIfCanceled: boolean) => {
-      if (evenIfCanceled || error.code !== Code.Canceled || written.id !== undefined) await write(error);
-    };
-    let res;
-    try {
-      res = await next(req);
-    } catch (error) {
-      await recordFailure(error as ConnectError, false);
-      throw error;
-    }
-    if (!res.stream) {
-      await write(undefined);
-      return res;
-    }
-    // A server stream's work happens as it is read: it is recorded when it ends, with what
-    // the handler learnt meanwhile (its target), also when the client stopped reading.
-    return observeStream(res, req.signal, {
-      end: async (how) => {
-        if (how.kind === 'failed') await recordFailure(how.error as ConnectError, true);
-        else if (how.kind === 'done') await write(undefined);
-        else await write(new ConnectError('the client stopped reading', Code.Canceled));
-      },
-    });
   };
 
   const writeAhead: Interceptor = (next) => async (req) => {

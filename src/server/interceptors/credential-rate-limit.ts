@@ -38,45 +38,48 @@ export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottle
  * credential, and given back when it turns out no guess was made.
  */
 export function credentialRateLimitInterceptor(limiter: AttemptLimiter, policies: AccessPolicies, metrics: ServerMetrics, auditLog: AuditSink): Interceptor {
-  return (next) => async (req) => {
-    const rule = policies.forMethod(req.method);
-    if (!rule.rateLimit || req.stream) return next(req);
-    const client = req.contextValues.get(clientKey);
-    const accountName = readFieldPath(req.method.input, req.message, rule.rateLimit.accountField);
-    const caller = req.contextValues.get(callerKey);
-    const account = accountName.trim() !== '' ? await limiter.accountKeyOf(accountName) : caller ? limiter.accountKeyOfUser(caller.userId) : undefined;
-    const kind = req.method.name.toLowerCase();
-    const reservation = await limiter.reserve(client.clientAddress, account, { checksPassword: rule.rateLimit.checksPassword });
-    let outcome: AttemptOutcome = 'not_evaluated';
-    try {
-      // The outcome is read as the client will see it: errors come out mapped.
-      const res = await withMappedErrors(next)(req);
-      outcome = 'success';
-      metrics.authAttempts.inc({ kind, outcome: 'success' });
-      return res;
-    } catch (error) {
-      const mapped = error as ConnectError;
-      // A wrong current password is a guess too, though its code is InvalidArgument.
-      if (failureCodes.has(mapped.code) || mapped.cause instanceof WrongPasswordError) {
-        outcome = 'failure';
-        metrics.authAttempts.inc({ kind, outcome: 'failure' });
+  return (next) => {
+    // The outcome is read as the client will see it: errors come out mapped.
+    const mappedNext = withMappedErrors(next);
+    return async (req) => {
+      const rule = policies.forMethod(req.method);
+      if (!rule.rateLimit || req.stream) return next(req);
+      const client = req.contextValues.get(clientKey);
+      const accountName = readFieldPath(req.method.input, req.message, rule.rateLimit.accountField);
+      const caller = req.contextValues.get(callerKey);
+      const account = accountName.trim() !== '' ? await limiter.accountKeyOf(accountName) : caller ? limiter.accountKeyOfUser(caller.userId) : undefined;
+      const kind = req.method.name.toLowerCase();
+      const reservation = await limiter.reserve(client.clientAddress, account, { checksPassword: rule.rateLimit.checksPassword });
+      let outcome: AttemptOutcome = 'not_evaluated';
+      try {
+        const res = await mappedNext(req);
+        outcome = 'success';
+        metrics.authAttempts.inc({ kind, outcome: 'success' });
+        return res;
+      } catch (error) {
+        const mapped = error as ConnectError;
+        // A wrong current password is a guess too, though its code is InvalidArgument.
+        if (failureCodes.has(mapped.code) || mapped.cause instanceof WrongPasswordError) {
+          outcome = 'failure';
+          metrics.authAttempts.inc({ kind, outcome: 'failure' });
+        }
+        throw error;
+      } finally {
+        const { accountThrottled } = await reservation.settle(outcome);
+        if (accountThrottled && account !== undefined) {
+          await auditLog.record({
+            actorId: undefined,
+            actorUsername: undefined,
+            action: accountThrottledAction,
+            target: account.replace(/^(id|name):/, ''),
+            clientAddress: client.clientAddress,
+            requestId: req.contextValues.get(requestIdKey),
+            outcome: 'failure',
+            errorCode: undefined,
+            reason: 'ACCOUNT_THROTTLED',
+          });
+        }
       }
-      throw error;
-    } finally {
-      const { accountThrottled } = await reservation.settle(outcome);
-      if (accountThrottled && account !== undefined) {
-        await auditLog.record({
-          actorId: undefined,
-          actorUsername: undefined,
-          action: accountThrottledAction,
-          target: account.replace(/^(id|name):/, ''),
-          clientAddress: client.clientAddress,
-          requestId: req.contextValues.get(requestIdKey),
-          outcome: 'failure',
-          errorCode: undefined,
-          reason: 'ACCOUNT_THROTTLED',
-        });
-      }
-    }
+    };
   };
 }
