@@ -1,4 +1,4 @@
-import { createContextValues } from '@connectrpc/connect';
+import { createContextValues, type ServiceImpl } from '@connectrpc/connect';
 import type { DescService } from '@bufbuild/protobuf';
 import pg from 'pg';
 import { Health } from '../gen/grpc/health/v1/health_pb.ts';
@@ -13,13 +13,14 @@ import { createAdminRpc } from './admin/admin-rpc.ts';
 import { AuditLog } from './admin/audit-log.ts';
 import { SettingsStore } from './platform/settings/settings-store.ts';
 import { settingsCatalog } from './settings-catalog.ts';
-import { UserAdmin } from './admin/user-admin.ts';
 import { createAuthRpc } from './auth/auth-rpc.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { CredentialRateLimiter } from './auth/credential-rate-limiter.ts';
 import { ensureFirstAdmin } from './auth/first-admin.ts';
 import { SigningKeys } from './auth/signing-keys.ts';
+import { UserAdmin } from './auth/user-admin.ts';
+import { createUserAdminRpc } from './auth/user-admin-rpc.ts';
 import type { Config } from './config.ts';
 import type { MikroORM } from './platform/db/orm.ts';
 import { createOrm } from './orm.ts';
@@ -43,8 +44,10 @@ import { JobChanges } from './jobs/job-changes.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
+import { countsByStatusToProto, jobToProto } from './jobs/job-messages.ts';
 import { createJobsRpc } from './jobs/jobs-rpc.ts';
 import { JobsService } from './jobs/jobs-service.ts';
+import { QueuedJobs } from './jobs/queued-jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { runMaintenance, startMaintenance, type MaintenanceTask } from './platform/queue/maintenance.ts';
 import { ensureQueues, startPgBoss, type PgBoss } from './platform/queue/pg-boss.ts';
@@ -173,7 +176,7 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const jobs = new JobsService({ registry, boss, settings, changes, files: jobFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
-    const queues = new QueueService({ registry, pauses, boss, changes });
+    const queues = new QueueService({ jobs: new QueuedJobs({ registry, boss, changes }), pauses, boss });
     const queueFeed = new QueueOverviewFeed({ queues, hub, pauses, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') });
 
     const maintenanceTasks: MaintenanceTask[] = [
@@ -214,9 +217,13 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
       routes: (router) => {
         if (config.role === 'worker') return;
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
-        router.service(AdminService, createAdminRpc({ users: userAdmin, settings, auditLog, signingKeys, credentialLimiter: rateLimiter }));
+        // AdminService is one contract served by two areas: auth administers the accounts, admin the rest.
+        router.service(AdminService, {
+          ...createUserAdminRpc({ users: userAdmin, signingKeys, credentialLimiter: rateLimiter }),
+          ...createAdminRpc({ settings, auditLog, jobCountsToProto: countsByStatusToProto }),
+        } satisfies ServiceImpl<typeof AdminService>);
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
-        router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed }));
+        router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed, jobToProto }));
         router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
         router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
         router.service(ServerReflectionV1, createReflectionV1(reflection));

@@ -132,43 +132,7 @@ function folderCycles(edges: ImportEdge[]): string[] {
   return cycles;
 }
 
-/**
- * Crossings that predate the rules, each still to be cut by an interface the importing side
- * declares (issue 10). The list only shrinks: a new crossing fails the spec.
- */
-const knownCrossings = new Set([
-  // admin's user administration and RPC still use auth's users, accounts, passwords and keys.
-  'admin/admin-rpc.ts -> ../auth/user-messages.ts',
-  'admin/admin-rpc.ts -> ../auth/credential-rate-limiter.ts',
-  'admin/admin-rpc.ts -> ../auth/signing-keys.ts',
-  'admin/admin-rpc.ts -> ../jobs/job-messages.ts',
-  'admin/user-admin.ts -> ../auth/accounts.ts',
-  'admin/user-admin.ts -> ../auth/entities.ts',
-  'admin/user-admin.ts -> ../auth/passwords.ts',
-  'admin/user-admin.ts -> ../auth/auth-settings.ts',
-  // the built-in archive job type cleans names with the files area's rule.
-  'jobs/builtin-job-types.ts -> ../files/file-paths.ts',
-  // queue is a view over jobs: listing and clearing queued jobs uses jobs' entity and changes.
-  'queue/queue-rpc.ts -> ../jobs/job-messages.ts',
-  'queue/queue-service.ts -> ../jobs/entities.ts',
-  'queue/queue-service.ts -> ../jobs/job-changes.ts',
-  'queue/queue-service.ts -> ../jobs/job-types.ts',
-  'queue/queue-service.ts -> ../jobs/job-view.ts',
-  // interceptors that take an area's service instead of an interface of server/'s own.
-  'server/interceptors/audit.ts -> ../../admin/audit-log.ts',
-  'server/interceptors/authentication.ts -> ../../auth/authenticator.ts',
-  'server/interceptors/credential-rate-limit.ts -> ../../admin/audit-log.ts',
-  'server/interceptors/credential-rate-limit.ts -> ../../auth/credential-rate-limiter.ts',
-]);
-
-const allEdges = sourceFiles(srcDir)
-  .flatMap(importsOf)
-  .filter((edge) => !knownCrossings.has(`${edge.file} -> ${edge.specifier}`));
-
-test('the known crossings still exist (remove an entry once its import is cut)', () => {
-  const present = new Set(sourceFiles(srcDir).flatMap(importsOf).map((edge) => `${edge.file} -> ${edge.specifier}`));
-  expect([...knownCrossings].filter((crossing) => !present.has(crossing))).toEqual([]);
-});
+const allEdges = sourceFiles(srcDir).flatMap(importsOf);
 
 test('src/ keeps its import rules (platform, areas, domain vs RPC layer, no folder cycles)', () => {
   expect(importRuleViolations(allEdges).join('\n')).toBe('');

@@ -3,9 +3,7 @@
  * value never changes; code refers to them by name, where they are thrown and where matched.
  */
 
-/** ErrorInfo reasons of the admin area, and the reason an audit entry records when its call's outcome never came. */
+/** The reason an audit entry records when its call's outcome never came. */
 export const adminReasons = {
-  SELF_DELETE: 'SELF_DELETE',
-  LAST_ADMIN: 'LAST_ADMIN',
   OUTCOME_NOT_RECORDED: 'OUTCOME_NOT_RECORDED',
 } as const;

@@ -2,20 +2,16 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
-import { roleFromProto } from '../platform/role-names.ts';
-import { optionalTimestamp, userToProto } from '../auth/user-messages.ts';
-import type { CredentialRateLimiter } from '../auth/credential-rate-limiter.ts';
-import type { SigningKeys } from '../auth/signing-keys.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { AuditLog } from './audit-log.ts';
 import type { AuditEvent } from './entities.ts';
 import type { SettingTypeName } from '../platform/settings/setting-types.ts';
 import type { SettingsAdmin, SettingView } from '../platform/settings/settings-store.ts';
 import { countSystemTotals } from './system-totals.ts';
-import { requestTime } from '../platform/timestamps.ts';
+import { optionalTimestamp, requestTime } from '../platform/timestamps.ts';
 import { invalidField } from '../platform/domain-errors.ts';
-import { countsByStatusToProto } from '../jobs/job-messages.ts';
-import type { UserAdmin } from './user-admin.ts';
+
+type AdminMethod = 'listSettings' | 'getSetting' | 'updateSetting' | 'listAuditEvents' | 'getMetrics';
 
 const settingTypes: Record<SettingTypeName, SettingType> = {
   bool: SettingType.BOOL,
@@ -55,57 +51,18 @@ function auditEventToProto(event: AuditEvent) {
 }
 
 export interface AdminRpcDeps {
-  users: UserAdmin;
   settings: SettingsAdmin;
   auditLog: AuditLog;
-  signingKeys: SigningKeys;
-  credentialLimiter: CredentialRateLimiter;
+  /** Job counts by status name as the proto map keyed by JOB_STATUS_* (the jobs area's rule). */
+  jobCountsToProto: (counts: Record<string, number>) => Record<string, bigint>;
 }
 
-export function createAdminRpc({ users, settings, auditLog, signingKeys, credentialLimiter }: AdminRpcDeps): ServiceImpl<typeof AdminServiceDesc> {
+/**
+ * The part of AdminService the admin area holds: settings, the audit log and the system
+ * metrics. The accounts are auth's (see auth/user-admin-rpc.ts); app.ts joins the two.
+ */
+export function createAdminRpc({ settings, auditLog, jobCountsToProto }: AdminRpcDeps): Pick<ServiceImpl<typeof AdminServiceDesc>, AdminMethod> {
   return {
-    async listUsers(req, ctx) {
-      const filter = { query: req.query, role: roleFromProto(req.role), active: req.active, orderBy: req.orderBy };
-      const page = await users.listUsers(entityManagerOf(ctx), filter, req);
-      return { users: page.items.map(userToProto), nextPageToken: page.nextPageToken };
-    },
-
-    async getUser(req, ctx) {
-      return { user: userToProto(await users.getUser(entityManagerOf(ctx), req.id)) };
-    },
-
-    async createUser(req, ctx) {
-      const user = await users.createUser(entityManagerOf(ctx), { ...req, role: roleFromProto(req.role) });
-      return { user: userToProto(user) };
-    },
-
-    async updateUser(req, ctx) {
-      const changes = {
-        username: req.user?.username,
-        email: req.user?.email,
-        role: req.user ? roleFromProto(req.user.role) : undefined,
-        active: req.user?.active,
-      };
-      const user = await users.updateUser(entityManagerOf(ctx), req.user?.id ?? '', changes, req.updateMask?.paths ?? []);
-      return { user: userToProto(user) };
-    },
-
-    async deleteUser(req, ctx) {
-      await users.deleteUser(entityManagerOf(ctx), callerOf(ctx), req);
-      return {};
-    },
-
-    async resetUserPassword(req, ctx) {
-      const { user, generatedPassword } = await users.resetPassword(entityManagerOf(ctx), req);
-      return { user: userToProto(user), generatedPassword };
-    },
-
-    async clearSignInThrottle(req, ctx) {
-      const user = await users.getUser(entityManagerOf(ctx), req.id);
-      const cleared = await credentialLimiter.clearAccount(user.id);
-      return { user: userToProto(user), wasThrottled: cleared > 0 };
-    },
-
     async listSettings() {
       return { settings: settings.list().map(settingToProto) };
     },
@@ -144,14 +101,10 @@ export function createAdminRpc({ users, settings, auditLog, signingKeys, credent
         ),
         apiKeysActive: BigInt(totals.apiKeysActive),
         sessionsActive: BigInt(totals.sessionsActive),
-        jobsByStatus: countsByStatusToProto(totals.jobsByStatus),
+        jobsByStatus: jobCountsToProto(totals.jobsByStatus),
         filesTotal: BigInt(totals.filesTotal),
         fileBytesTotal: BigInt(totals.fileBytesTotal),
       };
-    },
-
-    async rotateSigningKey(_req, ctx) {
-      return signingKeys.rotate(entityManagerOf(ctx));
     },
   };
 }

@@ -1,13 +1,13 @@
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { AuthService as AuthServiceDesc } from '../../gen/yardmaster/v1/auth_pb.ts';
-import { auditActorKey, auditTargetKey, callerOf, clientKey, entityManagerOf } from '../server/context.ts';
+import { callerOf, clientKey, entityManagerOf, recordCall } from '../server/context.ts';
 import type { AccessPolicies } from '../server/access-policies.ts';
 import type { AuthService, SessionOwner, TokenGrant } from './auth-service.ts';
 import type { ApiKey, Session } from './entities.ts';
 import { roleToProto } from '../platform/role-names.ts';
-import { requestTime } from '../platform/timestamps.ts';
-import { optionalTimestamp, userToProto } from './user-messages.ts';
+import { optionalTimestamp, requestTime } from '../platform/timestamps.ts';
+import { userToProto } from './user-messages.ts';
 
 function grantToProto(grant: TokenGrant) {
   return {
@@ -45,7 +45,7 @@ function sessionToProto(session: Session, currentSessionId: string | undefined) 
 
 /** Names the account a successful anonymous call (login, registration) acted as, for the audit log. */
 function signedInAs(ctx: HandlerContext, grant: TokenGrant): TokenGrant {
-  ctx.values.set(auditActorKey, { id: grant.user.id, username: grant.user.username });
+  recordCall(ctx, { actor: { userId: grant.user.id, username: grant.user.username } });
   return grant;
 }
 
@@ -59,15 +59,14 @@ export function createAuthRpc(auth: AuthService, policies: AccessPolicies): Serv
     async refresh(req, ctx) {
       // A failed refresh (a reused token above all) is audited as the session's account.
       const identified = (owner: SessionOwner) => {
-        ctx.values.set(auditActorKey, { id: owner.userId, username: owner.username });
-        ctx.values.set(auditTargetKey, owner.sessionId);
+        recordCall(ctx, { actor: { userId: owner.userId, username: owner.username }, target: owner.sessionId });
       };
       return grantToProto(await auth.refresh(entityManagerOf(ctx), req, ctx.values.get(clientKey), identified));
     },
 
     async logout(req, ctx) {
       const { revoked, sessionId } = await auth.logout(entityManagerOf(ctx), req, callerOf(ctx));
-      ctx.values.set(auditTargetKey, sessionId ?? 'all sessions');
+      recordCall(ctx, { target: sessionId ?? 'all sessions' });
       return { revokedSessions: revoked };
     },
 

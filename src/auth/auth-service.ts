@@ -2,7 +2,7 @@ import { LockMode, type EntityName, type FilterQuery } from '@mikro-orm/core';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { authSettings } from './auth-settings.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { DomainError, invalidField, notFound, permissionDenied, unauthenticated, Violations } from '../platform/domain-errors.ts';
+import { DomainError, WrongPasswordError, invalidField, notFound, permissionDenied, unauthenticated, Violations } from '../platform/domain-errors.ts';
 import { newId, requireId } from '../platform/ids.ts';
 import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { createAccount, normalizeEmail, normalizeUsername } from './accounts.ts';
@@ -177,7 +177,7 @@ export class AuthService {
     violations.throwIfAny();
     const user = await em.findOneOrFail(User, caller.userId, { populate: ['passwordHash'] });
     if (input.currentPassword.length > maxPasswordLength || !(await verifyPassword(user.passwordHash, input.currentPassword))) {
-      throw new DomainError('invalid_argument', 'the current password is wrong', {
+      throw new WrongPasswordError('the current password is wrong', {
         reason: sharedReasons.WRONG_PASSWORD,
         violations: [{ field: 'current_password', description: 'is not the current password' }],
       });

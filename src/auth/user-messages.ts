@@ -3,6 +3,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { UserSchema, type User as UserMessage } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { User } from './entities.ts';
 import { roleToProto } from '../platform/role-names.ts';
+import { optionalTimestamp } from '../platform/timestamps.ts';
 
 export function userToProto(user: User): UserMessage {
   return create(UserSchema, {
@@ -13,10 +14,6 @@ export function userToProto(user: User): UserMessage {
     active: user.active,
     createTime: timestampFromDate(user.createdAt),
     updateTime: timestampFromDate(user.updatedAt),
-    lastLoginTime: user.lastLoginAt ? timestampFromDate(user.lastLoginAt) : undefined,
+    lastLoginTime: optionalTimestamp(user.lastLoginAt),
   });
-}
-
-export function optionalTimestamp(date: Date | null | undefined) {
-  return date ? timestampFromDate(date) : undefined;
 }

@@ -8,7 +8,7 @@ import { findPage, type PageRequest } from '../platform/pagination.ts';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import { StoredFile } from './entities.ts';
-import { normalizeDirectory, rootDirectory } from './file-paths.ts';
+import { normalizeDirectory, rootDirectory } from '../platform/file-paths.ts';
 import { checkPath, discardFile, fileExists, findVisibleFile } from './file-rules.ts';
 import type { filesSettings } from './files-settings.ts';
 import { fileReasons } from './file-reasons.ts';

@@ -4,7 +4,7 @@ import { DomainError, notFound, type Violations } from '../platform/domain-error
 import { requireId } from '../platform/ids.ts';
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import { StoredFile } from './entities.ts';
-import { cleanFileName, normalizeDirectory } from './file-paths.ts';
+import { cleanFileName, normalizeDirectory } from '../platform/file-paths.ts';
 import { fileReasons } from './file-reasons.ts';
 
 /**

@@ -2,7 +2,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
 import { invalidField } from '../platform/domain-errors.ts';
-import { auditTargetKey, callerOf, entityManagerOf } from '../server/context.ts';
+import { callerOf, entityManagerOf, recordCall } from '../server/context.ts';
 import { fileToProto } from './file-messages.ts';
 import type { FileCatalogue } from './file-catalogue.ts';
 import type { FileDownloads } from './file-downloads.ts';
@@ -117,7 +117,7 @@ export function createFilesRpc({
 
     async deleteDirectory(req, ctx) {
       // The directory alone does not say whose tree it was.
-      if (req.ownerId !== '') ctx.values.set(auditTargetKey, `${req.ownerId}:${req.directory}`);
+      if (req.ownerId !== '') recordCall(ctx, { target: `${req.ownerId}:${req.directory}` });
       const deleted = await catalogue.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, confirm: req.confirm, ownerId: req.ownerId });
       return { deletedFiles: BigInt(deleted) };
     },
@@ -129,7 +129,7 @@ export function createFilesRpc({
     },
 
     async *download(req, ctx) {
-      ctx.values.set(auditTargetKey, req.id);
+      recordCall(ctx, { target: req.id });
       const { file, bytes } = await downloads.openDownload(entityManagerOf(ctx), callerOf(ctx), req.id, bigintNumber(req.offset, 'offset'), bigintNumber(req.length, 'length'));
       if (!bytes) {
         yield { file: fileToProto(file) };

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { z } from 'zod';
-import { cleanFileName } from '../files/file-paths.ts';
+import { cleanFileName } from '../platform/file-paths.ts';
 import { defineJobType, JobFailure, type JobInputFile } from './job-types.ts';
 import { jobErrorCodes } from './job-reasons.ts';
 

@@ -46,6 +46,18 @@ export class DomainError extends Error {
   }
 }
 
+/**
+ * A password the caller had to give and got wrong outside a sign-in (the current password
+ * of a change): InvalidArgument to the client, and a failed guess to the credential rate
+ * limit, which recognises it by its class.
+ */
+export class WrongPasswordError extends DomainError {
+  constructor(message: string, options: DomainErrorOptions = {}) {
+    super('invalid_argument', message, options);
+    this.name = 'WrongPasswordError';
+  }
+}
+
 export function invalidArgument(violations: FieldViolation[]): DomainError {
   const summary = violations.map((v) => `${v.field}: ${v.description}`).join('; ');
   return new DomainError('invalid_argument', summary, { violations });

@@ -1,4 +1,4 @@
-import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { invalidField } from './domain-errors.ts';
 
 /** The range protobuf allows for a Timestamp: 0001-01-01 to 9999-12-31 (UTC). */
@@ -15,4 +15,9 @@ export function requestTime(timestamp: Timestamp | undefined, field: string): Da
     throw invalidField(field, 'must be a time between the years 1 and 9999');
   }
   return timestampDate(timestamp);
+}
+
+/** A time for a response; unset when there is none. */
+export function optionalTimestamp(date: Date | null | undefined): Timestamp | undefined {
+  return date ? timestampFromDate(date) : undefined;
 }

@@ -22,13 +22,13 @@ function fingerprint(overview: QueueOverview): string {
  * aggregate.
  */
 export class QueueOverviewFeed {
-  readonly #queues: QueueService;
+  readonly #queues: QueueService<unknown>;
   readonly #heartbeatIntervalMs: () => number;
   readonly #listeners = new Listeners();
   #generation = 0;
   #shared: { generation: number; at: number; overview: Promise<QueueOverview> } | undefined;
 
-  constructor(deps: { queues: QueueService; hub: EventHub; pauses: QueuePauses; heartbeatIntervalMs: () => number }) {
+  constructor(deps: { queues: QueueService<unknown>; hub: EventHub; pauses: QueuePauses; heartbeatIntervalMs: () => number }) {
     this.#queues = deps.queues;
     this.#heartbeatIntervalMs = deps.heartbeatIntervalMs;
     deps.hub.subscribe((event) => {

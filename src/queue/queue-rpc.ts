@@ -1,7 +1,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
-import { jobToProto } from '../jobs/job-messages.ts';
+import type { Job as JobMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { QueueOverviewFeed } from './queue-overview-feed.ts';
 import type { QueueService, QueueTotals, QueueView } from './queue-service.ts';
@@ -35,8 +35,15 @@ function totalsToProto(totals: QueueTotals) {
   };
 }
 
-export function createQueueRpc(deps: { queues: QueueService; feed: QueueOverviewFeed }): ServiceImpl<typeof QueueServiceDesc> {
-  const { queues, feed } = deps;
+export interface QueueRpcDeps<Job> {
+  queues: QueueService<Job>;
+  feed: QueueOverviewFeed;
+  /** A queued job as the jobs area writes it in messages. */
+  jobToProto: (job: Job) => JobMessage;
+}
+
+export function createQueueRpc<Job>(deps: QueueRpcDeps<Job>): ServiceImpl<typeof QueueServiceDesc> {
+  const { queues, feed, jobToProto } = deps;
   const changeResponse = async (ctx: Parameters<ServiceImpl<typeof QueueServiceDesc>['pauseQueue']>[1]) => {
     const overview = await queues.overview(entityManagerOf(ctx));
     return { queues: overview.queues.map(queueToProto), pausedGlobally: overview.pausedGlobally };

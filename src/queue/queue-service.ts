@@ -1,14 +1,10 @@
-import { LockMode } from '@mikro-orm/core';
-import { visibleTo, type Caller } from '../platform/caller.ts';
+import type { Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { invalidField, notFound } from '../platform/domain-errors.ts';
-import { Job } from '../jobs/entities.ts';
-import type { JobChanges } from '../jobs/job-changes.ts';
-import type { JobTypeRegistry } from '../jobs/job-types.ts';
-import { jobView, type JobView } from '../jobs/job-view.ts';
-import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
+import type { Page, PageRequest } from '../platform/pagination.ts';
 import { globalQueueName } from './entities.ts';
-import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
+import type { PgBoss } from '../platform/queue/pg-boss.ts';
+import type { QueueJobs } from './queue-jobs.ts';
 import type { QueuePauses } from './queue-pauses.ts';
 
 /** A queue with its live counts. */
@@ -57,19 +53,18 @@ const allQueuesConfirmation = 'all';
 /**
  * The queues: one per job type. Counts come from the jobs table itself at the time of
  * the call (pg-boss's own statistics are cached for a minute); pause state from
- * QueuePauses; attached workers from pg-boss's registry of live instances.
+ * QueuePauses; attached workers from pg-boss's registry of live instances. `Job` is how
+ * the jobs area shows a queued job (see QueueJobs).
  */
-export class QueueService {
-  readonly #registry: JobTypeRegistry;
+export class QueueService<Job> {
+  readonly #jobs: QueueJobs<Job>;
   readonly #pauses: QueuePauses;
   readonly #boss: PgBoss;
-  readonly #changes: JobChanges;
 
-  constructor(deps: { registry: JobTypeRegistry; pauses: QueuePauses; boss: PgBoss; changes: JobChanges }) {
-    this.#registry = deps.registry;
+  constructor(deps: { jobs: QueueJobs<Job>; pauses: QueuePauses; boss: PgBoss }) {
+    this.#jobs = deps.jobs;
     this.#pauses = deps.pauses;
     this.#boss = deps.boss;
-    this.#changes = deps.changes;
   }
 
   async overview(em: EntityManager): Promise<QueueOverview> {
@@ -88,7 +83,7 @@ export class QueueService {
     );
     const counts = new Map(rows.map((row) => [row.type, row]));
     const workers = await this.#workersByQueue();
-    const queues = this.#registry.all().map((type): QueueView => {
+    const queues = this.#jobs.types().map((type): QueueView => {
       const row = counts.get(type.name);
       return {
         name: type.name,
@@ -122,13 +117,9 @@ export class QueueService {
    * Queued jobs of a queue (or, empty name, of all) in the order they will run: highest
    * priority first, then the longest waiting.
    */
-  async listQueued(em: EntityManager, caller: Caller, queue: string, page: PageRequest): Promise<Page<JobView>> {
+  async listQueued(em: EntityManager, caller: Caller, queue: string, page: PageRequest): Promise<Page<Job>> {
     if (queue !== '') this.#requireQueue(queue, 'queue');
-    const where = { status: 'queued' as const, ...(queue === '' ? {} : { type: queue }), ...visibleTo(caller) };
-    // pg-boss's own order: priority, then the age of the current queue entry (a retried job
-    // queues again at the back).
-    const result = await findPage(em, Job, { where, orderBy: { priority: 'desc', queuedAt: 'asc', id: 'asc' }, query: ['queued', queue, caller.userId], page });
-    return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
+    return this.#jobs.listQueued(em, caller, queue === '' ? undefined : queue, page);
   }
 
   /** Pauses one queue, or (empty name) all of them. */
@@ -158,23 +149,11 @@ export class QueueService {
       this.#requireQueue(input.queue, 'queue');
       if (input.confirm !== input.queue) throw invalidField('confirm', 'must equal the name of the queue to clear');
     }
-    const where = { status: 'queued' as const, ...(input.queue === '' ? {} : { type: input.queue }) };
-    if (input.dryRun) return em.count(Job, where);
+    const queue = input.queue === '' ? undefined : input.queue;
+    if (input.dryRun) return this.#jobs.countQueued(em, queue);
     let cleared = 0;
     for (;;) {
-      // Jobs that a worker is starting right now are locked: skipped here, they start.
-      const batch = await this.#changes.transact(em.fork(), async (tx) => {
-        const jobs = await tx.find(Job, where, { limit: clearBatchSize, lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE });
-        const now = new Date();
-        for (const job of jobs) {
-          Object.assign(job, { status: 'cancelled', finishedAt: now, cancelReason: 'the queue was cleared' });
-          this.#changes.record(tx, job, 'updated');
-        }
-        for (const [queue, queued] of Map.groupBy(jobs.filter((job) => job.queueJobId), (job) => job.type)) {
-          await this.#boss.cancel(queue, queued.map((job) => job.queueJobId!), { db: transactionDb(tx) });
-        }
-        return jobs.length;
-      });
+      const batch = await this.#jobs.cancelQueued(em.fork(), queue, clearBatchSize, 'the queue was cleared');
       cleared += batch;
       if (batch < clearBatchSize) return cleared;
     }
@@ -182,7 +161,7 @@ export class QueueService {
 
   #requireQueue(queue: string, field: string): void {
     if (queue === '') throw invalidField(field, 'is required');
-    if (!this.#registry.get(queue)) throw notFound(`queue "${queue}"`);
+    if (!this.#jobs.has(queue)) throw notFound(`queue "${queue}"`);
   }
 
   /** Live instances with a worker on each queue, from pg-boss's instance registry. */

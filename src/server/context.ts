@@ -1,4 +1,4 @@
-import { createContextKey, type HandlerContext } from '@connectrpc/connect';
+import { createContextKey, type ContextValues, type HandlerContext } from '@connectrpc/connect';
 import type { Caller, ClientInfo } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -13,15 +13,30 @@ export const callerKey = createContextKey<Caller | undefined>(undefined, { descr
 export const loggerKey = createContextKey<Logger | undefined>(undefined, { description: 'logger' });
 export const entityManagerKey = createContextKey<EntityManager | undefined>(undefined, { description: 'entity manager' });
 /**
- * The account an anonymous call acted as once it succeeded (Login, Register), so the
- * audit record names it as the actor.
+ * What a call did that neither its request nor its caller says, for its audit record.
+ * Handlers add to it with `recordCall`; the audit interceptor reads it when the call ends.
  */
-export const auditActorKey = createContextKey<{ id: string; username: string } | undefined>(undefined, { description: 'audit actor' });
-/**
- * What the call acted on, when no request field can say it (a refresh token is a secret:
- * the audit record names its session instead).
- */
-export const auditTargetKey = createContextKey<string | undefined>(undefined, { description: 'audit target' });
+export interface CallRecord {
+  /** The account an anonymous call acted as (Login, Register; a refresh's session owner). */
+  actor?: { userId: string; username: string };
+  /**
+   * What the call acted on, when no request field can say it (a refresh token is a secret:
+   * the record names its session instead).
+   */
+  target?: string;
+}
+
+const callRecordKey = createContextKey<CallRecord>({}, { description: 'call record' });
+
+/** Adds to what this call did, for its audit record. */
+export function recordCall(ctx: HandlerContext, facts: CallRecord): void {
+  ctx.values.set(callRecordKey, { ...ctx.values.get(callRecordKey), ...facts });
+}
+
+/** What the call's handler recorded of it (empty when nothing). */
+export function callRecordOf(values: ContextValues): CallRecord {
+  return values.get(callRecordKey);
+}
 
 /** The EntityManager fork of this call. */
 export function entityManagerOf(ctx: HandlerContext): EntityManager {

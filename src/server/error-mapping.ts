@@ -79,5 +79,6 @@ function fromDomainError(error: DomainError): ConnectError {
     details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(Math.max(0, Math.ceil(error.retryAfterMs))) } });
     metadata.set('retry-after', String(seconds));
   }
-  return new ConnectError(error.message, codeOfKind[error.kind], metadata, details);
+  // The domain error stays its cause, for interceptors that tell domain errors apart by class.
+  return new ConnectError(error.message, codeOfKind[error.kind], metadata, details, error);
 }

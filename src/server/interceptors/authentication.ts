@@ -1,5 +1,4 @@
 import type { Interceptor } from '@connectrpc/connect';
-import type { Authenticator } from '../../auth/authenticator.ts';
 import type { Caller } from '../../platform/caller.ts';
 import type { EntityManager } from '../../platform/db/orm.ts';
 import { unauthenticated } from '../../platform/domain-errors.ts';
@@ -8,6 +7,11 @@ import { callerKey, entityManagerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { observeStream } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
+
+/** Turns a bearer credential (an access token or an API key) into its caller, or throws (the auth area's authenticator). */
+export interface CredentialVerifier {
+  authenticate(em: EntityManager, bearer: string): Promise<Caller>;
+}
 
 const bearerPattern = /^Bearer\s+(\S+)\s*$/i;
 
@@ -24,7 +28,7 @@ export const streamRecheckIntervalMs = 5000;
  * moment it was authorised, so it checks its credential again as it goes: an ended
  * session, a revoked key, a deactivated account or a changed role ends it.
  */
-export function authenticationInterceptor(authenticator: Authenticator, policies: AccessPolicies, metrics: ServerMetrics): Interceptor {
+export function authenticationInterceptor(authenticator: CredentialVerifier, policies: AccessPolicies, metrics: ServerMetrics): Interceptor {
   // Streams of one credential (a dashboard's thousand streams on one key) share each re-check.
   const rechecks = new Map<string, Promise<Caller>>();
   const recheck = async (em: EntityManager, bearer: string, caller: Caller) => {

@@ -3,12 +3,17 @@ import { loggerKey } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { observeStream } from './server-streams.ts';
 
+type Next = Parameters<Interceptor>[0];
+
 /**
- * Maps every error below it, including those thrown while a server stream is being
- * read, to the Connect error the client should see.
+ * `next` with every error it ends with, also one thrown while its server stream is read,
+ * mapped to the ConnectError the client will see. An error is mapped where it first
+ * passes through here and travels on mapped: interceptors that act on a call's outcome
+ * (audit, credential rate limit) wrap their `next` with this and read the client's code
+ * and reason, and the mapping further out passes the ConnectError on as it is.
  */
-export function errorMappingInterceptor(): Interceptor {
-  return (next) => async (req) => {
+export function withMappedErrors(next: Next): Next {
+  return async (req) => {
     const logger = req.contextValues.get(loggerKey);
     let res;
     try {
@@ -19,4 +24,12 @@ export function errorMappingInterceptor(): Interceptor {
     if (!res.stream) return res;
     return observeStream(res, req.signal, { mapError: (error) => toConnectError(error, logger) });
   };
+}
+
+/**
+ * Maps every error below it, including those thrown while a server stream is being
+ * read, to the Connect error the client should see.
+ */
+export function errorMappingInterceptor(): Interceptor {
+  return withMappedErrors;
 }

@@ -3,14 +3,14 @@ import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
 import { requireId } from '../platform/ids.ts';
 import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
-import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from '../auth/accounts.ts';
+import { checkEmail, checkUsername, createAccount, ensureIdentityFree, normalizeEmail, normalizeUsername } from './accounts.ts';
 import type { Caller } from '../platform/caller.ts';
-import { ApiKey, Session, User, type RoleName } from '../auth/entities.ts';
-import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
+import { ApiKey, Session, User, type RoleName } from './entities.ts';
+import { checkPasswordPolicy, generatePassword, hashPassword } from './passwords.ts';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
-import type { authSettings } from '../auth/auth-settings.ts';
+import type { authSettings } from './auth-settings.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
-import { adminReasons } from './admin-reasons.ts';
+import { authReasons } from './auth-reasons.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
 const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
@@ -140,7 +140,7 @@ export class UserAdmin {
       const user = await tx.findOne(User, input.id);
       if (!user) throw notFound('user');
       if (input.confirm !== user.username) throw invalidField('confirm', 'must equal the username of the account to delete');
-      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', adminReasons.SELF_DELETE);
+      if (user.id === actor.userId) throw failedPrecondition('admins cannot delete their own account', authReasons.SELF_DELETE);
       if (user.role === 'admin' && user.active) await this.#ensureAnotherAdmin(tx, user.id);
       return user;
     };
@@ -186,6 +186,6 @@ export class UserAdmin {
 
   async #ensureAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {
     const others = await em.count(User, { role: 'admin', active: true, id: { $ne: exceptId } });
-    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', adminReasons.LAST_ADMIN);
+    if (others === 0) throw failedPrecondition('this is the last active admin: promote another account first', authReasons.LAST_ADMIN);
   }
 }
