@@ -105,7 +105,11 @@ async function measureBareStreamMemory(options: LatencyOptions): Promise<number>
     await openStreams(10);
     const before = await server.retainedRssBytes();
     const perConnection = Math.ceil(options.streams / options.connections);
-    await Promise.all(Array.from({ length: options.connections }, (_, index) => openStreams(Math.min(perConnection, options.streams - index * perConnection))));
+    await Promise.all(
+      Array.from({ length: options.connections }, (_, index) =>
+        openStreams(Math.min(perConnection, options.streams - index * perConnection)),
+      ),
+    );
     return ((await server.retainedRssBytes()) - before) / options.streams;
   } finally {
     for (const session of sessions) session.destroy();
@@ -186,7 +190,9 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
   );
   const databaseUrl = await postgres.createDatabase('bench_latency');
   const notifyDelays = await measureNotifyLatency(databaseUrl);
-  console.log(`  NOTIFY to LISTEN: p50 ${percentile(notifyDelays, 50).toFixed(2)} ms, p99 ${percentile(notifyDelays, 99).toFixed(2)} ms over ${notifySamples} notifications`);
+  console.log(
+    `  NOTIFY to LISTEN: p50 ${percentile(notifyDelays, 50).toFixed(2)} ms, p99 ${percentile(notifyDelays, 99).toFixed(2)} ms over ${notifySamples} notifications`,
+  );
   const bareBytesPerStream = await measureBareStreamMemory(options);
   console.log(`  bare node:http2 server: ${(bareBytesPerStream / 1024).toFixed(1)} KiB RSS per open stream (after a full GC)`);
 
@@ -227,7 +233,9 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
     const outcome = await Promise.race([watchers.delivered, timeout]);
     giveUp.abort();
     if (outcome === 'timeout') {
-      throw new Error(`only ${watchers.recorded} of ${options.streams * options.jobs} SUCCEEDED deliveries arrived within ${deliveryTimeoutMs / 1000} s of the last submission`);
+      throw new Error(
+        `only ${watchers.recorded} of ${options.streams * options.jobs} SUCCEEDED deliveries arrived within ${deliveryTimeoutMs / 1000} s of the last submission`,
+      );
     }
     const delays = [...watchers.delays];
     const rssAfter = await server.retainedRssBytes();

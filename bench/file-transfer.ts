@@ -15,7 +15,16 @@ import { createYardmasterClient } from '../clients/ts/src/node.ts';
 import { createLogger } from '../src/platform/logger.ts';
 import { startEmbeddedS3 } from '../src/platform/storage/embedded-s3.ts';
 import { ObjectStorage } from '../src/platform/storage/object-storage.ts';
-import { adminPassword, describeMachine, positiveFlag, printSummary, startBenchPostgres, startServerProcess, type BenchPostgres, type Figure } from './support.ts';
+import {
+  adminPassword,
+  describeMachine,
+  positiveFlag,
+  printSummary,
+  startBenchPostgres,
+  startServerProcess,
+  type BenchPostgres,
+  type Figure,
+} from './support.ts';
 
 export const transferFlags = { 'file-mib': { type: 'string' } } as const;
 
@@ -52,10 +61,22 @@ export async function measureFileTransfer(postgres: BenchPostgres, options: Tran
   const bytes = options.fileMiB * mib;
   const objectsDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-bench-objects-'));
   await chmod(objectsDir, 0o755);
-  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket, secretKey: randomBytes(24).toString('base64url'), logger: createLogger('warn') });
+  const s3 = await startEmbeddedS3({
+    directory: objectsDir,
+    host: '127.0.0.1',
+    bucket,
+    secretKey: randomBytes(24).toString('base64url'),
+    logger: createLogger('warn'),
+  });
   const databaseUrl = await postgres.createDatabase('bench_transfer');
   const server = await startServerProcess(databaseUrl, {
-    env: { S3_ENDPOINT: s3.endpoint, S3_ACCESS_KEY: s3.credentials.accessKey, S3_SECRET_KEY: s3.credentials.secretKey, S3_BUCKET: bucket, MAX_UPLOAD_BYTES: `${bytes}` },
+    env: {
+      S3_ENDPOINT: s3.endpoint,
+      S3_ACCESS_KEY: s3.credentials.accessKey,
+      S3_SECRET_KEY: s3.credentials.secretKey,
+      S3_BUCKET: bucket,
+      MAX_UPLOAD_BYTES: `${bytes}`,
+    },
   });
   const client = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
   try {
@@ -63,7 +84,13 @@ export async function measureFileTransfer(postgres: BenchPostgres, options: Tran
     // The direct path: the same minio client calls, from this process. (minio's own putObject
     // of a stream first lists incomplete uploads, which the embedded store does not
     // implement; this is the explicit multipart loop the server uses too.)
-    const direct = new ObjectStorage({ endpoint: s3.endpoint, publicEndpoint: s3.endpoint, ...s3.credentials, bucket, region: 'us-east-1' });
+    const direct = new ObjectStorage({
+      endpoint: s3.endpoint,
+      publicEndpoint: s3.endpoint,
+      ...s3.credentials,
+      bucket,
+      region: 'us-east-1',
+    });
 
     // Warm up both paths (connections, JIT) with a small file.
     await upload(client, 'warm-up.bin', 8 * mib);
@@ -95,14 +122,24 @@ export async function measureFileTransfer(postgres: BenchPostgres, options: Tran
     const rate = (ms: number) => bytes / mib / (ms / 1000);
     const notes = [`${options.fileMiB} MiB, gRPC over h2c, embedded S3 store on local disk`];
     return [
-      { name: 'streamed upload through the server', unit: 'MiB/s', ours: rate(oursUploadMs), baseline: rate(directUploadMs), baselineName: 'minio multipart upload from this process', notes },
+      {
+        name: 'streamed upload through the server',
+        unit: 'MiB/s',
+        ours: rate(oursUploadMs),
+        baseline: rate(directUploadMs),
+        baselineName: 'minio multipart upload from this process',
+        notes,
+      },
       {
         name: 'streamed download through the server',
         unit: 'MiB/s',
         ours: rate(oursDownloadMs),
         baseline: rate(directDownloadMs),
         baselineName: 'minio getObject to this process',
-        notes: [...notes, `read as raw Connect frames over HTTP/1.1; with the typed client (connect-node, gRPC) the same download ran at ${rate(typedClientDownloadMs).toFixed(1)} MiB/s, bounded by the client's decoding`],
+        notes: [
+          ...notes,
+          `read as raw Connect frames over HTTP/1.1; with the typed client (connect-node, gRPC) the same download ran at ${rate(typedClientDownloadMs).toFixed(1)} MiB/s, bounded by the client's decoding`,
+        ],
       },
       {
         name: 'server peak RSS during the transfer',

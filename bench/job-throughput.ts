@@ -96,11 +96,20 @@ async function startRawSide(databaseUrl: string, options: ThroughputOptions): Pr
     return entries.map((entry) => ({ id: entry.id, status: 'completed' }));
   });
   const completedCount = async () => {
-    const [row] = await query<{ n: number }>(databaseUrl, `select count(*)::int as n from ${pgBossSchema}.job where name = $1 and state = 'completed'`, [noopJobType.name]);
+    const [row] = await query<{ n: number }>(
+      databaseUrl,
+      `select count(*)::int as n from ${pgBossSchema}.job where name = $1 and state = 'completed'`,
+      [noopJobType.name],
+    );
     return row!.n;
   };
   // The same queue options per entry as JobsService gives a noop job.
-  const entry = () => ({ id: randomUUID(), data: { jobId: randomUUID() }, priority: 0, retryLimit: noopJobType.retry.defaultMaxAttempts - 1 });
+  const entry = () => ({
+    id: randomUUID(),
+    data: { jobId: randomUUID() },
+    priority: 0,
+    retryLimit: noopJobType.retry.defaultMaxAttempts - 1,
+  });
   let target = 0;
   return {
     async round(jobs) {
@@ -139,7 +148,10 @@ async function startOurSide(server: ServerProcess, options: ThroughputOptions): 
   let live: () => void = () => {};
   const isLive = new Promise<void>((resolve) => (live = resolve));
   const stream = (async () => {
-    const messages = client.jobs.watchJobs({ filter: { types: [noopJobType.name], statuses: [JobStatus.SUCCEEDED] } }, { signal: watching.signal });
+    const messages = client.jobs.watchJobs(
+      { filter: { types: [noopJobType.name], statuses: [JobStatus.SUCCEEDED] } },
+      { signal: watching.signal },
+    );
     for await (const message of messages) {
       // The first message is a heartbeat: from then on, every matching event reaches this stream.
       live();
@@ -197,7 +209,10 @@ export async function measureJobThroughput(postgres: BenchPostgres, options: Thr
     const processCpu = { raw: [] as number[], ours: [] as number[] };
     const postgresCpu = { raw: [] as number[], ours: [] as number[] };
     for (let round = 1; round <= options.rounds; round++) {
-      for (const [name, side] of [['raw', raw], ['ours', ours]] as const) {
+      for (const [name, side] of [
+        ['raw', raw],
+        ['ours', ours],
+      ] as const) {
         const cpuBefore = side.cpuMs();
         const backendsBefore = backendsCpuMs(databases[name]);
         const { submitMs, totalMs } = await side.round(options.jobs);

@@ -87,7 +87,10 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
-for (const [name, runs] of [['fresh DATA_DIR', fresh], ['second start', second]] as const) {
+for (const [name, runs] of [
+  ['fresh DATA_DIR', fresh],
+  ['second start', second],
+] as const) {
   console.log(`${name}: median ${Math.round(median(runs.map((run) => run.ms)))} ms (${runs.map((run) => Math.round(run.ms)).join(', ')})`);
   console.log('  timeline of the last round (ms since the process started):');
   for (const line of runs.at(-1)!.timeline) console.log(`  ${line}`);

@@ -43,7 +43,11 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-bench-'));
   // As root, Postgres runs as the postgres OS user, which must be able to enter this directory.
   await chmod(scratchDir, 0o755);
-  const embedded = await startEmbeddedPostgres({ clusterDir: path.join(scratchDir, 'cluster'), database: 'postgres', logger: createLogger('warn') });
+  const embedded = await startEmbeddedPostgres({
+    clusterDir: path.join(scratchDir, 'cluster'),
+    database: 'postgres',
+    logger: createLogger('warn'),
+  });
   const [row] = await query<{ server_version: string }>(embedded.adminUrl, 'show server_version');
   return {
     adminUrl: embedded.adminUrl,
@@ -99,7 +103,11 @@ export function startServerProcess(databaseUrl: string, { env = {}, inspect = fa
 /** Runs `script` with Node and resolves once it logs a JSON line with its "url" and the word "serving". */
 export async function startNodeProcess(script: string, { env = {}, inspect = false }: NodeProcessOptions = {}): Promise<ServerProcess> {
   const nodeArgs = inspect ? ['--inspect=127.0.0.1:0'] : [];
-  const child = spawn(process.execPath, [...nodeArgs, script], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, script], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const recentLines: string[] = [];
   const remember = (line: string) => {
     recentLines.push(line);
@@ -175,7 +183,8 @@ export function backendsCpuMs(database: string): number {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith(`postgres: postgres ${database} `)) total += processCpuMs(Number(entry));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith(`postgres: postgres ${database} `))
+        total += processCpuMs(Number(entry));
     } catch {
       // The process ended while we looked.
     }
@@ -267,7 +276,8 @@ export function printSummary(figures: Figure[], machine: Machine): void {
   ]);
   const header = ['figure', 'ours', 'baseline', 'baseline is', 'ours / baseline'];
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => (column === 0 || column === 3 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((cell, column) => (column === 0 || column === 3 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
   console.log('');
   console.log(line(header));
   console.log(widths.map((width) => '-'.repeat(width)).join('  '));
@@ -277,5 +287,7 @@ export function printSummary(figures: Figure[], machine: Machine): void {
     for (const note of figure.notes) console.log(`  ${figure.name}: ${note}`);
   }
   console.log('');
-  console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; Node ${machine.node}; PostgreSQL ${machine.postgres} (embedded, default settings)`);
+  console.log(
+    `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; Node ${machine.node}; PostgreSQL ${machine.postgres} (embedded, default settings)`,
+  );
 }

@@ -114,7 +114,17 @@ export interface App {
  * The composition root: infrastructure, then the domain services, then the RPC
  * handlers and the HTTP routes. Reads no environment; main.ts and the tests both call it.
  */
-export async function createApp({ config, databaseUrl, storage: storageConfig, logger, extraJobTypes = [], jobDrainMs = 10_000, requestBodyDeadlineMs = 30_000, readinessIntervalMs, streamLimits }: AppOptions): Promise<App> {
+export async function createApp({
+  config,
+  databaseUrl,
+  storage: storageConfig,
+  logger,
+  extraJobTypes = [],
+  jobDrainMs = 10_000,
+  requestBodyDeadlineMs = 30_000,
+  readinessIntervalMs,
+  streamLimits,
+}: AppOptions): Promise<App> {
   const instanceId = newId();
   const orm = await createOrm({ url: databaseUrl, logger });
   const cleanups: (() => Promise<void> | void)[] = [() => orm.close()];
@@ -177,7 +187,12 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const queues = new QueueService({ jobs: new QueuedJobs({ registry, boss, changes }), pauses, boss });
-    const queueFeed = new QueueOverviewFeed({ queues, hub, pauses, heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval') });
+    const queueFeed = new QueueOverviewFeed({
+      queues,
+      hub,
+      pauses,
+      heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval'),
+    });
 
     const maintenanceTasks: MaintenanceTask[] = [
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
@@ -225,7 +240,14 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
         router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed, jobToProto }));
         router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
-        router.service(Health, createHealthService(readiness, () => reflection.serviceNames, () => settings.get('jobs.stream_heartbeat_interval')));
+        router.service(
+          Health,
+          createHealthService(
+            readiness,
+            () => reflection.serviceNames,
+            () => settings.get('jobs.stream_heartbeat_interval'),
+          ),
+        );
         router.service(ServerReflectionV1, createReflectionV1(reflection));
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));
       },
@@ -247,7 +269,10 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
         const requestId = String(req.headers['x-request-id']);
         return createContextValues()
           .set(requestIdKey, requestId)
-          .set(clientKey, { clientAddress: clientAddressOf(req, config.trustProxyHops), userAgent: String(req.headers['user-agent'] ?? '') })
+          .set(clientKey, {
+            clientAddress: clientAddressOf(req, config.trustProxyHops),
+            userAgent: String(req.headers['user-agent'] ?? ''),
+          })
           .set(loggerKey, logger.child({ requestId }))
           .set(entityManagerKey, orm.em.fork());
       },
@@ -270,7 +295,9 @@ export async function createApp({ config, databaseUrl, storage: storageConfig, l
     }
     const streamingRequestPaths = new Set(
       [...yardmasterServices, ...standardServices].flatMap((service) =>
-        service.methods.filter((method) => method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming').map((method) => `/${service.typeName}/${method.name}`),
+        service.methods
+          .filter((method) => method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming')
+          .map((method) => `/${service.typeName}/${method.name}`),
       ),
     );
     const handler = createHttpHandler({ rpc, corsOrigins: config.corsOrigins, routes, streamingRequestPaths, requestBodyDeadlineMs });

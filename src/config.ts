@@ -45,7 +45,6 @@ export interface Config {
   maxUploadBytes: number;
 }
 
-
 export interface S3Config {
   endpoint: string;
   /** Endpoint in presigned URLs, when clients reach storage at another address than the server does. */
@@ -61,9 +60,7 @@ export interface S3Config {
 
 export type ProcessRole = 'all' | 'api' | 'worker';
 
-
 const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
 
 const logFormats: readonly LogFormat[] = ['auto', 'json', 'pretty'];
 
@@ -142,7 +139,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   const metricsEnabled = parseBoolean(read('METRICS_ENABLED') ?? 'true');
   if (metricsEnabled === undefined) fail('METRICS_ENABLED', 'must be true or false');
   const metricsToken = read('METRICS_TOKEN');
-  if (metricsToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(metricsToken)) fail('METRICS_TOKEN', 'must be at least 16 printable characters without spaces');
+  if (metricsToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(metricsToken))
+    fail('METRICS_TOKEN', 'must be at least 16 printable characters without spaces');
 
   const headersTimeoutMs = duration('HEADERS_TIMEOUT', '20s', 1000);
   const keepAliveTimeoutMs = duration('KEEP_ALIVE_TIMEOUT', '65s', 1000);
@@ -171,11 +169,19 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     const secretKey = read('S3_SECRET_KEY');
     if (accessKey === undefined) fail('S3_ACCESS_KEY', 'is required with S3_ENDPOINT');
     if (secretKey === undefined) fail('S3_SECRET_KEY', 'is required with S3_ENDPOINT');
-    s3 = { endpoint: s3Endpoint.replace(/\/+$/, ''), publicEndpoint: publicEndpoint.replace(/\/+$/, ''), accessKey: accessKey ?? '', secretKey: secretKey ?? '' };
+    s3 = {
+      endpoint: s3Endpoint.replace(/\/+$/, ''),
+      publicEndpoint: publicEndpoint.replace(/\/+$/, ''),
+      accessKey: accessKey ?? '',
+      secretKey: secretKey ?? '',
+    };
     const presignAccessKey = read('S3_PRESIGN_ACCESS_KEY');
     const presignSecretKey = read('S3_PRESIGN_SECRET_KEY');
     if ((presignAccessKey === undefined) !== (presignSecretKey === undefined)) {
-      fail(presignAccessKey === undefined ? 'S3_PRESIGN_ACCESS_KEY' : 'S3_PRESIGN_SECRET_KEY', 'S3_PRESIGN_ACCESS_KEY and S3_PRESIGN_SECRET_KEY must be set together');
+      fail(
+        presignAccessKey === undefined ? 'S3_PRESIGN_ACCESS_KEY' : 'S3_PRESIGN_SECRET_KEY',
+        'S3_PRESIGN_ACCESS_KEY and S3_PRESIGN_SECRET_KEY must be set together',
+      );
     } else if (presignAccessKey !== undefined && presignSecretKey !== undefined) {
       // MinIO skips every policy for its root user, so presigning with S3_ACCESS_KEY again would restrict nothing.
       if (presignAccessKey === accessKey) fail('S3_PRESIGN_ACCESS_KEY', 'must be another credential than S3_ACCESS_KEY');
@@ -187,7 +193,8 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
     }
   }
   const s3Bucket = read('S3_BUCKET') ?? 'yardmaster';
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3Bucket)) fail('S3_BUCKET', 'must be a DNS-compatible bucket name (3 to 63 of a-z, 0-9, ".", "-")');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3Bucket))
+    fail('S3_BUCKET', 'must be a DNS-compatible bucket name (3 to 63 of a-z, 0-9, ".", "-")');
   const s3Region = read('S3_REGION') ?? 'us-east-1';
   const maxUploadBytes = parseByteSize(read('MAX_UPLOAD_BYTES') ?? '5GiB');
   if (maxUploadBytes === undefined || maxUploadBytes < 1) fail('MAX_UPLOAD_BYTES', 'must be a size such as 5368709120, 500MiB or 5GiB');
@@ -196,7 +203,7 @@ export function loadConfig(env: Env, cwd: string = process.cwd()): Config {
   if (!/^[a-z0-9._-]{3,64}$/.test(adminUsername)) {
     fail('ADMIN_USERNAME', "must be 3 to 64 characters of a-z, 0-9, '.', '_' and '-'");
   }
-  const adminPassword = env['ADMIN_PASSWORD'] === '' ? undefined : env['ADMIN_PASSWORD'];
+  const adminPassword = env.ADMIN_PASSWORD === '' ? undefined : env.ADMIN_PASSWORD;
   if (adminPassword !== undefined && adminPassword.length < 12) {
     fail('ADMIN_PASSWORD', 'must be at least 12 characters');
   }

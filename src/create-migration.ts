@@ -16,8 +16,8 @@ const logger = createLogger('warn');
 const name = process.argv[2];
 
 const scratchDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-migration-'));
-const embedded = process.env['DATABASE_URL'] ? undefined : await startEmbeddedPostgres({ clusterDir: scratchDir, logger });
-const orm = await createOrm({ url: process.env['DATABASE_URL'] ?? embedded!.url, logger });
+const embedded = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres({ clusterDir: scratchDir, logger });
+const orm = await createOrm({ url: process.env.DATABASE_URL ?? embedded!.url, logger });
 try {
   await orm.migrator.up();
   const result = await orm.migrator.create(migrationsDir, false, false, name);

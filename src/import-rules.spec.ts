@@ -71,7 +71,7 @@ function importRuleViolations(edges: ImportEdge[]): string[] {
     const to = edge.target === undefined ? undefined : folderOf(edge.target);
     const connect = edge.specifier.startsWith('@connectrpc/');
     if (from === root) continue;
-    if (to === root) report(edge, 'nothing in a folder imports the composition root or the process edge at src/\'s root');
+    if (to === root) report(edge, "nothing in a folder imports the composition root or the process edge at src/'s root");
     if (from === platform) {
       if (to !== undefined && isArea(to)) report(edge, `the platform imports no area (${to}/)`);
       if (to === server) report(edge, 'the platform does not import server/');
@@ -82,7 +82,10 @@ function importRuleViolations(edges: ImportEdge[]): string[] {
     }
     if (isArea(from)) {
       if (to !== undefined && isArea(to) && to !== from && !(isEntities(edge.file) && isEntities(edge.target!))) {
-        report(edge, `an area imports no other area (${from}/ -> ${to}/): declare the interface ${from}/ needs in ${from}/, and connect it in app.ts`);
+        report(
+          edge,
+          `an area imports no other area (${from}/ -> ${to}/): declare the interface ${from}/ needs in ${from}/, and connect it in app.ts`,
+        );
       }
       if (!isRpcLayer(edge.file)) {
         if (to === server) report(edge, 'domain code does not import server/ (only *-rpc.ts does)');
@@ -152,8 +155,12 @@ test('the rules catch what they are meant to catch', () => {
     "src/platform/ids.ts:1 imports '../jobs/entities.ts': the platform imports no area (jobs/)",
     "src/jobs/jobs-service.ts:1 imports '@connectrpc/connect': domain code does not import Connect (only *-rpc.ts does)",
     "src/jobs/jobs-service.ts:1 imports '../../gen/x_pb.ts': domain code does not import gen/ (only *-rpc.ts and *-messages.ts do)",
-    expect.stringContaining("src/jobs/jobs-service.ts:1 imports '../files/files-service.ts': an area imports no other area (jobs/ -> files/)"),
-    expect.stringContaining("src/files/files-service.ts:1 imports '../jobs/jobs-service.ts': an area imports no other area (files/ -> jobs/)"),
+    expect.stringContaining(
+      "src/jobs/jobs-service.ts:1 imports '../files/files-service.ts': an area imports no other area (jobs/ -> files/)",
+    ),
+    expect.stringContaining(
+      "src/files/files-service.ts:1 imports '../jobs/jobs-service.ts': an area imports no other area (files/ -> jobs/)",
+    ),
     expect.stringContaining("src/server/context.ts:1 imports '../auth/caller.ts': server/ imports no area (auth/)"),
     expect.stringMatching(/^folder cycle (jobs -> files -> jobs|files -> jobs -> files)/),
   ]);

@@ -16,7 +16,10 @@ export function jobFilesOf(files: JobFileIo): JobFiles {
       const available = await files.availableFiles(em, job.ownerId, job.inputFileIds);
       if (available.length !== job.inputFileIds.length) {
         const missing = job.inputFileIds.filter((id) => !available.some((file) => file.id === id));
-        throw new JobFailure(`input files are gone or no longer available: ${missing.join(', ')}`, { code: jobErrorCodes.INPUT_MISSING, retryable: false });
+        throw new JobFailure(`input files are gone or no longer available: ${missing.join(', ')}`, {
+          code: jobErrorCodes.INPUT_MISSING,
+          retryable: false,
+        });
       }
       return available.map((file) => ({
         id: file.id,
@@ -32,14 +35,24 @@ export function jobFilesOf(files: JobFileIo): JobFiles {
       try {
         const file = await files.writeJobOutput(
           em,
-          { ownerId: job.ownerId, jobId: job.id, directory: output.directory ?? `/jobs/${job.id}`, name: output.name, contentType: output.contentType ?? '' },
+          {
+            ownerId: job.ownerId,
+            jobId: job.id,
+            directory: output.directory ?? `/jobs/${job.id}`,
+            name: output.name,
+            contentType: output.contentType ?? '',
+          },
           bytes,
           signal,
         );
         return file.id;
       } catch (error) {
         // Limits and bad names do not go away by trying again.
-        if (error instanceof DomainError) throw new JobFailure(`the output ${output.name} could not be stored: ${error.message}`, { code: error.reason ?? jobErrorCodes.OUTPUT_REFUSED, retryable: false });
+        if (error instanceof DomainError)
+          throw new JobFailure(`the output ${output.name} could not be stored: ${error.message}`, {
+            code: error.reason ?? jobErrorCodes.OUTPUT_REFUSED,
+            retryable: false,
+          });
         throw error;
       }
     },

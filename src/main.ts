@@ -109,7 +109,13 @@ try {
     embeddedStarts.push(
       import('./platform/storage/embedded-s3.ts').then(async ({ embeddedS3Secret, startEmbeddedS3 }) => {
         const secretKey = await embeddedS3Secret(config.dataDir);
-        embeddedS3 = await startEmbeddedS3({ directory: path.join(config.dataDir, 'objects'), host: config.host, bucket: config.s3Bucket, secretKey, logger });
+        embeddedS3 = await startEmbeddedS3({
+          directory: path.join(config.dataDir, 'objects'),
+          host: config.host,
+          bucket: config.s3Bucket,
+          secretKey,
+          logger,
+        });
         reached('embedded storage ready');
       }),
     );
@@ -126,10 +132,23 @@ try {
   reached('server modules loaded');
   const storage: StorageConfig = config.s3
     ? { ...config.s3, bucket: config.s3Bucket, region: config.s3Region }
-    : { endpoint: embeddedS3!.endpoint, publicEndpoint: embeddedS3!.endpoint, ...embeddedS3!.credentials, bucket: config.s3Bucket, region: config.s3Region };
+    : {
+        endpoint: embeddedS3!.endpoint,
+        publicEndpoint: embeddedS3!.endpoint,
+        ...embeddedS3!.credentials,
+        bucket: config.s3Bucket,
+        region: config.s3Region,
+      };
   app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, storage, logger });
   reached('app ready');
-  listener = await listen(app.handler, { host: config.host, port: config.port, tls: config.tls, logger, shutdownController: app.shutdownController, connections: config.connections });
+  listener = await listen(app.handler, {
+    host: config.host,
+    port: config.port,
+    tls: config.tls,
+    logger,
+    shutdownController: app.shutdownController,
+    connections: config.connections,
+  });
   reached('listening');
   if (app.firstAdminPassword) {
     // Printed outside the log on purpose: it is shown once and must not be kept in log storage.

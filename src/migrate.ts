@@ -12,7 +12,9 @@ import { runMigrations, withStartupLock } from './platform/db/schema-migrations.
 
 const config = processConfig();
 const logger = createLogger(config.logLevel);
-const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger });
+const embedded = config.databaseUrl
+  ? undefined
+  : await startEmbeddedPostgres({ clusterDir: path.join(config.dataDir, 'postgres'), logger });
 const databaseUrl = config.databaseUrl ?? embedded!.url;
 const orm = await createOrm({ url: databaseUrl, logger, poolSize: 2 });
 try {

@@ -8,7 +8,15 @@ import { settingsEntities } from './platform/settings/entities.ts';
 import { createOrm as createPlatformOrm, type MikroORM, type OrmOptions } from './platform/db/orm.ts';
 
 /** Every entity of every area: the ORM's model, and what migrations are checked against. */
-export const allEntities = [...authEntities, ...settingsEntities, ...adminEntities, ...eventEntities, ...jobEntities, ...queueEntities, ...fileEntities];
+export const allEntities = [
+  ...authEntities,
+  ...settingsEntities,
+  ...adminEntities,
+  ...eventEntities,
+  ...jobEntities,
+  ...queueEntities,
+  ...fileEntities,
+];
 
 /** The ORM over every area's entities, for the server, the migration scripts and the tests. */
 export function createOrm(options: Omit<OrmOptions, 'entities'>): Promise<MikroORM> {

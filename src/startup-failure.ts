@@ -29,7 +29,11 @@ export function describeStartupFailure(error: unknown, config: Config): string |
   if (code !== undefined && unwritable.has(code) && filePath !== undefined && isWithin(filePath, config.dataDir)) {
     return `DATA_DIR ${config.dataDir} cannot be written (${code} on ${filePath}): set DATA_DIR to a directory this user can write`;
   }
-  if (config.databaseUrl !== undefined && code !== undefined && (refusedByPostgres.has(code) || (unreachable.has(code) && pointsAt(error, config.databaseUrl)))) {
+  if (
+    config.databaseUrl !== undefined &&
+    code !== undefined &&
+    (refusedByPostgres.has(code) || (unreachable.has(code) && pointsAt(error, config.databaseUrl)))
+  ) {
     return `cannot use the database at DATABASE_URL (${redacted(config.databaseUrl)}): ${error.message}`;
   }
   if (config.s3 !== undefined && code !== undefined && unreachable.has(code) && pointsAt(error, config.s3.endpoint)) {

@@ -21,7 +21,10 @@ afterAll(async () => {
 
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((entry) => entry.isFile()).map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name))).sort();
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
+    .sort();
 }
 
 test('gen/ is exactly what buf generate makes from proto/', async () => {
@@ -33,7 +36,9 @@ test('gen/ is exactly what buf generate makes from proto/', async () => {
   const files = await listFiles(committed);
   expect(await listFiles(fresh)).toEqual(files);
   for (const file of files) {
-    expect(await readFile(path.join(committed, file), 'utf8'), `gen/${file} is stale: run npm run generate`).toBe(await readFile(path.join(fresh, file), 'utf8'));
+    expect(await readFile(path.join(committed, file), 'utf8'), `gen/${file} is stale: run npm run generate`).toBe(
+      await readFile(path.join(fresh, file), 'utf8'),
+    );
   }
 }, 60_000);
 

@@ -27,14 +27,19 @@ async function startPostgres(): Promise<EmbeddedPostgres> {
 
 beforeAll(async () => {
   clusterDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-outage-'));
-  postgres = await startEmbeddedPostgres({ clusterDir, database: 'yardmaster', logger, settings: { fsync: 'off', synchronous_commit: 'off' } });
+  postgres = await startEmbeddedPostgres({
+    clusterDir,
+    database: 'yardmaster',
+    logger,
+    settings: { fsync: 'off', synchronous_commit: 'off' },
+  });
   port = Number(new URL(postgres.url).port);
   server = await startTestServer({ database: { url: postgres.url, name: 'yardmaster', drop: async () => {} } });
   user = await server.createUser();
 }, 60_000);
 
 afterAll(async () => {
-  console.error("AFTERALL");
+  console.error('AFTERALL');
   await server?.close();
   await postgres?.stop();
   await rm(clusterDir, { recursive: true, force: true });
@@ -56,7 +61,11 @@ test('while the database is down, calls and open WatchJobs streams end Unavailab
 
   await postgres.stop();
   try {
-    for (const call of [() => user.client.jobs.getJob({ id: job!.id }), () => user.client.jobs.createJob({ type: 'noop', name: 'during the outage' }), () => user.client.jobs.listJobs({})]) {
+    for (const call of [
+      () => user.client.jobs.getJob({ id: job!.id }),
+      () => user.client.jobs.createJob({ type: 'noop', name: 'during the outage' }),
+      () => user.client.jobs.listJobs({}),
+    ]) {
       const error = await expectConnectError(call, Code.Unavailable);
       expect(retryDelayMs(error)).toBeGreaterThan(0);
       expect(error.rawMessage).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|terminat/i);

@@ -61,7 +61,14 @@ afterAll(async () => {
   await child?.stop();
   // The server's files are gone with its database; its bytes with its bucket.
   const endpoint = new URL(inject('s3Endpoint'));
-  const s3 = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, ...inject('s3Credentials'), region: 'us-east-1', pathStyle: true });
+  const s3 = new S3Client({
+    endPoint: endpoint.hostname,
+    port: Number(endpoint.port),
+    useSSL: false,
+    ...inject('s3Credentials'),
+    region: 'us-east-1',
+    pathStyle: true,
+  });
   const keys: string[] = [];
   for await (const item of s3.listObjectsV2(bucket, '', true) as AsyncIterable<{ name?: string }>) if (item.name) keys.push(item.name);
   for (const key of keys) await s3.removeObject(bucket, key);

@@ -33,12 +33,20 @@ test('an account over its heavy-call limit gets ResourceExhausted with RetryInfo
   try {
     // The upload holds the slot once its row is reserved; a heavy call sent before that
     // could take the slot first and leave the upload refused.
-    await eventually(async () => {
-      expect(await server.countRows(`select count(*) as n from files where owner_id = $1 and name = 'open.txt'`, [busy.user.id])).toBe(1);
-    }, 10_000, 50);
+    await eventually(
+      async () => {
+        expect(await server.countRows(`select count(*) as n from files where owner_id = $1 and name = 'open.txt'`, [busy.user.id])).toBe(1);
+      },
+      10_000,
+      50,
+    );
     const refused = await expectConnectError(busy.client.jobs.listJobs({}), Code.ResourceExhausted, 'TOO_MANY_HEAVY_CALLS');
     expect(retryDelayMs(refused)).toBeGreaterThan(0);
-    await expectConnectError(busy.client.jobs.batchCreateJobs({ requests: [{ type: 'noop', name: 'refused' }] }), Code.ResourceExhausted, 'TOO_MANY_HEAVY_CALLS');
+    await expectConnectError(
+      busy.client.jobs.batchCreateJobs({ requests: [{ type: 'noop', name: 'refused' }] }),
+      Code.ResourceExhausted,
+      'TOO_MANY_HEAVY_CALLS',
+    );
     expect(await server.countRows('select count(*) as n from jobs where owner_id = $1', [busy.user.id])).toBe(0);
     // Light calls of the same account, and heavy calls of another, are not affected.
     await busy.client.jobs.createJob({ type: 'noop', name: 'light' });

@@ -31,7 +31,6 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-
 // ---------------------------------------------------------------------------------------
 // The same calls over every protocol
 
@@ -44,11 +43,23 @@ interface ProtocolCase {
 
 const protocolCases: ProtocolCase[] = [
   { name: 'Connect JSON over HTTP/1.1', options: { protocol: 'connect', httpVersion: '1.1' }, contentType: /^application\/json/ },
-  { name: 'Connect binary over HTTP/1.1', options: { protocol: 'connect', httpVersion: '1.1', binary: true }, contentType: /^application\/proto/ },
+  {
+    name: 'Connect binary over HTTP/1.1',
+    options: { protocol: 'connect', httpVersion: '1.1', binary: true },
+    contentType: /^application\/proto/,
+  },
   { name: 'Connect JSON over HTTP/2 (h2c)', options: { protocol: 'connect', httpVersion: '2' }, contentType: /^application\/json/ },
   { name: 'gRPC over h2c', options: { protocol: 'grpc', binary: true }, contentType: /^application\/grpc(\+proto)?$/ },
-  { name: 'gRPC-Web JSON over HTTP/1.1', options: { protocol: 'grpc-web', httpVersion: '1.1', binary: false }, contentType: /^application\/grpc-web\+json/ },
-  { name: 'gRPC-Web binary over HTTP/1.1', options: { protocol: 'grpc-web', httpVersion: '1.1', binary: true }, contentType: /^application\/grpc-web(\+proto)?$/ },
+  {
+    name: 'gRPC-Web JSON over HTTP/1.1',
+    options: { protocol: 'grpc-web', httpVersion: '1.1', binary: false },
+    contentType: /^application\/grpc-web\+json/,
+  },
+  {
+    name: 'gRPC-Web binary over HTTP/1.1',
+    options: { protocol: 'grpc-web', httpVersion: '1.1', binary: true },
+    contentType: /^application\/grpc-web(\+proto)?$/,
+  },
 ];
 
 describe('every protocol on one port', () => {
@@ -96,7 +107,9 @@ describe('every protocol on one port', () => {
     // NodeClientOptions.binary says "gRPC is always binary"; plain gRPC clients (grpc-js,
     // grpcurl) only speak application/grpc(+proto). The server answers in the codec it was sent.
     let responseType: string | null = null;
-    await server.client({ protocol: 'grpc' }).health.check({ service: '' }, { onHeader: (headers) => (responseType = headers.get('content-type')) });
+    await server
+      .client({ protocol: 'grpc' })
+      .health.check({ service: '' }, { onHeader: (headers) => (responseType = headers.get('content-type')) });
     expect(responseType).toMatch(/^application\/grpc(\+proto)?$/);
   });
 
@@ -139,7 +152,16 @@ describe('buf curl', () => {
   test('logs in over Connect and over gRPC with the local schema', async () => {
     const [connect, grpc] = await Promise.all([
       bufCurl(['--schema', 'proto', '--data', loginData, `${server.url}/yardmaster.v1.AuthService/Login`]),
-      bufCurl(['--schema', 'proto', '--protocol', 'grpc', '--http2-prior-knowledge', '--data', loginData, `${server.url}/yardmaster.v1.AuthService/Login`]),
+      bufCurl([
+        '--schema',
+        'proto',
+        '--protocol',
+        'grpc',
+        '--http2-prior-knowledge',
+        '--data',
+        loginData,
+        `${server.url}/yardmaster.v1.AuthService/Login`,
+      ]),
     ]);
     for (const output of [connect, grpc]) {
       const reply = JSON.parse(output) as { accessToken: string; user: { username: string } };
@@ -152,7 +174,14 @@ describe('buf curl', () => {
     const login = await server.client().auth.login({ username: 'admin', password: adminPassword });
     const [me, meOverGrpc, methods] = await Promise.all([
       bufCurl(['-H', `Authorization: Bearer ${login.accessToken}`, `${server.url}/yardmaster.v1.AuthService/GetMe`]),
-      bufCurl(['--protocol', 'grpc', '--http2-prior-knowledge', '-H', `Authorization: Bearer ${login.accessToken}`, `${server.url}/yardmaster.v1.AuthService/GetMe`]),
+      bufCurl([
+        '--protocol',
+        'grpc',
+        '--http2-prior-knowledge',
+        '-H',
+        `Authorization: Bearer ${login.accessToken}`,
+        `${server.url}/yardmaster.v1.AuthService/GetMe`,
+      ]),
       bufCurl(['--list-methods', server.url]),
     ]);
     expect((JSON.parse(me) as { user: { username: string; role: string } }).user).toMatchObject({ username: 'admin', role: 'ROLE_ADMIN' });
@@ -170,7 +199,9 @@ describe('buf curl', () => {
   });
 
   test('an error through buf curl carries the Connect code', async () => {
-    const error = await bufCurl(['--schema', 'proto', '--data', '{}', `${server.url}/yardmaster.v1.AuthService/GetMe`]).catch((failed: Error) => failed.message);
+    const error = await bufCurl(['--schema', 'proto', '--data', '{}', `${server.url}/yardmaster.v1.AuthService/GetMe`]).catch(
+      (failed: Error) => failed.message,
+    );
     expect(error).toMatch(/unauthenticated/);
   });
 });
@@ -215,7 +246,8 @@ describe('grpc.health.v1', () => {
     const abortUnknown = new AbortController();
     const first = await within(
       (async () => {
-        for await (const message of client.health.watch({ service: 'no.such.Service' }, { signal: abortUnknown.signal })) return message.status;
+        for await (const message of client.health.watch({ service: 'no.such.Service' }, { signal: abortUnknown.signal }))
+          return message.status;
         return undefined;
       })(),
       5000,
@@ -236,7 +268,10 @@ describe('plain HTTP routes', () => {
 
     const readyz = await fetch(`${server.url}/readyz`);
     expect(readyz.status).toBe(200);
-    const ready = (await readyz.json()) as { status: string; dependencies: { name: string; ok: boolean; latencyMs: number; detail: string }[] };
+    const ready = (await readyz.json()) as {
+      status: string;
+      dependencies: { name: string; ok: boolean; latencyMs: number; detail: string }[];
+    };
     const database = ready.dependencies.find((dependency) => dependency.name === 'database');
     expect(database).toMatchObject({ ok: true, detail: '' });
     expect(database!.latencyMs).toBeGreaterThanOrEqual(0);
@@ -281,7 +316,11 @@ describe('CORS', () => {
   });
   afterAll(() => corsServer?.close());
 
-  const headerList = (value: string | null) => (value ?? '').split(',').map((entry) => entry.trim().toLowerCase()).filter(Boolean);
+  const headerList = (value: string | null) =>
+    (value ?? '')
+      .split(',')
+      .map((entry) => entry.trim().toLowerCase())
+      .filter(Boolean);
 
   test('a preflight from an allowed origin gets 204 with the allowed headers', async () => {
     const res = await fetch(`${corsServer.url}/yardmaster.v1.AuthService/Login`, {
@@ -294,7 +333,9 @@ describe('CORS', () => {
     });
     expect(res.status).toBe(204);
     expect(res.headers.get('access-control-allow-origin')).toBe(origin);
-    expect(headerList(res.headers.get('access-control-allow-headers'))).toEqual(expect.arrayContaining(['content-type', 'authorization', 'connect-protocol-version']));
+    expect(headerList(res.headers.get('access-control-allow-headers'))).toEqual(
+      expect.arrayContaining(['content-type', 'authorization', 'connect-protocol-version']),
+    );
     expect(headerList(res.headers.get('access-control-allow-methods'))).toContain('post');
     expect(headerList(res.headers.get('vary'))).toContain('origin');
     expect(res.headers.get('x-request-id')).toBeTruthy();
@@ -309,13 +350,19 @@ describe('CORS', () => {
     expect(res.status).toBe(200);
     await res.body?.cancel();
     expect(res.headers.get('access-control-allow-origin')).toBe(origin);
-    expect(headerList(res.headers.get('access-control-expose-headers'))).toEqual(expect.arrayContaining(['grpc-status', 'grpc-message', 'x-request-id']));
+    expect(headerList(res.headers.get('access-control-expose-headers'))).toEqual(
+      expect.arrayContaining(['grpc-status', 'grpc-message', 'x-request-id']),
+    );
   });
 
   test('an origin not in the list gets no Access-Control-Allow-Origin', async () => {
     const preflight = await fetch(`${corsServer.url}/yardmaster.v1.AuthService/Login`, {
       method: 'OPTIONS',
-      headers: { origin: 'https://evil.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' },
+      headers: {
+        origin: 'https://evil.example.com',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type,authorization',
+      },
     });
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
     expect(preflight.headers.get('access-control-allow-headers')).toBeNull();
@@ -372,9 +419,23 @@ describe('TLS', () => {
     const sessionManagers: Http2SessionManager[] = [];
     try {
       await execFileAsync('openssl', [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-        '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-        '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
       ]);
       const cert = await readFile(path.join(dir, 'cert.pem'));
       tlsServer = await startTestServer({ env: { TLS_CERT: path.join(dir, 'cert.pem'), TLS_KEY: path.join(dir, 'key.pem') } });
@@ -382,7 +443,10 @@ describe('TLS', () => {
       const port = Number(new URL(tlsServer.url).port);
 
       // Connect over HTTP/1.1.
-      const overH1 = createClient(AuthService, createConnectTransport({ baseUrl: tlsServer.url, httpVersion: '1.1', nodeOptions: { ca: cert } }));
+      const overH1 = createClient(
+        AuthService,
+        createConnectTransport({ baseUrl: tlsServer.url, httpVersion: '1.1', nodeOptions: { ca: cert } }),
+      );
       const login = await overH1.login({ username: 'admin', password: adminPassword });
       expect(login.user?.username).toBe('admin');
 
@@ -401,7 +465,10 @@ describe('TLS', () => {
       // Connect over HTTP/2 on TLS too.
       const connectH2Manager = new Http2SessionManager(tlsServer.url, {}, { ca: cert });
       sessionManagers.push(connectH2Manager);
-      const connectOverH2 = createClient(AuthService, createConnectTransport({ baseUrl: tlsServer.url, httpVersion: '2', sessionManager: connectH2Manager }));
+      const connectOverH2 = createClient(
+        AuthService,
+        createConnectTransport({ baseUrl: tlsServer.url, httpVersion: '2', sessionManager: connectH2Manager }),
+      );
       expect((await connectOverH2.getMe({}, { headers: { authorization: `Bearer ${login.accessToken}` } })).user?.username).toBe('admin');
 
       // ALPN offers both, h2 preferred.
@@ -414,7 +481,13 @@ describe('TLS', () => {
       expect(refused.rawMessage).toMatch(/certificate/i);
 
       // Plaintext on the TLS port is not served.
-      const plain = await within(fetch(tlsServer.url.replace('https://', 'http://') + '/healthz').then((res) => res.status, () => 'refused'), 5000);
+      const plain = await within(
+        fetch(`${tlsServer.url.replace('https://', 'http://')}/healthz`).then(
+          (res) => res.status,
+          () => 'refused',
+        ),
+        5000,
+      );
       expect(plain).not.toBe(200);
     } finally {
       for (const manager of sessionManagers) manager.abort();
@@ -457,7 +530,9 @@ describe('graceful shutdown', () => {
       expect(streamEnd, 'the Watch stream did not end after close()').not.toBe('timeout');
       if (streamEnd instanceof ConnectError) {
         // Ending with an error is acceptable only as a clean "server going away" code.
-        expect([Code.Unavailable, Code.Canceled, Code.Aborted], `${Code[streamEnd.code]}: ${streamEnd.rawMessage}`).toContain(streamEnd.code);
+        expect([Code.Unavailable, Code.Canceled, Code.Aborted], `${Code[streamEnd.code]}: ${streamEnd.rawMessage}`).toContain(
+          streamEnd.code,
+        );
       }
       // The stream ended because of the shutdown signal, not because the 1 s grace of
       // TestServer.close() ran out and the connection was destroyed.
@@ -470,7 +545,9 @@ describe('graceful shutdown', () => {
         (error: Error & { cause?: { code?: string } }) => error.cause?.code ?? error.message,
       );
       expect(refused).toBe('ECONNREFUSED');
-      const grpcAfter = await connectErrorOf(() => createClient(Health, createGrpcTransport({ baseUrl: second.url })).check({ service: '' }, { timeoutMs: 3000 }));
+      const grpcAfter = await connectErrorOf(() =>
+        createClient(Health, createGrpcTransport({ baseUrl: second.url })).check({ service: '' }, { timeoutMs: 3000 }),
+      );
       expect(grpcAfter.code).toBe(Code.Unavailable);
     } finally {
       sessionManager.abort();

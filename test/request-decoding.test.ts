@@ -8,7 +8,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
+import { Health, type HealthCheckResponse_ServingStatus as ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
 import { createLogger } from '../src/platform/logger.ts';
 import { createRpcHandler } from '../src/server/rpc-handler.ts';
 import { adminPassword, startTestServer, type TestServer } from './support/test-server.ts';
@@ -44,12 +44,18 @@ function frames(body: Buffer): { flags: number; data: Buffer }[] {
 
 function h1Request(baseUrl: string, path: string, headers: Record<string, string>, body: Uint8Array): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${baseUrl}${path}`, { method: 'POST', headers: { ...headers, 'content-length': String(body.byteLength) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, trailers: res.trailers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      `${baseUrl}${path}`,
+      { method: 'POST', headers: { ...headers, 'content-length': String(body.byteLength) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, trailers: res.trailers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -106,13 +112,23 @@ async function call(
     return { outcome: error ? { code: error.code, message: error.message } : { code: 'ok', message: '' }, response };
   }
   if (transport.protocol === 'grpc') {
-    const response = await send(baseUrl, path, { 'content-type': 'application/grpc+proto', te: 'trailers', ...headers }, envelope(0, message));
+    const response = await send(
+      baseUrl,
+      path,
+      { 'content-type': 'application/grpc+proto', te: 'trailers', ...headers },
+      envelope(0, message),
+    );
     // A trailers-only answer carries its status in the headers.
     const status = response.trailers['grpc-status'] ?? response.headers['grpc-status'];
     const grpcMessage = response.trailers['grpc-message'] ?? response.headers['grpc-message'] ?? '';
     return { outcome: { code: String(status), message: decodeURIComponent(String(grpcMessage)) }, response };
   }
-  const response = await send(baseUrl, path, { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1', ...headers }, envelope(0, message));
+  const response = await send(
+    baseUrl,
+    path,
+    { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1', ...headers },
+    envelope(0, message),
+  );
   const trailer = frames(response.body).find((frame) => (frame.flags & 0x80) === 0x80);
   const fields = new Map(
     trailer!.data
@@ -169,7 +185,14 @@ describe.each(transports)('$name', (transport) => {
   });
 
   test('a valid call still works', async () => {
-    const { outcome, response } = await call(server.url, transport, '/yardmaster.v1.AuthService/GetMe', 'unary', new Uint8Array(0), authorization);
+    const { outcome, response } = await call(
+      server.url,
+      transport,
+      '/yardmaster.v1.AuthService/GetMe',
+      'unary',
+      new Uint8Array(0),
+      authorization,
+    );
     expect(outcome.code).toBe(transport.ok);
     expect(response.body.toString('latin1')).toContain('admin');
   });
@@ -178,20 +201,30 @@ describe.each(transports)('$name', (transport) => {
 test('a gRPC message flagged compressed, with no compression named, is InvalidArgument too', async () => {
   const flagged = envelope(1, new Uint8Array(0));
   for (const path of ['/yardmaster.v1.AuthService/GetMe', '/yardmaster.v1.JobsService/WatchJob']) {
-    const response = await h2Request(server.url, path, { 'content-type': 'application/grpc+proto', te: 'trailers', ...authorization }, flagged);
+    const response = await h2Request(
+      server.url,
+      path,
+      { 'content-type': 'application/grpc+proto', te: 'trailers', ...authorization },
+      flagged,
+    );
     expect(response.trailers['grpc-status'] ?? response.headers['grpc-status']).toBe('3');
   }
 });
 
 test('Connect JSON with bad JSON stays InvalidArgument', async () => {
-  const response = await h1Request(server.url, '/yardmaster.v1.AuthService/GetMe', { 'content-type': 'application/json', ...authorization }, Buffer.from('{"nope'));
+  const response = await h1Request(
+    server.url,
+    '/yardmaster.v1.AuthService/GetMe',
+    { 'content-type': 'application/json', ...authorization },
+    Buffer.from('{"nope'),
+  );
   expect(response.status).toBe(400);
   expect((JSON.parse(response.body.toString('utf8')) as { code: string }).code).toBe('invalid_argument');
 });
 
 describe('an answer the server cannot encode', () => {
   // A server bug, not the client's: an enum value outside int32 cannot be written in binary.
-  const unencodable = 2 ** 40 as ServingStatus;
+  const unencodable = (2 ** 40) as ServingStatus;
   let baseUrl: string;
   let listener: http.Server;
   beforeAll(async () => {
@@ -212,10 +245,28 @@ describe('an answer the server cannot encode', () => {
   afterAll(() => new Promise<void>((resolve) => listener.close(() => resolve())));
 
   test.each([
-    { name: 'Connect unary', protocol: 'connect' as const, path: '/grpc.health.v1.Health/Check', kind: 'unary' as const, internal: 'internal' },
-    { name: 'Connect stream', protocol: 'connect' as const, path: '/grpc.health.v1.Health/Watch', kind: 'stream' as const, internal: 'internal' },
+    {
+      name: 'Connect unary',
+      protocol: 'connect' as const,
+      path: '/grpc.health.v1.Health/Check',
+      kind: 'unary' as const,
+      internal: 'internal',
+    },
+    {
+      name: 'Connect stream',
+      protocol: 'connect' as const,
+      path: '/grpc.health.v1.Health/Watch',
+      kind: 'stream' as const,
+      internal: 'internal',
+    },
     { name: 'gRPC-Web unary', protocol: 'grpc-web' as const, path: '/grpc.health.v1.Health/Check', kind: 'unary' as const, internal: '13' },
-    { name: 'gRPC-Web stream', protocol: 'grpc-web' as const, path: '/grpc.health.v1.Health/Watch', kind: 'stream' as const, internal: '13' },
+    {
+      name: 'gRPC-Web stream',
+      protocol: 'grpc-web' as const,
+      path: '/grpc.health.v1.Health/Watch',
+      kind: 'stream' as const,
+      internal: '13',
+    },
   ])('stays Internal over $name, while a bad request to the same server is InvalidArgument', async (probe) => {
     const transport = { protocol: probe.protocol, httpVersion: '1.1' as const };
     const { outcome } = await call(baseUrl, transport, probe.path, probe.kind, new Uint8Array(0));

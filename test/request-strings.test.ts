@@ -46,12 +46,23 @@ describe('strings PostgreSQL cannot hold', () => {
     const jobs = user.client.jobs;
     const byName = await expectConnectError(jobs.createJob({ type: 'noop', name: 'evil\0name' }), Code.InvalidArgument);
     expect(violatedFields(byName)).toEqual(['name']);
-    const byLabelValue = await expectConnectError(jobs.createJob({ type: 'noop', name: 'ok', labels: { team: 'a\0b' } }), Code.InvalidArgument);
+    const byLabelValue = await expectConnectError(
+      jobs.createJob({ type: 'noop', name: 'ok', labels: { team: 'a\0b' } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(byLabelValue)).toEqual(['labels["team"]']);
-    const byLabelKey = await expectConnectError(jobs.createJob({ type: 'noop', name: 'ok', labels: { 'te\0am': 'a' } }), Code.InvalidArgument);
+    const byLabelKey = await expectConnectError(
+      jobs.createJob({ type: 'noop', name: 'ok', labels: { 'te\0am': 'a' } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(byLabelKey)).toEqual(['labels["te\\u0000am"]']);
     const inBatch = await expectConnectError(
-      jobs.batchCreateJobs({ requests: [{ type: 'noop', name: 'first' }, { type: 'sleep', name: 'second', params: { seconds: 1, note: { deep: ['x', 'y\0'] } } }] }),
+      jobs.batchCreateJobs({
+        requests: [
+          { type: 'noop', name: 'first' },
+          { type: 'sleep', name: 'second', params: { seconds: 1, note: { deep: ['x', 'y\0'] } } },
+        ],
+      }),
       Code.InvalidArgument,
     );
     expect(violatedFields(inBatch)).toEqual(['requests[1].params["note"]["deep"][1]']);
@@ -86,10 +97,16 @@ describe('strings PostgreSQL cannot hold', () => {
       req.header.set('authorization', `Bearer ${secret}`);
       return next(req);
     };
-    const jobs = createClient(JobsService, createConnectTransport({ baseUrl: server.url, httpVersion: '1.1', useBinaryFormat: false, interceptors: [bearer] }));
+    const jobs = createClient(
+      JobsService,
+      createConnectTransport({ baseUrl: server.url, httpVersion: '1.1', useBinaryFormat: false, interceptors: [bearer] }),
+    );
     // protobuf's JSON parser refuses it in string fields; Struct values are ours to check.
     await expectConnectError(jobs.createJob({ type: 'noop', name: 'half \ud800 pair' }), Code.InvalidArgument);
-    const inParams = await expectConnectError(jobs.createJob({ type: 'sleep', name: 'ok', params: { seconds: 1, note: 'x\udc00' } }), Code.InvalidArgument);
+    const inParams = await expectConnectError(
+      jobs.createJob({ type: 'sleep', name: 'ok', params: { seconds: 1, note: 'x\udc00' } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(inParams)).toEqual(['params["note"]']);
     expect(await countJobs(user.user.id)).toBe(0);
   });
@@ -104,7 +121,10 @@ describe('strings PostgreSQL cannot hold', () => {
 
   test('DeleteDirectory of "/evade\\0" is refused and the directory stays', async () => {
     const id = await uploadFile(user.client, '/evade', 'kept.txt');
-    const error = await expectConnectError(user.client.files.deleteDirectory({ directory: '/evade\0', confirm: '/evade\0' }), Code.InvalidArgument);
+    const error = await expectConnectError(
+      user.client.files.deleteDirectory({ directory: '/evade\0', confirm: '/evade\0' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(error)).toEqual(['directory', 'confirm']);
     expect(await fileExists(id)).toBe(true);
   });
@@ -116,7 +136,11 @@ describe('audited calls without an audit record', () => {
     // A real constraint of the database that refuses exactly this call's audit record.
     await server.query(`alter table audit_events add constraint refuse_doomed check (target is distinct from '/doomed')`);
     try {
-      await expectConnectError(user.client.files.deleteDirectory({ directory: '/doomed', confirm: '/doomed' }), Code.Unavailable, 'AUDIT_LOG_UNAVAILABLE');
+      await expectConnectError(
+        user.client.files.deleteDirectory({ directory: '/doomed', confirm: '/doomed' }),
+        Code.Unavailable,
+        'AUDIT_LOG_UNAVAILABLE',
+      );
       expect(await fileExists(id)).toBe(true);
     } finally {
       await server.query('alter table audit_events drop constraint refuse_doomed');

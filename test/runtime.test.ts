@@ -15,11 +15,11 @@ const packageJson = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'),
   devDependencies: Record<string, string>;
   allowScripts: Record<string, boolean>;
 };
-const pinned = packageJson.devDependencies['node']!;
+const pinned = packageJson.devDependencies.node!;
 
 test('the pinned Node.js is exact, runs the npm scripts, and .nvmrc and the Dockerfile name the same version', () => {
   expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
-  expect(packageJson.allowScripts['node'], 'the node package installs its binary from an install script').toBe(true);
+  expect(packageJson.allowScripts.node, 'the node package installs its binary from an install script').toBe(true);
   // `npm test` put node_modules/.bin first on PATH, so this very process is the pinned runtime.
   expect(process.versions.node).toBe(pinned);
   expect(readFileSync(path.join(repoRoot, '.nvmrc'), 'utf8').trim()).toBe(pinned);
@@ -31,15 +31,13 @@ test('the pinned Node.js is exact, runs the npm scripts, and .nvmrc and the Dock
 
 /** The first `node` on PATH outside node_modules/.bin: the machine's own runtime. */
 function systemNode(): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     if (!dir || dir.includes(`node_modules${path.sep}.bin`)) continue;
     const candidate = path.join(dir, 'node');
     try {
       accessSync(candidate, constants.X_OK);
       return candidate;
-    } catch {
-      continue;
-    }
+    } catch {}
   }
   return undefined;
 }
@@ -49,8 +47,16 @@ const oldNodeVersion = oldNode ? execFileSync(oldNode, ['-p', 'process.versions.
 const tooOld = oldNodeVersion !== undefined && Number(oldNodeVersion.split('.')[0]) < 22;
 
 test.skipIf(!tooOld)('under a too-old system Node.js, every entry point prints one line saying what to run, and exits 1', () => {
-  for (const args of [['src/start.js'], ['--import', './src/check-node.js', 'src/migrate.ts'], ['--import', './src/check-node.js', 'bench/run.ts']]) {
-    const run = spawnSync(oldNode!, args, { cwd: repoRoot, encoding: 'utf8', env: { PATH: path.dirname(oldNode!), DATA_DIR: '/nonexistent' } });
+  for (const args of [
+    ['src/start.js'],
+    ['--import', './src/check-node.js', 'src/migrate.ts'],
+    ['--import', './src/check-node.js', 'bench/run.ts'],
+  ]) {
+    const run = spawnSync(oldNode!, args, {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      env: { PATH: path.dirname(oldNode!), DATA_DIR: '/nonexistent' },
+    });
     expect(run.status, args.join(' ')).toBe(1);
     expect(run.stdout).toBe('');
     expect(run.stderr).toBe(

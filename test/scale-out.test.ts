@@ -66,7 +66,9 @@ test('a WatchJobs stream on A sees every event of the jobs B ran', async () => {
   // The first message (a heartbeat) says the stream is live.
   await eventually(async () => expect(live).toBe(true), 5000);
 
-  const { jobs } = await admin.jobs.batchCreateJobs({ requests: Array.from({ length: 20 }, (_, index) => ({ type: 'noop', name: `fan-out ${index}` })) });
+  const { jobs } = await admin.jobs.batchCreateJobs({
+    requests: Array.from({ length: 20 }, (_, index) => ({ type: 'noop', name: `fan-out ${index}` })),
+  });
   const ids = jobs.map((job) => job.id);
   await eventually(async () => {
     for (const id of ids) expect(seen.get(id)?.at(-1)).toBe(JobStatus.SUCCEEDED);
@@ -107,6 +109,10 @@ test('a cancel on A stops a job running on B', async () => {
   expect(states.at(-1)).toBe(JobStatus.CANCELLED);
   // The sleep type's grace is 5 s; it honours the signal, so it ends well within it.
   expect(Date.now() - started).toBeLessThan(5000);
-  const [row] = await queryDatabase<{ worker_id: string; abandoned: boolean }>(database.url, 'select worker_id, abandoned from jobs where id = $1', [job!.id]);
+  const [row] = await queryDatabase<{ worker_id: string; abandoned: boolean }>(
+    database.url,
+    'select worker_id, abandoned from jobs where id = $1',
+    [job!.id],
+  );
   expect(row).toEqual({ worker_id: workerInstanceId, abandoned: false });
 }, 60_000);

@@ -75,7 +75,7 @@ test('first start creates the admin with a printed password; later starts keep t
 test('bad configuration stops start-up with one line per variable', async () => {
   const child = spawn(process.execPath, ['src/start.js'], {
     cwd: repoRoot,
-    env: { PATH: process.env['PATH'] ?? '', PORT: 'eighty', ACCESS_TOKEN_TTL: 'soon', LOG_LEVEL: 'loud' },
+    env: { PATH: process.env.PATH ?? '', PORT: 'eighty', ACCESS_TOKEN_TTL: 'soon', LOG_LEVEL: 'loud' },
   });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
@@ -83,7 +83,12 @@ test('bad configuration stops start-up with one line per variable', async () => 
   expect(code).toBe(2);
   const lines = stderr.trim().split('\n');
   expect(lines[0]).toBe('yardmaster: bad configuration');
-  expect(lines.slice(1).map((line) => line.split(':')[0]).sort()).toEqual(['ACCESS_TOKEN_TTL', 'LOG_LEVEL', 'PORT']);
+  expect(
+    lines
+      .slice(1)
+      .map((line) => line.split(':')[0])
+      .sort(),
+  ).toEqual(['ACCESS_TOKEN_TTL', 'LOG_LEVEL', 'PORT']);
 });
 
 async function freshDataDir(): Promise<string> {
@@ -97,7 +102,7 @@ async function freshDataDir(): Promise<string> {
 async function runToExit(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['src/start.js'], {
     cwd: repoRoot,
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
   });
   children.push(child);
   let stdout = '';
@@ -119,9 +124,7 @@ function postgresProcessesOf(dataDir: string): number[] {
       if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dataDir)) postmasters.push(Number(entry));
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      continue;
-    }
+    } catch {}
   }
   const children = [...parents].filter(([, parent]) => postmasters.includes(parent)).map(([pid]) => pid);
   return [...postmasters, ...children];
@@ -147,8 +150,14 @@ test('a port already in use: one line, exit 1, and the embedded PostgreSQL it st
   const { port } = holder.address() as net.AddressInfo;
   try {
     const run = await runToExit({ DATA_DIR: dataDir, PORT: String(port) });
-    expectOneLineFailure(run, `port ${port} on 127.0.0.1 is already in use by another process: stop it, or set PORT to a free port`, dataDir);
-    expect(existsSync(path.join(dataDir, 'postgres', 'data', 'PG_VERSION')), 'the database was started before the port was tried').toBe(true);
+    expectOneLineFailure(
+      run,
+      `port ${port} on 127.0.0.1 is already in use by another process: stop it, or set PORT to a free port`,
+      dataDir,
+    );
+    expect(existsSync(path.join(dataDir, 'postgres', 'data', 'PG_VERSION')), 'the database was started before the port was tried').toBe(
+      true,
+    );
   } finally {
     holder.close();
   }
@@ -160,7 +169,11 @@ test('a DATA_DIR that cannot be written: one line, exit 1', async () => {
   await writeFile(path.join(parent, 'file'), 'not a directory');
   const dataDir = path.join(parent, 'file', 'data');
   const run = await runToExit({ DATA_DIR: dataDir });
-  expectOneLineFailure(run, /^yardmaster: DATA_DIR \S+\/file\/data cannot be written \(ENOTDIR on \S+\): set DATA_DIR to a directory this user can write\n$/, dataDir);
+  expectOneLineFailure(
+    run,
+    /^yardmaster: DATA_DIR \S+\/file\/data cannot be written \(ENOTDIR on \S+\): set DATA_DIR to a directory this user can write\n$/,
+    dataDir,
+  );
 });
 
 test('a DATABASE_URL nobody answers at: one line without the password, exit 1', async () => {
@@ -237,7 +250,9 @@ test('a shutdown stuck on a database that stopped answering ends at SHUTDOWN_TIM
   server.child.kill('SIGTERM');
   expect(await server.exited).toBe(1);
   expect(Date.now() - began).toBeLessThan(15_000);
-  expect(server.output()).toMatch(/"step":"the app \(jobs, queue, event fan-out, database pools\)","activeResources":\{[^}]*"TCPSocketWrap":\d+/);
+  expect(server.output()).toMatch(
+    /"step":"the app \(jobs, queue, event fan-out, database pools\)","activeResources":\{[^}]*"TCPSocketWrap":\d+/,
+  );
   expect(server.output()).toContain('shutdown did not finish within 3s: still waiting on the app');
   resume();
   // The stop it asked for on the way out lands once PostgreSQL runs again: no orphan.

@@ -30,7 +30,14 @@ const victimBytes = Buffer.from('the victim keeps this to themselves\n');
 beforeAll(async () => {
   server = await startTestServer();
   [victim, attacker] = await Promise.all([server.createUser(), server.createUser()]);
-  store = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, ...credentials, region: 'us-east-1', pathStyle: true });
+  store = new S3Client({
+    endPoint: endpoint.hostname,
+    port: Number(endpoint.port),
+    useSSL: false,
+    ...credentials,
+    region: 'us-east-1',
+    pathStyle: true,
+  });
   const plan = await victim.client.files.createUpload({ directory: '/private', name: 'secret.txt', size: BigInt(victimBytes.length) });
   bucket = new URL(plan.uploadUrl).pathname.split('/')[1]!;
   expect((await send(plan.uploadUrl, { method: 'PUT', body: victimBytes })).status).toBe(200);
@@ -52,12 +59,19 @@ interface Reply {
 /** One HTTP/1.1 request with exactly these headers (and the Host Node adds). */
 function send(url: string, options: { method: string; headers?: Record<string, string>; body?: Buffer }): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const request = http.request(url, { method: options.method, headers: { ...(options.body ? { 'content-length': String(options.body.length) } : {}), ...options.headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const request = http.request(
+      url,
+      {
+        method: options.method,
+        headers: { ...(options.body ? { 'content-length': String(options.body.length) } : {}), ...options.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
     request.on('error', reject);
     request.end(options.body);
   });
@@ -77,7 +91,11 @@ async function objectBytes(key: string): Promise<Buffer | undefined> {
 
 /** A fresh upload plan of the attacker: their own staging key and its presigned PUT URL. */
 async function attackerUpload(client: YardmasterClient = attacker.client, size = victimBytes.length) {
-  const plan = await client.files.createUpload({ directory: '/loot', name: `copy-${Math.random().toString(36).slice(2)}.txt`, size: BigInt(size) });
+  const plan = await client.files.createUpload({
+    directory: '/loot',
+    name: `copy-${Math.random().toString(36).slice(2)}.txt`,
+    size: BigInt(size),
+  });
   const url = new URL(plan.uploadUrl);
   return { fileId: plan.file!.id, url: plan.uploadUrl, stagingKey: decodeURIComponent(url.pathname.split('/').slice(2).join('/')) };
 }
@@ -85,7 +103,15 @@ async function attackerUpload(client: YardmasterClient = attacker.client, size =
 /** A URL presigned with the store's own credentials, with extra signed headers and query. */
 function presign(method: string, key: string, options: { query?: string; headers?: Record<string, string> } = {}): string {
   const path = `/${bucket}${key ? `/${key}` : ''}${options.query ? `?${options.query}` : ''}`;
-  return presignSignatureV4({ method, protocol: 'http:', path, headers: { host: endpoint.host, ...options.headers } }, credentials.accessKey, credentials.secretKey, '', 'us-east-1', new Date(), 60);
+  return presignSignatureV4(
+    { method, protocol: 'http:', path, headers: { host: endpoint.host, ...options.headers } },
+    credentials.accessKey,
+    credentials.secretKey,
+    '',
+    'us-east-1',
+    new Date(),
+    60,
+  );
 }
 
 describe('unsigned x-amz-* headers', () => {
@@ -150,7 +176,11 @@ describe('unsigned x-amz-* headers', () => {
   test('a presigned PUT may carry Content-Type and Content-MD5 unsigned (as browsers and curl send them): the bytes are stored', async () => {
     const upload = await attackerUpload(attacker.client, 5);
     const body = Buffer.from('hello');
-    const reply = await send(upload.url, { method: 'PUT', headers: { 'content-type': 'text/plain', 'content-md5': createHash('md5').update(body).digest('base64') }, body });
+    const reply = await send(upload.url, {
+      method: 'PUT',
+      headers: { 'content-type': 'text/plain', 'content-md5': createHash('md5').update(body).digest('base64') },
+      body,
+    });
     expect(reply.status, reply.body).toBe(200);
     expect(await objectBytes(upload.stagingKey)).toEqual(body);
   });
@@ -161,8 +191,18 @@ describe('unsigned x-amz-* headers', () => {
     const amzDate = date.toISOString().replace(/[-:]|\.\d{3}/g, '');
     const path = `/${bucket}/${upload.stagingKey}`;
     const signed = { host: endpoint.host, 'x-amz-date': amzDate, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
-    const authorization = signV4({ method: 'PUT', protocol: 'http:', path, headers: signed }, credentials.accessKey, credentials.secretKey, 'us-east-1', date, 'UNSIGNED-PAYLOAD');
-    const reply = await send(`${endpoint.origin}${path}`, { method: 'PUT', headers: { ...signed, authorization, 'x-amz-copy-source': `/${bucket}/${victimKey}` } });
+    const authorization = signV4(
+      { method: 'PUT', protocol: 'http:', path, headers: signed },
+      credentials.accessKey,
+      credentials.secretKey,
+      'us-east-1',
+      date,
+      'UNSIGNED-PAYLOAD',
+    );
+    const reply = await send(`${endpoint.origin}${path}`, {
+      method: 'PUT',
+      headers: { ...signed, authorization, 'x-amz-copy-source': `/${bucket}/${victimKey}` },
+    });
     expect(reply.status, reply.body).toBe(403);
     expect(reply.body).toContain('<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>');
     expect(await objectBytes(upload.stagingKey)).toBeUndefined();
@@ -190,7 +230,10 @@ describe('what a presigned URL may do', () => {
     ['PUT ?cors on the bucket', 'PUT', '', 'cors='],
   ])('%s is refused (403) and changes nothing', async (_title, method, target, query) => {
     const key = target === 'object' ? victimKey : '';
-    const reply = await send(presign(method, key, { query }), { method, body: method === 'PUT' || method === 'POST' ? Buffer.from('<x/>') : undefined });
+    const reply = await send(presign(method, key, { query }), {
+      method,
+      body: method === 'PUT' || method === 'POST' ? Buffer.from('<x/>') : undefined,
+    });
     expect(reply.status, reply.body).toBe(403);
     expect(codeOf(reply)).toBe('AccessDenied');
     expect(await objectBytes(victimKey)).toEqual(victimBytes);
@@ -201,14 +244,20 @@ describe('what a presigned URL may do', () => {
   test('a copy is refused even when the presigner signed x-amz-copy-source, as object or as part', async () => {
     const upload = await attackerUpload();
     const copySource = `/${bucket}/${victimKey}`;
-    const whole = await send(presign('PUT', upload.stagingKey, { headers: { 'x-amz-copy-source': copySource } }), { method: 'PUT', headers: { 'x-amz-copy-source': copySource } });
-    expect(whole.status, whole.body).toBe(403);
-    expect(codeOf(whole)).toBe('AccessDenied');
-    const uploadId = await store.initiateNewMultipartUpload(bucket, upload.stagingKey, {});
-    const part = await send(presign('PUT', upload.stagingKey, { query: `partNumber=1&uploadId=${uploadId}`, headers: { 'x-amz-copy-source': copySource } }), {
+    const whole = await send(presign('PUT', upload.stagingKey, { headers: { 'x-amz-copy-source': copySource } }), {
       method: 'PUT',
       headers: { 'x-amz-copy-source': copySource },
     });
+    expect(whole.status, whole.body).toBe(403);
+    expect(codeOf(whole)).toBe('AccessDenied');
+    const uploadId = await store.initiateNewMultipartUpload(bucket, upload.stagingKey, {});
+    const part = await send(
+      presign('PUT', upload.stagingKey, { query: `partNumber=1&uploadId=${uploadId}`, headers: { 'x-amz-copy-source': copySource } }),
+      {
+        method: 'PUT',
+        headers: { 'x-amz-copy-source': copySource },
+      },
+    );
     expect(part.status, part.body).toBe(403);
     await store.abortMultipartUpload(bucket, upload.stagingKey, uploadId);
     expect(await objectBytes(upload.stagingKey)).toBeUndefined();
@@ -218,7 +267,9 @@ describe('what a presigned URL may do', () => {
     const upload = await attackerUpload(attacker.client, 3);
     expect((await send(upload.url, { method: 'PUT', body: Buffer.from('abc') })).status).toBe(200);
     expect((await send(presign('HEAD', upload.stagingKey), { method: 'HEAD' })).status).toBe(200);
-    expect((await send(presign('GET', upload.stagingKey, { query: 'response-content-type=text%2Fplain' }), { method: 'GET' })).body).toBe('abc');
+    expect((await send(presign('GET', upload.stagingKey, { query: 'response-content-type=text%2Fplain' }), { method: 'GET' })).body).toBe(
+      'abc',
+    );
   });
 });
 
@@ -228,7 +279,10 @@ describe('duplicated query parameters', () => {
     ['a second, different X-Amz-Signature', (url: URL) => `${url}&X-Amz-Signature=${'0'.repeat(64)}`],
     ['a second X-Amz-Credential', (url: URL) => `${url}&X-Amz-Credential=${encodeURIComponent(url.searchParams.get('X-Amz-Credential')!)}`],
     ['a second X-Amz-Date', (url: URL) => `${url}&X-Amz-Date=${url.searchParams.get('X-Amz-Date')}`],
-    ['a repeated name with another spelling of its value', (url: URL) => `${url.origin}${url.pathname}?X-Amz-Expires=60&${url.search.slice(1)}`],
+    [
+      'a repeated name with another spelling of its value',
+      (url: URL) => `${url.origin}${url.pathname}?X-Amz-Expires=60&${url.search.slice(1)}`,
+    ],
   ])('%s is 400 InvalidArgument and writes nothing', async (_title, tamper) => {
     const upload = await attackerUpload();
     const reply = await send(tamper(new URL(upload.url)), { method: 'PUT', body: victimBytes });

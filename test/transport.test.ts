@@ -15,7 +15,11 @@ import { expectConnectError } from './support/assertions.ts';
 import { startTestServer, type TestServer } from './support/test-server.ts';
 
 /** A gRPC client of `service` on a connection of its own, sending `headers` with each call. */
-function grpcClient<S extends typeof Health | typeof ServerReflection>(server: TestServer, service: S, headers: Record<string, string> = {}): Client<S> {
+function grpcClient<S extends typeof Health | typeof ServerReflection>(
+  server: TestServer,
+  service: S,
+  headers: Record<string, string> = {},
+): Client<S> {
   const transport = createGrpcTransport({
     baseUrl: server.url,
     interceptors: [
@@ -103,11 +107,16 @@ describe('dependency checks run on one shared schedule', () => {
     const readyz = await fetch(`${server.url}/readyz`);
     expect(readyz.status).toBe(503);
     const body = (await readyz.json()) as { dependencies: { name: string; ok: boolean; detail: string }[] };
-    expect(body.dependencies.find((dependency) => dependency.name === 'test dependency')).toMatchObject({ ok: false, detail: 'unreachable' });
+    expect(body.dependencies.find((dependency) => dependency.name === 'test dependency')).toMatchObject({
+      ok: false,
+      detail: 'unreachable',
+    });
     expect((await health.check({ service: '' })).status).toBe(ServingStatus.NOT_SERVING);
     failing = false;
     await waitUntil(() => watches.every((watch) => watch.statuses.at(-1) === ServingStatus.SERVING), 3 * intervalMs);
-    expect(watches.map((watch) => watch.statuses)).toEqual(watches.map(() => [ServingStatus.SERVING, ServingStatus.NOT_SERVING, ServingStatus.SERVING]));
+    expect(watches.map((watch) => watch.statuses)).toEqual(
+      watches.map(() => [ServingStatus.SERVING, ServingStatus.NOT_SERVING, ServingStatus.SERVING]),
+    );
     for (const watch of watches) watch.close();
   });
 });
@@ -116,7 +125,10 @@ describe('anonymous streams are capped per client address and in total', () => {
   let server: TestServer;
   beforeAll(async () => {
     // One trusted proxy: the test speaks for several client addresses through X-Forwarded-For.
-    server = await startTestServer({ env: { TRUST_PROXY: '1' }, appOptions: { streamLimits: { anonymousPerAddress: 3, anonymousTotal: 5 } } });
+    server = await startTestServer({
+      env: { TRUST_PROXY: '1' },
+      appOptions: { streamLimits: { anonymousPerAddress: 3, anonymousTotal: 5 } },
+    });
   });
   afterAll(() => server?.close());
 
@@ -136,7 +148,8 @@ describe('anonymous streams are capped per client address and in total', () => {
     }
     const reflectionAbort = new AbortController();
     const reflect = async (client: Client<typeof ServerReflection>) => {
-      for await (const reply of client.serverReflectionInfo(oneRequestThenWait(reflectionAbort.signal), { signal: reflectionAbort.signal })) return reply;
+      for await (const reply of client.serverReflectionInfo(oneRequestThenWait(reflectionAbort.signal), { signal: reflectionAbort.signal }))
+        return reply;
       return undefined;
     };
     await expectConnectError(reflect(reflectionA), Code.ResourceExhausted, 'TOO_MANY_STREAMS');
@@ -265,7 +278,13 @@ describe('connection timeouts', () => {
     await sleep(idleTimeoutMs + keepAliveTimeoutMs);
     expect(watching.statuses.length).toBeGreaterThan(2);
     expect(watching.statuses.every((status) => status === ServingStatus.SERVING)).toBe(true);
-    const stillOpen = await Promise.race([watching.ended.then(() => 'ended', () => 'failed'), sleep(50).then(() => 'open')]);
+    const stillOpen = await Promise.race([
+      watching.ended.then(
+        () => 'ended',
+        () => 'failed',
+      ),
+      sleep(50).then(() => 'open'),
+    ]);
     expect(stillOpen).toBe('open');
     watching.close();
   });
@@ -275,7 +294,11 @@ describe('connection timeouts', () => {
     session.on('error', () => {});
     try {
       // A reflection stream (public, bidi) whose first request message starts and then stalls.
-      const stream = session.request({ ':method': 'POST', ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc' });
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+        'content-type': 'application/grpc',
+      });
       stream.on('error', () => {});
       stream.write(Buffer.from([0, 0, 0, 0, 5]));
       const opened = performance.now();

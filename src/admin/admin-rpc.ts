@@ -1,7 +1,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
-import { AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
+import { type AdminService as AdminServiceDesc, AuditOutcome, SettingType } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { AuditLog } from './audit-log.ts';
 import type { AuditEvent } from './entities.ts';
@@ -61,7 +61,11 @@ export interface AdminRpcDeps {
  * The part of AdminService the admin area holds: settings, the audit log and the system
  * metrics. The accounts are auth's (see auth/user-admin-rpc.ts); app.ts joins the two.
  */
-export function createAdminRpc({ settings, auditLog, jobCountsToProto }: AdminRpcDeps): Pick<ServiceImpl<typeof AdminServiceDesc>, AdminMethod> {
+export function createAdminRpc({
+  settings,
+  auditLog,
+  jobCountsToProto,
+}: AdminRpcDeps): Pick<ServiceImpl<typeof AdminServiceDesc>, AdminMethod> {
   return {
     async listSettings() {
       return { settings: settings.list().map(settingToProto) };
@@ -73,7 +77,10 @@ export function createAdminRpc({ settings, auditLog, jobCountsToProto }: AdminRp
 
     async updateSetting(req, ctx) {
       const caller = callerOf(ctx);
-      const view = await settings.update(entityManagerOf(ctx), req.key, req.value ? jsonValueOf(req.value) : null, { id: caller.userId, username: caller.username });
+      const view = await settings.update(entityManagerOf(ctx), req.key, req.value ? jsonValueOf(req.value) : null, {
+        id: caller.userId,
+        username: caller.username,
+      });
       return { setting: settingToProto(view) };
     },
 
@@ -84,7 +91,12 @@ export function createAdminRpc({ settings, auditLog, jobCountsToProto }: AdminRp
         target: req.target.trim(),
         since: requestTime(req.startTime, 'start_time'),
         until: requestTime(req.endTime, 'end_time'),
-        outcome: req.outcome === AuditOutcome.SUCCESS ? ('success' as const) : req.outcome === AuditOutcome.FAILURE ? ('failure' as const) : undefined,
+        outcome:
+          req.outcome === AuditOutcome.SUCCESS
+            ? ('success' as const)
+            : req.outcome === AuditOutcome.FAILURE
+              ? ('failure' as const)
+              : undefined,
       };
       const page = await auditLog.list(entityManagerOf(ctx), filter, req);
       return { auditEvents: page.items.map(auditEventToProto), nextPageToken: page.nextPageToken };

@@ -103,7 +103,8 @@ export class AuditLog {
 
   list(em: EntityManager, filter: AuditFilter, page: PageRequest): Promise<Page<AuditEvent>> {
     const conditions: FilterQuery<AuditEvent>[] = [];
-    if (filter.actor !== '') conditions.push(isUuid(filter.actor) ? { actorId: filter.actor } : { actorUsername: filter.actor.toLowerCase() });
+    if (filter.actor !== '')
+      conditions.push(isUuid(filter.actor) ? { actorId: filter.actor } : { actorUsername: filter.actor.toLowerCase() });
     if (filter.action !== '') {
       conditions.push({ $or: [{ action: filter.action }, { action: { $like: `${escapeLike(filter.action)}.%` } }] });
     }

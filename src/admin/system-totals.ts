@@ -15,7 +15,9 @@ export interface SystemTotals {
 
 /** The totals of AdminService.GetMetrics, counted in the database at the time of the call. */
 export async function countSystemTotals(em: EntityManager): Promise<SystemTotals> {
-  const [users] = await em.execute<{ total: string; enabled: string; active_24h: string; users: string; admins: string; workers: string }[]>(
+  const [users] = await em.execute<
+    { total: string; enabled: string; active_24h: string; users: string; admins: string; workers: string }[]
+  >(
     `select count(*) as total,
             count(*) filter (where active) as enabled,
             count(*) filter (where last_seen_at > now() - interval '24 hours') as active_24h,
@@ -29,7 +31,9 @@ export async function countSystemTotals(em: EntityManager): Promise<SystemTotals
             (select count(*) from sessions where revoked_at is null and expires_at > now()) as sessions`,
   );
   const jobs = await em.execute<{ status: string; count: string }[]>('select status, count(*) as count from jobs group by status');
-  const [files] = await em.execute<{ files: string; bytes: string }[]>(`select count(*) as files, coalesce(sum(size), 0) as bytes from files where status = 'available'`);
+  const [files] = await em.execute<{ files: string; bytes: string }[]>(
+    `select count(*) as files, coalesce(sum(size), 0) as bytes from files where status = 'available'`,
+  );
   return {
     usersTotal: Number(users!.total),
     usersEnabled: Number(users!.enabled),

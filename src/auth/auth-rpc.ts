@@ -1,6 +1,6 @@
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { AuthService as AuthServiceDesc } from '../../gen/yardmaster/v1/auth_pb.ts';
+import type { AuthService as AuthServiceDesc } from '../../gen/yardmaster/v1/auth_pb.ts';
 import { callerOf, clientKey, entityManagerOf, recordCall } from '../server/context.ts';
 import type { AccessPolicies } from '../server/access-policies.ts';
 import type { AuthService, SessionOwner, TokenGrant } from './auth-service.ts';

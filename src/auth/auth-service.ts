@@ -2,7 +2,15 @@ import { LockMode, type EntityName, type FilterQuery } from '@mikro-orm/core';
 import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { authSettings } from './auth-settings.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { DomainError, WrongPasswordError, invalidField, notFound, permissionDenied, unauthenticated, Violations } from '../platform/domain-errors.ts';
+import {
+  DomainError,
+  WrongPasswordError,
+  invalidField,
+  notFound,
+  permissionDenied,
+  unauthenticated,
+  Violations,
+} from '../platform/domain-errors.ts';
 import { newId, requireId } from '../platform/ids.ts';
 import { findPage, type Page, type PageRequest } from '../platform/pagination.ts';
 import { createAccount, normalizeEmail, normalizeUsername } from './accounts.ts';
@@ -102,23 +110,33 @@ export class AuthService {
    * duplicate (within the grace interval: the same reply again) or a stolen copy in
    * use (afterwards: the whole session is revoked).
    */
-  async refresh(em: EntityManager, input: { refreshToken: string }, client: ClientInfo, identified: (session: SessionOwner) => void = () => {}): Promise<TokenGrant> {
+  async refresh(
+    em: EntityManager,
+    input: { refreshToken: string },
+    client: ClientInfo,
+    identified: (session: SessionOwner) => void = () => {},
+  ): Promise<TokenGrant> {
     const presented = input.refreshToken.trim();
     if (!plausibleRefreshToken(presented)) throw invalidRefreshToken();
 
     const outcome = await em.transactional(async (tx): Promise<TokenGrant | DomainError> => {
       // The row lock serialises racing refreshes of one token, so exactly one rotates it.
-      const token = await tx.findOne(RefreshToken, { tokenHash: secretHash(presented) }, {
-        lockMode: LockMode.PESSIMISTIC_WRITE,
-        populate: ['rotationReply'],
-      });
+      const token = await tx.findOne(
+        RefreshToken,
+        { tokenHash: secretHash(presented) },
+        {
+          lockMode: LockMode.PESSIMISTIC_WRITE,
+          populate: ['rotationReply'],
+        },
+      );
       if (!token) return invalidRefreshToken();
       const session = await tx.findOneOrFail(Session, token.session, { lockMode: LockMode.PESSIMISTIC_WRITE });
       const user = await tx.findOneOrFail(User, session.user);
       identified({ sessionId: session.id, userId: user.id, username: user.username });
       const now = new Date();
       if (session.revokedAt) return unauthenticated('this session has ended', authReasons.SESSION_REVOKED);
-      if (token.expiresAt <= now || session.expiresAt <= now) return unauthenticated('the refresh token has expired', authReasons.REFRESH_TOKEN_EXPIRED);
+      if (token.expiresAt <= now || session.expiresAt <= now)
+        return unauthenticated('the refresh token has expired', authReasons.REFRESH_TOKEN_EXPIRED);
       if (!user.active) return unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
 
       if (token.rotatedAt) {
@@ -127,14 +145,21 @@ export class AuthService {
         if (earlierReply) return this.#unsealGrant(earlierReply, user);
         session.revokedAt = now;
         session.revokeReason = 'refresh_token_reuse';
-        return unauthenticated('this refresh token was already used: the session has been ended for safety', authReasons.REFRESH_TOKEN_REUSED);
+        return unauthenticated(
+          'this refresh token was already used: the session has been ended for safety',
+          authReasons.REFRESH_TOKEN_REUSED,
+        );
       }
 
       const grant = await this.#issueTokens(tx, session, user, client, now);
       token.rotatedAt = now;
       token.rotationReply = sealWithSecret(presented, JSON.stringify(this.#sealableGrant(grant)));
       // Only the latest spent token can still be in a racing request; older replies are dropped.
-      await tx.nativeUpdate(RefreshToken, { session: session.id, id: { $ne: token.id }, rotationReply: { $ne: null } }, { rotationReply: null });
+      await tx.nativeUpdate(
+        RefreshToken,
+        { session: session.id, id: { $ne: token.id }, rotationReply: { $ne: null } },
+        { rotationReply: null },
+      );
       user.lastSeenAt = now;
       return grant;
     });
@@ -148,7 +173,11 @@ export class AuthService {
    * caller's access token) or, with `allSessions`, all of them. Returns how many ended,
    * and which session the call was about (undefined for all).
    */
-  async logout(em: EntityManager, input: { refreshToken: string; allSessions: boolean }, caller: Caller): Promise<{ revoked: number; sessionId: string | undefined }> {
+  async logout(
+    em: EntityManager,
+    input: { refreshToken: string; allSessions: boolean },
+    caller: Caller,
+  ): Promise<{ revoked: number; sessionId: string | undefined }> {
     let sessionId = caller.sessionId;
     if (input.refreshToken !== '') {
       const presented = input.refreshToken.trim();
@@ -159,10 +188,20 @@ export class AuthService {
       sessionId = session.id;
     }
     if (input.allSessions) {
-      return { revoked: await em.nativeUpdate(Session, { user: caller.userId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' }), sessionId: undefined };
+      return {
+        revoked: await em.nativeUpdate(
+          Session,
+          { user: caller.userId, revokedAt: null },
+          { revokedAt: new Date(), revokeReason: 'logout' },
+        ),
+        sessionId: undefined,
+      };
     }
     if (!sessionId) throw invalidField('refresh_token', 'is required to end one session when calling with an API key');
-    return { revoked: await em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' }), sessionId };
+    return {
+      revoked: await em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' }),
+      sessionId,
+    };
   }
 
   async getUser(em: EntityManager, caller: Caller): Promise<User> {
@@ -184,19 +223,33 @@ export class AuthService {
     }
     user.passwordHash = await hashPassword(input.newPassword);
     await em.flush();
-    const others = caller.sessionId ? { user: user.id, revokedAt: null, id: { $ne: caller.sessionId } } : { user: user.id, revokedAt: null };
+    const others = caller.sessionId
+      ? { user: user.id, revokedAt: null, id: { $ne: caller.sessionId } }
+      : { user: user.id, revokedAt: null };
     return em.nativeUpdate(Session, others, { revokedAt: new Date(), revokeReason: 'password_changed' });
   }
 
-  async createApiKey(em: EntityManager, caller: Caller, input: { name: string; expiresAt: Date | undefined }): Promise<{ apiKey: ApiKey; secret: string }> {
+  async createApiKey(
+    em: EntityManager,
+    caller: Caller,
+    input: { name: string; expiresAt: Date | undefined },
+  ): Promise<{ apiKey: ApiKey; secret: string }> {
     const name = input.name.trim();
     const violations = new Violations();
     violations.check(name.length >= 1 && name.length <= 100, 'name', 'must be 1 to 100 characters');
     if (input.expiresAt) violations.check(input.expiresAt.getTime() > Date.now(), 'expire_time', 'must be in the future');
     violations.throwIfAny();
-    const active = await em.count(ApiKey, { user: caller.userId, revokedAt: null, $or: [{ expiresAt: null }, { expiresAt: { $gt: new Date() } }] });
+    const active = await em.count(ApiKey, {
+      user: caller.userId,
+      revokedAt: null,
+      $or: [{ expiresAt: null }, { expiresAt: { $gt: new Date() } }],
+    });
     if (active >= maxActiveApiKeysPerUser) {
-      throw new DomainError('resource_exhausted', `an account may hold at most ${maxActiveApiKeysPerUser} active API keys: revoke some first`, { reason: authReasons.API_KEY_LIMIT });
+      throw new DomainError(
+        'resource_exhausted',
+        `an account may hold at most ${maxActiveApiKeysPerUser} active API keys: revoke some first`,
+        { reason: authReasons.API_KEY_LIMIT },
+      );
     }
     const secret = newApiKeySecret();
     const apiKey = em.create(ApiKey, {
@@ -303,7 +356,13 @@ export class AuthService {
 }
 
 /** A row of the caller's own; anyone else's is NotFound, never PermissionDenied. */
-async function findOwned<T extends { id: string; user: string }>(em: EntityManager, entity: EntityName<T>, id: string, userId: string, resource: string): Promise<T> {
+async function findOwned<T extends { id: string; user: string }>(
+  em: EntityManager,
+  entity: EntityName<T>,
+  id: string,
+  userId: string,
+  resource: string,
+): Promise<T> {
   requireId(id, 'id');
   const row = await em.findOne(entity, { id, user: userId } as FilterQuery<T>);
   if (!row) throw notFound(resource);

@@ -40,7 +40,7 @@ export class Authenticator {
         where u.id = ?`,
       [claims.sessionId, claims.userId],
     );
-    if (!row || !row.credential_valid) throw unauthenticated('the session of this access token has ended', authReasons.SESSION_REVOKED);
+    if (!row?.credential_valid) throw unauthenticated('the session of this access token has ended', authReasons.SESSION_REVOKED);
     if (!row.active) throw unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
     return { userId: row.user_id, username: row.username, role: row.role, sessionId: claims.sessionId };
   }
@@ -55,7 +55,7 @@ export class Authenticator {
         where k.secret_hash = ?`,
       [secretHash(secret)],
     );
-    if (!row || !row.credential_valid) throw unauthenticated('the API key is not valid', authReasons.API_KEY_INVALID);
+    if (!row?.credential_valid) throw unauthenticated('the API key is not valid', authReasons.API_KEY_INVALID);
     if (!row.active) throw unauthenticated('this account is deactivated', authReasons.ACCOUNT_DISABLED);
     if (row.last_use_stale) {
       await em.execute('update api_keys set last_used_at = now() where id = ?', [row.key_id]);

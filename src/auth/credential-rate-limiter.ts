@@ -75,7 +75,12 @@ export class CredentialRateLimiter {
     this.#pool = pool;
     this.#settings = settings;
     this.#limiters = this.#build();
-    for (const key of ['auth.account_failure_limit', 'auth.account_failure_window', 'auth.address_failure_limit', 'auth.address_request_limit'] as const) {
+    for (const key of [
+      'auth.account_failure_limit',
+      'auth.account_failure_window',
+      'auth.address_failure_limit',
+      'auth.address_request_limit',
+    ] as const) {
       settings.onChange(key, () => (this.#limiters = this.#build()));
     }
   }
@@ -103,7 +108,11 @@ export class CredentialRateLimiter {
    * and takes none. `account` is an accountKeyOf key; only attempts that check the
    * account's password count toward (and wait for) the account-wide throttle.
    */
-  async reserve(address: string, account: string | undefined, { checksPassword }: { checksPassword: boolean }): Promise<AttemptReservation> {
+  async reserve(
+    address: string,
+    account: string | undefined,
+    { checksPassword }: { checksPassword: boolean },
+  ): Promise<AttemptReservation> {
     const limiters = this.#limiters;
     const held: Array<{ limiter: RateLimiterPostgres; key: string }> = [];
     const giveBack = () => Promise.all(held.map(({ limiter, key }) => limiter.reward(key, 1)));
@@ -135,7 +144,10 @@ export class CredentialRateLimiter {
       if (accountFailures > threshold && !(await this.#signedInFrom(account, addressKey))) {
         // One attempt per delay, the delay set by the attempt that opens it: whoever comes
         // first after it passes gets in, the others are refused until the next one passes.
-        const delayMs = Math.min(firstThrottleDelayMs * 2 ** Math.min(accountFailures - threshold - 1, 30), this.#settings.get('auth.account_throttle_max_delay'));
+        const delayMs = Math.min(
+          firstThrottleDelayMs * 2 ** Math.min(accountFailures - threshold - 1, 30),
+          this.#settings.get('auth.account_throttle_max_delay'),
+        );
         const throttle = this.#make(prefixes.accountThrottle, 1, Math.max(1, Math.ceil(delayMs / 1000)));
         // The failure count taken above is not a failure of this attempt if it may not go ahead.
         await take(throttle, account, 'too many failed attempts for this account');
@@ -179,7 +191,11 @@ export class CredentialRateLimiter {
   /** After a success: the account's consecutive failures end, and so do this address's. */
   async #forget(account: string, pairKeys: string[]): Promise<void> {
     await this.#pool.query(`delete from ${tableName} where key = any($1)`, [
-      [`${prefixes.accountFailures}:${account}`, `${prefixes.accountThrottle}:${account}`, ...pairKeys.map((key) => `${prefixes.pairFailures}:${key}`)],
+      [
+        `${prefixes.accountFailures}:${account}`,
+        `${prefixes.accountThrottle}:${account}`,
+        ...pairKeys.map((key) => `${prefixes.pairFailures}:${key}`),
+      ],
     ]);
   }
 
@@ -193,14 +209,26 @@ export class CredentialRateLimiter {
   }
 
   #make(keyPrefix: string, points: number, duration: number): RateLimiterPostgres {
-    return new RateLimiterPostgres({ storeClient: this.#pool, storeType: 'pool', tableName, tableCreated: true, keyPrefix, points, duration });
+    return new RateLimiterPostgres({
+      storeClient: this.#pool,
+      storeType: 'pool',
+      tableName,
+      tableCreated: true,
+      keyPrefix,
+      points,
+      duration,
+    });
   }
 
   #build(): Limiters {
     return {
       addressRequests: this.#make(prefixes.addressRequests, this.#settings.get('auth.address_request_limit'), minute),
       addressFailures: this.#make(prefixes.addressFailures, this.#settings.get('auth.address_failure_limit'), minute),
-      pairFailures: this.#make(prefixes.pairFailures, this.#settings.get('auth.account_failure_limit'), Math.ceil(this.#settings.get('auth.account_failure_window') / 1000)),
+      pairFailures: this.#make(
+        prefixes.pairFailures,
+        this.#settings.get('auth.account_failure_limit'),
+        Math.ceil(this.#settings.get('auth.account_failure_window') / 1000),
+      ),
       accountFailures: this.#make(prefixes.accountFailures, 1_000_000, day),
     };
   }

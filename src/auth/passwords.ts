@@ -41,5 +41,7 @@ export function checkPasswordPolicy(password: string, minLength: number, field: 
 /** A password (at least 24 characters, 144 random bits) for an account whose password nobody chose. */
 export function generatePassword(minLength = 0): string {
   const length = Math.max(24, minLength);
-  return randomBytes(Math.ceil((length * 3) / 4)).toString('base64url').slice(0, length);
+  return randomBytes(Math.ceil((length * 3) / 4))
+    .toString('base64url')
+    .slice(0, length);
 }

@@ -1,4 +1,15 @@
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, errors as joseErrors, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import {
+  calculateJwkThumbprint,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  SignJWT,
+  errors as joseErrors,
+  type CryptoKey,
+  type JWK,
+  type JWTPayload,
+} from 'jose';
 import { z } from 'zod';
 import { isUuid, newId } from '../platform/ids.ts';
 import type { EntityManager, MikroORM } from '../platform/db/orm.ts';
@@ -79,7 +90,7 @@ export class SigningKeys {
     const current = this.#current;
     if (!current) throw new Error('no signing key loaded');
     const issuedAt = Math.floor(Date.now() / 1000);
-    const expiresAt = new Date((issuedAt * 1000) + this.#accessTokenTtlMs);
+    const expiresAt = new Date(issuedAt * 1000 + this.#accessTokenTtlMs);
     const token = await new SignJWT({ sid: claims.sessionId, role: claims.role })
       .setProtectedHeader({ alg: algorithm, kid: current.id, typ: 'JWT' })
       .setIssuer(issuer)
@@ -112,14 +123,21 @@ export class SigningKeys {
     const parsed = accessClaimsSchema.safeParse(payload);
     if (!parsed.success) {
       const claim = String(parsed.error.issues[0]!.path[0]);
-      throw unauthenticated(`the access token is not valid: claim ${claim} is ${payload[claim] === undefined ? 'missing' : 'malformed'}`, authReasons.ACCESS_TOKEN_INVALID);
+      throw unauthenticated(
+        `the access token is not valid: claim ${claim} is ${payload[claim] === undefined ? 'missing' : 'malformed'}`,
+        authReasons.ACCESS_TOKEN_INVALID,
+      );
     }
     const { sub, sid, role, iat, exp } = parsed.data;
     // Only this server issues these tokens, and only with its own lifetime: a token from
     // the future or one that lives longer was not made here, whatever key signed it.
-    if (iat > Date.now() / 1000 + clockSkewSeconds) throw unauthenticated('the access token is not valid: it was issued in the future', authReasons.ACCESS_TOKEN_INVALID);
+    if (iat > Date.now() / 1000 + clockSkewSeconds)
+      throw unauthenticated('the access token is not valid: it was issued in the future', authReasons.ACCESS_TOKEN_INVALID);
     if (exp - iat > this.#accessTokenTtlMs / 1000 + clockSkewSeconds) {
-      throw unauthenticated('the access token is not valid: it lives longer than this server issues tokens for', authReasons.ACCESS_TOKEN_INVALID);
+      throw unauthenticated(
+        'the access token is not valid: it lives longer than this server issues tokens for',
+        authReasons.ACCESS_TOKEN_INVALID,
+      );
     }
     return { userId: sub, sessionId: sid, role };
   }

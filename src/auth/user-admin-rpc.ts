@@ -7,7 +7,15 @@ import type { SigningKeys } from './signing-keys.ts';
 import type { UserAdmin } from './user-admin.ts';
 import { userToProto } from './user-messages.ts';
 
-type UserAdminMethod = 'listUsers' | 'getUser' | 'createUser' | 'updateUser' | 'deleteUser' | 'resetUserPassword' | 'clearSignInThrottle' | 'rotateSigningKey';
+type UserAdminMethod =
+  | 'listUsers'
+  | 'getUser'
+  | 'createUser'
+  | 'updateUser'
+  | 'deleteUser'
+  | 'resetUserPassword'
+  | 'clearSignInThrottle'
+  | 'rotateSigningKey';
 
 export interface UserAdminRpcDeps {
   users: UserAdmin;
@@ -19,7 +27,11 @@ export interface UserAdminRpcDeps {
  * The part of AdminService that administers accounts and their credentials: auth owns
  * them. The rest of AdminService is the admin area's (admin/admin-rpc.ts); app.ts joins the two.
  */
-export function createUserAdminRpc({ users, signingKeys, credentialLimiter }: UserAdminRpcDeps): Pick<ServiceImpl<typeof AdminServiceDesc>, UserAdminMethod> {
+export function createUserAdminRpc({
+  users,
+  signingKeys,
+  credentialLimiter,
+}: UserAdminRpcDeps): Pick<ServiceImpl<typeof AdminServiceDesc>, UserAdminMethod> {
   return {
     async listUsers(req, ctx) {
       const filter = { query: req.query, role: roleFromProto(req.role), active: req.active, orderBy: req.orderBy };

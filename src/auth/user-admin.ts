@@ -112,14 +112,20 @@ export class UserAdmin {
       if (!user) throw notFound('user');
       await ensureIdentityFree(tx, { username, email }, user.id, { username: 'user.username', email: 'user.email' });
       const losesAdmin =
-        user.role === 'admin' && user.active && ((paths.has('role') && changes.role !== 'admin') || (paths.has('active') && changes.active === false));
+        user.role === 'admin' &&
+        user.active &&
+        ((paths.has('role') && changes.role !== 'admin') || (paths.has('active') && changes.active === false));
       if (losesAdmin) await this.#ensureAnotherAdmin(tx, user.id);
       if (username !== undefined) user.username = username;
       if (email !== undefined) user.email = email;
       if (paths.has('role')) user.role = changes.role!;
       if (paths.has('active')) {
         if (user.active && changes.active === false) {
-          await tx.nativeUpdate(Session, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'account_deactivated' });
+          await tx.nativeUpdate(
+            Session,
+            { user: user.id, revokedAt: null },
+            { revokedAt: new Date(), revokeReason: 'account_deactivated' },
+          );
         }
         user.active = changes.active ?? false;
       }
@@ -178,7 +184,11 @@ export class UserAdmin {
     if (updateMask.length === 0) throw invalidField('update_mask', `is required: name the fields to change (${updatablePaths.join(', ')})`);
     const violations = new Violations();
     for (const path of updateMask) {
-      violations.check((updatablePaths as readonly string[]).includes(path), 'update_mask', `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`);
+      violations.check(
+        (updatablePaths as readonly string[]).includes(path),
+        'update_mask',
+        `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`,
+      );
     }
     violations.throwIfAny();
     return new Set(updateMask as UpdatablePath[]);

@@ -76,13 +76,16 @@ function sniffMarkup(text: string): string | undefined {
 function sniffNamespaces(markup: string): string | undefined {
   if (/<!(?:ENTITY|ATTLIST)[\s>]/i.test(markup) || /<\?xml-stylesheet[\s?]/i.test(markup)) return 'text/html';
   const declarations = markup.matchAll(/\sxmlns(?::[^\s=/>]+)?\s*=\s*(?:"([^"<]*)"|'([^'<]*)')/g);
-  if ([...declarations].some((match) => /&(?!#\d+;|#x[0-9a-fA-F]+;|amp;|lt;|gt;|quot;|apos;)/.test(match[1] ?? match[2] ?? ''))) return 'text/html';
+  if ([...declarations].some((match) => /&(?!#\d+;|#x[0-9a-fA-F]+;|amp;|lt;|gt;|quot;|apos;)/.test(match[1] ?? match[2] ?? '')))
+    return 'text/html';
   // The root is the first element after the prolog; it has no ancestors, so its own
   // declarations are all that can bind its prefix (or the default namespace).
   const root = /<([A-Za-z_][^\s/>]*)([^>]*)>?/.exec(markup.replace(/<\?[\s\S]*?\?>|<!--[\s\S]*?-->|<![^>]*>/g, ''));
   if (root) {
     const prefix = root[1]!.includes(':') ? root[1]!.slice(0, root[1]!.indexOf(':')) : '';
-    const binding = [...root[2]!.matchAll(/(?:^|\s)xmlns(?::([^\s=/>]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')/g)].find((match) => (match[1] ?? '') === prefix);
+    const binding = [...root[2]!.matchAll(/(?:^|\s)xmlns(?::([^\s=/>]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')/g)].find(
+      (match) => (match[1] ?? '') === prefix,
+    );
     const rootType = activeNamespaces.get(decodeReferences(binding?.[2] ?? binding?.[3] ?? ''));
     if (rootType) return rootType;
   }
@@ -99,11 +102,14 @@ const predefinedEntities: Record<string, string> = { amp: '&', lt: '<', gt: '>',
 
 /** Character references and XML's predefined entities, resolved (others stay as they are). */
 function decodeReferences(text: string): string {
-  return text.replace(/&(?:#(\d+)|#x([0-9a-fA-F]+)|(amp|lt|gt|quot|apos));/g, (reference, decimal?: string, hex?: string, name?: string) => {
-    if (name) return predefinedEntities[name] ?? reference;
-    const codePoint = Number.parseInt(decimal ?? hex!, decimal ? 10 : 16);
-    return codePoint <= 0x10ffff ? String.fromCodePoint(codePoint) : reference;
-  });
+  return text.replace(
+    /&(?:#(\d+)|#x([0-9a-fA-F]+)|(amp|lt|gt|quot|apos));/g,
+    (reference, decimal?: string, hex?: string, name?: string) => {
+      if (name) return predefinedEntities[name] ?? reference;
+      const codePoint = Number.parseInt(decimal ?? hex!, decimal ? 10 : 16);
+      return codePoint <= 0x10ffff ? String.fromCodePoint(codePoint) : reference;
+    },
+  );
 }
 
 /** Text of an XML sample in the encoding its byte order mark names (UTF-16 XML is XML to browsers too). */

@@ -44,7 +44,12 @@ export class FileCatalogue {
     return findVisibleFile(em, caller, id, 'id');
   }
 
-  async list(em: EntityManager, caller: Caller, input: { directory: string; recursive: boolean; ownerId: string }, page: PageRequest): Promise<FileListing> {
+  async list(
+    em: EntityManager,
+    caller: Caller,
+    input: { directory: string; recursive: boolean; ownerId: string },
+    page: PageRequest,
+  ): Promise<FileListing> {
     const owner = treeOwner(caller, input.ownerId);
     const directory = normalizeDirectory(input.directory);
     if (directory === undefined) throw invalidField('directory', 'is too long or too deep');
@@ -54,7 +59,12 @@ export class FileCatalogue {
         ? { owner }
         : { owner, $or: [{ directory }, { directory: { $like: `${escapeLike(below)}%` } }] }
       : { owner, directory };
-    const result = await findPage(em, StoredFile, { where, orderBy: { directory: 'asc', name: 'asc', id: 'asc' }, query: ['files', owner, directory, input.recursive], page });
+    const result = await findPage(em, StoredFile, {
+      where,
+      orderBy: { directory: 'asc', name: 'asc', id: 'asc' },
+      query: ['files', owner, directory, input.recursive],
+      page,
+    });
     let directories: string[] = [];
     if (page.pageToken === '') {
       const rows = await em.execute<{ child: string }[]>(
@@ -92,14 +102,21 @@ export class FileCatalogue {
   }
 
   /** Deletes every file under `directory` (recursively); returns how many. */
-  async deleteDirectory(em: EntityManager, caller: Caller, input: { directory: string; confirm: string; ownerId: string }): Promise<number> {
+  async deleteDirectory(
+    em: EntityManager,
+    caller: Caller,
+    input: { directory: string; confirm: string; ownerId: string },
+  ): Promise<number> {
     const owner = treeOwner(caller, input.ownerId);
     const directory = normalizeDirectory(input.directory);
     if (directory === undefined || directory === rootDirectory) throw invalidField('directory', 'must name a directory below /');
     if (normalizeDirectory(input.confirm) !== directory) throw invalidField('confirm', 'must equal the directory to delete');
     const where = { owner, $or: [{ directory }, { directory: { $like: `${escapeLike(directory)}/%` } }] };
     const files = await em.find(StoredFile, where, { fields: ['id'] });
-    await ensureNotInUse(em, files.map((file) => file.id));
+    await ensureNotInUse(
+      em,
+      files.map((file) => file.id),
+    );
     let deleted = 0;
     for (;;) {
       const batch = await em.fork().find(StoredFile, where, { limit: 100 });
@@ -154,6 +171,9 @@ async function ensureNotInUse(em: EntityManager, fileIds: string[]): Promise<voi
     [fileIds],
   );
   if (Number(row?.count ?? 0) > 0) {
-    throw failedPrecondition('the file is an input of a queued or running job: cancel the job or wait for it to finish', fileReasons.FILE_IN_USE);
+    throw failedPrecondition(
+      'the file is an input of a queued or running job: cancel the job or wait for it to finish',
+      fileReasons.FILE_IN_USE,
+    );
   }
 }

@@ -17,7 +17,12 @@ export class FileDownloads {
     this.#storage = deps.storage;
   }
 
-  async downloadUrl(em: EntityManager, caller: Caller, id: string, expiresMs: number | undefined): Promise<{ url: string; expiresAt: Date }> {
+  async downloadUrl(
+    em: EntityManager,
+    caller: Caller,
+    id: string,
+    expiresMs: number | undefined,
+  ): Promise<{ url: string; expiresAt: Date }> {
     const file = await availableFile(em, caller, id);
     const ms = expiresMs ?? defaultDownloadUrlMs;
     if (ms < 1000 || ms > maxPresignSeconds * 1000) throw invalidField('expires', 'must be from 1 second to 7 days');
@@ -27,10 +32,20 @@ export class FileDownloads {
   }
 
   /** The file and a stream of its bytes from `offset`, `length` of them (0: to the end). */
-  async openDownload(em: EntityManager, caller: Caller, id: string, offset: number, length: number): Promise<{ file: StoredFile; bytes: Readable | undefined }> {
+  async openDownload(
+    em: EntityManager,
+    caller: Caller,
+    id: string,
+    offset: number,
+    length: number,
+  ): Promise<{ file: StoredFile; bytes: Readable | undefined }> {
     const file = await availableFile(em, caller, id);
     const violations = new Violations();
-    violations.check(Number.isSafeInteger(offset) && offset >= 0 && offset <= file.size, 'offset', `must be from 0 to the file size (${file.size})`);
+    violations.check(
+      Number.isSafeInteger(offset) && offset >= 0 && offset <= file.size,
+      'offset',
+      `must be from 0 to the file size (${file.size})`,
+    );
     violations.check(Number.isSafeInteger(length) && length >= 0, 'length', 'must not be negative');
     violations.throwIfAny();
     const count = length === 0 ? file.size - offset : Math.min(length, file.size - offset);

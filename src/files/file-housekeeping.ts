@@ -19,7 +19,12 @@ export class FileHousekeeping {
   async cleanupStaleUploads(em: EntityManager): Promise<number> {
     const stale = await em.find(
       StoredFile,
-      { $or: [{ status: 'uploading', uploadExpiresAt: { $lt: new Date() } }, { status: 'failed', updatedAt: { $lt: new Date(Date.now() - 24 * 3_600_000) } }] },
+      {
+        $or: [
+          { status: 'uploading', uploadExpiresAt: { $lt: new Date() } },
+          { status: 'failed', updatedAt: { $lt: new Date(Date.now() - 24 * 3_600_000) } },
+        ],
+      },
       { limit: 500 },
     );
     for (const file of stale) await discardFile(this.#storage, em.fork(), file);
@@ -37,7 +42,9 @@ export class FileHousekeeping {
     for await (const objects of this.#storage.listObjects(stagingPrefix)) {
       const idOf = (key: string) => key.slice(key.lastIndexOf('/') + 1);
       const ids = objects.map((object) => idOf(object.key)).filter((id) => isUuid(id));
-      const live = new Map((await em.find(StoredFile, { id: { $in: ids }, status: 'uploading', uploadMode: 'single' })).map((file) => [file.id, file]));
+      const live = new Map(
+        (await em.find(StoredFile, { id: { $in: ids }, status: 'uploading', uploadMode: 'single' })).map((file) => [file.id, file]),
+      );
       for (const object of objects) {
         const file = live.get(idOf(object.key));
         if (file && object.size <= file.size) continue;
@@ -56,7 +63,11 @@ export class FileHousekeeping {
    * what keeps storage from filling beyond what was declared. Returns how many failed.
    */
   async failOversizedMultipartUploads(em: EntityManager): Promise<number> {
-    const open = await em.find(StoredFile, { status: 'uploading', uploadMode: 'multipart', uploadId: { $ne: null } }, { orderBy: { id: 'asc' }, limit: 1000 });
+    const open = await em.find(
+      StoredFile,
+      { status: 'uploading', uploadMode: 'multipart', uploadId: { $ne: null } },
+      { orderBy: { id: 'asc' }, limit: 1000 },
+    );
     let failed = 0;
     for (const file of open) {
       const parts = await this.#storage.listParts(file.objectKey, file.uploadId!).catch((error: unknown) => {
@@ -66,7 +77,11 @@ export class FileHousekeeping {
       const total = parts.reduce((sum, part) => sum + part.size, 0);
       if (total <= file.size && parts.every((part) => part.size <= file.partSize!)) continue;
       // Only while still uploading: a completion that got there first decided already.
-      const claimed = await em.nativeUpdate(StoredFile, { id: file.id, status: 'uploading' }, { status: 'failed', uploadId: null, updatedAt: new Date() });
+      const claimed = await em.nativeUpdate(
+        StoredFile,
+        { id: file.id, status: 'uploading' },
+        { status: 'failed', uploadId: null, updatedAt: new Date() },
+      );
       if (claimed > 0) {
         await this.#storage.abortMultipart(file.objectKey, file.uploadId!).catch(() => {});
         failed += 1;

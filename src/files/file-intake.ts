@@ -70,7 +70,8 @@ export class FileIntake {
       return await em.transactional(async (tx) => {
         await tx.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`files:${ownerId}`]);
         // A retry that raced the first call: under the lock, the first one's row is visible.
-        if (input.requestId && (await tx.count(StoredFile, { owner: ownerId, requestId: input.requestId })) > 0) throw new DuplicateRequest();
+        if (input.requestId && (await tx.count(StoredFile, { owner: ownerId, requestId: input.requestId })) > 0)
+          throw new DuplicateRequest();
         const quota = this.#settings.get('files.user_quota_bytes');
         if (quota > 0) {
           const used = await this.#usedBytes(tx, ownerId);
@@ -112,7 +113,13 @@ export class FileIntake {
    * on the way; more bytes than declared (or, with no declared size, than the upload limit
    * and the quota leave), or a type that is not allowed, stops the upload at once.
    */
-  async receive(em: EntityManager, file: StoredFile, chunks: AsyncIterable<Uint8Array>, signal: AbortSignal, limits: { declaredSize: number | undefined }): Promise<StoredFile> {
+  async receive(
+    em: EntityManager,
+    file: StoredFile,
+    chunks: AsyncIterable<Uint8Array>,
+    signal: AbortSignal,
+    limits: { declaredSize: number | undefined },
+  ): Promise<StoredFile> {
     const maxBytes = limits.declaredSize ?? (await this.#remainingAllowance(em, file.owner));
     const hash = createHash('sha256');
     let sample = Buffer.alloc(0);
@@ -125,7 +132,9 @@ export class FileIntake {
           received += chunk.byteLength;
           if (received > maxBytes) {
             throw limits.declaredSize === undefined
-              ? new DomainError('resource_exhausted', 'the output is larger than the upload limit or the remaining quota allow', { reason: fileReasons.QUOTA_EXCEEDED })
+              ? new DomainError('resource_exhausted', 'the output is larger than the upload limit or the remaining quota allow', {
+                  reason: fileReasons.QUOTA_EXCEEDED,
+                })
               : sizeMismatch(`more bytes than the declared size (${limits.declaredSize}) arrived`);
           }
           hash.update(chunk);
@@ -136,7 +145,12 @@ export class FileIntake {
           }
         },
       });
-      await this.accept(em, file, { size, contentType: await sniffContentType(sample, file.declaredContentType), sha256: hash.digest('hex') }, limits.declaredSize !== undefined);
+      await this.accept(
+        em,
+        file,
+        { size, contentType: await sniffContentType(sample, file.declaredContentType), sha256: hash.digest('hex') },
+        limits.declaredSize !== undefined,
+      );
       return file;
     } catch (error) {
       await discardFile(this.#storage, em, file).catch(() => {});
@@ -150,8 +164,10 @@ export class FileIntake {
    */
   async accept(em: EntityManager, file: StoredFile, content: VerifiedContent, sizeDeclared: boolean): Promise<void> {
     let failure: DomainError | undefined;
-    if (sizeDeclared && content.size !== file.size) failure = sizeMismatch(`storage holds ${content.size} bytes, but ${file.size} were declared`);
-    if (!failure && !isAllowedContentType(content.contentType, this.#settings.get('files.allowed_content_types'))) failure = contentTypeNotAllowed(content.contentType);
+    if (sizeDeclared && content.size !== file.size)
+      failure = sizeMismatch(`storage holds ${content.size} bytes, but ${file.size} were declared`);
+    if (!failure && !isAllowedContentType(content.contentType, this.#settings.get('files.allowed_content_types')))
+      failure = contentTypeNotAllowed(content.contentType);
     if (!failure && file.declaredSha256 && content.sha256 !== file.declaredSha256) {
       failure = new DomainError('invalid_argument', 'the SHA-256 of the bytes does not match the declared one', {
         reason: fileReasons.CHECKSUM_MISMATCH,
@@ -170,19 +186,44 @@ export class FileIntake {
     const accepted = await em.nativeUpdate(
       StoredFile,
       { id: file.id, status: 'uploading' },
-      { status: 'available', size: content.size, contentType: content.contentType, sha256: content.sha256, uploadExpiresAt: null, uploadId: null, updatedAt: new Date() },
+      {
+        status: 'available',
+        size: content.size,
+        contentType: content.contentType,
+        sha256: content.sha256,
+        uploadExpiresAt: null,
+        uploadId: null,
+        updatedAt: new Date(),
+      },
     );
     if (accepted === 0) {
       const current = await em.fork().findOne(StoredFile, file.id);
       if (current?.status === 'available') {
         // A concurrent completion of the same upload got there first, with the same bytes.
-        Object.assign(file, { status: current.status, size: current.size, contentType: current.contentType, sha256: current.sha256, uploadExpiresAt: null, uploadId: null });
+        Object.assign(file, {
+          status: current.status,
+          size: current.size,
+          contentType: current.contentType,
+          sha256: current.sha256,
+          uploadExpiresAt: null,
+          uploadId: null,
+        });
         return;
       }
       await this.#storage.remove(file.objectKey).catch(() => {});
-      throw failedPrecondition('this upload was removed while its bytes were arriving (it expired or was aborted)', fileReasons.UPLOAD_GONE);
+      throw failedPrecondition(
+        'this upload was removed while its bytes were arriving (it expired or was aborted)',
+        fileReasons.UPLOAD_GONE,
+      );
     }
-    Object.assign(file, { status: 'available', size: content.size, contentType: content.contentType, sha256: content.sha256, uploadExpiresAt: null, uploadId: null });
+    Object.assign(file, {
+      status: 'available',
+      size: content.size,
+      contentType: content.contentType,
+      sha256: content.sha256,
+      uploadExpiresAt: null,
+      uploadId: null,
+    });
   }
 
   async #checkSniffedType(sample: Uint8Array, claimed: string): Promise<void> {
@@ -191,7 +232,10 @@ export class FileIntake {
   }
 
   async #usedBytes(em: EntityManager, ownerId: string): Promise<number> {
-    const [row] = await em.execute<{ bytes: string }[]>(`select coalesce(sum(size), 0) as bytes from files where owner_id = ? and status in ('available', 'uploading')`, [ownerId]);
+    const [row] = await em.execute<{ bytes: string }[]>(
+      `select coalesce(sum(size), 0) as bytes from files where owner_id = ? and status in ('available', 'uploading')`,
+      [ownerId],
+    );
     return Number(row?.bytes ?? 0);
   }
 
@@ -205,7 +249,10 @@ export class FileIntake {
 }
 
 function sizeMismatch(message: string): DomainError {
-  return new DomainError('invalid_argument', message, { reason: fileReasons.SIZE_MISMATCH, violations: [{ field: 'size', description: message }] });
+  return new DomainError('invalid_argument', message, {
+    reason: fileReasons.SIZE_MISMATCH,
+    violations: [{ field: 'size', description: message }],
+  });
 }
 
 function contentTypeNotAllowed(contentType: string): DomainError {

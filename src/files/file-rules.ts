@@ -40,10 +40,19 @@ export async function findVisibleFile(em: EntityManager, caller: Caller, id: str
 }
 
 /** The cleaned directory and name, or violations (fields named with `prefix`) when nothing usable is left. */
-export function checkPath(directory: string, name: string, violations: Violations, prefix = ''): { directory: string; name: string } | undefined {
+export function checkPath(
+  directory: string,
+  name: string,
+  violations: Violations,
+  prefix = '',
+): { directory: string; name: string } | undefined {
   const cleanName = cleanFileName(name);
   const cleanDirectory = normalizeDirectory(directory);
-  violations.check(cleanName !== '', `${prefix}name`, 'must contain a usable name (path separators, control characters, `..` and leading dots are removed)');
+  violations.check(
+    cleanName !== '',
+    `${prefix}name`,
+    'must contain a usable name (path separators, control characters, `..` and leading dots are removed)',
+  );
   violations.check(cleanDirectory !== undefined, `${prefix}directory`, 'must be at most 32 levels and 1024 characters');
   return cleanName !== '' && cleanDirectory !== undefined ? { directory: cleanDirectory, name: cleanName } : undefined;
 }
@@ -57,5 +66,8 @@ export async function discardFile(storage: ObjectStorage, em: EntityManager, fil
 }
 
 export function fileExists(directory: string, name: string): DomainError {
-  return new DomainError('already_exists', `a file named "${name}" already exists in ${directory}`, { reason: fileReasons.FILE_EXISTS, violations: [{ field: 'name', description: 'is taken in this directory' }] });
+  return new DomainError('already_exists', `a file named "${name}" already exists in ${directory}`, {
+    reason: fileReasons.FILE_EXISTS,
+    violations: [{ field: 'name', description: 'is taken in this directory' }],
+  });
 }

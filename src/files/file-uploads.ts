@@ -72,7 +72,15 @@ export class FileUploads {
     const mode: UploadMode = input.size > multipartThresholdBytes ? 'multipart' : 'single';
     let file: StoredFile;
     try {
-      file = await this.#intake.reserve(em, caller.userId, { ...path!, size: input.size, contentType: input.contentType, declaredSha256, mode, requestId, jobId: null });
+      file = await this.#intake.reserve(em, caller.userId, {
+        ...path!,
+        size: input.size,
+        contentType: input.contentType,
+        declaredSha256,
+        mode,
+        requestId,
+        jobId: null,
+      });
     } catch (error) {
       // A retry that raced the first call with the same request_id: answer as the first.
       const first = error instanceof DuplicateRequest ? await em.fork().findOne(StoredFile, { owner: caller.userId, requestId }) : null;
@@ -97,7 +105,8 @@ export class FileUploads {
     const file = await findVisibleFile(em, caller, fileId, 'file_id');
     if (file.status === 'available') return file;
     if (file.status === 'failed') throw failedPrecondition('this upload failed its checks: start a new one', fileReasons.UPLOAD_FAILED);
-    if (file.uploadMode === 'stream') throw failedPrecondition('this file is being uploaded through the server', fileReasons.UPLOAD_IN_PROGRESS);
+    if (file.uploadMode === 'stream')
+      throw failedPrecondition('this file is being uploaded through the server', fileReasons.UPLOAD_IN_PROGRESS);
     if (file.uploadMode === 'single' && parts.length > 0) throw invalidField('parts', 'must be empty for a single upload');
     if (file.uploadMode === 'multipart') {
       const expected = Math.ceil(file.size / file.partSize!);
@@ -107,9 +116,16 @@ export class FileUploads {
       }
       if (file.uploadId) {
         try {
-          await this.#storage.completeMultipart(file.objectKey, file.uploadId, parts.map((part) => ({ partNumber: part.partNumber, etag: part.etag.replace(/"/g, '') })));
+          await this.#storage.completeMultipart(
+            file.objectKey,
+            file.uploadId,
+            parts.map((part) => ({ partNumber: part.partNumber, etag: part.etag.replace(/"/g, '') })),
+          );
         } catch {
-          throw failedPrecondition('storage does not have every part with those etags yet: upload the missing parts and complete again', fileReasons.INCOMPLETE_UPLOAD);
+          throw failedPrecondition(
+            'storage does not have every part with those etags yet: upload the missing parts and complete again',
+            fileReasons.INCOMPLETE_UPLOAD,
+          );
         }
         file.uploadId = null;
         await em.flush();
@@ -128,16 +144,26 @@ export class FileUploads {
       }
     }
     const actualSize = await this.#storage.size(file.objectKey);
-    if (actualSize === undefined) throw failedPrecondition('storage has no bytes for this file yet: PUT them to the upload URL first', fileReasons.INCOMPLETE_UPLOAD);
-    const sample = actualSize === 0 ? new Uint8Array() : await readAll(await this.#storage.read(file.objectKey, 0, Math.min(sniffSampleBytes, actualSize)), sniffSampleBytes);
+    if (actualSize === undefined)
+      throw failedPrecondition('storage has no bytes for this file yet: PUT them to the upload URL first', fileReasons.INCOMPLETE_UPLOAD);
+    const sample =
+      actualSize === 0
+        ? new Uint8Array()
+        : await readAll(await this.#storage.read(file.objectKey, 0, Math.min(sniffSampleBytes, actualSize)), sniffSampleBytes);
     const sha256 = file.declaredSha256 && actualSize === file.size ? await hashObject(await this.#storage.read(file.objectKey)) : null;
-    await this.#intake.accept(em, file, { size: actualSize, contentType: await sniffContentType(sample, file.declaredContentType), sha256 }, true);
+    await this.#intake.accept(
+      em,
+      file,
+      { size: actualSize, contentType: await sniffContentType(sample, file.declaredContentType), sha256 },
+      true,
+    );
     return file;
   }
 
   async abortUpload(em: EntityManager, caller: Caller, fileId: string): Promise<void> {
     const file = await findVisibleFile(em, caller, fileId, 'file_id');
-    if (file.status !== 'uploading') throw failedPrecondition(`only uploads in progress can be aborted; this file is ${file.status}`, fileReasons.NOT_UPLOADING);
+    if (file.status !== 'uploading')
+      throw failedPrecondition(`only uploads in progress can be aborted; this file is ${file.status}`, fileReasons.NOT_UPLOADING);
     await discardFile(this.#storage, em, file);
   }
 
@@ -146,13 +172,27 @@ export class FileUploads {
    * sniffed on the way; more bytes than declared, or a type that is not allowed, stops
    * the upload at once.
    */
-  async uploadStream(em: EntityManager, caller: Caller, input: Omit<NewUpload, 'requestId'>, chunks: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<StoredFile> {
+  async uploadStream(
+    em: EntityManager,
+    caller: Caller,
+    input: Omit<NewUpload, 'requestId'>,
+    chunks: AsyncIterable<Uint8Array>,
+    signal: AbortSignal,
+  ): Promise<StoredFile> {
     const violations = new Violations();
     const declaredSha256 = checkSha256(input.sha256, 'metadata.sha256', violations);
     const path = checkPath(input.directory, input.name, violations, 'metadata.');
     checkDeclaredSize(input.size, 'metadata.size', violations);
     violations.throwIfAny();
-    const file = await this.#intake.reserve(em, caller.userId, { ...path!, size: input.size, contentType: input.contentType, declaredSha256, mode: 'stream', requestId: null, jobId: null });
+    const file = await this.#intake.reserve(em, caller.userId, {
+      ...path!,
+      size: input.size,
+      contentType: input.contentType,
+      declaredSha256,
+      mode: 'stream',
+      requestId: null,
+      jobId: null,
+    });
     return this.#intake.receive(em, file, chunks, signal, { declaredSize: input.size });
   }
 

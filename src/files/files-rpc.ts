@@ -1,6 +1,6 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { FilesService as FilesServiceDesc, type UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
+import type { FilesService as FilesServiceDesc, UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
 import { invalidField } from '../platform/domain-errors.ts';
 import { callerOf, entityManagerOf, recordCall } from '../server/context.ts';
 import { fileToProto } from './file-messages.ts';
@@ -85,12 +85,19 @@ export function createFilesRpc({
     async upload(requests, ctx) {
       const messages = requests[Symbol.asyncIterator]();
       const first = await messages.next();
-      if (first.done || first.value.content.case !== 'metadata') throw invalidField('metadata', 'the first message must carry the metadata');
+      if (first.done || first.value.content.case !== 'metadata')
+        throw invalidField('metadata', 'the first message must carry the metadata');
       const metadata = first.value.content.value;
       const file = await uploads.uploadStream(
         entityManagerOf(ctx),
         callerOf(ctx),
-        { directory: metadata.directory, name: metadata.name, size: bigintNumber(metadata.size, 'metadata.size'), contentType: metadata.contentType, sha256: metadata.sha256 },
+        {
+          directory: metadata.directory,
+          name: metadata.name,
+          size: bigintNumber(metadata.size, 'metadata.size'),
+          contentType: metadata.contentType,
+          sha256: metadata.sha256,
+        },
         chunksOf(messages),
         ctx.signal,
       );
@@ -102,12 +109,19 @@ export function createFilesRpc({
     },
 
     async listFiles(req, ctx) {
-      const listing = await catalogue.list(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, recursive: req.recursive, ownerId: req.ownerId }, req);
+      const listing = await catalogue.list(
+        entityManagerOf(ctx),
+        callerOf(ctx),
+        { directory: req.directory, recursive: req.recursive, ownerId: req.ownerId },
+        req,
+      );
       return { files: listing.files.map(fileToProto), directories: listing.directories, nextPageToken: listing.nextPageToken };
     },
 
     async moveFile(req, ctx) {
-      return { file: fileToProto(await catalogue.move(entityManagerOf(ctx), callerOf(ctx), req.id, { directory: req.directory, name: req.name })) };
+      return {
+        file: fileToProto(await catalogue.move(entityManagerOf(ctx), callerOf(ctx), req.id, { directory: req.directory, name: req.name })),
+      };
     },
 
     async deleteFile(req, ctx) {
@@ -118,7 +132,11 @@ export function createFilesRpc({
     async deleteDirectory(req, ctx) {
       // The directory alone does not say whose tree it was.
       if (req.ownerId !== '') recordCall(ctx, { target: `${req.ownerId}:${req.directory}` });
-      const deleted = await catalogue.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), { directory: req.directory, confirm: req.confirm, ownerId: req.ownerId });
+      const deleted = await catalogue.deleteDirectory(entityManagerOf(ctx), callerOf(ctx), {
+        directory: req.directory,
+        confirm: req.confirm,
+        ownerId: req.ownerId,
+      });
       return { deletedFiles: BigInt(deleted) };
     },
 
@@ -130,7 +148,13 @@ export function createFilesRpc({
 
     async *download(req, ctx) {
       recordCall(ctx, { target: req.id });
-      const { file, bytes } = await downloads.openDownload(entityManagerOf(ctx), callerOf(ctx), req.id, bigintNumber(req.offset, 'offset'), bigintNumber(req.length, 'length'));
+      const { file, bytes } = await downloads.openDownload(
+        entityManagerOf(ctx),
+        callerOf(ctx),
+        req.id,
+        bigintNumber(req.offset, 'offset'),
+        bigintNumber(req.length, 'length'),
+      );
       if (!bytes) {
         yield { file: fileToProto(file) };
         return;
@@ -153,7 +177,11 @@ export function createFilesRpc({
         fileCount: BigInt(usage.fileCount),
         quotaBytes: BigInt(usage.quotaBytes),
         uploadingBytes: BigInt(usage.uploadingBytes),
-        byContentType: usage.byContentType.map((entry) => ({ contentType: entry.contentType, bytes: BigInt(entry.bytes), fileCount: BigInt(entry.fileCount) })),
+        byContentType: usage.byContentType.map((entry) => ({
+          contentType: entry.contentType,
+          bytes: BigInt(entry.bytes),
+          fileCount: BigInt(entry.fileCount),
+        })),
       };
     },
   };

@@ -30,7 +30,8 @@ export class JobFileIo {
       const file = found.get(id);
       if (!isUuid(id)) violations.push({ field: `${field}[${index}]`, description: 'must be a UUID' });
       else if (!file) violations.push({ field: `${field}[${index}]`, description: 'no such file' });
-      else if (file.status !== 'available') violations.push({ field: `${field}[${index}]`, description: `the file is ${file.status}, not available` });
+      else if (file.status !== 'available')
+        violations.push({ field: `${field}[${index}]`, description: `the file is ${file.status}, not available` });
     });
     return violations;
   }
@@ -56,7 +57,15 @@ export class JobFileIo {
     const violations = new Violations();
     const path = checkPath(output.directory, output.name, violations);
     violations.throwIfAny();
-    const file = await this.#intake.reserve(em, output.ownerId, { ...path!, size: 0, contentType: output.contentType, declaredSha256: null, mode: 'stream', requestId: null, jobId: output.jobId });
+    const file = await this.#intake.reserve(em, output.ownerId, {
+      ...path!,
+      size: 0,
+      contentType: output.contentType,
+      declaredSha256: null,
+      mode: 'stream',
+      requestId: null,
+      jobId: output.jobId,
+    });
     return this.#intake.receive(em, file, chunks, signal, { declaredSize: undefined });
   }
 

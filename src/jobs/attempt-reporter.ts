@@ -72,7 +72,12 @@ export class AttemptReporter {
       this.#progress = undefined;
       this.#lines = [];
       if (this.#droppedLines > 0) {
-        lines.push({ message: `(${this.#droppedLines} log lines dropped: the handler wrote faster than they could be stored)`, level: 'warn', attempt: this.#ref.attempt, createdAt: new Date() });
+        lines.push({
+          message: `(${this.#droppedLines} log lines dropped: the handler wrote faster than they could be stored)`,
+          level: 'warn',
+          attempt: this.#ref.attempt,
+          createdAt: new Date(),
+        });
         this.#droppedLines = 0;
       }
       try {

@@ -127,7 +127,8 @@ export const archiveJobType = defineJobType({
   retry: { defaultMaxAttempts: 3, delayMs: 5 * second, backoff: true, maxDelayMs: minute },
   async run({ params, inputs, signal, progress, log, writeOutput }) {
     const name = cleanFileName(params.name);
-    if (name === '') throw new JobFailure('params.name leaves no usable file name', { code: jobErrorCodes.INVALID_PARAMS, retryable: false });
+    if (name === '')
+      throw new JobFailure('params.name leaves no usable file name', { code: jobErrorCodes.INVALID_PARAMS, retryable: false });
     const advance = byteProgress(totalSize(inputs), progress, 'archived');
     const archive = pack();
     const packing = (async () => {
@@ -137,7 +138,9 @@ export const archiveJobType = defineJobType({
         const bytes = await input.open();
         try {
           await new Promise<void>((resolve, reject) => {
-            const entry = archive.entry({ name: entryName, size: input.size, mtime: new Date() }, (error) => (error ? reject(error) : resolve()));
+            const entry = archive.entry({ name: entryName, size: input.size, mtime: new Date() }, (error) =>
+              error ? reject(error) : resolve(),
+            );
             entry.on('error', reject);
             void (async () => {
               try {
@@ -177,7 +180,10 @@ export const archiveJobType = defineJobType({
 });
 
 function inputSizeMismatch(name: string): JobFailure {
-  return new JobFailure(`the stored bytes of ${name} do not match its recorded size`, { code: jobErrorCodes.INPUT_CORRUPT, retryable: false });
+  return new JobFailure(`the stored bytes of ${name} do not match its recorded size`, {
+    code: jobErrorCodes.INPUT_CORRUPT,
+    retryable: false,
+  });
 }
 
 function uniqueEntryName(name: string, used: Set<string>): string {

@@ -69,14 +69,19 @@ export class JobAttempts {
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
     return this.#changes.transact(em, async (tx) => {
       // Locked in id order, so that two batches sharing jobs cannot deadlock.
-      const jobs = await tx.find(Job, { id: { $in: inputs.map((input) => input.jobId) } }, { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } });
+      const jobs = await tx.find(
+        Job,
+        { id: { $in: inputs.map((input) => input.jobId) } },
+        { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } },
+      );
       const byId = new Map(jobs.map((job) => [job.id, job]));
       const paused = new Set<string>();
       for (const type of new Set(jobs.map((job) => job.type))) {
         if (await this.#pauses.isPausedInTransaction(tx, type)) paused.add(type);
       }
       const outcomes: StartOutcome[] = [];
-      for (const input of inputs) outcomes.push(await this.#startLocked(tx, byId.get(input.jobId), input, paused.has(byId.get(input.jobId)?.type ?? '')));
+      for (const input of inputs)
+        outcomes.push(await this.#startLocked(tx, byId.get(input.jobId), input, paused.has(byId.get(input.jobId)?.type ?? '')));
       return outcomes;
     });
   }
@@ -107,7 +112,11 @@ export class JobAttempts {
     job.startedAt = new Date();
     job.workerId = input.workerId;
     job.abandoned = false;
-    return { kind: 'started', job: this.#changes.record(tx, job, 'updated'), attempt: { jobId: job.id, attempt, workerId: input.workerId } };
+    return {
+      kind: 'started',
+      job: this.#changes.record(tx, job, 'updated'),
+      attempt: { jobId: job.id, attempt, workerId: input.workerId },
+    };
   }
 
   /** Records progress; false when the attempt no longer holds the job (stop writing). */
@@ -137,7 +146,11 @@ export class JobAttempts {
   /** Ends several attempts in one transaction. */
   async finishMany(em: EntityManager, items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
     return this.#changes.transact(em, async (tx) => {
-      const jobs = await tx.find(Job, { id: { $in: items.map((item) => item.ref.jobId) } }, { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } });
+      const jobs = await tx.find(
+        Job,
+        { id: { $in: items.map((item) => item.ref.jobId) } },
+        { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } },
+      );
       const byId = new Map(jobs.map((job) => [job.id, job]));
       const dispositions: QueueDisposition[] = [];
       for (const { ref, result } of items) {
@@ -155,7 +168,15 @@ export class JobAttempts {
     let disposition: QueueDisposition = 'completed';
     switch (result.kind) {
       case 'succeeded':
-        Object.assign(job, { status: 'succeeded', result: result.result, outputFileIds: result.outputFileIds ?? [], finishedAt: now, errorMessage: null, errorCode: null, progressPercent: 100 });
+        Object.assign(job, {
+          status: 'succeeded',
+          result: result.result,
+          outputFileIds: result.outputFileIds ?? [],
+          finishedAt: now,
+          errorMessage: null,
+          errorCode: null,
+          progressPercent: 100,
+        });
         break;
       case 'cancelled':
         Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });

@@ -16,6 +16,12 @@ export interface JobFiles {
   /** The job's input files; throws JobFailure (INPUT_MISSING) when one is gone. */
   inputs(em: EntityManager, job: JobView): Promise<JobInputFile[]>;
   /** Stores an output of `job`; returns its file id. */
-  writeOutput(em: EntityManager, job: JobView, output: JobOutputSpec, bytes: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<string>;
+  writeOutput(
+    em: EntityManager,
+    job: JobView,
+    output: JobOutputSpec,
+    bytes: AsyncIterable<Uint8Array>,
+    signal: AbortSignal,
+  ): Promise<string>;
   discard(em: EntityManager, fileIds: string[]): Promise<void>;
 }

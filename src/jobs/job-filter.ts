@@ -29,15 +29,27 @@ function visibleOwner(filter: JobFilter, caller: Caller, field: string): string 
 }
 
 function searchWords(search: string): string[] {
-  return search.toLowerCase().split(/\s+/).filter((word) => word !== '').slice(0, 10);
+  return search
+    .toLowerCase()
+    .split(/\s+/)
+    .filter((word) => word !== '')
+    .slice(0, 10);
 }
 
 export function checkJobFilter(filter: JobFilter, field: string): void {
   const violations = new Violations();
-  violations.check(filter.statuses.every((status) => jobStatuses.includes(status)), `${field}.statuses`, 'must be job statuses');
+  violations.check(
+    filter.statuses.every((status) => jobStatuses.includes(status)),
+    `${field}.statuses`,
+    'must be job statuses',
+  );
   violations.check(filter.statuses.length <= jobStatuses.length, `${field}.statuses`, `must be at most ${jobStatuses.length}`);
   violations.check(filter.types.length <= maxFilterTypes, `${field}.types`, `must be at most ${maxFilterTypes}`);
-  violations.check(filter.types.every((type) => type.length <= 64), `${field}.types`, 'must be at most 64 characters each');
+  violations.check(
+    filter.types.every((type) => type.length <= 64),
+    `${field}.types`,
+    'must be at most 64 characters each',
+  );
   violations.check(filter.search.length <= 200, `${field}.search`, 'must be at most 200 characters');
   checkLabels(filter.labels, `${field}.labels`, violations);
   violations.throwIfAny();

@@ -13,7 +13,11 @@ export function checkLabels(labels: Record<string, string>, field: string, viola
   for (const [key, value] of entries) {
     // A long key is not echoed back as part of a field path.
     const path = key.length <= 64 ? `${field}.${key}` : field;
-    violations.check(labelKeyPattern.test(key), path, "keys must be 1 to 63 characters of a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit");
+    violations.check(
+      labelKeyPattern.test(key),
+      path,
+      "keys must be 1 to 63 characters of a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit",
+    );
     violations.check(value.length <= 256, path, 'values must be at most 256 characters');
   }
 }

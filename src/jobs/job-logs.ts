@@ -24,7 +24,10 @@ export interface StoredLogLine extends NewLogLine {
 export async function appendLogLines(em: EntityManager, jobId: string, lines: NewLogLine[]): Promise<number> {
   if (lines.length === 0) return 0;
   return em.transactional(async (tx) => {
-    const [row] = await tx.execute<{ log_count: number }[]>('update jobs set log_count = log_count + ? where id = ? returning log_count', [lines.length, jobId]);
+    const [row] = await tx.execute<{ log_count: number }[]>('update jobs set log_count = log_count + ? where id = ? returning log_count', [
+      lines.length,
+      jobId,
+    ]);
     if (!row) return 0;
     const first = row.log_count - lines.length + 1;
     lines.forEach((line, index) => {

@@ -1,7 +1,14 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { requestTime } from '../platform/timestamps.ts';
-import { JobEventKind, JobLogLevel, JobSchema, JobStatus, type Job as JobMessage, type JobFilter as JobFilterMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import {
+  JobEventKind,
+  JobLogLevel,
+  JobSchema,
+  JobStatus,
+  type Job as JobMessage,
+  type JobFilter as JobFilterMessage,
+} from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { JobStatusName, LogLevelName } from './entities.ts';
 import type { JobEventKind as JobEventKindName } from './job-changes.ts';
 import type { JobFilter } from './job-filter.ts';
@@ -76,14 +83,22 @@ export function jobToProto(job: JobView): JobMessage {
 }
 
 export function logLineToProto(line: StoredLogLine) {
-  return { sequence: BigInt(line.sequence), time: timestampFromDate(line.createdAt), level: levelOfName[line.level], message: line.message, attempt: line.attempt };
+  return {
+    sequence: BigInt(line.sequence),
+    time: timestampFromDate(line.createdAt),
+    level: levelOfName[line.level],
+    message: line.message,
+    attempt: line.attempt,
+  };
 }
 
 /** The proto filter as the domain's; unknown status values are kept so validation can name them. */
 export function jobFilterFromProto(filter: JobFilterMessage | undefined): JobFilter {
   const names = Object.entries(statusOfName);
   return {
-    statuses: (filter?.statuses ?? []).map((status) => (names.find(([, value]) => value === status)?.[0] ?? `unknown:${status}`) as JobStatusName),
+    statuses: (filter?.statuses ?? []).map(
+      (status) => (names.find(([, value]) => value === status)?.[0] ?? `unknown:${status}`) as JobStatusName,
+    ),
     types: filter?.types ?? [],
     ownerId: filter?.ownerId ?? '',
     labels: filter?.labels ?? {},

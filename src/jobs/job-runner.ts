@@ -110,7 +110,11 @@ export class JobRunner {
         const working = this.#workers.has(type.name);
         try {
           if (wanted && !working) {
-            const workId = await this.#deps.boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(type.name, workOptionsOf(type), (entries) => this.#runBatch(type, entries));
+            const workId = await this.#deps.boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(
+              type.name,
+              workOptionsOf(type),
+              (entries) => this.#runBatch(type, entries),
+            );
             this.#workers.set(type.name, workId);
           } else if (!wanted && working) {
             this.#workers.delete(type.name);
@@ -205,7 +209,10 @@ export class JobRunner {
         graceOver.abort();
         if (afterGrace === 'abandoned') {
           abandoned = true;
-          this.#logger.warn({ jobId: job.id, type: type.name, reason: running.reason }, 'the handler did not stop within its grace period: abandoned');
+          this.#logger.warn(
+            { jobId: job.id, type: type.name, reason: running.reason },
+            'the handler did not stop within its grace period: abandoned',
+          );
         } else {
           outcome = afterGrace;
         }
@@ -252,17 +259,23 @@ export class JobRunner {
   async #reconcileLostAttempts(): Promise<void> {
     const { orm, boss, attempts } = this.#deps;
     try {
-      const stale = await orm.em.fork().find(Job, { status: 'running', updatedAt: { $lt: new Date(Date.now() - reconcileIntervalMs) } }, { limit: 100 });
+      const stale = await orm.em
+        .fork()
+        .find(Job, { status: 'running', updatedAt: { $lt: new Date(Date.now() - reconcileIntervalMs) } }, { limit: 100 });
       for (const job of stale) {
         if (this.#running.has(job.id) || !job.queueJobId || !job.workerId) continue;
         const entry = await boss.getJobById(job.type, job.queueJobId);
         if (entry && (entry.state === 'active' || entry.state === 'created' || entry.state === 'retry')) continue;
-        await attempts.finish(orm.em.fork(), { jobId: job.id, attempt: job.attempt, workerId: job.workerId }, {
-          kind: 'failed',
-          message: `attempt ${job.attempt} was lost: the worker running it stopped answering`,
-          code: jobErrorCodes.WORKER_LOST,
-          retryable: false,
-        });
+        await attempts.finish(
+          orm.em.fork(),
+          { jobId: job.id, attempt: job.attempt, workerId: job.workerId },
+          {
+            kind: 'failed',
+            message: `attempt ${job.attempt} was lost: the worker running it stopped answering`,
+            code: jobErrorCodes.WORKER_LOST,
+            retryable: false,
+          },
+        );
       }
     } catch (error) {
       this.#logger.warn({ err: error }, 'reconciling lost attempts failed');
@@ -280,24 +293,47 @@ function aborted(signal: AbortSignal): Promise<'aborted'> {
 type HandlerOutcome = { ok: true; value: Record<string, unknown> } | { ok: false; error: unknown };
 
 /** What the attempt amounts to, from why it was stopped (if it was) and how the handler ended. */
-function attemptResult(reason: StopReason | undefined, outcome: HandlerOutcome | undefined, abandoned: boolean, type: JobType): AttemptResult {
+function attemptResult(
+  reason: StopReason | undefined,
+  outcome: HandlerOutcome | undefined,
+  abandoned: boolean,
+  type: JobType,
+): AttemptResult {
   switch (reason) {
     case 'cancelled':
       return { kind: 'cancelled', abandoned };
     case 'shutdown':
       return { kind: 'interrupted' };
     case 'timeout':
-      return { kind: 'failed', message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`, code: jobErrorCodes.DEADLINE_EXCEEDED, retryable: true, abandoned };
+      return {
+        kind: 'failed',
+        message: `the attempt ran longer than the ${type.name} timeout (${type.timeoutMs / 1000} s)`,
+        code: jobErrorCodes.DEADLINE_EXCEEDED,
+        retryable: true,
+        abandoned,
+      };
     case 'lost':
-      return { kind: 'failed', message: 'the attempt lost its claim on the job', code: jobErrorCodes.WORKER_LOST, retryable: true, abandoned };
+      return {
+        kind: 'failed',
+        message: 'the attempt lost its claim on the job',
+        code: jobErrorCodes.WORKER_LOST,
+        retryable: true,
+        abandoned,
+      };
     case undefined:
       break;
   }
-  if (!outcome) return { kind: 'failed', message: 'the handler did not finish', code: jobErrorCodes.HANDLER_ERROR, retryable: true, abandoned };
+  if (!outcome)
+    return { kind: 'failed', message: 'the handler did not finish', code: jobErrorCodes.HANDLER_ERROR, retryable: true, abandoned };
   if (outcome.ok) return { kind: 'succeeded', result: outcome.value };
   const error = outcome.error;
   if (error instanceof JobFailure) return { kind: 'failed', message: error.message, code: error.code, retryable: error.retryable };
-  return { kind: 'failed', message: error instanceof Error ? error.message : String(error), code: jobErrorCodes.HANDLER_ERROR, retryable: true };
+  return {
+    kind: 'failed',
+    message: error instanceof Error ? error.message : String(error),
+    code: jobErrorCodes.HANDLER_ERROR,
+    retryable: true,
+  };
 }
 
 interface PendingFinish {
@@ -337,7 +373,7 @@ class AttemptFinisher {
       const group = this.#pending.splice(0, finishGroupSize);
       try {
         const dispositions = await this.#attempts.finishMany(this.#orm.em.fork(), group);
-        group.forEach((item, index) => item.resolve(dispositions[index]!));
+        for (const [index, item] of group.entries()) item.resolve(dispositions[index]!);
       } catch (error) {
         if (group.length === 1) {
           group[0]!.reject(error);

@@ -27,7 +27,13 @@ const replayPageSize = 500;
 const logPageSize = 500;
 
 function eventItem(event: SequencedEvent): WatchItem & { type: 'event' } {
-  return { type: 'event', sequence: event.sequence, kind: event.kind.slice('job.'.length) as JobEventKind, job: jobOf(event), at: event.createdAt };
+  return {
+    type: 'event',
+    sequence: event.sequence,
+    kind: event.kind.slice('job.'.length) as JobEventKind,
+    job: jobOf(event),
+    at: event.createdAt,
+  };
 }
 
 /**
@@ -70,7 +76,13 @@ export class JobStreams {
    * reading the log, and skipping live events at or below the last replayed one, leaves
    * no gap and no repeat between the two.
    */
-  async *watchJobs(em: EntityManager, caller: Caller, filter: JobFilter, afterSequence: number, signal: AbortSignal): AsyncGenerator<WatchItem> {
+  async *watchJobs(
+    em: EntityManager,
+    caller: Caller,
+    filter: JobFilter,
+    afterSequence: number,
+    signal: AbortSignal,
+  ): AsyncGenerator<WatchItem> {
     const matches = jobMatcher(filter, caller);
     const visible = (event: SequencedEvent) => isJobEvent(event) && matches(jobOf(event));
     const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
@@ -108,7 +120,10 @@ export class JobStreams {
     try {
       const job = await em.findOne(Job, { id, ...visibleTo(caller) });
       if (!job) throw notFound('job');
-      const [latest] = await em.execute<{ sequence: string | null }[]>('select max(sequence) as sequence from events where subject_id = ?', [id]);
+      const [latest] = await em.execute<{ sequence: string | null }[]>(
+        'select max(sequence) as sequence from events where subject_id = ?',
+        [id],
+      );
       const current = jobView(job);
       yield { type: 'event', sequence: Number(latest?.sequence ?? 0), kind: 'updated', job: current, at: current.updatedAt };
       if (isFinal(current.status)) return;
@@ -133,7 +148,14 @@ export class JobStreams {
    * as they are written, until the job has finished and its last line has been sent.
    * Yields batches of lines, or an empty batch as a heartbeat.
    */
-  async *tailLogs(em: EntityManager, caller: Caller, id: string, follow: boolean, afterSequence: number, signal: AbortSignal): AsyncGenerator<StoredLogLine[]> {
+  async *tailLogs(
+    em: EntityManager,
+    caller: Caller,
+    id: string,
+    follow: boolean,
+    afterSequence: number,
+    signal: AbortSignal,
+  ): AsyncGenerator<StoredLogLine[]> {
     requireId(id, 'id');
     if (!(await em.count(Job, { id, ...visibleTo(caller) }))) throw notFound('job');
     const changed = new Latch();
@@ -198,16 +220,24 @@ export class JobStreams {
   async #checkResumePoint(em: EntityManager, afterSequence: number): Promise<void> {
     const positions = await em.findOneOrFail(EventPositions, 1);
     if (afterSequence < positions.prunedThrough) {
-      throw new DomainError('failed_precondition', `resync required: events up to ${positions.prunedThrough} are no longer kept; list the jobs again, then watch from the latest sequence`, {
-        reason: jobReasons.RESYNC_REQUIRED,
-        metadata: { oldest_sequence: String(positions.prunedThrough + 1) },
-      });
+      throw new DomainError(
+        'failed_precondition',
+        `resync required: events up to ${positions.prunedThrough} are no longer kept; list the jobs again, then watch from the latest sequence`,
+        {
+          reason: jobReasons.RESYNC_REQUIRED,
+          metadata: { oldest_sequence: String(positions.prunedThrough + 1) },
+        },
+      );
     }
     if (afterSequence > positions.lastSequence) {
-      throw new DomainError('failed_precondition', `resync required: sequence ${afterSequence} is ahead of the newest event (${positions.lastSequence})`, {
-        reason: jobReasons.RESYNC_REQUIRED,
-        metadata: { newest_sequence: String(positions.lastSequence) },
-      });
+      throw new DomainError(
+        'failed_precondition',
+        `resync required: sequence ${afterSequence} is ahead of the newest event (${positions.lastSequence})`,
+        {
+          reason: jobReasons.RESYNC_REQUIRED,
+          metadata: { newest_sequence: String(positions.lastSequence) },
+        },
+      );
     }
   }
 }

@@ -73,6 +73,7 @@ export interface JobType<Params = unknown> {
   cancelGraceMs: number;
   retry: RetryPolicy;
   /** Returns the job's result; throwing fails the attempt. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler with no result simply returns nothing.
   run(context: JobContext<Params>): Promise<Record<string, unknown> | void>;
 }
 

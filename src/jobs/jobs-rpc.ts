@@ -2,7 +2,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { requestTime } from '../platform/timestamps.ts';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { JobEventKind, JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import { JobEventKind, type JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import { countsByStatusToProto, eventKindToProto, jobFilterFromProto, jobToProto, logLineToProto } from './job-messages.ts';
 import type { JobStreams, WatchItem } from './job-streams.ts';
@@ -24,7 +24,12 @@ function createInput(req: CreateJobRequest, prefix = ''): CreateJobInput {
 
 function watchMessage(item: WatchItem) {
   if (item.type === 'heartbeat') return { sequence: BigInt(item.sequence), kind: JobEventKind.HEARTBEAT };
-  return { sequence: BigInt(item.sequence), job: jobToProto(item.job), kind: eventKindToProto(item.kind), eventTime: timestampFromDate(item.at) };
+  return {
+    sequence: BigInt(item.sequence),
+    job: jobToProto(item.job),
+    kind: eventKindToProto(item.kind),
+    eventTime: timestampFromDate(item.at),
+  };
 }
 
 export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceImpl<typeof JobsServiceDesc> {
@@ -34,7 +39,11 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceIm
     },
 
     async batchCreateJobs(req, ctx) {
-      const created = await jobs.batchCreate(entityManagerOf(ctx), callerOf(ctx), req.requests.map((request, index) => createInput(request, `requests[${index}].`)));
+      const created = await jobs.batchCreate(
+        entityManagerOf(ctx),
+        callerOf(ctx),
+        req.requests.map((request, index) => createInput(request, `requests[${index}].`)),
+      );
       return { jobs: created.map(jobToProto) };
     },
 
@@ -87,7 +96,14 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceIm
     },
 
     async *streamJobLogs(req, ctx) {
-      for await (const lines of streams.tailLogs(entityManagerOf(ctx), callerOf(ctx), req.id, req.follow, Number(req.afterSequence), ctx.signal)) {
+      for await (const lines of streams.tailLogs(
+        entityManagerOf(ctx),
+        callerOf(ctx),
+        req.id,
+        req.follow,
+        Number(req.afterSequence),
+        ctx.signal,
+      )) {
         yield { lines: lines.map(logLineToProto) };
       }
     },

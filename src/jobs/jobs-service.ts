@@ -113,7 +113,12 @@ export class JobsService {
 
   async list(em: EntityManager, caller: Caller, filter: JobFilter, orderBy: string, page: PageRequest): Promise<Page<JobView>> {
     const order = parseOrderBy(orderBy, orderings, 'must be "create_time desc", "create_time" or "priority desc"');
-    const result = await findPage(em, Job, { where: jobWhere(filter, caller), orderBy: order, query: ['jobs', filter, order, caller.userId], page });
+    const result = await findPage(em, Job, {
+      where: jobWhere(filter, caller),
+      orderBy: order,
+      query: ['jobs', filter, order, caller.userId],
+      page,
+    });
     return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
   }
 
@@ -122,7 +127,11 @@ export class JobsService {
     if (updateMask.length === 0) throw invalidField('update_mask', `is required: name the fields to change (${updatablePaths.join(', ')})`);
     const violations = new Violations();
     for (const path of updateMask) {
-      violations.check((updatablePaths as readonly string[]).includes(path), 'update_mask', `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`);
+      violations.check(
+        (updatablePaths as readonly string[]).includes(path),
+        'update_mask',
+        `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`,
+      );
     }
     const paths = new Set(updateMask);
     if (paths.has('name')) checkName(changes.name ?? '', 'job.name', violations);
@@ -133,7 +142,8 @@ export class JobsService {
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
       if (paths.has('priority') && changes.priority !== job.priority) {
-        if (job.status !== 'queued') throw failedPrecondition('the priority can only change while the job is queued', jobReasons.JOB_NOT_QUEUED);
+        if (job.status !== 'queued')
+          throw failedPrecondition('the priority can only change while the job is queued', jobReasons.JOB_NOT_QUEUED);
         job.priority = changes.priority ?? 0;
         if (job.queueJobId) {
           await this.#boss.update(job.type, { jobId: job.id }, { id: job.queueJobId, priority: job.priority, db: transactionDb(tx) });
@@ -204,7 +214,11 @@ export class JobsService {
     requireId(id, 'id');
     await this.#changes.transact(em, async (tx) => {
       const job = await this.#findVisible(tx, caller, id, LockMode.PESSIMISTIC_WRITE);
-      if (!isFinal(job.status)) throw failedPrecondition(`only finished jobs can be deleted; this one is ${job.status}: cancel it first`, jobReasons.JOB_NOT_FINISHED);
+      if (!isFinal(job.status))
+        throw failedPrecondition(
+          `only finished jobs can be deleted; this one is ${job.status}: cancel it first`,
+          jobReasons.JOB_NOT_FINISHED,
+        );
       this.#changes.record(tx, job, 'deleted');
       if (job.queueJobId) await this.#boss.deleteJob(job.type, job.queueJobId, { db: transactionDb(tx) });
       tx.remove(job);
@@ -213,7 +227,11 @@ export class JobsService {
 
   async stats(em: EntityManager, caller: Caller, filter: JobFilter): Promise<JobStats> {
     // The filter is compiled by the ORM into a sub-query of matching ids; the aggregates run over it.
-    const matching = em.createQueryBuilder(Job, 'j').select('j.id').where(jobWhere(filter, caller) as never).toQuery();
+    const matching = em
+      .createQueryBuilder(Job, 'j')
+      .select('j.id')
+      .where(jobWhere(filter, caller) as never)
+      .toQuery();
     const byTypeAndStatus = await em.execute<{ type: string; status: string; count: string }[]>(
       `select type, status, count(*) as count from jobs where id in (${matching.sql}) group by type, status`,
       [...matching.params],
@@ -233,9 +251,12 @@ export class JobsService {
       const count = Number(row.count);
       total += count;
       countsByStatus[row.status] = (countsByStatus[row.status] ?? 0) + count;
-      (countsByType[row.type] ??= {})[row.status] = count;
+      const typeCounts = countsByType[row.type] ?? {};
+      typeCounts[row.status] = count;
+      countsByType[row.type] = typeCounts;
     }
-    const toMs = (seconds: number | null | undefined) => (seconds === null || seconds === undefined ? undefined : Math.round(Number(seconds) * 1000));
+    const toMs = (seconds: number | null | undefined) =>
+      seconds === null || seconds === undefined ? undefined : Math.round(Number(seconds) * 1000);
     return {
       total,
       countsByStatus,
@@ -265,7 +286,12 @@ export class JobsService {
     return job;
   }
 
-  async #createAll(em: EntityManager, caller: Caller, inputs: CreateJobInput[], fieldOf: (field: string, index: number) => string): Promise<JobView[]> {
+  async #createAll(
+    em: EntityManager,
+    caller: Caller,
+    inputs: CreateJobInput[],
+    fieldOf: (field: string, index: number) => string,
+  ): Promise<JobView[]> {
     const prepared: PreparedJob[] = [];
     for (const [index, input] of inputs.entries()) {
       prepared.push(await this.#prepare(em, caller, input, (field) => fieldOf(field, index)));
@@ -283,7 +309,16 @@ export class JobsService {
             continue;
           }
           const now = new Date();
-          const job = tx.create(Job, { ...candidate, owner: caller.userId, status: 'queued', outputFileIds: [], createdAt: now, updatedAt: now, queueJobId: newId(), queuedAt: now });
+          const job = tx.create(Job, {
+            ...candidate,
+            owner: caller.userId,
+            status: 'queued',
+            outputFileIds: [],
+            createdAt: now,
+            updatedAt: now,
+            queueJobId: newId(),
+            queuedAt: now,
+          });
           if (candidate.requestId) byRequestId.set(candidate.requestId, job);
           created.push(job);
           views.push(this.#changes.record(tx, job, 'created'));
@@ -319,7 +354,9 @@ export class JobsService {
     violations.check(
       input.inputFileIds.length >= inputs.min && input.inputFileIds.length <= inputs.max,
       field('input_file_ids'),
-      inputs.max === 0 ? `must be empty: ${input.type} jobs take no input files` : `must name ${inputs.min} to ${inputs.max} files for ${input.type} jobs`,
+      inputs.max === 0
+        ? `must be empty: ${input.type} jobs take no input files`
+        : `must name ${inputs.min} to ${inputs.max} files for ${input.type} jobs`,
     );
     const rawParams = input.params ?? {};
     const maxBytes = this.#settings.get('jobs.max_params_bytes');
@@ -341,8 +378,12 @@ export class JobsService {
       }
     }
     violations.throwIfAny();
-    const fileViolations = input.inputFileIds.length > 0 ? await this.#files.checkInputs(em, caller, input.inputFileIds, field('input_file_ids')) : [];
-    if (fileViolations.length > 0) throw new DomainError('invalid_argument', fileViolations.map((v) => `${v.field}: ${v.description}`).join('; '), { violations: fileViolations });
+    const fileViolations =
+      input.inputFileIds.length > 0 ? await this.#files.checkInputs(em, caller, input.inputFileIds, field('input_file_ids')) : [];
+    if (fileViolations.length > 0)
+      throw new DomainError('invalid_argument', fileViolations.map((v) => `${v.field}: ${v.description}`).join('; '), {
+        violations: fileViolations,
+      });
     const name = input.name.trim();
     return {
       id: newId(),

@@ -32,7 +32,12 @@ export class QueuedJobs {
     const where = { ...queuedIn(queue), ...visibleTo(caller) };
     // pg-boss's own order: priority, then the age of the current queue entry (a retried job
     // queues again at the back).
-    const result = await findPage(em, Job, { where, orderBy: { priority: 'desc', queuedAt: 'asc', id: 'asc' }, query: ['queued', queue ?? '', caller.userId], page });
+    const result = await findPage(em, Job, {
+      where,
+      orderBy: { priority: 'desc', queuedAt: 'asc', id: 'asc' },
+      query: ['queued', queue ?? '', caller.userId],
+      page,
+    });
     return { items: result.items.map(jobView), nextPageToken: result.nextPageToken };
   }
 
@@ -49,8 +54,15 @@ export class QueuedJobs {
         Object.assign(job, { status: 'cancelled', finishedAt: now, cancelReason: reason });
         this.#changes.record(tx, job, 'updated');
       }
-      for (const [type, queued] of Map.groupBy(jobs.filter((job) => job.queueJobId), (job) => job.type)) {
-        await this.#boss.cancel(type, queued.map((job) => job.queueJobId!), { db: transactionDb(tx) });
+      for (const [type, queued] of Map.groupBy(
+        jobs.filter((job) => job.queueJobId),
+        (job) => job.type,
+      )) {
+        await this.#boss.cancel(
+          type,
+          queued.map((job) => job.queueJobId!),
+          { db: transactionDb(tx) },
+        );
       }
       return jobs.length;
     });

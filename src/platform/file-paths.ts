@@ -6,6 +6,7 @@
  */
 
 const reservedNames = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes.
 const unsafeCharacters = /[\u0000-\u001f\u007f/\\:*?"<>|]/g;
 const maxNameBytes = 255;
 const maxDirectoryLength = 1024;

@@ -26,6 +26,15 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
     },
     // In-process and synchronous (no transport worker thread): a line is out before a
     // crash or process.exit, and start-up does not wait for a worker.
-    pretty ? pinoPretty({ destination: 1, sync: true, colorize: process.stdout.isTTY, ignore: 'pid', translateTime: 'SYS:HH:MM:ss.l', singleLine: true }) : destination,
+    pretty
+      ? pinoPretty({
+          destination: 1,
+          sync: true,
+          colorize: process.stdout.isTTY,
+          ignore: 'pid',
+          translateTime: 'SYS:HH:MM:ss.l',
+          singleLine: true,
+        })
+      : destination,
   );
 }

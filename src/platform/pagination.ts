@@ -41,7 +41,12 @@ interface PageTokenBody {
 }
 
 function isPageTokenBody(body: unknown): body is PageTokenBody {
-  return typeof body === 'object' && body !== null && typeof (body as PageTokenBody).c === 'string' && typeof (body as PageTokenBody).q === 'string';
+  return (
+    typeof body === 'object' &&
+    body !== null &&
+    typeof (body as PageTokenBody).c === 'string' &&
+    typeof (body as PageTokenBody).q === 'string'
+  );
 }
 
 function fingerprint(query: unknown): string {
@@ -88,7 +93,7 @@ export interface KeysetQuery<T extends object> {
 export async function findPage<T extends object>(em: EntityManager, entity: EntityName<T>, spec: KeysetQuery<T>): Promise<Page<T>> {
   const first = effectivePageSize(spec.page.pageSize);
   const after = decodePageToken(spec.page.pageToken, spec.query);
-  let cursor;
+  let cursor: Awaited<ReturnType<typeof em.findByCursor<T>>>;
   try {
     cursor = await em.findByCursor(entity, {
       where: spec.where,

@@ -12,7 +12,10 @@ const watchMinIntervalMs = 300;
 
 /** Counts without the ever-growing ages, to tell a real change from the clock moving. */
 function fingerprint(overview: QueueOverview): string {
-  return JSON.stringify([overview.queues.map((queue) => ({ ...queue, oldestQueuedAgeMs: queue.oldestQueuedAgeMs !== undefined })), overview.pausedGlobally]);
+  return JSON.stringify([
+    overview.queues.map((queue) => ({ ...queue, oldestQueuedAgeMs: queue.oldestQueuedAgeMs !== undefined })),
+    overview.pausedGlobally,
+  ]);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
+import type { QueueService as QueueServiceDesc } from '../../gen/yardmaster/v1/queue_pb.ts';
 import type { Job as JobMessage } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { QueueOverviewFeed } from './queue-overview-feed.ts';
@@ -79,7 +79,12 @@ export function createQueueRpc<Job>(deps: QueueRpcDeps<Job>): ServiceImpl<typeof
 
     async *watchQueues(_req, ctx) {
       for await (const overview of feed.watch(entityManagerOf(ctx), ctx.signal)) {
-        yield { queues: overview.queues.map(queueToProto), totals: totalsToProto(overview.totals), pausedGlobally: overview.pausedGlobally, time: timestampFromDate(new Date()) };
+        yield {
+          queues: overview.queues.map(queueToProto),
+          totals: totalsToProto(overview.totals),
+          pausedGlobally: overview.pausedGlobally,
+          time: timestampFromDate(new Date()),
+        };
       }
     },
   };

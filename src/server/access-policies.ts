@@ -55,7 +55,9 @@ export class AccessPolicies {
           roles,
           audit: auditModeNames[rule.audit] ?? 'none',
           auditTargetField: rule.auditTargetField,
-          rateLimit: rule.credentialRateLimit ? { accountField: rule.credentialRateLimit.accountField, checksPassword: rule.credentialRateLimit.checksPassword } : undefined,
+          rateLimit: rule.credentialRateLimit
+            ? { accountField: rule.credentialRateLimit.accountField, checksPassword: rule.credentialRateLimit.checksPassword }
+            : undefined,
           sessionRequired: rule.sessionRequired,
           heavy: rule.heavy,
         });

@@ -9,11 +9,7 @@ const allowedMethods = [...connectCors.allowedMethods, 'OPTIONS'].join(', ');
  * CORS for the browser origins in CORS_ORIGINS, with the request and response headers
  * Connect-Web and gRPC-Web need. Returns true when it answered a preflight itself.
  */
-export function applyCors(
-  req: HttpRequest,
-  res: HttpResponse,
-  allowedOrigins: readonly string[],
-): boolean {
+export function applyCors(req: HttpRequest, res: HttpResponse, allowedOrigins: readonly string[]): boolean {
   const origin = req.headers.origin;
   const isPreflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
   if (origin === undefined || allowedOrigins.length === 0) {

@@ -8,7 +8,9 @@ import { toConnectError } from './error-mapping.ts';
 test('domain errors keep their message and become details', () => {
   const mapped = toConnectError(invalidArgument([{ field: 'email', description: 'must be an e-mail address' }]), undefined);
   expect(mapped.code).toBe(Code.InvalidArgument);
-  expect(mapped.findDetails(BadRequestSchema)[0]?.fieldViolations).toMatchObject([{ field: 'email', description: 'must be an e-mail address' }]);
+  expect(mapped.findDetails(BadRequestSchema)[0]?.fieldViolations).toMatchObject([
+    { field: 'email', description: 'must be an e-mail address' },
+  ]);
 });
 
 test('rate limits carry a retry delay as detail and header', () => {
@@ -22,7 +24,10 @@ test('rate limits carry a retry delay as detail and header', () => {
 });
 
 test('database errors get a fixed message without SQL', () => {
-  const driverError = Object.assign(new Error('duplicate key value violates unique constraint "users_username_unique" insert into "users"'), { code: '23505' });
+  const driverError = Object.assign(
+    new Error('duplicate key value violates unique constraint "users_username_unique" insert into "users"'),
+    { code: '23505' },
+  );
   const mapped = toConnectError(new UniqueConstraintViolationException(driverError), undefined);
   expect(mapped.code).toBe(Code.AlreadyExists);
   expect(mapped.rawMessage).not.toMatch(/insert|users|constraint/);
@@ -46,9 +51,15 @@ describe('an unreachable or overloaded dependency is Unavailable with a retry de
   const sqlError = (code: string, message: string) => Object.assign(new Error(message), { code, severity: 'FATAL' });
   const shapes: [string, unknown][] = [
     ['a refused connection, as MikroORM wraps it', new DriverException(socketError('ECONNREFUSED'))],
-    ['a refused connection to every address of a host (AggregateError)', Object.assign(new AggregateError([socketError('ECONNREFUSED'), socketError('ECONNREFUSED')], ''), { code: 'ECONNREFUSED' })],
+    [
+      'a refused connection to every address of a host (AggregateError)',
+      Object.assign(new AggregateError([socketError('ECONNREFUSED'), socketError('ECONNREFUSED')], ''), { code: 'ECONNREFUSED' }),
+    ],
     ['a reset or timed-out socket', socketError('ECONNRESET')],
-    ['a server shutting down (57P01) or not yet accepting (57P03)', new DriverException(sqlError('57P03', 'the database system is starting up'))],
+    [
+      'a server shutting down (57P01) or not yet accepting (57P03)',
+      new DriverException(sqlError('57P03', 'the database system is starting up')),
+    ],
     ['an administrator command ending the session', sqlError('57P01', 'terminating connection due to administrator command')],
     ['too many connections (53300)', sqlError('53300', 'sorry, too many clients already')],
     ['a connection exception (class 08)', sqlError('08006', 'connection failure')],
@@ -56,8 +67,11 @@ describe('an unreachable or overloaded dependency is Unavailable with a retry de
     ['a connection pg lost mid-query', new Error('Connection terminated unexpectedly')],
     ['a pool that could not hand out a connection in time', new Error('timeout exceeded when trying to connect')],
     ['a client already broken by a connection error', new Error('Client has encountered a connection error and is not queryable')],
-    ['a pg-boss error caused by a lost connection', new Error('pg-boss: fetch failed', { cause: new Error('Connection terminated due to connection timeout') })],
-    ['MikroORM\'s own connection exception', new ConnectionException(new Error('connection lost'))],
+    [
+      'a pg-boss error caused by a lost connection',
+      new Error('pg-boss: fetch failed', { cause: new Error('Connection terminated due to connection timeout') }),
+    ],
+    ["MikroORM's own connection exception", new ConnectionException(new Error('connection lost'))],
   ];
   test.each(shapes)('%s', (_name, error) => {
     const mapped = toConnectError(error, undefined);

@@ -45,7 +45,10 @@ export function toConnectError(error: unknown, logger: Logger | undefined): Conn
   if (error instanceof ConnectionException || isOutageError(error)) {
     logger?.warn({ err: error }, 'a dependency is unavailable');
     return fromDomainError(
-      new DomainError('unavailable', 'a service the server depends on is unavailable: retry later', { reason: serverReasons.DEPENDENCY_UNAVAILABLE, retryAfterMs: outageRetryAfterMs }),
+      new DomainError('unavailable', 'a service the server depends on is unavailable: retry later', {
+        reason: serverReasons.DEPENDENCY_UNAVAILABLE,
+        retryAfterMs: outageRetryAfterMs,
+      }),
     );
   }
   if (error instanceof UniqueConstraintViolationException) return new ConnectError('the resource already exists', Code.AlreadyExists);

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../gen/grpc/health/v1/health_pb.ts';
+import { type Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../gen/grpc/health/v1/health_pb.ts';
 import { notFound } from '../platform/domain-errors.ts';
 import { Latch } from '../platform/events/latch.ts';
 import type { Readiness } from './readiness.ts';
@@ -9,7 +9,11 @@ import type { Readiness } from './readiness.ts';
  * SERVING while the dependencies answer, NOT_SERVING otherwise. Every call reads the
  * instance's last dependency check (Readiness); none starts one.
  */
-export function createHealthService(readiness: Readiness, serviceNames: () => string[], keepAliveMs: () => number): ServiceImpl<typeof Health> {
+export function createHealthService(
+  readiness: Readiness,
+  serviceNames: () => string[],
+  keepAliveMs: () => number,
+): ServiceImpl<typeof Health> {
   const statusOf = async () => ((await readiness.current()).ok ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   const isKnown = (service: string) => service === '' || serviceNames().includes(service);
   return {

@@ -113,7 +113,12 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
   // Node's HTTP/1.1 servers check header timeouts this often; its default (30 s) would
   // let a half-sent head live up to 30 s past its timeout.
   const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(headersTimeoutMs / 4)));
-  const http1Options = { requestTimeout: 0, headersTimeout: headersTimeoutMs, keepAliveTimeout: keepAliveTimeoutMs, connectionsCheckingInterval };
+  const http1Options = {
+    requestTimeout: 0,
+    headersTimeout: headersTimeoutMs,
+    keepAliveTimeout: keepAliveTimeoutMs,
+    connectionsCheckingInterval,
+  };
 
   let server: net.Server;
   let h1: http.Server | undefined;
@@ -212,8 +217,8 @@ function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
   };
   socket.on('error', onError);
   const inspect = () => {
-    let chunk: Buffer | null;
-    while ((chunk = socket.read() as Buffer | null) !== null) received = Buffer.concat([received, chunk]);
+    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null)
+      received = Buffer.concat([received, chunk]);
     const compared = Math.min(received.length, http2Preface.length);
     const looksLikeHttp2 = received.subarray(0, compared).equals(http2Preface.subarray(0, compared));
     if (received.length === 0 || (looksLikeHttp2 && received.length < http2Preface.length)) {

@@ -52,7 +52,12 @@ export function metricsRoute(metrics: ServerMetrics, token: string | undefined):
   let rendered: { text: Promise<string>; at: number } | undefined;
   return async (req, res) => {
     if (expected && !timingSafeEqual(digest(req.headers.authorization ?? ''), expected)) {
-      sendJson(res, 401, { code: 'unauthenticated', message: 'metrics need Authorization: Bearer <METRICS_TOKEN>' }, { 'www-authenticate': 'Bearer' });
+      sendJson(
+        res,
+        401,
+        { code: 'unauthenticated', message: 'metrics need Authorization: Bearer <METRICS_TOKEN>' },
+        { 'www-authenticate': 'Bearer' },
+      );
       return;
     }
     if (!rendered || performance.now() - rendered.at > renderedForMs) {

@@ -14,7 +14,14 @@ export function isOutageError(error: unknown): boolean {
   const visit = (candidate: unknown, depth: number): boolean => {
     if (depth > 8 || typeof candidate !== 'object' || candidate === null || seen.has(candidate)) return false;
     seen.add(candidate);
-    const fields = candidate as { code?: unknown; sqlState?: unknown; message?: unknown; cause?: unknown; previous?: unknown; errors?: unknown };
+    const fields = candidate as {
+      code?: unknown;
+      sqlState?: unknown;
+      message?: unknown;
+      cause?: unknown;
+      previous?: unknown;
+      errors?: unknown;
+    };
     for (const code of [fields.code, fields.sqlState]) {
       if (typeof code === 'string' && (socketErrorCodes.has(code) || isUnavailableSqlState(code))) return true;
     }
@@ -25,7 +32,18 @@ export function isOutageError(error: unknown): boolean {
   return visit(error, 0);
 }
 
-const socketErrorCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENOTFOUND', 'EAI_AGAIN']);
+const socketErrorCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /**
  * SQLSTATEs of an unreachable or overloaded server: class 08 (connection exception),

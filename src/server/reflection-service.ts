@@ -1,8 +1,8 @@
 import { createRegistry, toBinary, type DescFile, type DescService, type Registry } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { ServerReflection as ServerReflectionV1 } from '../../gen/grpc/reflection/v1/reflection_pb.ts';
-import { ServerReflection as ServerReflectionV1Alpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.ts';
+import type { ServerReflection as ServerReflectionV1 } from '../../gen/grpc/reflection/v1/reflection_pb.ts';
+import type { ServerReflection as ServerReflectionV1Alpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.ts';
 
 const notFoundCode = 5;
 const unimplementedCode = 12;
@@ -30,7 +30,7 @@ export class ReflectionIndex {
       this.#files.set(file.name, file);
       file.dependencies.forEach(addFile);
     };
-    services.forEach((service) => addFile(service.file));
+    for (const service of services) addFile(service.file);
     this.#registry = createRegistry(...this.#files.values());
     this.#serviceNames = services.map((service) => service.typeName).sort();
   }
@@ -50,7 +50,10 @@ export class ReflectionIndex {
         return this.#filesAnswer(this.#fileOfSymbol(request.value), `symbol "${request.value}" not found`);
       case 'fileContainingExtension': {
         const extension = this.#extensionsOf(request.value.containingType).find((ext) => ext.number === request.value.extensionNumber);
-        return this.#filesAnswer(extension?.file, `extension ${request.value.extensionNumber} of "${request.value.containingType}" not found`);
+        return this.#filesAnswer(
+          extension?.file,
+          `extension ${request.value.extensionNumber} of "${request.value.containingType}" not found`,
+        );
       }
       case 'allExtensionNumbersOfType':
         if (!this.#registry.getMessage(request.value)) return errorAnswer(notFoundCode, `type "${request.value}" not found`);
@@ -72,7 +75,9 @@ export class ReflectionIndex {
   }
 
   #extensionsOf(typeName: string) {
-    return [...this.#registry].filter((desc) => desc.kind === 'extension' && desc.extendee.typeName === typeName).map((desc) => desc as Extract<typeof desc, { kind: 'extension' }>);
+    return [...this.#registry]
+      .filter((desc) => desc.kind === 'extension' && desc.extendee.typeName === typeName)
+      .map((desc) => desc as Extract<typeof desc, { kind: 'extension' }>);
   }
 
   #serializedFile(file: DescFile): Uint8Array {

@@ -58,7 +58,12 @@ export function createRpcHandler(options: ConnectNodeAdapterOptions & { logger: 
     },
   });
   routes(router);
-  const handlers = new Map(router.handlers.map((handler) => [requestPathPrefix + handler.requestPath, handler.method.methodKind === 'unary' ? reportUndecodableUnary(handler) : handler]));
+  const handlers = new Map(
+    router.handlers.map((handler) => [
+      requestPathPrefix + handler.requestPath,
+      handler.method.methodKind === 'unary' ? reportUndecodableUnary(handler) : handler,
+    ]),
+  );
   return (req, res) => {
     const handler = handlers.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) {
@@ -138,7 +143,10 @@ function reportUndecodableUnary(handler: UniversalHandler): UniversalHandler {
         return { ...response, body: createAsyncIterable([]) };
       case 'grpc-web':
         setTrailerStatus(context.responseTrailer, error);
-        return { ...response, body: createAsyncIterable([encodeEnvelope(trailerFlag, trailerSerialization.serialize(context.responseTrailer))]) };
+        return {
+          ...response,
+          body: createAsyncIterable([encodeEnvelope(trailerFlag, trailerSerialization.serialize(context.responseTrailer))]),
+        };
       default:
         return response;
     }

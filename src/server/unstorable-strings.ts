@@ -30,7 +30,7 @@ export function unstorableStrings(desc: DescMessage, message: Message, prefix = 
     if (typeof value === 'string') {
       if (!isStorableText(value)) add(path);
     } else if (Array.isArray(value)) {
-      value.forEach((item, index) => visitJson(item, `${path}[${index}]`));
+      for (const [index, item] of value.entries()) visitJson(item, `${path}[${index}]`);
     } else if (value !== null && typeof value === 'object') {
       for (const [key, item] of Object.entries(value)) {
         if (!isStorableText(key)) add(keyPath(path, key));
@@ -68,7 +68,7 @@ export function unstorableStrings(desc: DescMessage, message: Message, prefix = 
         visitValue(field, field.fieldKind, value, path);
         return;
       case 'list':
-        (value as unknown[]).forEach((item, index) => visitValue(field, field.listKind, item, `${path}[${index}]`));
+        for (const [index, item] of (value as unknown[]).entries()) visitValue(field, field.listKind, item, `${path}[${index}]`);
         return;
       case 'map':
         for (const [key, item] of Object.entries(value as Record<string, unknown>)) {

@@ -6,7 +6,20 @@ import { Code, type CallOptions } from '@connectrpc/connect';
 import { AdminService, AuditOutcome } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { expectConnectError, randomHex, reasonOf } from '../support/assertions.ts';
-import { type AdminClient, service, requestId, withRequestId, jsonValue, type Account, createAccount, userRow, auditRowsByRequestId, server, admin, useAdminServer } from './support.ts';
+import {
+  type AdminClient,
+  service,
+  requestId,
+  withRequestId,
+  jsonValue,
+  type Account,
+  createAccount,
+  userRow,
+  auditRowsByRequestId,
+  server,
+  admin,
+  useAdminServer,
+} from './support.ts';
 
 useAdminServer();
 
@@ -36,7 +49,11 @@ describe('access', () => {
         method: 'CreateUser',
         audited: true,
         target: 'intruder-made',
-        call: (c, o) => c.createUser({ username: 'intruder-made', email: 'intruder-made@example.com', password: 'a-long-enough-password', role: Role.ADMIN }, o),
+        call: (c, o) =>
+          c.createUser(
+            { username: 'intruder-made', email: 'intruder-made@example.com', password: 'a-long-enough-password', role: Role.ADMIN },
+            o,
+          ),
       },
       {
         method: 'UpdateUser',
@@ -44,7 +61,12 @@ describe('access', () => {
         target: victimId,
         call: (c, o) => c.updateUser({ user: { id: victimId, role: Role.ADMIN }, updateMask: { paths: ['role'] } }, o),
       },
-      { method: 'DeleteUser', audited: true, target: victimId, call: (c, o) => c.deleteUser({ id: victimId, confirm: victim.user.username }, o) },
+      {
+        method: 'DeleteUser',
+        audited: true,
+        target: victimId,
+        call: (c, o) => c.deleteUser({ id: victimId, confirm: victim.user.username }, o),
+      },
       {
         method: 'ResetUserPassword',
         audited: true,
@@ -80,8 +102,21 @@ describe('access', () => {
   test('the table of calls covers every AdminService method', () => {
     expect(calls.map((c) => c.method).sort()).toEqual(AdminService.methods.map((m) => m.name).sort());
     // Audited exactly where the contract says so.
-    const audited = ['CreateUser', 'UpdateUser', 'DeleteUser', 'ResetUserPassword', 'ClearSignInThrottle', 'UpdateSetting', 'RotateSigningKey'];
-    expect(calls.filter((c) => c.audited).map((c) => c.method).sort()).toEqual(audited.sort());
+    const audited = [
+      'CreateUser',
+      'UpdateUser',
+      'DeleteUser',
+      'ResetUserPassword',
+      'ClearSignInThrottle',
+      'UpdateSetting',
+      'RotateSigningKey',
+    ];
+    expect(
+      calls
+        .filter((c) => c.audited)
+        .map((c) => c.method)
+        .sort(),
+    ).toEqual(audited.sort());
   });
 
   for (const [kind, role] of [
@@ -116,7 +151,12 @@ describe('access', () => {
 
       // The same refusals through the API: one FAILURE event per audited method.
       const { auditEvents } = await admin.admin.listAuditEvents({ actor: caller.user.id, outcome: AuditOutcome.FAILURE, pageSize: 100 });
-      expect(auditEvents.map((e) => e.action).sort()).toEqual(calls.filter((c) => c.audited).map((c) => `${service}.${c.method}`).sort());
+      expect(auditEvents.map((e) => e.action).sort()).toEqual(
+        calls
+          .filter((c) => c.audited)
+          .map((c) => `${service}.${c.method}`)
+          .sort(),
+      );
       for (const event of auditEvents) {
         expect(event.outcome).toBe(AuditOutcome.FAILURE);
         expect(event.errorCode).toBe('permission_denied');
@@ -159,7 +199,15 @@ describe('access', () => {
     expect((await byKey.auth.getMe({})).user?.id).toBe(caller.user.id);
     const err = await expectConnectError(byKey.admin.listUsers({}), Code.PermissionDenied);
     expect(reasonOf(err)).toBe('ROLE_NOT_ALLOWED');
-    await expectConnectError(byKey.admin.createUser({ username: `k-${randomHex()}`, email: `k-${randomHex()}@example.com`, password: 'a-long-enough-password', role: Role.ADMIN }), Code.PermissionDenied);
+    await expectConnectError(
+      byKey.admin.createUser({
+        username: `k-${randomHex()}`,
+        email: `k-${randomHex()}@example.com`,
+        password: 'a-long-enough-password',
+        role: Role.ADMIN,
+      }),
+      Code.PermissionDenied,
+    );
   });
 
   test('a malformed or forged bearer credential is Unauthenticated', async () => {
@@ -171,7 +219,15 @@ describe('access', () => {
   test('a call with invalid credentials to an audited method is recorded as FAILURE (AUDIT_MODE_ALL: every call)', async () => {
     const rid = requestId('forged-create');
     await expectConnectError(
-      server.bearerClient('not-a-jwt').admin.createUser({ username: `forged-${randomHex()}`, email: `forged-${randomHex()}@example.com`, password: 'a-long-enough-password', role: Role.ADMIN }, withRequestId(rid)),
+      server.bearerClient('not-a-jwt').admin.createUser(
+        {
+          username: `forged-${randomHex()}`,
+          email: `forged-${randomHex()}@example.com`,
+          password: 'a-long-enough-password',
+          role: Role.ADMIN,
+        },
+        withRequestId(rid),
+      ),
       Code.Unauthenticated,
     );
     const rows = await auditRowsByRequestId(server, rid);

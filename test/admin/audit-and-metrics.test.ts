@@ -9,10 +9,22 @@ import { Role, type User } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { expectConnectError, randomHex, violatedFields } from '../support/assertions.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-import { type ListAuditInit, service, unknownUuid, requestId, withRequestId, jsonValue, createAccount, allAuditPages, server, admin, adminUser, useAdminServer } from './support.ts';
+import {
+  type ListAuditInit,
+  service,
+  unknownUuid,
+  requestId,
+  withRequestId,
+  jsonValue,
+  createAccount,
+  allAuditPages,
+  server,
+  admin,
+  adminUser,
+  useAdminServer,
+} from './support.ts';
 
 useAdminServer();
-
 
 // ---------------------------------------------------------------------------------------
 // ListAuditEvents
@@ -30,21 +42,45 @@ describe('ListAuditEvents', () => {
     const name = `audit-${randomHex()}`;
     subjectPassword = `password-of-${name}`;
     script = [];
-    const step = async (method: string, target: string, outcome: AuditOutcome, run: (options: CallOptions) => Promise<unknown>, actor = adminUser.id) => {
+    const step = async (
+      method: string,
+      target: string,
+      outcome: AuditOutcome,
+      run: (options: CallOptions) => Promise<unknown>,
+      actor = adminUser.id,
+    ) => {
       const rid = requestId(method);
       script.push({ rid, action: method.includes('.') ? method : `${service}.${method}`, target, outcome, actor });
       await run(withRequestId(rid));
     };
     start = new Date();
     await step('CreateUser', name, AuditOutcome.SUCCESS, async (o) => {
-      subject = (await admin.admin.createUser({ username: name, email: `${name}@example.com`, password: subjectPassword, role: Role.USER }, o)).user!;
+      subject = (
+        await admin.admin.createUser({ username: name, email: `${name}@example.com`, password: subjectPassword, role: Role.USER }, o)
+      ).user!;
     });
-    await step('UpdateUser', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.updateUser({ user: { id: subject.id, email: `${name}-2@example.com` }, updateMask: { paths: ['email'] } }, o));
-    await step('UpdateSetting', 'auth.account_throttle_max_delay', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_throttle_max_delay', value: jsonValue('20m') }, o));
-    await step('UpdateUser', '(subject)', AuditOutcome.FAILURE, (o) => expectConnectError(admin.admin.updateUser({ user: { id: subject.id }, updateMask: { paths: [] } }, o), Code.InvalidArgument));
-    await step('ResetUserPassword', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.resetUserPassword({ id: subject.id, newPassword: subjectPassword }, o));
-    await step('yardmaster.v1.AuthService.Login', name, AuditOutcome.SUCCESS, (o) => server.client().auth.login({ username: name, password: subjectPassword }, o), '(subject)');
-    await step('UpdateSetting', 'auth.account_throttle_max_delay', AuditOutcome.SUCCESS, (o) => admin.admin.updateSetting({ key: 'auth.account_throttle_max_delay', value: jsonValue(null) }, o));
+    await step('UpdateUser', '(subject)', AuditOutcome.SUCCESS, (o) =>
+      admin.admin.updateUser({ user: { id: subject.id, email: `${name}-2@example.com` }, updateMask: { paths: ['email'] } }, o),
+    );
+    await step('UpdateSetting', 'auth.account_throttle_max_delay', AuditOutcome.SUCCESS, (o) =>
+      admin.admin.updateSetting({ key: 'auth.account_throttle_max_delay', value: jsonValue('20m') }, o),
+    );
+    await step('UpdateUser', '(subject)', AuditOutcome.FAILURE, (o) =>
+      expectConnectError(admin.admin.updateUser({ user: { id: subject.id }, updateMask: { paths: [] } }, o), Code.InvalidArgument),
+    );
+    await step('ResetUserPassword', '(subject)', AuditOutcome.SUCCESS, (o) =>
+      admin.admin.resetUserPassword({ id: subject.id, newPassword: subjectPassword }, o),
+    );
+    await step(
+      'yardmaster.v1.AuthService.Login',
+      name,
+      AuditOutcome.SUCCESS,
+      (o) => server.client().auth.login({ username: name, password: subjectPassword }, o),
+      '(subject)',
+    );
+    await step('UpdateSetting', 'auth.account_throttle_max_delay', AuditOutcome.SUCCESS, (o) =>
+      admin.admin.updateSetting({ key: 'auth.account_throttle_max_delay', value: jsonValue(null) }, o),
+    );
     await step('DeleteUser', '(subject)', AuditOutcome.SUCCESS, (o) => admin.admin.deleteUser({ id: subject.id, confirm: name }, o));
     // Calls of methods that are not audited.
     await admin.admin.listUsers({}, withRequestId(requestId('not-audited')));
@@ -106,7 +142,10 @@ describe('ListAuditEvents', () => {
   });
 
   test('filters by actor, given by id or by username', async () => {
-    const adminEvents = script.filter((s) => s.actor === adminUser.id).reverse().map((s) => s.rid);
+    const adminEvents = script
+      .filter((s) => s.actor === adminUser.id)
+      .reverse()
+      .map((s) => s.rid);
     const byId = await admin.admin.listAuditEvents({ ...inWindow(), actor: adminUser.id });
     expect(byId.auditEvents.map((e) => e.requestId)).toEqual(adminEvents);
     const byName = await admin.admin.listAuditEvents({ ...inWindow(), actor: 'admin' });
@@ -123,37 +162,66 @@ describe('ListAuditEvents', () => {
 
   test('filters by action: a full method name, or a service name for every method of the service', async () => {
     const updates = await admin.admin.listAuditEvents({ ...inWindow(), action: `${service}.UpdateUser` });
-    expect(updates.auditEvents.map((e) => e.requestId)).toEqual(script.filter((s) => s.action === `${service}.UpdateUser`).reverse().map((s) => s.rid));
+    expect(updates.auditEvents.map((e) => e.requestId)).toEqual(
+      script
+        .filter((s) => s.action === `${service}.UpdateUser`)
+        .reverse()
+        .map((s) => s.rid),
+    );
     expect(updates.auditEvents.map((e) => e.outcome)).toEqual([AuditOutcome.FAILURE, AuditOutcome.SUCCESS]);
 
     const adminService = await admin.admin.listAuditEvents({ ...inWindow(), action: service });
-    expect(adminService.auditEvents.map((e) => e.requestId)).toEqual(script.filter((s) => s.action.startsWith(`${service}.`)).reverse().map((s) => s.rid));
+    expect(adminService.auditEvents.map((e) => e.requestId)).toEqual(
+      script
+        .filter((s) => s.action.startsWith(`${service}.`))
+        .reverse()
+        .map((s) => s.rid),
+    );
     const authService = await admin.admin.listAuditEvents({ ...inWindow(), action: 'yardmaster.v1.AuthService' });
     expect(authService.auditEvents.map((e) => e.action)).toEqual(['yardmaster.v1.AuthService.Login']);
 
     // Not a name prefix, and not a pattern.
-    for (const action of ['yardmaster.v1.AdminServ', `${service}.Update`, `${service}.%`, `${service}._pdateUser`, `${service}.ListUsers`]) {
+    for (const action of [
+      'yardmaster.v1.AdminServ',
+      `${service}.Update`,
+      `${service}.%`,
+      `${service}._pdateUser`,
+      `${service}.ListUsers`,
+    ]) {
       expect((await admin.admin.listAuditEvents({ ...inWindow(), action })).auditEvents, action).toEqual([]);
     }
   });
 
   test('filters by target and by outcome', async () => {
     const onSubject = await admin.admin.listAuditEvents({ ...inWindow(), target: subject.id });
-    expect(onSubject.auditEvents.map((e) => e.requestId)).toEqual(script.filter((s) => s.target === subject.id).reverse().map((s) => s.rid));
+    expect(onSubject.auditEvents.map((e) => e.requestId)).toEqual(
+      script
+        .filter((s) => s.target === subject.id)
+        .reverse()
+        .map((s) => s.rid),
+    );
     const onSetting = await admin.admin.listAuditEvents({ ...inWindow(), target: 'auth.account_throttle_max_delay' });
     expect(onSetting.auditEvents).toHaveLength(2);
     const byName = await admin.admin.listAuditEvents({ ...inWindow(), target: subject.username, action: service });
     expect(byName.auditEvents.map((e) => e.action)).toEqual([`${service}.CreateUser`]);
 
     const failures = await admin.admin.listAuditEvents({ ...inWindow(), outcome: AuditOutcome.FAILURE });
-    expect(failures.auditEvents.map((e) => e.requestId)).toEqual(script.filter((s) => s.outcome === AuditOutcome.FAILURE).map((s) => s.rid));
+    expect(failures.auditEvents.map((e) => e.requestId)).toEqual(
+      script.filter((s) => s.outcome === AuditOutcome.FAILURE).map((s) => s.rid),
+    );
     expect(failures.auditEvents[0]).toMatchObject({ errorCode: 'invalid_argument', target: subject.id });
     const successes = await admin.admin.listAuditEvents({ ...inWindow(), outcome: AuditOutcome.SUCCESS });
     expect(successes.auditEvents).toHaveLength(script.length - 1);
     expect(successes.auditEvents.every((e) => e.outcome === AuditOutcome.SUCCESS)).toBe(true);
 
     // Filters combine.
-    const combined = await admin.admin.listAuditEvents({ ...inWindow(), actor: 'admin', action: `${service}.UpdateUser`, target: subject.id, outcome: AuditOutcome.SUCCESS });
+    const combined = await admin.admin.listAuditEvents({
+      ...inWindow(),
+      actor: 'admin',
+      action: `${service}.UpdateUser`,
+      target: subject.id,
+      outcome: AuditOutcome.SUCCESS,
+    });
     expect(combined.auditEvents.map((e) => e.requestId)).toEqual([script[1]!.rid]);
   });
 
@@ -184,20 +252,41 @@ describe('ListAuditEvents', () => {
     const expected = newestFirst().map((s) => s.rid);
     for (const pageSize of [1, 3, 5]) {
       const { events, pages } = await allAuditPages(admin.admin, inWindow(), pageSize);
-      expect(events.map((e) => e.requestId), `page_size ${pageSize}`).toEqual(expected);
+      expect(
+        events.map((e) => e.requestId),
+        `page_size ${pageSize}`,
+      ).toEqual(expected);
       expect(new Set(events.map((e) => e.id)).size).toBe(expected.length);
       expect(pages).toBe(Math.ceil(expected.length / pageSize));
     }
     const { events } = await allAuditPages(admin.admin, { ...inWindow(), actor: 'admin', action: service }, 2);
-    expect(events.map((e) => e.requestId)).toEqual(script.filter((s) => s.actor === adminUser.id).reverse().map((s) => s.rid));
+    expect(events.map((e) => e.requestId)).toEqual(
+      script
+        .filter((s) => s.actor === adminUser.id)
+        .reverse()
+        .map((s) => s.rid),
+    );
 
     const first = await admin.admin.listAuditEvents({ ...inWindow(), pageSize: 2 });
-    for (const changed of [{ actor: 'admin' }, { action: service }, { target: subject.id }, { outcome: AuditOutcome.SUCCESS }, { startTime: timestampFromDate(new Date(start.getTime() - 1)) }]) {
-      const err = await expectConnectError(admin.admin.listAuditEvents({ ...inWindow(), ...changed, pageSize: 2, pageToken: first.nextPageToken }), Code.InvalidArgument);
+    for (const changed of [
+      { actor: 'admin' },
+      { action: service },
+      { target: subject.id },
+      { outcome: AuditOutcome.SUCCESS },
+      { startTime: timestampFromDate(new Date(start.getTime() - 1)) },
+    ]) {
+      const err = await expectConnectError(
+        admin.admin.listAuditEvents({ ...inWindow(), ...changed, pageSize: 2, pageToken: first.nextPageToken }),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(err), Object.keys(changed).join(',')).toEqual(['page_token']);
     }
-    expect(violatedFields(await expectConnectError(admin.admin.listAuditEvents({ pageToken: 'garbage' }), Code.InvalidArgument))).toEqual(['page_token']);
-    expect(violatedFields(await expectConnectError(admin.admin.listAuditEvents({ pageSize: -5 }), Code.InvalidArgument))).toEqual(['page_size']);
+    expect(violatedFields(await expectConnectError(admin.admin.listAuditEvents({ pageToken: 'garbage' }), Code.InvalidArgument))).toEqual([
+      'page_token',
+    ]);
+    expect(violatedFields(await expectConnectError(admin.admin.listAuditEvents({ pageSize: -5 }), Code.InvalidArgument))).toEqual([
+      'page_size',
+    ]);
   });
 
   test('non-audited methods leave no event', async () => {
@@ -205,7 +294,6 @@ describe('ListAuditEvents', () => {
     expect(Number(rows[0]!.n)).toBe(0);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // GetMetrics (a server of its own, so that totals are exact)

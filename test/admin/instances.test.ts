@@ -8,7 +8,7 @@ import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { eventually, expectConnectError, randomHex, reasonOf } from '../support/assertions.ts';
 import { adminPassword, startTestServer, type TestServer } from '../support/test-server.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.ts';
-import { service, requestId, withRequestId, jsonValue, plain, jwtHeader, auditRowsByRequestId, jwks,} from './support.ts';
+import { service, requestId, withRequestId, jsonValue, plain, jwtHeader, auditRowsByRequestId, jwks } from './support.ts';
 
 // ---------------------------------------------------------------------------------------
 // Two instances on one database: settings and signing keys travel between them
@@ -75,7 +75,7 @@ describe('two instances on one database', () => {
     const oldKid = jwtHeader(oldTokenA).kid;
     expect(jwtHeader(oldTokenA).alg).toBe('EdDSA');
     expect(jwtHeader(oldTokenB).kid).toBe(oldKid);
-    expect((await jwks(a)).keys.map((k) => k['kid'])).toEqual([oldKid]);
+    expect((await jwks(a)).keys.map((k) => k.kid)).toEqual([oldKid]);
 
     const rid = requestId('rotate');
     const rotated = await adminA.admin.rotateSigningKey({}, withRequestId(rid));
@@ -106,11 +106,11 @@ describe('two instances on one database', () => {
     // The JWKS of both instances lists both public keys, and nothing private.
     const checkJwks = async (server: TestServer) => {
       const { keys: published } = await jwks(server);
-      expect(published.map((k) => k['kid']).sort()).toEqual([oldKid, rotated.keyId].sort());
+      expect(published.map((k) => k.kid).sort()).toEqual([oldKid, rotated.keyId].sort());
       for (const key of published) {
         expect(key).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
-        expect(key['d']).toBeUndefined();
-        expect(typeof key['x']).toBe('string');
+        expect(key.d).toBeUndefined();
+        expect(typeof key.x).toBe('string');
       }
     };
     await checkJwks(a);

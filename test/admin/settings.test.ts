@@ -14,7 +14,6 @@ import { service, requestId, withRequestId, jsonValue, plain, auditRowsByRequest
 
 useAdminServer();
 
-
 // ---------------------------------------------------------------------------------------
 // Settings (a server of its own, so that the settings table starts empty)
 // ---------------------------------------------------------------------------------------
@@ -51,7 +50,10 @@ describe('settings', () => {
   });
   afterAll(() => fresh?.close());
 
-  const settingRows = () => fresh.query<{ key: string; value: unknown; updated_by_id: string | null; updated_by_username: string | null; updated_at: Date }>('select * from settings order by key');
+  const settingRows = () =>
+    fresh.query<{ key: string; value: unknown; updated_by_id: string | null; updated_by_username: string | null; updated_at: Date }>(
+      'select * from settings order by key',
+    );
 
   test('ListSettings lists every setting, sorted by key, with type, value, default and description', async () => {
     const { settings } = await freshAdmin.admin.listSettings({});
@@ -104,9 +106,14 @@ describe('settings', () => {
     ];
     for (const [key, value] of cases) {
       const rid = requestId('bad-setting');
-      const err = await expectConnectError(freshAdmin.admin.updateSetting({ key, value: jsonValue(value) }, withRequestId(rid)), Code.InvalidArgument);
+      const err = await expectConnectError(
+        freshAdmin.admin.updateSetting({ key, value: jsonValue(value) }, withRequestId(rid)),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(err), `${key} = ${JSON.stringify(value)}`).toEqual(['value']);
-      expect(await auditRowsByRequestId(fresh, rid)).toEqual([expect.objectContaining({ outcome: 'failure', error_code: 'invalid_argument', target: key })]);
+      expect(await auditRowsByRequestId(fresh, rid)).toEqual([
+        expect.objectContaining({ outcome: 'failure', error_code: 'invalid_argument', target: key }),
+      ]);
     }
     expect(await settingRows()).toEqual([]);
     for (const [key] of cases) {
@@ -132,12 +139,20 @@ describe('settings', () => {
     expect(row!.updated_at.getTime()).toBe(updateTime);
     expect((await freshAdmin.admin.getSetting({ key: 'auth.password_min_length' })).setting).toEqual(setting);
     expect(await auditRowsByRequestId(fresh, rid)).toEqual([
-      expect.objectContaining({ action: `${service}.UpdateSetting`, target: 'auth.password_min_length', outcome: 'success', actor_id: freshAdminId }),
+      expect.objectContaining({
+        action: `${service}.UpdateSetting`,
+        target: 'auth.password_min_length',
+        outcome: 'success',
+        actor_id: freshAdminId,
+      }),
     ]);
 
     // It takes effect: a 15-character password is now too short, 16 is enough.
     const name = `minlen-${randomHex()}`;
-    const err = await expectConnectError(freshAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password: '15-chars-passwd', role: Role.USER }), Code.InvalidArgument);
+    const err = await expectConnectError(
+      freshAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password: '15-chars-passwd', role: Role.USER }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(err)).toEqual(['password']);
     await freshAdmin.admin.createUser({ username: name, email: `${name}@example.com`, password: '16-chars-passwrd', role: Role.USER });
 
@@ -146,7 +161,9 @@ describe('settings', () => {
     expect(plain(grace!.value)).toBe('30s500ms');
     const { setting: window } = await freshAdmin.admin.updateSetting({ key: 'auth.account_failure_window', value: jsonValue('90m') });
     expect(plain(window!.value)).toBe('1h30m');
-    expect((await fresh.query<{ value: unknown }>("select value from settings where key = 'auth.account_failure_window'"))[0]!.value).toBe('1h30m');
+    expect((await fresh.query<{ value: unknown }>("select value from settings where key = 'auth.account_failure_window'"))[0]!.value).toBe(
+      '1h30m',
+    );
 
     // Setting it again to another value updates the same row.
     await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length', value: jsonValue(13) });
@@ -163,7 +180,12 @@ describe('settings', () => {
     expect(setting!.updatedBy).toBe('');
     expect(setting!.updateTime).toBeUndefined();
     expect(await fresh.countRows("select count(*) as n from settings where key = 'auth.open_registration'")).toBe(0);
-    await expectConnectError(fresh.client().auth.register({ username: `reg-${randomHex()}`, email: `reg-${randomHex()}@example.com`, password: 'a-long-enough-password' }), Code.PermissionDenied);
+    await expectConnectError(
+      fresh
+        .client()
+        .auth.register({ username: `reg-${randomHex()}`, email: `reg-${randomHex()}@example.com`, password: 'a-long-enough-password' }),
+      Code.PermissionDenied,
+    );
 
     await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length', value: jsonValue(20) });
     const { setting: absent } = await freshAdmin.admin.updateSetting({ key: 'auth.password_min_length' });

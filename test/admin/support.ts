@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { CallOptions } from '@connectrpc/connect';
 import { fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
-import { timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
+import { type timestampFromDate, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import type { AuditEvent, ListAuditEventsRequest, ListUsersRequest } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { Role, type User } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
@@ -56,7 +56,10 @@ export interface Account {
   password: string;
 }
 
-export async function createAccount(admin: AdminClient, options: { username?: string; email?: string; role?: Role; password?: string } = {}): Promise<Account> {
+export async function createAccount(
+  admin: AdminClient,
+  options: { username?: string; email?: string; role?: Role; password?: string } = {},
+): Promise<Account> {
   const username = options.username ?? `acct-${randomHex()}`;
   const password = options.password ?? `password-of-${username}`;
   const { user } = await admin.createUser({
@@ -80,7 +83,10 @@ export interface UserRow {
 }
 
 export async function userRow(server: TestServer, id: string): Promise<UserRow | undefined> {
-  const [row] = await server.query<UserRow>('select id, username, email, role, active, password_hash, created_at, updated_at from users where id = $1', [id]);
+  const [row] = await server.query<UserRow>(
+    'select id, username, email, role, active, password_hash, created_at, updated_at from users where id = $1',
+    [id],
+  );
   return row;
 }
 
@@ -102,7 +108,11 @@ export function auditRowsByRequestId(server: TestServer, id: string): Promise<Au
 }
 
 /** Every user the filter yields, page by page, checking each page's size. */
-export async function allUserPages(admin: AdminClient, request: ListUsersInit, pageSize: number): Promise<{ ids: string[]; pages: number }> {
+export async function allUserPages(
+  admin: AdminClient,
+  request: ListUsersInit,
+  pageSize: number,
+): Promise<{ ids: string[]; pages: number }> {
   const ids: string[] = [];
   let pageToken = '';
   let pages = 0;
@@ -118,7 +128,11 @@ export async function allUserPages(admin: AdminClient, request: ListUsersInit, p
   return { ids, pages };
 }
 
-export async function allAuditPages(admin: AdminClient, request: ListAuditInit, pageSize: number): Promise<{ events: AuditEvent[]; pages: number }> {
+export async function allAuditPages(
+  admin: AdminClient,
+  request: ListAuditInit,
+  pageSize: number,
+): Promise<{ events: AuditEvent[]; pages: number }> {
   const events: AuditEvent[] = [];
   let pageToken = '';
   let pages = 0;

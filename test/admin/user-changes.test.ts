@@ -8,10 +8,21 @@ import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { expectConnectError, randomHex, reasonOf, violatedFields } from '../support/assertions.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
-import { service, unknownUuid, requestId, withRequestId, createAccount, userRow, auditRowsByRequestId, server, admin, adminUser, useAdminServer } from './support.ts';
+import {
+  service,
+  unknownUuid,
+  requestId,
+  withRequestId,
+  createAccount,
+  userRow,
+  auditRowsByRequestId,
+  server,
+  admin,
+  adminUser,
+  useAdminServer,
+} from './support.ts';
 
 useAdminServer();
-
 
 // ---------------------------------------------------------------------------------------
 // CreateUser
@@ -51,9 +62,15 @@ describe('CreateUser', () => {
   test('a missing role is InvalidArgument naming role, and nothing is written', async () => {
     const before = await userCount();
     const name = `norole-${randomHex()}`;
-    const err = await expectConnectError(admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password' }), Code.InvalidArgument);
+    const err = await expectConnectError(
+      admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(err)).toEqual(['role']);
-    const unknownRole = await expectConnectError(admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: 42 as Role }), Code.InvalidArgument);
+    const unknownRole = await expectConnectError(
+      admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: 42 as Role }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(unknownRole)).toEqual(['role']);
     expect(await userCount()).toBe(before);
     expect(await server.countRows('select count(*) as n from users where username = $1', [name])).toBe(0);
@@ -61,7 +78,10 @@ describe('CreateUser', () => {
 
   test('several bad fields at once are one InvalidArgument naming each of them, and nothing is written', async () => {
     const before = await userCount();
-    const err = await expectConnectError(admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short', role: Role.USER }), Code.InvalidArgument);
+    const err = await expectConnectError(
+      admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short', role: Role.USER }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(err)).toEqual(['username', 'email', 'password']);
     for (const [username, email, password, field] of [
       ['Has Space', 'ok@example.com', 'a-long-enough-password', 'username'],
@@ -77,7 +97,10 @@ describe('CreateUser', () => {
 
   test('a missing role together with other bad fields is one InvalidArgument naming every field', async () => {
     const before = await userCount();
-    const err = await expectConnectError(admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short' }), Code.InvalidArgument);
+    const err = await expectConnectError(
+      admin.admin.createUser({ username: 'x', email: 'not-an-e-mail', password: 'short' }),
+      Code.InvalidArgument,
+    );
     expect(new Set(violatedFields(err))).toEqual(new Set(['username', 'email', 'password', 'role']));
     expect(await userCount()).toBe(before);
   });
@@ -87,19 +110,34 @@ describe('CreateUser', () => {
     const before = await userCount();
 
     const byName = await expectConnectError(
-      admin.admin.createUser({ username: taken.user.username.toUpperCase(), email: `other-${randomHex()}@example.com`, password: 'a-long-enough-password', role: Role.USER }),
+      admin.admin.createUser({
+        username: taken.user.username.toUpperCase(),
+        email: `other-${randomHex()}@example.com`,
+        password: 'a-long-enough-password',
+        role: Role.USER,
+      }),
       Code.AlreadyExists,
     );
     expect(violatedFields(byName)).toEqual(['username']);
 
     const byEmail = await expectConnectError(
-      admin.admin.createUser({ username: `other-${randomHex()}`, email: taken.user.email.toUpperCase(), password: 'a-long-enough-password', role: Role.USER }),
+      admin.admin.createUser({
+        username: `other-${randomHex()}`,
+        email: taken.user.email.toUpperCase(),
+        password: 'a-long-enough-password',
+        role: Role.USER,
+      }),
       Code.AlreadyExists,
     );
     expect(violatedFields(byEmail)).toEqual(['email']);
 
     const both = await expectConnectError(
-      admin.admin.createUser({ username: taken.user.username, email: taken.user.email, password: 'a-long-enough-password', role: Role.WORKER }),
+      admin.admin.createUser({
+        username: taken.user.username,
+        email: taken.user.email,
+        password: 'a-long-enough-password',
+        role: Role.WORKER,
+      }),
       Code.AlreadyExists,
     );
     expect(violatedFields(both).length).toBeGreaterThan(0);
@@ -112,7 +150,9 @@ describe('CreateUser', () => {
   test('racing creations of one username: exactly one succeeds, the other is AlreadyExists', async () => {
     const name = `race-${randomHex()}`;
     const attempts = await Promise.allSettled(
-      [1, 2].map((i) => admin.admin.createUser({ username: name, email: `${name}-${i}@example.com`, password: 'a-long-enough-password', role: Role.USER })),
+      [1, 2].map((i) =>
+        admin.admin.createUser({ username: name, email: `${name}-${i}@example.com`, password: 'a-long-enough-password', role: Role.USER }),
+      ),
     );
     expect(attempts.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
     const failure = attempts.find((a) => a.status === 'rejected') as PromiseRejectedResult;
@@ -123,15 +163,24 @@ describe('CreateUser', () => {
   test('is audited with the username as target', async () => {
     const rid = requestId('create');
     const name = `audited-${randomHex()}`;
-    const { user } = await admin.admin.createUser({ username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: Role.USER }, withRequestId(rid));
+    const { user } = await admin.admin.createUser(
+      { username: name, email: `${name}@example.com`, password: 'a-long-enough-password', role: Role.USER },
+      withRequestId(rid),
+    );
     const rows = await auditRowsByRequestId(server, rid);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ actor_id: adminUser.id, actor_username: 'admin', action: `${service}.CreateUser`, target: name, outcome: 'success', error_code: null });
+    expect(rows[0]).toMatchObject({
+      actor_id: adminUser.id,
+      actor_username: 'admin',
+      action: `${service}.CreateUser`,
+      target: name,
+      outcome: 'success',
+      error_code: null,
+    });
     expect(JSON.stringify(rows)).not.toContain('a-long-enough-password');
     expect(user!.username).toBe(name);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // UpdateUser
@@ -152,7 +201,13 @@ describe('UpdateUser', () => {
     expect(updated!.role).toBe(Role.USER);
     expect(updated!.active).toBe(true);
     const after = (await userRow(server, user.id))!;
-    expect(after).toMatchObject({ username: before.username, role: 'user', active: true, email: newEmail.toLowerCase(), password_hash: before.password_hash });
+    expect(after).toMatchObject({
+      username: before.username,
+      role: 'user',
+      active: true,
+      email: newEmail.toLowerCase(),
+      password_hash: before.password_hash,
+    });
     expect(after.created_at).toEqual(before.created_at);
     expect(after.updated_at.getTime()).toBeGreaterThan(before.updated_at.getTime());
 
@@ -171,7 +226,10 @@ describe('UpdateUser', () => {
     const { user } = await createAccount(admin.admin);
     const before = await userRow(server, user.id);
     for (const updateMask of [{ paths: [] }, undefined]) {
-      const err = await expectConnectError(admin.admin.updateUser({ user: { id: user.id, email: `x-${randomHex()}@example.com` }, updateMask }), Code.InvalidArgument);
+      const err = await expectConnectError(
+        admin.admin.updateUser({ user: { id: user.id, email: `x-${randomHex()}@example.com` }, updateMask }),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(err)).toEqual(['update_mask']);
     }
     expect(await userRow(server, user.id)).toEqual(before);
@@ -196,7 +254,10 @@ describe('UpdateUser', () => {
     const before = await userRow(server, user.id);
 
     const bad = await expectConnectError(
-      admin.admin.updateUser({ user: { id: user.id, username: 'x', email: 'nope', role: Role.UNSPECIFIED }, updateMask: { paths: ['username', 'email', 'role'] } }),
+      admin.admin.updateUser({
+        user: { id: user.id, username: 'x', email: 'nope', role: Role.UNSPECIFIED },
+        updateMask: { paths: ['username', 'email', 'role'] },
+      }),
       Code.InvalidArgument,
     );
     expect(new Set(violatedFields(bad))).toEqual(new Set(['user.username', 'user.email', 'user.role']));
@@ -214,11 +275,20 @@ describe('UpdateUser', () => {
     expect(await userRow(server, user.id)).toEqual(before);
 
     // Its own current values are not "taken".
-    await admin.admin.updateUser({ user: { id: user.id, username: user.username, email: user.email }, updateMask: { paths: ['username', 'email'] } });
+    await admin.admin.updateUser({
+      user: { id: user.id, username: user.username, email: user.email },
+      updateMask: { paths: ['username', 'email'] },
+    });
 
-    await expectConnectError(admin.admin.updateUser({ user: { id: unknownUuid, active: false }, updateMask: { paths: ['active'] } }), Code.NotFound);
+    await expectConnectError(
+      admin.admin.updateUser({ user: { id: unknownUuid, active: false }, updateMask: { paths: ['active'] } }),
+      Code.NotFound,
+    );
     for (const id of ['', 'nope']) {
-      const err = await expectConnectError(admin.admin.updateUser({ user: { id, active: false }, updateMask: { paths: ['active'] } }), Code.InvalidArgument);
+      const err = await expectConnectError(
+        admin.admin.updateUser({ user: { id, active: false }, updateMask: { paths: ['active'] } }),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(err)).toEqual(['user.id']);
     }
     const noUser = await expectConnectError(admin.admin.updateUser({ updateMask: { paths: ['active'] } }), Code.InvalidArgument);
@@ -246,7 +316,10 @@ describe('UpdateUser', () => {
     const login = await expectConnectError(server.client().login(account.user.username, account.password), Code.Unauthenticated);
     expect(reasonOf(login)).toBe('ACCOUNT_DISABLED');
 
-    const sessions = await server.query<{ revoked_at: Date | null; revoke_reason: string | null }>('select revoked_at, revoke_reason from sessions where user_id = $1', [account.user.id]);
+    const sessions = await server.query<{ revoked_at: Date | null; revoke_reason: string | null }>(
+      'select revoked_at, revoke_reason from sessions where user_id = $1',
+      [account.user.id],
+    );
     expect(sessions).toHaveLength(2);
     for (const session of sessions) {
       expect(session.revoked_at).not.toBeNull();
@@ -282,7 +355,10 @@ describe('UpdateUser', () => {
     const ok = requestId('update-ok');
     const bad = requestId('update-bad');
     await admin.admin.updateUser({ user: { id: user.id, active: false }, updateMask: { paths: ['active'] } }, withRequestId(ok));
-    await expectConnectError(admin.admin.updateUser({ user: { id: user.id }, updateMask: { paths: ['password'] } }, withRequestId(bad)), Code.InvalidArgument);
+    await expectConnectError(
+      admin.admin.updateUser({ user: { id: user.id }, updateMask: { paths: ['password'] } }, withRequestId(bad)),
+      Code.InvalidArgument,
+    );
     expect(await auditRowsByRequestId(server, ok)).toEqual([
       expect.objectContaining({ action: `${service}.UpdateUser`, target: user.id, outcome: 'success', actor_id: adminUser.id }),
     ]);
@@ -291,7 +367,6 @@ describe('UpdateUser', () => {
     ]);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // DeleteUser
@@ -324,7 +399,9 @@ describe('DeleteUser', () => {
     expect(await server.countRows('select count(*) as n from sessions where user_id = $1', [id])).toBe(0);
     expect(await server.countRows('select count(*) as n from api_keys where user_id = $1', [id])).toBe(0);
     expect(
-      await server.countRows('select count(*) as n from refresh_tokens r where not exists (select 1 from sessions s where s.id = r.session_id)'),
+      await server.countRows(
+        'select count(*) as n from refresh_tokens r where not exists (select 1 from sessions s where s.id = r.session_id)',
+      ),
     ).toBe(0);
 
     await expectConnectError(server.bearerClient(first.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
@@ -355,7 +432,6 @@ describe('DeleteUser', () => {
   });
 });
 
-
 // ---------------------------------------------------------------------------------------
 // ResetUserPassword
 // ---------------------------------------------------------------------------------------
@@ -378,7 +454,10 @@ describe('ResetUserPassword', () => {
       await expectConnectError(server.bearerClient(client.tokens!.accessToken).auth.getMe({}), Code.Unauthenticated);
       await expectConnectError(server.client().auth.refresh({ refreshToken: client.tokens!.refreshToken }), Code.Unauthenticated);
     }
-    const sessions = await server.query<{ revoked_at: Date | null; revoke_reason: string | null }>('select revoked_at, revoke_reason from sessions where user_id = $1', [account.user.id]);
+    const sessions = await server.query<{ revoked_at: Date | null; revoke_reason: string | null }>(
+      'select revoked_at, revoke_reason from sessions where user_id = $1',
+      [account.user.id],
+    );
     expect(sessions).toHaveLength(2);
     expect(sessions.every((s) => s.revoked_at !== null && s.revoke_reason === 'password_reset')).toBe(true);
 
@@ -393,7 +472,9 @@ describe('ResetUserPassword', () => {
     expect(row.password_hash).toMatch(/^\$argon2id\$/);
     // Neither the audit log nor anything else keeps the password.
     const audit = await auditRowsByRequestId(server, rid);
-    expect(audit).toEqual([expect.objectContaining({ action: `${service}.ResetUserPassword`, target: account.user.id, outcome: 'success' })]);
+    expect(audit).toEqual([
+      expect.objectContaining({ action: `${service}.ResetUserPassword`, target: account.user.id, outcome: 'success' }),
+    ]);
     expect(JSON.stringify(await server.query('select * from audit_events'))).not.toContain(reset.generatedPassword);
   });
 
@@ -402,7 +483,10 @@ describe('ResetUserPassword', () => {
     const session = await server.signIn(account.user.username, account.password);
     const before = await userRow(server, account.user.id);
 
-    const err = await expectConnectError(admin.admin.resetUserPassword({ id: account.user.id, newPassword: 'too-short' }), Code.InvalidArgument);
+    const err = await expectConnectError(
+      admin.admin.resetUserPassword({ id: account.user.id, newPassword: 'too-short' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(err)).toEqual(['new_password']);
     expect(await userRow(server, account.user.id)).toEqual(before);
     await server.bearerClient(session.tokens!.accessToken).auth.getMe({});
@@ -417,7 +501,10 @@ describe('ResetUserPassword', () => {
 
   test('an unknown id is NotFound; a bad id is InvalidArgument naming id', async () => {
     await expectConnectError(admin.admin.resetUserPassword({ id: unknownUuid }), Code.NotFound);
-    const err = await expectConnectError(admin.admin.resetUserPassword({ id: 'nope', newPassword: 'a-long-enough-password' }), Code.InvalidArgument);
+    const err = await expectConnectError(
+      admin.admin.resetUserPassword({ id: 'nope', newPassword: 'a-long-enough-password' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(err)).toEqual(['id']);
   });
 
@@ -433,7 +520,6 @@ describe('ResetUserPassword', () => {
     }
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // UpdateUser / DeleteUser: the last active admin (a server of its own, with one admin)
@@ -462,7 +548,10 @@ describe('the last active admin', () => {
       [{ id: soloAdminId, role: Role.ADMIN, active: false }, ['role', 'active']],
     ] as const) {
       const rid = requestId('last-admin');
-      const err = await expectConnectError(soloAdmin.admin.updateUser({ user, updateMask: { paths: [...paths] } }, withRequestId(rid)), Code.FailedPrecondition);
+      const err = await expectConnectError(
+        soloAdmin.admin.updateUser({ user, updateMask: { paths: [...paths] } }, withRequestId(rid)),
+        Code.FailedPrecondition,
+      );
       expect(reasonOf(err), paths.join(',')).toBe('LAST_ADMIN');
       expect(await auditRowsByRequestId(solo, rid)).toEqual([
         expect.objectContaining({ outcome: 'failure', error_code: 'failed_precondition', reason: 'LAST_ADMIN', target: soloAdminId }),
@@ -472,26 +561,53 @@ describe('the last active admin', () => {
     expect(await userRow(solo, soloAdminId)).toEqual(before);
 
     // Changes that keep it an active admin are fine.
-    const { user } = await soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.ADMIN, active: true, email: 'root@example.com' }, updateMask: { paths: ['role', 'active', 'email'] } });
+    const { user } = await soloAdmin.admin.updateUser({
+      user: { id: soloAdminId, role: Role.ADMIN, active: true, email: 'root@example.com' },
+      updateMask: { paths: ['role', 'active', 'email'] },
+    });
     expect(user).toMatchObject({ role: Role.ADMIN, active: true, email: 'root@example.com' });
 
     // An inactive admin does not count.
     const dormant = await createAccount(soloAdmin.admin, { role: Role.ADMIN, username: 'dormant-admin' });
     await soloAdmin.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } });
-    expect(reasonOf(await expectConnectError(soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.USER }, updateMask: { paths: ['role'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    expect(
+      reasonOf(
+        await expectConnectError(
+          soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.USER }, updateMask: { paths: ['role'] } }),
+          Code.FailedPrecondition,
+        ),
+      ),
+    ).toBe('LAST_ADMIN');
     expect(await activeAdmins()).toBe(1);
 
     // Once another admin is active, the first one can be demoted, by the other admin or by itself.
     await soloAdmin.admin.updateUser({ user: { id: dormant.user.id, active: true }, updateMask: { paths: ['active'] } });
     const other = await solo.signIn(dormant.user.username, dormant.password);
-    const { user: demoted } = await soloAdmin.admin.updateUser({ user: { id: soloAdminId, role: Role.USER }, updateMask: { paths: ['role'] } });
+    const { user: demoted } = await soloAdmin.admin.updateUser({
+      user: { id: soloAdminId, role: Role.USER },
+      updateMask: { paths: ['role'] },
+    });
     expect(demoted!.role).toBe(Role.USER);
     expect(await userRow(solo, soloAdminId)).toMatchObject({ role: 'user', active: true });
     await expectConnectError(soloAdmin.admin.listUsers({}), Code.PermissionDenied);
 
     // Now the other one is the last: it cannot deactivate or demote itself.
-    expect(reasonOf(await expectConnectError(other.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
-    expect(reasonOf(await expectConnectError(other.admin.updateUser({ user: { id: dormant.user.id, role: Role.USER }, updateMask: { paths: ['role'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    expect(
+      reasonOf(
+        await expectConnectError(
+          other.admin.updateUser({ user: { id: dormant.user.id, active: false }, updateMask: { paths: ['active'] } }),
+          Code.FailedPrecondition,
+        ),
+      ),
+    ).toBe('LAST_ADMIN');
+    expect(
+      reasonOf(
+        await expectConnectError(
+          other.admin.updateUser({ user: { id: dormant.user.id, role: Role.USER }, updateMask: { paths: ['role'] } }),
+          Code.FailedPrecondition,
+        ),
+      ),
+    ).toBe('LAST_ADMIN');
     expect(await activeAdmins()).toBe(1);
 
     // Promote the first one back, then it may deactivate the other.
@@ -511,7 +627,10 @@ describe('the last active admin', () => {
     await soloAdmin.admin.deleteUser({ id: third.user.id, confirm: third.user.username });
     expect(await userRow(solo, third.user.id)).toBeUndefined();
 
-    const self = await expectConnectError(secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }), Code.FailedPrecondition);
+    const self = await expectConnectError(
+      secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }),
+      Code.FailedPrecondition,
+    );
     expect(reasonOf(self)).toBe('SELF_DELETE');
 
     await secondClient.admin.deleteUser({ id: soloAdminId, confirm: 'admin' });
@@ -520,6 +639,13 @@ describe('the last active admin', () => {
     expect(await activeAdmins()).toBe(1);
     // The survivor is the last admin and still cannot leave.
     await expectConnectError(secondClient.admin.deleteUser({ id: second.user.id, confirm: second.user.username }), Code.FailedPrecondition);
-    expect(reasonOf(await expectConnectError(secondClient.admin.updateUser({ user: { id: second.user.id, active: false }, updateMask: { paths: ['active'] } }), Code.FailedPrecondition))).toBe('LAST_ADMIN');
+    expect(
+      reasonOf(
+        await expectConnectError(
+          secondClient.admin.updateUser({ user: { id: second.user.id, active: false }, updateMask: { paths: ['active'] } }),
+          Code.FailedPrecondition,
+        ),
+      ),
+    ).toBe('LAST_ADMIN');
   });
 });

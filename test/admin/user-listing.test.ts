@@ -12,7 +12,6 @@ import { type ListUsersInit, unknownUuid, createAccount, allUserPages, server, a
 
 useAdminServer();
 
-
 // ---------------------------------------------------------------------------------------
 // ListUsers
 // ---------------------------------------------------------------------------------------
@@ -38,7 +37,7 @@ describe('ListUsers', () => {
     }
     // Matches the query only by its e-mail address.
     mailOnly = (await createAccount(admin.admin, { username: `mail${randomHex(3)}`, email: `${prefix}.mail@example.org` })).user;
-    await admin.admin.updateUser({ user: { id: fixture['bravo']!.id, active: false }, updateMask: { paths: ['active'] } });
+    await admin.admin.updateUser({ user: { id: fixture.bravo!.id, active: false }, updateMask: { paths: ['active'] } });
     createdOrder = [...['delta', 'alpha', 'charlie', 'bravo', 'echo'].map((n) => fixture[n]!.id), mailOnly.id];
     byUsername = [...['alpha', 'bravo', 'charlie', 'delta', 'echo'].map((n) => fixture[n]!.id), mailOnly.id];
   });
@@ -54,7 +53,7 @@ describe('ListUsers', () => {
     expect(new Set(ids(upper.users))).toEqual(new Set(createdOrder));
 
     const alpha = await admin.admin.listUsers({ query: `${prefix}-alph` });
-    expect(ids(alpha.users)).toEqual([fixture['alpha']!.id]);
+    expect(ids(alpha.users)).toEqual([fixture.alpha!.id]);
 
     const byMail = await admin.admin.listUsers({ query: `${prefix}.mail@` });
     expect(ids(byMail.users)).toEqual([mailOnly.id]);
@@ -73,25 +72,25 @@ describe('ListUsers', () => {
 
   test('role and active filter, alone and together', async () => {
     const workers = await admin.admin.listUsers({ query: prefix, role: Role.WORKER });
-    expect(ids(workers.users)).toEqual([fixture['alpha']!.id]);
+    expect(ids(workers.users)).toEqual([fixture.alpha!.id]);
     expect(workers.users[0]!.role).toBe(Role.WORKER);
 
     const admins = await admin.admin.listUsers({ query: prefix, role: Role.ADMIN });
-    expect(ids(admins.users)).toEqual([fixture['charlie']!.id]);
+    expect(ids(admins.users)).toEqual([fixture.charlie!.id]);
 
     const users = await admin.admin.listUsers({ query: prefix, role: Role.USER });
-    expect(new Set(ids(users.users))).toEqual(new Set([fixture['delta']!.id, fixture['bravo']!.id, fixture['echo']!.id, mailOnly.id]));
+    expect(new Set(ids(users.users))).toEqual(new Set([fixture.delta!.id, fixture.bravo!.id, fixture.echo!.id, mailOnly.id]));
 
     const inactive = await admin.admin.listUsers({ query: prefix, active: false });
-    expect(ids(inactive.users)).toEqual([fixture['bravo']!.id]);
+    expect(ids(inactive.users)).toEqual([fixture.bravo!.id]);
     expect(inactive.users[0]!.active).toBe(false);
 
     const active = await admin.admin.listUsers({ query: prefix, active: true });
-    expect(new Set(ids(active.users))).toEqual(new Set(createdOrder.filter((id) => id !== fixture['bravo']!.id)));
+    expect(new Set(ids(active.users))).toEqual(new Set(createdOrder.filter((id) => id !== fixture.bravo!.id)));
     expect(active.users.every((u) => u.active)).toBe(true);
 
     const activeUsers = await admin.admin.listUsers({ query: prefix, role: Role.USER, active: true });
-    expect(new Set(ids(activeUsers.users))).toEqual(new Set([fixture['delta']!.id, fixture['echo']!.id, mailOnly.id]));
+    expect(new Set(ids(activeUsers.users))).toEqual(new Set([fixture.delta!.id, fixture.echo!.id, mailOnly.id]));
 
     // Every role and both states when unset: the whole table.
     const everyone = await admin.admin.listUsers({ pageSize: 1000 });
@@ -131,7 +130,7 @@ describe('ListUsers', () => {
     }
     // Filtered pages too.
     const { ids: users } = await allUserPages(admin.admin, { query: prefix, role: Role.USER, active: true }, 1);
-    expect(new Set(users)).toEqual(new Set([fixture['delta']!.id, fixture['echo']!.id, mailOnly.id]));
+    expect(new Set(users)).toEqual(new Set([fixture.delta!.id, fixture.echo!.id, mailOnly.id]));
     expect(users).toHaveLength(3);
   });
 
@@ -181,7 +180,6 @@ describe('ListUsers', () => {
   });
 });
 
-
 describe('ListUsers page size limits (on a database with 1002 users)', () => {
   let bulk: TestServer;
   let bulkAdmin: YardmasterClient;
@@ -215,7 +213,6 @@ describe('ListUsers page size limits (on a database with 1002 users)', () => {
     expect(exact.users).toHaveLength(1000);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // GetUser

@@ -12,14 +12,17 @@ import { method, server, admin, setSetting, sessionCount, userCount, currentSess
 
 useAuthServer();
 
-
 describe('Register', () => {
   const password = 'a-long-enough-password';
 
   test('is PermissionDenied (REGISTRATION_CLOSED) by default and creates nothing', async () => {
     const username = uniqueName('reg');
     const usersBefore = await userCount();
-    await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password }), Code.PermissionDenied, 'REGISTRATION_CLOSED');
+    await expectConnectError(
+      server.client().auth.register({ username, email: `${username}@example.com`, password }),
+      Code.PermissionDenied,
+      'REGISTRATION_CLOSED',
+    );
     expect(await userCount()).toBe(usersBefore);
   });
 
@@ -38,7 +41,9 @@ describe('Register', () => {
     expect((await server.bearerAuthClient(reply.accessToken).getMe({})).user?.id).toBe(reply.user!.id);
     await server.authClient().refresh({ refreshToken: reply.refreshToken });
 
-    const [row] = await server.query<{ role: string; password_hash: string }>('select role, password_hash from users where id = $1', [reply.user!.id]);
+    const [row] = await server.query<{ role: string; password_hash: string }>('select role, password_hash from users where id = $1', [
+      reply.user!.id,
+    ]);
     expect(row!.role).toBe('user');
     expect(row!.password_hash).not.toContain(password);
     const params = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(row!.password_hash);
@@ -70,14 +75,23 @@ describe('Register', () => {
   test('a password shorter than auth.password_min_length or over 1024 characters is InvalidArgument on password', async () => {
     await setSetting('auth.open_registration', true);
     const username = uniqueName('reg');
-    const short = await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password: 'elevenchars' }), Code.InvalidArgument);
+    const short = await expectConnectError(
+      server.client().auth.register({ username, email: `${username}@example.com`, password: 'elevenchars' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(short)).toEqual(['password']);
 
-    const overlong = await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password: 'p'.repeat(1025) }), Code.InvalidArgument);
+    const overlong = await expectConnectError(
+      server.client().auth.register({ username, email: `${username}@example.com`, password: 'p'.repeat(1025) }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(overlong)).toEqual(['password']);
 
     await setSetting('auth.password_min_length', 24);
-    const underRaisedMinimum = await expectConnectError(server.client().auth.register({ username, email: `${username}@example.com`, password }), Code.InvalidArgument);
+    const underRaisedMinimum = await expectConnectError(
+      server.client().auth.register({ username, email: `${username}@example.com`, password }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(underRaisedMinimum)).toEqual(['password']);
     expect(await server.countRows('select count(*)::int as n from users where username = $1', [username])).toBe(0);
   });
@@ -93,12 +107,14 @@ describe('Register', () => {
       const error = await expectConnectError(server.client().auth.register({ username, email, password }), Code.InvalidArgument);
       expect(violatedFields(error), `${username} / ${email}`).toEqual(['username', 'email']);
     }
-    const allBad = await expectConnectError(server.client().auth.register({ username: 'a!', email: 'nope', password: 'short' }), Code.InvalidArgument);
+    const allBad = await expectConnectError(
+      server.client().auth.register({ username: 'a!', email: 'nope', password: 'short' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(allBad)).toEqual(['username', 'email', 'password']);
     expect(await userCount()).toBe(usersBefore);
   });
 });
-
 
 describe('GetMe', () => {
   test.each([
@@ -120,15 +136,22 @@ describe('GetMe', () => {
   });
 
   test('a malformed Authorization header, a bad token or an unknown API key is Unauthenticated', async () => {
-    await expectConnectError(server.authClient({ authorization: 'Basic dXNlcjpwYXNz' }).getMe({}), Code.Unauthenticated, 'CREDENTIALS_MALFORMED');
+    await expectConnectError(
+      server.authClient({ authorization: 'Basic dXNlcjpwYXNz' }).getMe({}),
+      Code.Unauthenticated,
+      'CREDENTIALS_MALFORMED',
+    );
     await expectConnectError(server.bearerAuthClient('not-a-jwt').getMe({}), Code.Unauthenticated);
     const { client } = await server.createUser();
     const [header, payload] = client.tokens!.accessToken.split('.');
     await expectConnectError(server.bearerAuthClient(`${header}.${payload}.${'A'.repeat(86)}`).getMe({}), Code.Unauthenticated);
-    await expectConnectError(server.bearerAuthClient(`ym_${randomBytes(32).toString('base64url')}`).getMe({}), Code.Unauthenticated, 'API_KEY_INVALID');
+    await expectConnectError(
+      server.bearerAuthClient(`ym_${randomBytes(32).toString('base64url')}`).getMe({}),
+      Code.Unauthenticated,
+      'API_KEY_INVALID',
+    );
   });
 });
-
 
 describe('ChangePassword', () => {
   const newPassword = 'a-brand-new-password';
@@ -137,7 +160,10 @@ describe('ChangePassword', () => {
     const user = await server.createUser();
     const other = (await server.signIn(user.user.username, user.password)).tokens!;
     const [before] = await server.query<{ password_hash: string }>('select password_hash from users where id = $1', [user.user.id]);
-    const error = await expectConnectError(user.client.auth.changePassword({ currentPassword: 'not-the-password', newPassword }), Code.InvalidArgument);
+    const error = await expectConnectError(
+      user.client.auth.changePassword({ currentPassword: 'not-the-password', newPassword }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(error)).toEqual(['current_password']);
 
     const [after] = await server.query<{ password_hash: string }>('select password_hash from users where id = $1', [user.user.id]);
@@ -148,9 +174,15 @@ describe('ChangePassword', () => {
 
   test('an empty current password and a too-short new one are InvalidArgument naming both fields', async () => {
     const user = await server.createUser();
-    const error = await expectConnectError(user.client.auth.changePassword({ currentPassword: '', newPassword: 'short' }), Code.InvalidArgument);
+    const error = await expectConnectError(
+      user.client.auth.changePassword({ currentPassword: '', newPassword: 'short' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(error)).toEqual(['current_password', 'new_password']);
-    const tooShort = await expectConnectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'short' }), Code.InvalidArgument);
+    const tooShort = await expectConnectError(
+      user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'short' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(tooShort)).toEqual(['new_password']);
   });
 
@@ -176,11 +208,14 @@ describe('ChangePassword', () => {
   test('after a change the old password no longer logs in and the new one does', async () => {
     const user = await server.createUser();
     await user.client.auth.changePassword({ currentPassword: user.password, newPassword });
-    await expectConnectError(server.client().auth.login({ username: user.user.username, password: user.password }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+    await expectConnectError(
+      server.client().auth.login({ username: user.user.username, password: user.password }),
+      Code.Unauthenticated,
+      'INVALID_CREDENTIALS',
+    );
     expect((await server.client().auth.login({ username: user.user.username, password: newPassword })).user?.id).toBe(user.user.id);
   });
 });
-
 
 describe('GetMyPermissions', () => {
   const adminMethods = AdminService.methods.map((m) => method('AdminService', m.name));

@@ -12,7 +12,6 @@ import { method, server, freshAddress, authFrom, openSessionCount, currentSessio
 
 useAuthServer();
 
-
 describe('API keys', () => {
   test('the secret starts with ym_, is shown only once and stored only as a hash', async () => {
     const { user, client } = await server.createUser();
@@ -32,7 +31,7 @@ describe('API keys', () => {
 
     const rows = await server.query<Record<string, unknown>>('select * from api_keys where user_id = $1', [user.id]);
     expect(rows).toHaveLength(1);
-    expect(rows[0]!['secret_hash']).not.toBe(secret);
+    expect(rows[0]!.secret_hash).not.toBe(secret);
     expect(JSON.stringify(rows)).not.toContain(secret.slice(11));
   });
 
@@ -61,8 +60,18 @@ describe('API keys', () => {
     const overConnect = server.client({ apiKey: secret });
     const overGrpc = server.client({ apiKey: secret, protocol: 'grpc' });
     const outcomes: string[] = [];
-    for (const call of [() => overConnect.auth.getMe({}), () => overConnect.auth.getMe({}), () => overGrpc.auth.getMe({}), () => overConnect.jobs.listJobs({})]) {
-      outcomes.push(await call().then(() => 'ok', (error: unknown) => Code[ConnectError.from(error).code]!));
+    for (const call of [
+      () => overConnect.auth.getMe({}),
+      () => overConnect.auth.getMe({}),
+      () => overGrpc.auth.getMe({}),
+      () => overConnect.jobs.listJobs({}),
+    ]) {
+      outcomes.push(
+        await call().then(
+          () => 'ok',
+          (error: unknown) => Code[ConnectError.from(error).code]!,
+        ),
+      );
     }
     expect(outcomes).toEqual(['ok', 'ok', 'ok', 'ok']);
     expect((await overConnect.auth.getMe({})).user?.id).toBe(user.id);
@@ -92,14 +101,19 @@ describe('API keys', () => {
     expect(await openSessionCount(user.id)).toBeGreaterThanOrEqual(1);
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
     // The refusals are audited where the method is.
-    expect(await server.countRows(`select count(*)::int as n from audit_events where actor_id = $1 and reason = 'SESSION_REQUIRED'`, [user.id])).toBe(4);
+    expect(
+      await server.countRows(`select count(*)::int as n from audit_events where actor_id = $1 and reason = 'SESSION_REQUIRED'`, [user.id]),
+    ).toBe(4);
     // The same calls with an access token work.
     expect((await client.auth.listApiKeys({})).apiKeys.length).toBe(keysBefore);
   });
 
   test('an expiry in the past or a bad name is InvalidArgument and creates no key', async () => {
     const { user, client } = await server.createUser();
-    const past = await expectConnectError(client.auth.createApiKey({ name: 'old', expireTime: timestampFromDate(new Date(Date.now() - 60_000)) }), Code.InvalidArgument);
+    const past = await expectConnectError(
+      client.auth.createApiKey({ name: 'old', expireTime: timestampFromDate(new Date(Date.now() - 60_000)) }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(past)).toEqual(['expire_time']);
     for (const name of ['', '   ', 'n'.repeat(101)]) {
       const error = await expectConnectError(client.auth.createApiKey({ name }), Code.InvalidArgument);
@@ -184,7 +198,6 @@ describe('API keys', () => {
   });
 });
 
-
 describe('sessions', () => {
   test('ListSessions marks the current session and pages with page_size 1, most recently used first', async () => {
     const user = await server.createUser();
@@ -255,7 +268,6 @@ describe('sessions', () => {
   });
 });
 
-
 describe('pagination input', () => {
   test('a negative page_size is InvalidArgument on page_size', async () => {
     const { client } = await server.createUser();
@@ -300,7 +312,11 @@ describe('pagination input', () => {
       ['edited cursor', () => user.client.auth.listApiKeys({ pageToken: edited })],
     ] as const) {
       const error = await connectErrorOf(call());
-      expect({ what, code: Code[error.code], fields: violatedFields(error) }).toEqual({ what, code: 'InvalidArgument', fields: ['page_token'] });
+      expect({ what, code: Code[error.code], fields: violatedFields(error) }).toEqual({
+        what,
+        code: 'InvalidArgument',
+        fields: ['page_token'],
+      });
     }
   });
 });

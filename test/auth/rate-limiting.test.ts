@@ -11,11 +11,12 @@ import { method, server, admin, setSetting, freshAddress, authFrom, userCount, u
 
 useAuthServer();
 
-
 describe('rate limiting', () => {
   /** Failure counters of an account in rate_limit_counters (keyed by the account's id). */
   const accountCounterPoints = (userId: string) =>
-    server.countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1 || '%'`, [`id:${userId}`]);
+    server.countRows(`select coalesce(sum(points), 0)::int as n from rate_limit_counters where key like '%' || $1 || '%'`, [
+      `id:${userId}`,
+    ]);
 
   /** Settles `calls` together; counts the replies by Connect code name (`ok` for a success). */
   async function outcomesOf(calls: Array<Promise<unknown>>): Promise<Record<string, number>> {
@@ -32,10 +33,17 @@ describe('rate limiting', () => {
     await setSetting('auth.account_failure_limit', 5);
     const { user, password } = await server.createUser();
     const auth = authFrom(freshAddress());
-    const outcomes = await outcomesOf(Array.from({ length: 24 }, (_, i) => auth.login({ username: user.username, password: `wrong-guess-${i}` })));
+    const outcomes = await outcomesOf(
+      Array.from({ length: 24 }, (_, i) => auth.login({ username: user.username, password: `wrong-guess-${i}` })),
+    );
     expect(outcomes).toEqual({ Unauthenticated: 5, ResourceExhausted: 19 });
     // Only the evaluated guesses were failures that reached the password check.
-    expect(await server.countRows(`select count(*)::int as n from audit_events where action = $1 and target = $2 and reason = 'INVALID_CREDENTIALS'`, [method('AuthService', 'Login'), user.username])).toBe(5);
+    expect(
+      await server.countRows(
+        `select count(*)::int as n from audit_events where action = $1 and target = $2 and reason = 'INVALID_CREDENTIALS'`,
+        [method('AuthService', 'Login'), user.username],
+      ),
+    ).toBe(5);
     // The owner, elsewhere, is not affected.
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
   });
@@ -43,7 +51,10 @@ describe('rate limiting', () => {
   test('Login: guesses sent at once to two instances share one count', async () => {
     await setSetting('auth.account_failure_limit', 5);
     const { user } = await server.createUser();
-    const other = await startTestServer({ env: { TRUST_PROXY: '1' }, database: { url: server.databaseUrl, name: '', drop: async () => {} } });
+    const other = await startTestServer({
+      env: { TRUST_PROXY: '1' },
+      database: { url: server.databaseUrl, name: '', drop: async () => {} },
+    });
     try {
       const address = freshAddress();
       const here = authFrom(address);
@@ -60,7 +71,9 @@ describe('rate limiting', () => {
   test('Login: guesses at many accounts sent at once from one address are evaluated at most auth.address_failure_limit times', async () => {
     await setSetting('auth.address_failure_limit', 8);
     const auth = authFrom(freshAddress());
-    const outcomes = await outcomesOf(Array.from({ length: 20 }, () => auth.login({ username: uniqueName('nobody'), password: 'not-the-password' })));
+    const outcomes = await outcomesOf(
+      Array.from({ length: 20 }, () => auth.login({ username: uniqueName('nobody'), password: 'not-the-password' })),
+    );
     expect(outcomes).toEqual({ Unauthenticated: 8, ResourceExhausted: 12 });
   });
 
@@ -68,10 +81,16 @@ describe('rate limiting', () => {
     await setSetting('auth.account_failure_limit', 3);
     const user = await server.createUser();
     const outcomes = await outcomesOf(
-      Array.from({ length: 12 }, (_, i) => user.client.auth.changePassword({ currentPassword: `a-wrong-guess-${i}`, newPassword: 'a-new-password-123' })),
+      Array.from({ length: 12 }, (_, i) =>
+        user.client.auth.changePassword({ currentPassword: `a-wrong-guess-${i}`, newPassword: 'a-new-password-123' }),
+      ),
     );
     expect(outcomes).toEqual({ InvalidArgument: 3, ResourceExhausted: 9 });
-    const limited = await expectConnectError(user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'a-new-password-123' }), Code.ResourceExhausted, 'RATE_LIMITED');
+    const limited = await expectConnectError(
+      user.client.auth.changePassword({ currentPassword: user.password, newPassword: 'a-new-password-123' }),
+      Code.ResourceExhausted,
+      'RATE_LIMITED',
+    );
     expect(retryDelayMs(limited)).toBeGreaterThan(0);
     // Nothing changed: the old password still signs in, from another address.
     expect((await authFrom(freshAddress()).login({ username: user.user.username, password: user.password })).user?.id).toBe(user.user.id);
@@ -84,7 +103,9 @@ describe('rate limiting', () => {
     const auth = authFrom(freshAddress());
     const usersBefore = await userCount();
     const outcomes = await outcomesOf(
-      Array.from({ length: 15 }, (_, i) => auth.register({ username: user.username, email: `${uniqueName('taken')}-${i}@example.com`, password: 'a-long-enough-password' })),
+      Array.from({ length: 15 }, (_, i) =>
+        auth.register({ username: user.username, email: `${uniqueName('taken')}-${i}@example.com`, password: 'a-long-enough-password' }),
+      ),
     );
     expect(outcomes).toEqual({ AlreadyExists: 4, ResourceExhausted: 11 });
     expect(await userCount()).toBe(usersBefore);
@@ -95,7 +116,11 @@ describe('rate limiting', () => {
     const { user, password } = await server.createUser();
     const attacker = authFrom(freshAddress());
     for (let attempt = 0; attempt < 3; attempt++) {
-      await expectConnectError(attacker.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+      await expectConnectError(
+        attacker.login({ username: user.username, password: 'not-the-password' }),
+        Code.Unauthenticated,
+        'INVALID_CREDENTIALS',
+      );
     }
     // The guesser is refused, even with the right password, with RetryInfo and retry-after...
     const refused = await expectConnectError(attacker.login({ username: user.username, password }), Code.ResourceExhausted, 'RATE_LIMITED');
@@ -137,7 +162,7 @@ describe('rate limiting', () => {
     // ... but not from where the owner signed in before; and that success ends the throttling.
     expect((await authFrom(ownerAddress).login({ username: user.username, password })).user?.id).toBe(user.id);
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
-    const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AuthService', 'AccountThrottled') , target: user.id });
+    const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AuthService', 'AccountThrottled'), target: user.id });
     expect(auditEvents).toHaveLength(1);
     expect(auditEvents[0]!.reason).toBe('ACCOUNT_THROTTLED');
   });
@@ -146,7 +171,15 @@ describe('rate limiting', () => {
     await setSetting('auth.account_throttle_threshold', 2);
     const { user, password } = await server.createUser();
     for (let attempt = 0; attempt < 6; attempt++) {
-      await expectConnectError(authFrom(freshAddress()).register({ username: user.username, email: `${uniqueName('squat')}@example.com`, password: 'a-long-enough-password' }), Code.PermissionDenied, 'REGISTRATION_CLOSED');
+      await expectConnectError(
+        authFrom(freshAddress()).register({
+          username: user.username,
+          email: `${uniqueName('squat')}@example.com`,
+          password: 'a-long-enough-password',
+        }),
+        Code.PermissionDenied,
+        'REGISTRATION_CLOSED',
+      );
     }
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);
   });
@@ -168,9 +201,11 @@ describe('rate limiting', () => {
     await setSetting('auth.account_throttle_threshold', 3);
     const { user, password } = await server.createUser();
     const attacker = authFrom(freshAddress());
-    for (let attempt = 0; attempt < 2; attempt++) await expectConnectError(attacker.login({ username: user.username, password: 'wrong' }), Code.Unauthenticated);
+    for (let attempt = 0; attempt < 2; attempt++)
+      await expectConnectError(attacker.login({ username: user.username, password: 'wrong' }), Code.Unauthenticated);
     // The fourth failure opens a delay of 1 s on the account.
-    for (let attempt = 0; attempt < 2; attempt++) await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password: 'wrong' }), Code.Unauthenticated);
+    for (let attempt = 0; attempt < 2; attempt++)
+      await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password: 'wrong' }), Code.Unauthenticated);
     await expectConnectError(attacker.login({ username: user.username, password }), Code.ResourceExhausted);
     await expectConnectError(authFrom(freshAddress()).login({ username: user.username, password }), Code.ResourceExhausted);
 
@@ -182,12 +217,21 @@ describe('rate limiting', () => {
     const cleared = await admin.admin.clearSignInThrottle({ id: user.id });
     expect(cleared.wasThrottled).toBe(true);
     expect(cleared.user?.id).toBe(user.id);
-    expect(await server.countRows(`select count(*)::int as n from rate_limit_counters where key like '%id:' || $1 || '%'`, [user.id])).toBe(0);
+    expect(await server.countRows(`select count(*)::int as n from rate_limit_counters where key like '%id:' || $1 || '%'`, [user.id])).toBe(
+      0,
+    );
     expect((await attacker.login({ username: user.username, password })).user?.id).toBe(user.id);
     expect((await admin.admin.clearSignInThrottle({ id: user.id })).wasThrottled).toBe(false);
-    const { auditEvents } = await admin.admin.listAuditEvents({ action: method('AdminService', 'ClearSignInThrottle'), target: user.id, outcome: AuditOutcome.SUCCESS });
+    const { auditEvents } = await admin.admin.listAuditEvents({
+      action: method('AdminService', 'ClearSignInThrottle'),
+      target: user.id,
+      outcome: AuditOutcome.SUCCESS,
+    });
     expect(auditEvents.map((event) => event.actorUsername)).toEqual(['admin', 'admin']);
-    const { auditEvents: refused } = await admin.admin.listAuditEvents({ action: method('AdminService', 'ClearSignInThrottle'), actor: other.user.id });
+    const { auditEvents: refused } = await admin.admin.listAuditEvents({
+      action: method('AdminService', 'ClearSignInThrottle'),
+      actor: other.user.id,
+    });
     expect(refused.map((event) => event.reason)).toEqual(['ROLE_NOT_ALLOWED']);
   });
 
@@ -206,7 +250,9 @@ describe('rate limiting', () => {
     expect(delay).toBeLessThanOrEqual(60_000);
     expect(Number(blocked.metadata.get('retry-after'))).toBeGreaterThanOrEqual(1);
     await expectConnectError(auth.refresh({ refreshToken: 'ymr_anything' }), Code.ResourceExhausted);
-    const rows = await server.countRows(`select count(*)::int as n from rate_limit_counters where key like '%' || $1 and points >= 5`, [address]);
+    const rows = await server.countRows(`select count(*)::int as n from rate_limit_counters where key like '%' || $1 and points >= 5`, [
+      address,
+    ]);
     expect(rows).toBeGreaterThanOrEqual(1);
     // Another address is not affected.
     expect((await authFrom(freshAddress()).login({ username: user.username, password })).user?.id).toBe(user.id);

@@ -12,7 +12,19 @@ import { AuditOutcome } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { expectConnectError, reasonOf, uniqueName, violatedFields } from '../support/assertions.ts';
 import type { TestUser } from '../support/test-server.ts';
-import { method, server, admin, setSetting, sessionCount, openSessionCount, auditCount, currentSessionId, tokensOf, deactivate, useAuthServer } from './support.ts';
+import {
+  method,
+  server,
+  admin,
+  setSetting,
+  sessionCount,
+  openSessionCount,
+  auditCount,
+  currentSessionId,
+  tokensOf,
+  deactivate,
+  useAuthServer,
+} from './support.ts';
 
 useAuthServer();
 
@@ -63,9 +75,18 @@ describe('Login', () => {
   test('a wrong password and an unknown user give the same Unauthenticated error, and start no session', async () => {
     const { user } = await server.createUser();
     const sessionsBefore = await sessionCount(user.id);
-    const wrongPassword = await expectConnectError(server.client().auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated);
-    const unknownUser = await expectConnectError(server.client().auth.login({ username: uniqueName('nobody'), password: 'not-the-password' }), Code.Unauthenticated);
-    const unknownEmail = await expectConnectError(server.client().auth.login({ username: `${uniqueName('nobody')}@example.com`, password: 'x' }), Code.Unauthenticated);
+    const wrongPassword = await expectConnectError(
+      server.client().auth.login({ username: user.username, password: 'not-the-password' }),
+      Code.Unauthenticated,
+    );
+    const unknownUser = await expectConnectError(
+      server.client().auth.login({ username: uniqueName('nobody'), password: 'not-the-password' }),
+      Code.Unauthenticated,
+    );
+    const unknownEmail = await expectConnectError(
+      server.client().auth.login({ username: `${uniqueName('nobody')}@example.com`, password: 'x' }),
+      Code.Unauthenticated,
+    );
 
     expect(reasonOf(wrongPassword)).toBe('INVALID_CREDENTIALS');
     for (const other of [unknownUser, unknownEmail]) {
@@ -82,14 +103,20 @@ describe('Login', () => {
   test('an empty username and password are InvalidArgument naming both fields', async () => {
     const bothEmpty = await expectConnectError(server.client().auth.login({ username: '', password: '' }), Code.InvalidArgument);
     expect(violatedFields(bothEmpty).sort()).toEqual(['password', 'username']);
-    const blankUsername = await expectConnectError(server.client().auth.login({ username: '   ', password: 'something' }), Code.InvalidArgument);
+    const blankUsername = await expectConnectError(
+      server.client().auth.login({ username: '   ', password: 'something' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(blankUsername)).toEqual(['username']);
     const emptyPassword = await expectConnectError(server.client().auth.login({ username: 'admin', password: '' }), Code.InvalidArgument);
     expect(violatedFields(emptyPassword)).toEqual(['password']);
   });
 
   test('an overlong username or password is InvalidArgument, never hashed', async () => {
-    const overlong = await expectConnectError(server.client().auth.login({ username: `${'u'.repeat(321)}`, password: 'p'.repeat(1025) }), Code.InvalidArgument);
+    const overlong = await expectConnectError(
+      server.client().auth.login({ username: `${'u'.repeat(321)}`, password: 'p'.repeat(1025) }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(overlong).sort()).toEqual(['password', 'username']);
   });
 
@@ -149,7 +176,11 @@ describe('Login', () => {
 
     await expectConnectError(server.client().auth.login({ username: user.username, password }), Code.Unauthenticated, 'ACCOUNT_DISABLED');
     // A wrong password must not reveal that the account exists and is deactivated.
-    await expectConnectError(server.client().auth.login({ username: user.username, password: 'not-the-password' }), Code.Unauthenticated, 'INVALID_CREDENTIALS');
+    await expectConnectError(
+      server.client().auth.login({ username: user.username, password: 'not-the-password' }),
+      Code.Unauthenticated,
+      'INVALID_CREDENTIALS',
+    );
     expect(await sessionCount(user.id)).toBe(sessionsBefore);
 
     await expectConnectError(server.bearerAuthClient(accessToken).getMe({}), Code.Unauthenticated);
@@ -159,7 +190,6 @@ describe('Login', () => {
     expect(await openSessionCount(user.id)).toBe(0);
   });
 });
-
 
 describe('Refresh', () => {
   test('a refresh rotates: a new pair that works, and the spent token is marked rotated', async () => {
@@ -247,7 +277,6 @@ describe('Refresh', () => {
   });
 });
 
-
 describe('client auth interceptor', () => {
   /** A client whose access token no longer works (its session ended) but whose refresh token is valid. */
   async function clientWithDeadAccessToken(user: TestUser, onTokensChange?: (tokens: SessionTokens | undefined) => void) {
@@ -256,11 +285,15 @@ describe('client auth interceptor', () => {
     await expectConnectError(server.bearerAuthClient(dead.accessToken).getMe({}), Code.Unauthenticated);
     const live = (await server.signIn(user.user.username, user.password)).tokens!;
     const sessionId = await currentSessionId(server.bearerAuthClient(live.accessToken));
-    const client = server.client({ tokens: { accessToken: dead.accessToken, refreshToken: live.refreshToken, accessTokenExpiresAt: undefined }, onTokensChange });
+    const client = server.client({
+      tokens: { accessToken: dead.accessToken, refreshToken: live.refreshToken, accessTokenExpiresAt: undefined },
+      onTokensChange,
+    });
     return { client, live, sessionId };
   }
 
-  const tokenRows = (sessionId: string) => server.countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId]);
+  const tokenRows = (sessionId: string) =>
+    server.countRows('select count(*)::int as n from refresh_tokens where session_id = $1', [sessionId]);
 
   test('a unary call with a dead access token refreshes once and succeeds', async () => {
     const user = await server.createUser();
@@ -304,7 +337,6 @@ describe('client auth interceptor', () => {
     expect(client.tokens).toBeUndefined();
   });
 });
-
 
 describe('Logout', () => {
   test('logout with a refresh token ends only that session, audited with the session as target', async () => {
@@ -355,12 +387,15 @@ describe('Logout', () => {
     expect(await openSessionCount(user.user.id)).toBe(0);
   });
 
-  test('logout needs a signed-in caller, even with a valid refresh token; another account\'s token is InvalidArgument like an unknown one; an API key needs a refresh_token or all_sessions', async () => {
+  test("logout needs a signed-in caller, even with a valid refresh token; another account's token is InvalidArgument like an unknown one; an API key needs a refresh_token or all_sessions", async () => {
     const user = await server.createUser();
     const victim = await server.createUser();
     const victimTokens = victim.client.tokens!;
     await expectConnectError(server.authClient().logout({}), Code.Unauthenticated);
-    await expectConnectError(server.authClient().logout({ refreshToken: victimTokens.refreshToken, allSessions: true }), Code.Unauthenticated);
+    await expectConnectError(
+      server.authClient().logout({ refreshToken: victimTokens.refreshToken, allSessions: true }),
+      Code.Unauthenticated,
+    );
     for (const refreshToken of [victimTokens.refreshToken, 'ymr_unknown', 'x'.repeat(500)]) {
       const error = await expectConnectError(user.client.auth.logout({ refreshToken }), Code.InvalidArgument);
       expect(violatedFields(error)).toEqual(['refresh_token']);

@@ -13,7 +13,7 @@
 import type { Client } from '@connectrpc/connect';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { SessionTokens, YardmasterClient } from '../../clients/ts/src/node.ts';
-import { AuthService } from '../../gen/yardmaster/v1/auth_pb.ts';
+import type { AuthService } from '../../gen/yardmaster/v1/auth_pb.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 
 export const method = (service: 'AuthService' | 'AdminService', name: string) => `yardmaster.v1.${service}.${name}`;
@@ -42,8 +42,6 @@ export function useAuthServer(): void {
   afterAll(() => server?.close());
 }
 
-
-
 // ---------------------------------------------------------------------------------------
 // Helpers
 
@@ -65,13 +63,15 @@ export function authFrom(address: string): Client<typeof AuthService> {
 }
 
 export const sessionCount = (userId: string) => server.countRows('select count(*)::int as n from sessions where user_id = $1', [userId]);
-export const openSessionCount = (userId: string) => server.countRows('select count(*)::int as n from sessions where user_id = $1 and revoked_at is null', [userId]);
+export const openSessionCount = (userId: string) =>
+  server.countRows('select count(*)::int as n from sessions where user_id = $1 and revoked_at is null', [userId]);
 export const userCount = () => server.countRows('select count(*)::int as n from users');
 export const auditCount = (action: string, outcome: 'success' | 'failure', reason?: string) =>
-  server.countRows(
-    'select count(*)::int as n from audit_events where action = $1 and outcome = $2 and ($3::text is null or reason = $3)',
-    [action, outcome, reason ?? null],
-  );
+  server.countRows('select count(*)::int as n from audit_events where action = $1 and outcome = $2 and ($3::text is null or reason = $3)', [
+    action,
+    outcome,
+    reason ?? null,
+  ]);
 
 /** The id of the session the client's access token belongs to. */
 export async function currentSessionId(auth: Client<typeof AuthService>): Promise<string> {

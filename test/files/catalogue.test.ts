@@ -8,10 +8,29 @@ import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import type { File } from '../../gen/yardmaster/v1/files_pb.ts';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { connectErrorOf, expectConnectError, violatedFields } from '../support/assertions.ts';
-import { kib, mib, server, admin, bucket, text, createUpload, put, uploadPresigned, uploadStream, download, fileRow, fileRowsOf, objectSize, storedFor, stagingPrefixOf, objectKeyPattern, expectSafeName, useFilesServer } from './support.ts';
+import {
+  kib,
+  mib,
+  server,
+  admin,
+  bucket,
+  text,
+  createUpload,
+  put,
+  uploadPresigned,
+  uploadStream,
+  download,
+  fileRow,
+  fileRowsOf,
+  objectSize,
+  storedFor,
+  stagingPrefixOf,
+  objectKeyPattern,
+  expectSafeName,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
-
 
 // =======================================================================================
 
@@ -35,34 +54,40 @@ describe('names and directories', () => {
     ['\u001b[31mred\u007f', ['red']],
     ['trailing dots...', ['trailing dots']],
     ['/leading/slash.txt', ['leading', 'slash.txt']],
-  ])('the name %j is cleaned (no separator, control character, `..`, leading dot or reserved name) and keeps what it can', async (name, kept) => {
-    const { user, client } = await server.createUser();
-    const bytes = text('x');
-    const plan = await createUpload(client, { name }, bytes);
-    const stored = plan.file!.name;
-    expectSafeName(stored);
-    expect(stored).not.toBe('..');
-    for (const part of kept) expect(stored).toContain(part);
-    expect(plan.file!.directory).toBe('/');
-    const row = (await fileRow(plan.file!.id))!;
-    expect(row.name).toBe(stored);
-    expect(row.object_key).toBe(`files/${user.id}/${plan.file!.id}`);
-    expect(row.object_key).toMatch(objectKeyPattern);
-    expect(new URL(plan.uploadUrl).pathname).toBe(`/${bucket}/${stagingPrefixOf(user.id)}${plan.file!.id}`);
-    await put(plan.uploadUrl, bytes);
-    await client.files.completeUpload({ fileId: plan.file!.id });
-    // The streamed path cleans the same way.
-    expect((await uploadStream(client, { directory: '/streamed', name }, bytes)).name).toBe(stored);
-  });
+  ])(
+    'the name %j is cleaned (no separator, control character, `..`, leading dot or reserved name) and keeps what it can',
+    async (name, kept) => {
+      const { user, client } = await server.createUser();
+      const bytes = text('x');
+      const plan = await createUpload(client, { name }, bytes);
+      const stored = plan.file!.name;
+      expectSafeName(stored);
+      expect(stored).not.toBe('..');
+      for (const part of kept) expect(stored).toContain(part);
+      expect(plan.file!.directory).toBe('/');
+      const row = (await fileRow(plan.file!.id))!;
+      expect(row.name).toBe(stored);
+      expect(row.object_key).toBe(`files/${user.id}/${plan.file!.id}`);
+      expect(row.object_key).toMatch(objectKeyPattern);
+      expect(new URL(plan.uploadUrl).pathname).toBe(`/${bucket}/${stagingPrefixOf(user.id)}${plan.file!.id}`);
+      await put(plan.uploadUrl, bytes);
+      await client.files.completeUpload({ fileId: plan.file!.id });
+      // The streamed path cleans the same way.
+      expect((await uploadStream(client, { directory: '/streamed', name }, bytes)).name).toBe(stored);
+    },
+  );
 
-  test.each(['..', '.', '///', '   ', '\u0000', '', '\\\\', '. .', '\u0001\u0002'])('the name %j leaves nothing usable: InvalidArgument `name`, nothing written', async (name) => {
-    const { user, client } = await server.createUser();
-    const error = await expectConnectError(createUpload(client, { name, size: 1 }), Code.InvalidArgument);
-    expect(violatedFields(error)).toEqual(['name']);
-    const streamed = await expectConnectError(uploadStream(client, { name }, text('x')), Code.InvalidArgument);
-    expect(violatedFields(streamed)).toEqual(['metadata.name']);
-    expect(await fileRowsOf(user.id)).toEqual([]);
-  });
+  test.each(['..', '.', '///', '   ', '\u0000', '', '\\\\', '. .', '\u0001\u0002'])(
+    'the name %j leaves nothing usable: InvalidArgument `name`, nothing written',
+    async (name) => {
+      const { user, client } = await server.createUser();
+      const error = await expectConnectError(createUpload(client, { name, size: 1 }), Code.InvalidArgument);
+      expect(violatedFields(error)).toEqual(['name']);
+      const streamed = await expectConnectError(uploadStream(client, { name }, text('x')), Code.InvalidArgument);
+      expect(violatedFields(streamed)).toEqual(['metadata.name']);
+      expect(await fileRowsOf(user.id)).toEqual([]);
+    },
+  );
 
   test('directories are normalised: `..`, `.` and empty segments dropped, backslashes as separators, segments cleaned; too deep is InvalidArgument `directory`', async () => {
     const { client } = await server.createUser();
@@ -79,7 +104,12 @@ describe('names and directories', () => {
       const plan = await createUpload(client, { directory, name: `f${index}.txt`, size: 1 });
       const stored = plan.file!.directory;
       expect(stored, `directory ${JSON.stringify(directory)}`).toBe(expected);
-      expect(stored.split('/').slice(1).filter((segment) => segment !== '')).not.toContain('..');
+      expect(
+        stored
+          .split('/')
+          .slice(1)
+          .filter((segment) => segment !== ''),
+      ).not.toContain('..');
       expect((await fileRow(plan.file!.id))!.directory).toBe(expected);
     }
     const deep = `/${Array.from({ length: 33 }, (_, index) => `d${index}`).join('/')}`;
@@ -98,17 +128,24 @@ describe('names and directories', () => {
       const error = await expectConnectError(createUpload(client, { directory, name, size: 5 }), Code.AlreadyExists, 'FILE_EXISTS');
       expect(violatedFields(error)).toEqual(['name']);
     }
-    await expectConnectError(uploadStream(client, { directory: '/dup', name: 'same.txt' }, text('12345')), Code.AlreadyExists, 'FILE_EXISTS');
+    await expectConnectError(
+      uploadStream(client, { directory: '/dup', name: 'same.txt' }, text('12345')),
+      Code.AlreadyExists,
+      'FILE_EXISTS',
+    );
     await uploadPresigned(client, { directory: '/dup', name: 'a_b' }, text('1'));
     await expectConnectError(createUpload(client, { directory: '/dup', name: 'a/b', size: 1 }), Code.AlreadyExists, 'FILE_EXISTS');
     await createUpload(client, { directory: '/elsewhere', name: 'same.txt', size: 5 });
-    expect((await fileRowsOf(user.id)).map((row) => `${row.directory}/${row.name}`)).toEqual(['/dup/a_b', '/dup/same.txt', '/elsewhere/same.txt']);
+    expect((await fileRowsOf(user.id)).map((row) => `${row.directory}/${row.name}`)).toEqual([
+      '/dup/a_b',
+      '/dup/same.txt',
+      '/elsewhere/same.txt',
+    ]);
     // Another account has a tree of its own.
     const { client: other } = await server.createUser();
     await createUpload(other, { directory: '/dup', name: 'same.txt', size: 5 });
   });
 });
-
 
 // =======================================================================================
 
@@ -152,7 +189,10 @@ describe("another user's files", () => {
     }
     const listOther = await expectConnectError(stranger.files.listFiles({ ownerId: owner.id }), Code.InvalidArgument);
     expect(violatedFields(listOther)).toEqual(['owner_id']);
-    const deleteOther = await expectConnectError(stranger.files.deleteDirectory({ directory: '/private', confirm: '/private', ownerId: owner.id }), Code.InvalidArgument);
+    const deleteOther = await expectConnectError(
+      stranger.files.deleteDirectory({ directory: '/private', confirm: '/private', ownerId: owner.id }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(deleteOther)).toEqual(['owner_id']);
     const usageOther = await expectConnectError(stranger.files.getStorageUsage({ userId: owner.id }), Code.InvalidArgument);
     expect(violatedFields(usageOther)).toEqual(['user_id']);
@@ -182,7 +222,10 @@ describe("another user's files", () => {
 
     await admin.files.moveFile({ id: other.id, directory: '/mine/sub', name: 'renamed.txt' });
     expect(await fileRow(other.id)).toMatchObject({ name: 'renamed.txt', owner_id: owner.id });
-    const moves = await server.query<{ actor_id: string; outcome: string }>('select actor_id, outcome from audit_events where action = $1 and target = $2', ['yardmaster.v1.FilesService.MoveFile', other.id]);
+    const moves = await server.query<{ actor_id: string; outcome: string }>(
+      'select actor_id, outcome from audit_events where action = $1 and target = $2',
+      ['yardmaster.v1.FilesService.MoveFile', other.id],
+    );
     expect(moves).toEqual([{ actor_id: adminUser!.id, outcome: 'success' }]);
 
     await admin.files.deleteFile({ id: file.id });
@@ -204,18 +247,25 @@ describe("another user's files", () => {
     );
     expect(reads).toEqual([{ action: 'yardmaster.v1.FilesService.GetDownloadUrl', actor_id: adminUser!.id }]);
     // The admin's Download of the first file, earlier.
-    expect(await server.query('select actor_id from audit_events where action = $1 and target = $2', ['yardmaster.v1.FilesService.Download', file.id])).toEqual([{ actor_id: adminUser!.id }]);
+    expect(
+      await server.query('select actor_id from audit_events where action = $1 and target = $2', [
+        'yardmaster.v1.FilesService.Download',
+        file.id,
+      ]),
+    ).toEqual([{ actor_id: adminUser!.id }]);
 
     const { deletedFiles } = await admin.files.deleteDirectory({ directory: '/mine', confirm: '/mine', ownerId: owner.id });
     expect(deletedFiles).toBe(1n);
-    expect(await server.query('select actor_id from audit_events where action = $1 and target = $2', ['yardmaster.v1.FilesService.DeleteDirectory', `${owner.id}:/mine`])).toEqual([
-      { actor_id: adminUser!.id },
-    ]);
+    expect(
+      await server.query('select actor_id from audit_events where action = $1 and target = $2', [
+        'yardmaster.v1.FilesService.DeleteDirectory',
+        `${owner.id}:/mine`,
+      ]),
+    ).toEqual([{ actor_id: adminUser!.id }]);
     expect(await fileRow(other.id)).toBeUndefined();
     expect(await storedFor(owner.id)).toEqual({ objects: [], multipart: [] });
   });
 });
-
 
 // =======================================================================================
 
@@ -232,7 +282,10 @@ describe('browsing, moving and deleting', () => {
       ['/a_b', 'f.txt'],
       ['/axb', 'g.txt'],
     ] as const) {
-      files.set(`${directory === '/' ? '' : directory}/${name}`, await uploadStream(client, { directory, name }, text(`${directory} ${name}\n`)));
+      files.set(
+        `${directory === '/' ? '' : directory}/${name}`,
+        await uploadStream(client, { directory, name }, text(`${directory} ${name}\n`)),
+      );
     }
     return files;
   }
@@ -258,7 +311,7 @@ describe('browsing, moving and deleting', () => {
     expect(empty).toMatchObject({ files: [], directories: [], nextPageToken: '' });
   });
 
-  test('ListFiles pages: keyset pages of 3 visit every file once, in order; subdirectories come with the first page only; another listing\'s token is InvalidArgument', async () => {
+  test("ListFiles pages: keyset pages of 3 visit every file once, in order; subdirectories come with the first page only; another listing's token is InvalidArgument", async () => {
     const { client } = await server.createUser();
     const files = await tree(client);
     const seen: string[] = [];
@@ -277,7 +330,10 @@ describe('browsing, moving and deleting', () => {
     // The same order as one page of everything.
     expect(seen).toEqual((await client.files.listFiles({ directory: '/', recursive: true, pageSize: 1000 })).files.map((file) => file.id));
     const first = await client.files.listFiles({ directory: '/', recursive: true, pageSize: 3 });
-    const error = await expectConnectError(client.files.listFiles({ directory: '/docs', recursive: true, pageSize: 3, pageToken: first.nextPageToken }), Code.InvalidArgument);
+    const error = await expectConnectError(
+      client.files.listFiles({ directory: '/docs', recursive: true, pageSize: 3, pageToken: first.nextPageToken }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(error)).toEqual(['page_token']);
   });
 
@@ -297,7 +353,11 @@ describe('browsing, moving and deleting', () => {
     expectSafeName(both.name);
 
     const before = await fileRow(file.id);
-    const clash = await expectConnectError(client.files.moveFile({ id: file.id, directory: '/archive/2024', name: 'final.txt' }), Code.AlreadyExists, 'FILE_EXISTS');
+    const clash = await expectConnectError(
+      client.files.moveFile({ id: file.id, directory: '/archive/2024', name: 'final.txt' }),
+      Code.AlreadyExists,
+      'FILE_EXISTS',
+    );
     expect(violatedFields(clash)).toEqual(['name']);
     expect(await fileRow(file.id)).toEqual(before);
     expect((await client.files.getFile({ id: taken.id })).file).toMatchObject({ directory: '/archive/2024', name: 'final.txt' });
@@ -345,7 +405,9 @@ describe('browsing, moving and deleting', () => {
     expect(deletedFiles).toBe(6n);
     const left = (await fileRowsOf(user.id)).map((row) => `${row.directory}/${row.name}`);
     expect(left).toEqual(['//top.txt', '/a_b/f.txt', '/axb/g.txt', '/docs2/e.txt']);
-    const keys = [...files.entries()].filter(([filePath]) => !filePath.startsWith('/docs/')).map(([, file]) => `files/${user.id}/${file.id}`);
+    const keys = [...files.entries()]
+      .filter(([filePath]) => !filePath.startsWith('/docs/'))
+      .map(([, file]) => `files/${user.id}/${file.id}`);
     expect(await storedFor(user.id)).toEqual({ objects: keys.sort(), multipart: [] });
     expect((await client.files.listFiles({})).directories).toEqual(['/a_b', '/axb', '/docs2']);
     const { deletedFiles: none } = await client.files.deleteDirectory({ directory: '/docs', confirm: '/docs' });
@@ -362,7 +424,11 @@ describe('browsing, moving and deleting', () => {
       const { job } = await client.jobs.createJob({ type: 'checksum', inputFileIds: [input.id] });
       expect((await client.jobs.getJob({ id: job!.id })).job!.status).toBe(JobStatus.QUEUED);
       await expectConnectError(client.files.deleteFile({ id: input.id }), Code.FailedPrecondition, 'FILE_IN_USE');
-      await expectConnectError(client.files.deleteDirectory({ directory: '/inputs', confirm: '/inputs' }), Code.FailedPrecondition, 'FILE_IN_USE');
+      await expectConnectError(
+        client.files.deleteDirectory({ directory: '/inputs', confirm: '/inputs' }),
+        Code.FailedPrecondition,
+        'FILE_IN_USE',
+      );
       await expectConnectError(admin.files.deleteFile({ id: input.id }), Code.FailedPrecondition, 'FILE_IN_USE');
       expect((await fileRowsOf(user.id)).map((row) => row.id).sort()).toEqual([input.id, sibling.id].sort());
       expect((await storedFor(user.id)).objects).toHaveLength(2);

@@ -8,10 +8,31 @@ import { Client as S3Client } from 'minio';
 import { describe, expect, inject, test } from 'vitest';
 import { FileStatus } from '../../gen/yardmaster/v1/files_pb.ts';
 import { eventually, expectConnectError, violatedFields } from '../support/assertions.ts';
-import { kib, mib, server, bucket, sha256, png, text, randomData, createUpload, uploadPresigned, type UploadMessage, uploadMessages, uploadStream, download, fetchBytes, fileRow, fileRowsOf, objectBytes, openMultipartUploads, storedFor, useFilesServer } from './support.ts';
+import {
+  kib,
+  mib,
+  server,
+  bucket,
+  sha256,
+  png,
+  text,
+  randomData,
+  createUpload,
+  uploadPresigned,
+  type UploadMessage,
+  uploadMessages,
+  uploadStream,
+  download,
+  fetchBytes,
+  fileRow,
+  fileRowsOf,
+  objectBytes,
+  openMultipartUploads,
+  storedFor,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
-
 
 // =======================================================================================
 
@@ -49,7 +70,6 @@ describe('GetDownloadUrl', () => {
   });
 });
 
-
 // =======================================================================================
 
 describe('Upload and Download streams', () => {
@@ -58,7 +78,13 @@ describe('Upload and Download streams', () => {
       const { user, client } = await server.createUser({ clientOptions: { protocol } });
       const bytes = Buffer.concat([png(), randomBytes(3 * mib)]);
       const file = await uploadStream(client, { directory: '/streamed', name: 'picture.png', contentType: 'application/pdf' }, bytes);
-      expect(file).toMatchObject({ status: FileStatus.AVAILABLE, size: BigInt(bytes.length), sha256: sha256(bytes), contentType: 'image/png', directory: '/streamed' });
+      expect(file).toMatchObject({
+        status: FileStatus.AVAILABLE,
+        size: BigInt(bytes.length),
+        sha256: sha256(bytes),
+        contentType: 'image/png',
+        directory: '/streamed',
+      });
       expect(await fileRow(file.id)).toMatchObject({ status: 'available', sha256: sha256(bytes), upload_mode: 'stream' });
       expect(await storedFor(user.id)).toEqual({ objects: [`files/${user.id}/${file.id}`], multipart: [] });
       expect(await objectBytes(`files/${user.id}/${file.id}`)).toEqual(bytes);
@@ -83,7 +109,11 @@ describe('Upload and Download streams', () => {
       // A declared sha256 is checked; an empty file is fine.
       const checked = await uploadStream(client, { name: 'checked.bin', sha256: sha256(bytes) }, bytes);
       expect(checked.sha256).toBe(sha256(bytes));
-      await expectConnectError(uploadStream(client, { name: 'wrong.bin', sha256: sha256(text('no')) }, bytes), Code.InvalidArgument, 'CHECKSUM_MISMATCH');
+      await expectConnectError(
+        uploadStream(client, { name: 'wrong.bin', sha256: sha256(text('no')) }, bytes),
+        Code.InvalidArgument,
+        'CHECKSUM_MISMATCH',
+      );
       const empty = await uploadStream(client, { name: 'empty.txt' }, new Uint8Array());
       expect(empty).toMatchObject({ size: 0n, sha256: sha256(new Uint8Array()), status: FileStatus.AVAILABLE });
       expect((await download(client, empty.id)).bytes.length).toBe(0);
@@ -118,15 +148,22 @@ describe('Upload and Download streams', () => {
   test.each([
     ['more', 9 * mib, 10 * mib],
     ['fewer', 2 * mib, mib],
-  ])('%s bytes than declared: InvalidArgument SIZE_MISMATCH, no row, no object, no open multipart upload', async (_title, declared, sent) => {
-    const { user, client } = await server.createUser();
-    const error = await expectConnectError(uploadStream(client, { name: 'wrong-size.bin', size: declared }, randomData(sent)), Code.InvalidArgument, 'SIZE_MISMATCH');
-    expect(violatedFields(error)).toEqual(['size']);
-    await eventually(async () => {
-      expect(await fileRowsOf(user.id)).toEqual([]);
-      expect(await storedFor(user.id)).toEqual({ objects: [], multipart: [] });
-    }, 3000);
-  });
+  ])(
+    '%s bytes than declared: InvalidArgument SIZE_MISMATCH, no row, no object, no open multipart upload',
+    async (_title, declared, sent) => {
+      const { user, client } = await server.createUser();
+      const error = await expectConnectError(
+        uploadStream(client, { name: 'wrong-size.bin', size: declared }, randomData(sent)),
+        Code.InvalidArgument,
+        'SIZE_MISMATCH',
+      );
+      expect(violatedFields(error)).toEqual(['size']);
+      await eventually(async () => {
+        expect(await fileRowsOf(user.id)).toEqual([]);
+        expect(await storedFor(user.id)).toEqual({ objects: [], multipart: [] });
+      }, 3000);
+    },
+  );
 
   test('cancelling an Upload mid-way (the client aborts its signal) leaves no row, no object and no open multipart upload', async () => {
     const { user, client } = await server.createUser({ clientOptions: { protocol: 'grpc' } });
@@ -137,7 +174,9 @@ describe('Upload and Download streams', () => {
       for (let index = 0; index < 12; index++) yield randomBytes(mib);
       await held;
     }
-    const call = client.files.upload(uploadMessages({ name: 'cancelled.bin', size: BigInt(64 * mib) }, halfThenWait()), { signal: controller.signal });
+    const call = client.files.upload(uploadMessages({ name: 'cancelled.bin', size: BigInt(64 * mib) }, halfThenWait()), {
+      signal: controller.signal,
+    });
     call.catch(() => undefined);
     try {
       // The server has the row and has sent a first part to storage.
@@ -157,7 +196,6 @@ describe('Upload and Download streams', () => {
   });
 });
 
-
 // =======================================================================================
 
 describe('the embedded store', () => {
@@ -167,7 +205,11 @@ describe('the embedded store', () => {
     const file = await uploadPresigned(client, { name: 'guarded.txt' }, bytes);
     const key = `files/${user.id}/${file.id}`;
     const objectUrl = `${new URL(inject('s3Endpoint')).origin}/${bucket}/${key}`;
-    for (const [method, body] of [['GET', undefined], ['PUT', 'overwritten'], ['DELETE', undefined]] as const) {
+    for (const [method, body] of [
+      ['GET', undefined],
+      ['PUT', 'overwritten'],
+      ['DELETE', undefined],
+    ] as const) {
       const res = await fetch(objectUrl, { method, body });
       expect(res.status, `${method} without a signature`).toBe(403);
       expect(await res.text()).toContain('<Code>AccessDenied</Code>');
@@ -176,7 +218,10 @@ describe('the embedded store', () => {
 
     const multipart = await createUpload(client, { name: 'open.bin', size: 70 * mib });
     const uploadId = new URL(multipart.parts[0]!.url).searchParams.get('uploadId')!;
-    expect((await fetch(`${objectUrl.replace(file.id, multipart.file!.id)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'DELETE' })).status).toBe(403);
+    expect(
+      (await fetch(`${objectUrl.replace(file.id, multipart.file!.id)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'DELETE' }))
+        .status,
+    ).toBe(403);
     expect(openMultipartUploads(`files/${user.id}/`).map((upload) => upload.key)).toEqual([`files/${user.id}/${multipart.file!.id}`]);
 
     // A signed URL for one key does not open another, and a guessed secret signs nothing.
@@ -184,7 +229,15 @@ describe('the embedded store', () => {
     const elsewhere = new URL(url);
     elsewhere.pathname = `/${bucket}/files/${user.id}/${multipart.file!.id}`;
     expect((await fetch(elsewhere)).status).toBe(403);
-    const forger = new S3Client({ endPoint: '127.0.0.1', port: Number(new URL(inject('s3Endpoint')).port), useSSL: false, accessKey: inject('s3Credentials').accessKey, secretKey: 'S3RVER', region: 'us-east-1', pathStyle: true });
+    const forger = new S3Client({
+      endPoint: '127.0.0.1',
+      port: Number(new URL(inject('s3Endpoint')).port),
+      useSSL: false,
+      accessKey: inject('s3Credentials').accessKey,
+      secretKey: 'S3RVER',
+      region: 'us-east-1',
+      pathStyle: true,
+    });
     expect((await fetch(await forger.presignedGetObject(bucket, key, 60))).status).toBe(403);
     await expect(forger.removeObject(bucket, key)).rejects.toThrow();
 

@@ -7,15 +7,34 @@ import { describe, expect, test } from 'vitest';
 import { FileStatus } from '../../gen/yardmaster/v1/files_pb.ts';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { eventually, expectConnectError, violatedFields } from '../support/assertions.ts';
-import { kib, mib, server, s3, bucket, sha256, text, randomData, createUpload, uploadPresigned, uploadStream, download, fileRow, fileRowsOf, storedFor, withSettings, waitForJob, untarGz, useFilesServer } from './support.ts';
+import {
+  kib,
+  mib,
+  server,
+  s3,
+  bucket,
+  sha256,
+  text,
+  randomData,
+  createUpload,
+  uploadPresigned,
+  uploadStream,
+  download,
+  fileRow,
+  fileRowsOf,
+  storedFor,
+  withSettings,
+  waitForJob,
+  untarGz,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
-
 
 // =======================================================================================
 
 describe('jobs with files', () => {
-  test('input_file_ids must be the caller\'s AVAILABLE files: another user\'s or an UPLOADING one is InvalidArgument `input_file_ids[0]`', async () => {
+  test("input_file_ids must be the caller's AVAILABLE files: another user's or an UPLOADING one is InvalidArgument `input_file_ids[0]`", async () => {
     const { user, client } = await server.createUser();
     const { client: other } = await server.createUser();
     const theirs = await uploadPresigned(other, { name: 'theirs.bin' }, randomBytes(kib));
@@ -53,13 +72,24 @@ describe('jobs with files', () => {
     ];
     const files = [];
     for (const input of inputs) files.push(await uploadStream(client, { directory: input.directory, name: input.name }, input.bytes));
-    const { job } = await client.jobs.createJob({ type: 'archive', inputFileIds: files.map((file) => file.id), params: { name: 'bundle.tar.gz' } });
+    const { job } = await client.jobs.createJob({
+      type: 'archive',
+      inputFileIds: files.map((file) => file.id),
+      params: { name: 'bundle.tar.gz' },
+    });
     const done = await waitForJob(client, job!.id, JobStatus.SUCCEEDED);
     expect(done.outputFileIds).toHaveLength(1);
     const outputId = done.outputFileIds[0]!;
     expect(done.result).toMatchObject({ archiveFileId: outputId, files: 3 });
     const { file: output } = await client.files.getFile({ id: outputId });
-    expect(output).toMatchObject({ ownerId: user.id, jobId: job!.id, directory: `/jobs/${job!.id}`, name: 'bundle.tar.gz', contentType: 'application/gzip', status: FileStatus.AVAILABLE });
+    expect(output).toMatchObject({
+      ownerId: user.id,
+      jobId: job!.id,
+      directory: `/jobs/${job!.id}`,
+      name: 'bundle.tar.gz',
+      contentType: 'application/gzip',
+      status: FileStatus.AVAILABLE,
+    });
     expect(await fileRow(outputId)).toMatchObject({ job_id: job!.id, status: 'available', object_key: `files/${user.id}/${outputId}` });
     expect((await client.files.listFiles({ directory: '/jobs' })).directories).toEqual([`/jobs/${job!.id}`]);
 
@@ -74,7 +104,7 @@ describe('jobs with files', () => {
     expect(await storedFor(user.id).then((stored) => stored.multipart)).toEqual([]);
   });
 
-  test('an archive whose input\'s stored bytes disagree with its recorded size fails INPUT_CORRUPT (not retried) and the server keeps working', async () => {
+  test("an archive whose input's stored bytes disagree with its recorded size fails INPUT_CORRUPT (not retried) and the server keeps working", async () => {
     const { user, client } = await server.createUser();
     for (const replacement of [randomBytes(3 * kib), randomBytes(kib / 2)]) {
       const input = await uploadPresigned(client, { name: `changed-${replacement.length}.bin` }, randomBytes(kib));

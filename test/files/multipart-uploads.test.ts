@@ -6,7 +6,22 @@ import { Code } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
 import { FileStatus } from '../../gen/yardmaster/v1/files_pb.ts';
 import { expectConnectError, violatedFields } from '../support/assertions.ts';
-import { mib, server, sha256, randomData, createUpload, put, download, fetchBytes, fileRow, objectSize, objectBytes, openMultipartUploads, storedFor, useFilesServer } from './support.ts';
+import {
+  mib,
+  server,
+  sha256,
+  randomData,
+  createUpload,
+  put,
+  download,
+  fetchBytes,
+  fileRow,
+  objectSize,
+  objectBytes,
+  openMultipartUploads,
+  storedFor,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
 
@@ -48,7 +63,12 @@ describe('presigned multipart upload', () => {
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'uploading' });
 
     const { file } = await client.files.completeUpload({ fileId: plan.file!.id, parts: etags });
-    expect(file).toMatchObject({ status: FileStatus.AVAILABLE, size: BigInt(bytes.length), sha256: sha256(bytes), contentType: 'application/octet-stream' });
+    expect(file).toMatchObject({
+      status: FileStatus.AVAILABLE,
+      size: BigInt(bytes.length),
+      sha256: sha256(bytes),
+      contentType: 'application/octet-stream',
+    });
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'available', upload_id: null });
     expect(await storedFor(user.id)).toEqual({ objects: [row.object_key], multipart: [] });
 
@@ -70,18 +90,27 @@ describe('presigned multipart upload', () => {
     const partSize = Number(plan.partSize);
     const sliceOf = (partNumber: number) => bytes.subarray((partNumber - 1) * partSize, partNumber * partSize);
     const etags: { partNumber: number; etag: string }[] = [];
-    for (const part of plan.parts.slice(0, 4)) etags.push({ partNumber: part.partNumber, etag: (await put(part.url, sliceOf(part.partNumber))).headers.get('etag')! });
+    for (const part of plan.parts.slice(0, 4))
+      etags.push({ partNumber: part.partNumber, etag: (await put(part.url, sliceOf(part.partNumber))).headers.get('etag')! });
 
     // Part 5 was never sent.
     const missing = [...etags, { partNumber: 5, etag: '"0123456789abcdef0123456789abcdef"' }];
-    await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id, parts: missing }), Code.FailedPrecondition, 'INCOMPLETE_UPLOAD');
+    await expectConnectError(
+      client.files.completeUpload({ fileId: plan.file!.id, parts: missing }),
+      Code.FailedPrecondition,
+      'INCOMPLETE_UPLOAD',
+    );
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'uploading' });
     expect((await fileRow(plan.file!.id))!.upload_id).toBeTruthy();
 
     const last = plan.parts[4]!;
     etags.push({ partNumber: 5, etag: (await put(last.url, sliceOf(5))).headers.get('etag')! });
     const wrongEtag = etags.map((part) => (part.partNumber === 2 ? { ...part, etag: '"ffffffffffffffffffffffffffffffff"' } : part));
-    await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id, parts: wrongEtag }), Code.FailedPrecondition, 'INCOMPLETE_UPLOAD');
+    await expectConnectError(
+      client.files.completeUpload({ fileId: plan.file!.id, parts: wrongEtag }),
+      Code.FailedPrecondition,
+      'INCOMPLETE_UPLOAD',
+    );
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'uploading' });
     expect(await objectSize(`files/${user.id}/${plan.file!.id}`)).toBeUndefined();
 

@@ -7,7 +7,31 @@ import { Code } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
 import { FileStatus } from '../../gen/yardmaster/v1/files_pb.ts';
 import { eventually, expectConnectError, violatedFields } from '../support/assertions.ts';
-import { kib, mib, server, bucket, sha256, png, pdf, text, createUpload, put, uploadPresigned, uploadMessages, download, fetchBytes, fileRow, fileRowsOf, objectSize, objectBytes, objectKeys, openMultipartUploads, storedFor, stagingPrefixOf, useFilesServer } from './support.ts';
+import {
+  kib,
+  mib,
+  server,
+  bucket,
+  sha256,
+  png,
+  pdf,
+  text,
+  createUpload,
+  put,
+  uploadPresigned,
+  uploadMessages,
+  download,
+  fetchBytes,
+  fileRow,
+  fileRowsOf,
+  objectSize,
+  objectBytes,
+  objectKeys,
+  openMultipartUploads,
+  storedFor,
+  stagingPrefixOf,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
 
@@ -19,7 +43,14 @@ describe('presigned single upload', () => {
     const bytes = png();
     const plan = await createUpload(client, { directory: '/pictures', name: 'dot.png', contentType: 'text/plain' }, bytes);
     const created = plan.file!;
-    expect(created).toMatchObject({ ownerId: user.id, directory: '/pictures', name: 'dot.png', size: BigInt(bytes.length), status: FileStatus.UPLOADING, sha256: '' });
+    expect(created).toMatchObject({
+      ownerId: user.id,
+      directory: '/pictures',
+      name: 'dot.png',
+      size: BigInt(bytes.length),
+      status: FileStatus.UPLOADING,
+      sha256: '',
+    });
     expect(plan.uploadUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\//);
     expect(plan.parts).toEqual([]);
     expect(plan.partSize).toBe(0n);
@@ -37,7 +68,14 @@ describe('presigned single upload', () => {
     expect(res.headers.get('etag')).toBeTruthy();
     expect(await objectSize(stagingKey)).toBe(bytes.length);
     const { file } = await client.files.completeUpload({ fileId: created.id });
-    expect(file).toMatchObject({ id: created.id, status: FileStatus.AVAILABLE, contentType: 'image/png', size: BigInt(bytes.length), sha256: '', name: 'dot.png' });
+    expect(file).toMatchObject({
+      id: created.id,
+      status: FileStatus.AVAILABLE,
+      contentType: 'image/png',
+      size: BigInt(bytes.length),
+      sha256: '',
+      name: 'dot.png',
+    });
     expect(await fileRow(created.id)).toMatchObject({ status: 'available', content_type: 'image/png', upload_expires_at: null });
     expect(await objectBytes(row.object_key)).toEqual(bytes);
     expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([]);
@@ -54,10 +92,25 @@ describe('presigned single upload', () => {
     ['a binary claim on text is not trusted: text/plain', 'image/png', text('not an image at all\n'), 'text/plain'],
     ['an active claim (HTML) on text is not trusted: text/plain', 'text/html', text('no markup here\n'), 'text/plain'],
     ['an HTML page claimed as text is text/html', 'text/plain', text('<!doctype html><script>alert(1)</script>\n'), 'text/html'],
-    ['binary bytes claimed as text are application/octet-stream', 'text/plain', Buffer.concat([Buffer.from('XYZ\u0000'), randomBytes(5000)]), 'application/octet-stream'],
+    [
+      'binary bytes claimed as text are application/octet-stream',
+      'text/plain',
+      Buffer.concat([Buffer.from('XYZ\u0000'), randomBytes(5000)]),
+      'application/octet-stream',
+    ],
     ['a PDF claimed as text is application/pdf', 'text/plain', pdf(), 'application/pdf'],
-    ['an SVG root under a prefix is image/svg+xml, not XML', 'application/xml', text('<?xml version="1.0"?><s:svg xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script></s:svg>'), 'image/svg+xml'],
-    ['an XHTML script nested in other XML is text/html', 'text/plain', text('<?xml version="1.0"?><feed><x:script xmlns:x="http://www.w3.org/1999/xhtml">alert(1)</x:script></feed>'), 'text/html'],
+    [
+      'an SVG root under a prefix is image/svg+xml, not XML',
+      'application/xml',
+      text('<?xml version="1.0"?><s:svg xmlns:s="http://www.w3.org/2000/svg"><s:script>alert(1)</s:script></s:svg>'),
+      'image/svg+xml',
+    ],
+    [
+      'an XHTML script nested in other XML is text/html',
+      'text/plain',
+      text('<?xml version="1.0"?><feed><x:script xmlns:x="http://www.w3.org/1999/xhtml">alert(1)</x:script></feed>'),
+      'text/html',
+    ],
   ])('content type: %s', async (_title, claim, bytes, expected) => {
     const { client } = await server.createUser();
     const file = await uploadPresigned(client, { name: 'sample', contentType: claim }, bytes);
@@ -76,7 +129,11 @@ describe('presigned single upload', () => {
     const key = `files/${user.id}/${plan.file!.id}`;
     const stagingKey = `${stagingPrefixOf(user.id)}${plan.file!.id}`;
     expect(await objectSize(stagingKey)).toBe(bytes.length);
-    const error = await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id }), Code.InvalidArgument, 'CHECKSUM_MISMATCH');
+    const error = await expectConnectError(
+      client.files.completeUpload({ fileId: plan.file!.id }),
+      Code.InvalidArgument,
+      'CHECKSUM_MISMATCH',
+    );
     expect(violatedFields(error)).toEqual(['sha256']);
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'failed' });
     expect((await client.files.getFile({ id: plan.file!.id })).file!.status).toBe(FileStatus.FAILED);
@@ -101,7 +158,10 @@ describe('presigned single upload', () => {
     const plan = await createUpload(client, { name: 'late.txt' }, bytes);
     await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id }), Code.FailedPrecondition, 'INCOMPLETE_UPLOAD');
     expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'uploading' });
-    const withParts = await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id, parts: [{ partNumber: 1, etag: 'x' }] }), Code.InvalidArgument);
+    const withParts = await expectConnectError(
+      client.files.completeUpload({ fileId: plan.file!.id, parts: [{ partNumber: 1, etag: 'x' }] }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(withParts)).toEqual(['parts']);
     await expectConnectError(client.files.getDownloadUrl({ id: plan.file!.id }), Code.FailedPrecondition, 'FILE_NOT_AVAILABLE');
     await put(plan.uploadUrl, bytes);
@@ -145,7 +205,9 @@ describe('presigned single upload', () => {
     expect(afterFailure.file).toMatchObject({ id: failing.file!.id, status: FileStatus.FAILED });
     expect(afterFailure.uploadUrl).toBe('');
 
-    const racing = await Promise.all(Array.from({ length: 5 }, () => createUpload(client, { name: 'raced.bin', size: 10, requestId: 'upload-3' })));
+    const racing = await Promise.all(
+      Array.from({ length: 5 }, () => createUpload(client, { name: 'raced.bin', size: 10, requestId: 'upload-3' })),
+    );
     expect(new Set(racing.map((plan) => plan.file!.id)).size).toBe(1);
     expect((await fileRowsOf(user.id)).map((row) => row.name)).toEqual(['once.bin', 'raced.bin', 'wrong-size.bin']);
   });
@@ -171,7 +233,9 @@ describe('presigned single upload', () => {
     const inProgress = await createUpload(client, { name: 'in-progress.bin' }, randomBytes(kib));
     await put(inProgress.uploadUrl, randomBytes(kib));
     const staged = (id: string) => `${stagingPrefixOf(user.id)}${id}`;
-    expect(await objectKeys(stagingPrefixOf(user.id))).toEqual([file!.id, aborted.file!.id, deleted.file!.id, inProgress.file!.id].map(staged).sort());
+    expect(await objectKeys(stagingPrefixOf(user.id))).toEqual(
+      [file!.id, aborted.file!.id, deleted.file!.id, inProgress.file!.id].map(staged).sort(),
+    );
 
     // An upload whose staged bytes are already more than declared can never complete.
     const oversized = await createUpload(client, { name: 'oversized.bin', size: 10 });
@@ -192,7 +256,6 @@ describe('presigned single upload', () => {
     await expectConnectError(anonymous.files.listFiles({}), Code.Unauthenticated);
   });
 });
-
 
 describe('uploads that race', () => {
   test('concurrent CompleteUploads of one upload all answer AVAILABLE', async () => {
@@ -219,7 +282,11 @@ describe('uploads that race', () => {
       await paused;
       yield randomBytes(kib);
     }
-    const uploading = expectConnectError(client.files.upload(uploadMessages({ name: 'slow.bin', size: BigInt(2 * kib) }, chunks())), Code.FailedPrecondition, 'UPLOAD_GONE');
+    const uploading = expectConnectError(
+      client.files.upload(uploadMessages({ name: 'slow.bin', size: BigInt(2 * kib) }, chunks())),
+      Code.FailedPrecondition,
+      'UPLOAD_GONE',
+    );
     await sentFirst;
     await eventually(async () => expect(await fileRowsOf(user.id)).toHaveLength(1), 5000, 20);
     await server.query(`update files set upload_expires_at = now() - interval '1 minute' where owner_id = $1`, [user.id]);
@@ -230,7 +297,6 @@ describe('uploads that race', () => {
     expect(await storedFor(user.id)).toEqual({ objects: [], multipart: [] });
   });
 });
-
 
 describe('stale uploads', () => {
   test('maintenance removes uploads past their expiry (row, object, multipart upload) and day-old failures; fresh uploads and available files stay', async () => {
@@ -249,14 +315,23 @@ describe('stale uploads', () => {
     await put(recentFailure.uploadUrl, randomBytes(11));
     await expectConnectError(client.files.completeUpload({ fileId: recentFailure.file!.id }), Code.InvalidArgument, 'SIZE_MISMATCH');
 
-    await server.query(`update files set upload_expires_at = now() - interval '1 minute' where id = any($1)`, [[single.file!.id, multipart.file!.id]]);
+    await server.query(`update files set upload_expires_at = now() - interval '1 minute' where id = any($1)`, [
+      [single.file!.id, multipart.file!.id],
+    ]);
     await server.query(`update files set updated_at = now() - interval '2 days' where id = $1`, [failed.file!.id]);
     expect(openMultipartUploads(`files/${user.id}/`)).toEqual([{ key: `files/${user.id}/${multipart.file!.id}`, parts: 1 }]);
 
     await server.app.runMaintenance();
 
-    expect((await fileRowsOf(user.id)).map((row) => `${row.name} ${row.status}`)).toEqual(['done.bin available', 'failed-today.bin failed', 'fresh.bin uploading']);
-    expect(await storedFor(user.id)).toEqual({ objects: [`files/${user.id}/${available.id}`, `${stagingPrefixOf(user.id)}${fresh.file!.id}`].sort(), multipart: [] });
+    expect((await fileRowsOf(user.id)).map((row) => `${row.name} ${row.status}`)).toEqual([
+      'done.bin available',
+      'failed-today.bin failed',
+      'fresh.bin uploading',
+    ]);
+    expect(await storedFor(user.id)).toEqual({
+      objects: [`files/${user.id}/${available.id}`, `${stagingPrefixOf(user.id)}${fresh.file!.id}`].sort(),
+      multipart: [],
+    });
     // The fresh upload can still be completed.
     expect((await client.files.completeUpload({ fileId: fresh.file!.id })).file!.status).toBe(FileStatus.AVAILABLE);
   });

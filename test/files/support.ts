@@ -21,8 +21,14 @@ import { Client as S3Client } from 'minio';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
-import { FileStatus, type CreateUploadResponse, type File, type UploadMetadataSchema, type UploadRequestSchema } from '../../gen/yardmaster/v1/files_pb.ts';
-import { JobStatus, type Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import {
+  FileStatus,
+  type CreateUploadResponse,
+  type File,
+  type UploadMetadataSchema,
+  type UploadRequestSchema,
+} from '../../gen/yardmaster/v1/files_pb.ts';
+import type { JobStatus, Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { eventually } from '../support/assertions.ts';
 import { statusName } from '../support/job-names.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
@@ -72,13 +78,19 @@ export function useFilesServer(): void {
     bucket = server.bucket;
     admin = await server.adminClient();
     // Straight to s3rver: what the bucket really holds.
-    s3 = new S3Client({ endPoint: endpoint.hostname, port: Number(endpoint.port), useSSL: false, ...inject('s3Credentials'), region: 'us-east-1', pathStyle: true });
+    s3 = new S3Client({
+      endPoint: endpoint.hostname,
+      port: Number(endpoint.port),
+      useSSL: false,
+      ...inject('s3Credentials'),
+      region: 'us-east-1',
+      pathStyle: true,
+    });
   });
   afterAll(async () => {
     await server?.close();
   });
 }
-
 
 // ---------------------------------------------------------------------------------------
 // Helpers: bytes
@@ -100,7 +112,12 @@ export function png(): Buffer {
   header.writeUInt32BE(2, 4);
   header.set([8, 2, 0, 0, 0], 8);
   const rows = Buffer.from([0, 255, 0, 0, 0, 255, 0, 0, 0, 0, 255, 255, 255, 255]);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', zlib.deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 export const pdf = () => Buffer.from('%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n');
@@ -195,18 +212,32 @@ export async function uploadPresigned(client: YardmasterClient, init: UploadInit
 export type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
 export type UploadMetadataInit = MessageInitShape<typeof UploadMetadataSchema>;
 
-export async function* uploadMessages(metadata: UploadMetadataInit, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<UploadMessage> {
+export async function* uploadMessages(
+  metadata: UploadMetadataInit,
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): AsyncGenerator<UploadMessage> {
   yield { content: { case: 'metadata', value: metadata } };
   for await (const chunk of chunks) yield { content: { case: 'chunk', value: chunk } };
 }
 
 /** The Upload stream with the bytes in uneven chunks; declares their size unless told. */
-export async function uploadStream(client: YardmasterClient, metadata: { directory?: string; name: string; size?: number; contentType?: string; sha256?: string }, bytes: Uint8Array): Promise<File> {
-  const { file } = await client.files.upload(uploadMessages({ ...metadata, size: BigInt(metadata.size ?? bytes.byteLength) }, slices(bytes)));
+export async function uploadStream(
+  client: YardmasterClient,
+  metadata: { directory?: string; name: string; size?: number; contentType?: string; sha256?: string },
+  bytes: Uint8Array,
+): Promise<File> {
+  const { file } = await client.files.upload(
+    uploadMessages({ ...metadata, size: BigInt(metadata.size ?? bytes.byteLength) }, slices(bytes)),
+  );
   return file!;
 }
 
-export async function download(client: YardmasterClient, id: string, offset = 0, length = 0): Promise<{ file: File | undefined; bytes: Buffer; messages: number; largestChunk: number }> {
+export async function download(
+  client: YardmasterClient,
+  id: string,
+  offset = 0,
+  length = 0,
+): Promise<{ file: File | undefined; bytes: Buffer; messages: number; largestChunk: number }> {
   let file: File | undefined;
   const chunks: Buffer[] = [];
   let messages = 0;
@@ -247,7 +278,8 @@ export interface FileRow extends Record<string, unknown> {
 }
 
 export const fileRow = async (id: string) => (await server.query<FileRow>('select * from files where id = $1', [id]))[0];
-export const fileRowsOf = (ownerId: string) => server.query<FileRow>('select * from files where owner_id = $1 order by directory, name', [ownerId]);
+export const fileRowsOf = (ownerId: string) =>
+  server.query<FileRow>('select * from files where owner_id = $1 order by directory, name', [ownerId]);
 
 export async function objectSize(key: string): Promise<number | undefined> {
   try {
@@ -274,20 +306,26 @@ export async function objectKeys(prefix: string): Promise<string[]> {
 export function openMultipartUploads(prefix = ''): { key: string; parts: number }[] {
   const folder = path.join(storeDirectoryOf(bucket), '._S3rver_uploads');
   if (!existsSync(folder)) return [];
-  return readdirSync(folder)
-    .map((uploadId) => {
-      const dir = path.join(folder, uploadId);
-      const keyFile = path.join(dir, 'key');
-      if (!existsSync(keyFile)) return undefined;
-      return { key: readFileSync(keyFile, 'utf8'), parts: readdirSync(dir).filter((entry) => /^\d+$/.test(entry)).length };
-    })
-    .filter((upload): upload is { key: string; parts: number } => upload !== undefined && upload.key.startsWith(prefix));
+  return (
+    readdirSync(folder)
+      .map((uploadId) => {
+        const dir = path.join(folder, uploadId);
+        const keyFile = path.join(dir, 'key');
+        if (!existsSync(keyFile)) return undefined;
+        return { key: readFileSync(keyFile, 'utf8'), parts: readdirSync(dir).filter((entry) => /^\d+$/.test(entry)).length };
+      })
+      // biome-ignore lint/complexity/useOptionalChain: a type predicate must return a boolean, never undefined.
+      .filter((upload): upload is { key: string; parts: number } => upload !== undefined && upload.key.startsWith(prefix))
+  );
 }
 
 /** What the bucket holds for an account: objects (the files' own and staged single uploads) and open multipart uploads. */
 export async function storedFor(ownerId: string): Promise<{ objects: string[]; multipart: string[] }> {
   const prefix = `files/${ownerId}/`;
-  return { objects: [...(await objectKeys(prefix)), ...(await objectKeys(stagingPrefixOf(ownerId)))].sort(), multipart: openMultipartUploads(prefix).map((upload) => upload.key) };
+  return {
+    objects: [...(await objectKeys(prefix)), ...(await objectKeys(stagingPrefixOf(ownerId)))].sort(),
+    multipart: openMultipartUploads(prefix).map((upload) => upload.key),
+  };
 }
 
 /** Where the presigned PUT of a single upload writes, before CompleteUpload moves the bytes to the file's own key. */
@@ -307,11 +345,11 @@ export async function withSettings(settings: Record<string, unknown>, run: () =>
 /** Whether the name is safe to store: no separator, control character, `..`, leading dot or reserved name. */
 export function expectSafeName(name: string): void {
   expect(name).not.toBe('');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a stored name must hold no control character.
   expect(name).not.toMatch(/[/\\\u0000-\u001f\u007f]/);
   expect(name).not.toMatch(/^[.\s]|[.\s]$/);
   expect(name).not.toMatch(/^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i);
 }
-
 
 export async function waitForJob(client: YardmasterClient, id: string, status: JobStatus, timeoutMs = 15_000): Promise<Job> {
   return eventually(
@@ -329,7 +367,8 @@ export async function untarGz(bytes: Buffer): Promise<{ name: string; bytes: Buf
   const entries: { name: string; bytes: Buffer }[] = [];
   const tar = extract();
   const reading = (async () => {
-    for await (const entry of tar) entries.push({ name: entry.header.name, bytes: await readBody(entry as unknown as NodeJS.ReadableStream) });
+    for await (const entry of tar)
+      entries.push({ name: entry.header.name, bytes: await readBody(entry as unknown as NodeJS.ReadableStream) });
   })();
   tar.end(zlib.gunzipSync(bytes));
   await reading;

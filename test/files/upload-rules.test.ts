@@ -7,10 +7,25 @@ import { describe, expect, test } from 'vitest';
 import { ErrorInfoSchema } from '../../gen/yardmaster/v1/common_pb.ts';
 import { FileStatus } from '../../gen/yardmaster/v1/files_pb.ts';
 import { eventually, expectConnectError, reasonOf, violatedFields } from '../support/assertions.ts';
-import { mib, server, png, pdf, zip, createUpload, put, uploadPresigned, uploadMessages, uploadStream, fileRow, fileRowsOf, storedFor, withSettings, useFilesServer } from './support.ts';
+import {
+  mib,
+  server,
+  png,
+  pdf,
+  zip,
+  createUpload,
+  put,
+  uploadPresigned,
+  uploadMessages,
+  uploadStream,
+  fileRow,
+  fileRowsOf,
+  storedFor,
+  withSettings,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
-
 
 // =======================================================================================
 
@@ -31,9 +46,17 @@ describe('sizes', () => {
   test('a size above files.max_upload_bytes is InvalidArgument FILE_TOO_LARGE at CreateUpload and at Upload, and nothing is written', async () => {
     const { user, client } = await server.createUser();
     await withSettings({ 'files.max_upload_bytes': 1000 }, async () => {
-      const error = await expectConnectError(createUpload(client, { name: 'huge.bin', size: 1001 }), Code.InvalidArgument, 'FILE_TOO_LARGE');
+      const error = await expectConnectError(
+        createUpload(client, { name: 'huge.bin', size: 1001 }),
+        Code.InvalidArgument,
+        'FILE_TOO_LARGE',
+      );
       expect(violatedFields(error)).toEqual(['size']);
-      const streamed = await expectConnectError(uploadStream(client, { name: 'huge.bin', size: 1001 }, randomBytes(1001)), Code.InvalidArgument, 'FILE_TOO_LARGE');
+      const streamed = await expectConnectError(
+        uploadStream(client, { name: 'huge.bin', size: 1001 }, randomBytes(1001)),
+        Code.InvalidArgument,
+        'FILE_TOO_LARGE',
+      );
       expect(violatedFields(streamed)).toEqual(['metadata.size']);
       expect(await fileRowsOf(user.id)).toEqual([]);
       expect(await storedFor(user.id)).toEqual({ objects: [], multipart: [] });
@@ -44,7 +67,6 @@ describe('sizes', () => {
     expect(violatedFields(negative)).toEqual(['size']);
   });
 });
-
 
 // =======================================================================================
 
@@ -58,8 +80,12 @@ describe('allowed content types', () => {
       ] as const) {
         const plan = await createUpload(client, { name, contentType: 'image/png' }, bytes);
         await put(plan.uploadUrl, bytes);
-        const error = await expectConnectError(client.files.completeUpload({ fileId: plan.file!.id }), Code.InvalidArgument, 'CONTENT_TYPE_NOT_ALLOWED');
-        expect(error.findDetails(ErrorInfoSchema)[0]?.metadata['content_type']).toBe(sniffed);
+        const error = await expectConnectError(
+          client.files.completeUpload({ fileId: plan.file!.id }),
+          Code.InvalidArgument,
+          'CONTENT_TYPE_NOT_ALLOWED',
+        );
+        expect(error.findDetails(ErrorInfoSchema)[0]?.metadata.content_type).toBe(sniffed);
         expect(violatedFields(error)).toEqual(['content_type']);
         expect(await fileRow(plan.file!.id)).toMatchObject({ status: 'failed' });
       }
@@ -98,7 +124,6 @@ describe('allowed content types', () => {
   });
 });
 
-
 // =======================================================================================
 
 describe('quota', () => {
@@ -106,7 +131,11 @@ describe('quota', () => {
     const { user, client } = await server.createUser();
     await withSettings({ 'files.user_quota_bytes': 10_000 }, async () => {
       await uploadPresigned(client, { name: 'first.bin' }, randomBytes(6000));
-      const over = await expectConnectError(createUpload(client, { name: 'second.bin', size: 4001 }), Code.ResourceExhausted, 'QUOTA_EXCEEDED');
+      const over = await expectConnectError(
+        createUpload(client, { name: 'second.bin', size: 4001 }),
+        Code.ResourceExhausted,
+        'QUOTA_EXCEEDED',
+      );
       expect(over.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({ used_bytes: '6000', quota_bytes: '10000' });
       expect(await fileRowsOf(user.id)).toHaveLength(1);
 
@@ -128,7 +157,9 @@ describe('quota', () => {
   test('concurrent CreateUploads cannot together slip past the quota', async () => {
     const { user, client } = await server.createUser();
     await withSettings({ 'files.user_quota_bytes': 10_000 }, async () => {
-      const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, index) => createUpload(client, { name: `racer-${index}.bin`, size: 3000 })));
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, index) => createUpload(client, { name: `racer-${index}.bin`, size: 3000 })),
+      );
       const accepted = outcomes.filter((outcome) => outcome.status === 'fulfilled');
       const refused = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
       expect(accepted).toHaveLength(3);

@@ -5,10 +5,24 @@ import { randomBytes } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
 import { expectConnectError, violatedFields } from '../support/assertions.ts';
-import { kib, mib, server, admin, png, text, createUpload, put, uploadPresigned, uploadStream, fileRowsOf, storedFor, withSettings, useFilesServer } from './support.ts';
+import {
+  kib,
+  mib,
+  server,
+  admin,
+  png,
+  text,
+  createUpload,
+  put,
+  uploadPresigned,
+  uploadStream,
+  fileRowsOf,
+  storedFor,
+  withSettings,
+  useFilesServer,
+} from './support.ts';
 
 useFilesServer();
-
 
 // =======================================================================================
 
@@ -45,7 +59,9 @@ describe('storage usage and metrics', () => {
 
   test('AdminService.GetMetrics counts the available files and their bytes', async () => {
     const totals = async () => {
-      const [row] = await server.query<{ files: number; bytes: string }>(`select count(*)::int as files, coalesce(sum(size), 0)::text as bytes from files where status = 'available'`);
+      const [row] = await server.query<{ files: number; bytes: string }>(
+        `select count(*)::int as files, coalesce(sum(size), 0)::text as bytes from files where status = 'available'`,
+      );
       return { filesTotal: BigInt(row!.files), fileBytesTotal: BigInt(row!.bytes) };
     };
     const before = await admin.admin.getMetrics({});
@@ -59,7 +75,6 @@ describe('storage usage and metrics', () => {
     expect({ filesTotal: after.filesTotal, fileBytesTotal: after.fileBytesTotal }).toEqual(await totals());
   });
 });
-
 
 // =======================================================================================
 

@@ -10,7 +10,6 @@ import { heartbeatMs, streamLogs, server, admin, running, createStepped, createN
 
 useStreamsServer();
 
-
 // ---------------------------------------------------------------------------------------
 
 describe('StreamJobLogs', () => {
@@ -59,7 +58,12 @@ describe('StreamJobLogs', () => {
     await waitFinished([job.id]);
     const finished = streamLogs(client, { id: job.id, follow: false });
     expect(await finished.end()).toBeUndefined();
-    expect(linesOf(finished.items).map((line) => `${line.sequence}:${line.message}`)).toEqual(['1:early 1', '2:early 2', '3:early 3', '4:late']);
+    expect(linesOf(finished.items).map((line) => `${line.sequence}:${line.message}`)).toEqual([
+      '1:early 1',
+      '2:early 2',
+      '3:early 3',
+      '4:late',
+    ]);
     // A job without lines: no lines, and the end.
     const quiet = await createNoop(client);
     await waitFinished([quiet.id]);
@@ -128,7 +132,9 @@ describe('StreamJobLogs', () => {
     expect(await stream.end()).toBeUndefined();
     expect(renames).toBeGreaterThan(10);
     // 1.5 s or more at one heartbeat per 200 ms of silence: several empty messages, whatever else happens.
-    expect(heartbeats, `heartbeats received in 1.5 s of job events without log lines (interval ${heartbeatMs} ms)`).toBeGreaterThanOrEqual(3);
+    expect(heartbeats, `heartbeats received in 1.5 s of job events without log lines (interval ${heartbeatMs} ms)`).toBeGreaterThanOrEqual(
+      3,
+    );
   });
 
   test("another user's job is NotFound; an admin may read any job's log; a malformed id is InvalidArgument", async () => {

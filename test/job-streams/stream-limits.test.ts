@@ -7,10 +7,21 @@ import { describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobEventKind, type WatchJobsResponse } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { reasonOf } from '../support/assertions.ts';
-import { Recorder, watchJobs, eventsOf, expectOrdered, server, admin, createNoop, waitFinished, flushedPosition, caughtUp, useStreamsServer } from './support.ts';
+import {
+  type Recorder,
+  watchJobs,
+  eventsOf,
+  expectOrdered,
+  server,
+  admin,
+  createNoop,
+  waitFinished,
+  flushedPosition,
+  caughtUp,
+  useStreamsServer,
+} from './support.ts';
 
 useStreamsServer();
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -51,7 +62,6 @@ describe('credentials of open streams', () => {
   });
 });
 
-
 describe('streams per account', () => {
   test('an account holds at most 100 open streams on one server: the next is ResourceExhausted TOO_MANY_STREAMS until one closes; admins are not limited', async () => {
     const { client } = await server.createUser();
@@ -64,7 +74,15 @@ describe('streams per account', () => {
     let reopened = false;
     for (let attempt = 0; attempt < 50 && !reopened; attempt++) {
       const again = watchJobs(client);
-      const first = await Promise.race([again.waitFor((items) => items.length >= 1, 'a heartbeat').then(() => true, () => false), again.ended.then(() => false)]);
+      const first = await Promise.race([
+        again
+          .waitFor((items) => items.length >= 1, 'a heartbeat')
+          .then(
+            () => true,
+            () => false,
+          ),
+        again.ended.then(() => false),
+      ]);
       reopened = first;
       if (!first) await sleep(50);
     }
@@ -73,7 +91,6 @@ describe('streams per account', () => {
     for (const stream of adminStreams) await stream.waitFor((items) => items.length >= 1, 'an admin stream heartbeat');
   });
 });
-
 
 describe('slow clients', () => {
   test('a WatchJobs client that stops reading is cut off with ResourceExhausted STREAM_OVERFLOW, and resumes from its last sequence', async () => {

@@ -13,7 +13,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
-import { JobEventKind, JobStatus, type Job, type JobFilter, type StreamJobLogsResponse, type WatchJobResponse, type WatchJobsResponse } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import {
+  JobEventKind,
+  JobStatus,
+  type Job,
+  type JobFilter,
+  type StreamJobLogsResponse,
+  type WatchJobResponse,
+  type WatchJobsResponse,
+} from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { chattyJobType, newScript, steppedJobType, type Script } from '../support/job-types.ts';
 import { within } from '../support/assertions.ts';
 import { kindName, statusName } from '../support/job-names.ts';
@@ -21,7 +29,6 @@ import { createTestDatabase, type TestDatabase } from '../support/test-database.
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 
 export const heartbeatMs = 200;
-
 
 export const openStreams = new Set<Recorder<unknown>>();
 
@@ -62,7 +69,9 @@ export class Recorder<T> {
     while (!condition(this.items)) {
       if (this.#done) {
         const error = await this.ended;
-        throw new Error(`the stream ended (${error ? `${Code[error.code]}: ${error.rawMessage}` : 'by itself'}) before ${what}; got ${this.items.length} messages`);
+        throw new Error(
+          `the stream ended (${error ? `${Code[error.code]}: ${error.rawMessage}` : 'by itself'}) before ${what}; got ${this.items.length} messages`,
+        );
       }
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${this.items.length} messages`);
       await sleep(10);
@@ -85,7 +94,10 @@ export class Recorder<T> {
   }
 }
 
-export function watchJobs(client: YardmasterClient, request: { filter?: Partial<JobFilter>; afterSequence?: bigint } = {}): Recorder<WatchJobsResponse> {
+export function watchJobs(
+  client: YardmasterClient,
+  request: { filter?: Partial<JobFilter>; afterSequence?: bigint } = {},
+): Recorder<WatchJobsResponse> {
   return new Recorder((signal) => client.jobs.watchJobs(request as never, { signal }));
 }
 
@@ -93,10 +105,12 @@ export function watchJob(client: YardmasterClient, id: string): Recorder<WatchJo
   return new Recorder((signal) => client.jobs.watchJob({ id }, { signal }));
 }
 
-export function streamLogs(client: YardmasterClient, request: { id: string; follow?: boolean; afterSequence?: bigint }): Recorder<StreamJobLogsResponse> {
+export function streamLogs(
+  client: YardmasterClient,
+  request: { id: string; follow?: boolean; afterSequence?: bigint },
+): Recorder<StreamJobLogsResponse> {
   return new Recorder((signal) => client.jobs.streamJobLogs(request, { signal }));
 }
-
 
 export const isHeartbeat = (message: { kind: JobEventKind }) => message.kind === JobEventKind.HEARTBEAT;
 export const eventsOf = (messages: WatchJobsResponse[]) => messages.filter((message) => !isHeartbeat(message));
@@ -132,7 +146,11 @@ export function expectOrdered(messages: WatchJobsResponse[]): void {
   });
 }
 
-export const kindOfName: Record<string, JobEventKind> = { 'job.created': JobEventKind.CREATED, 'job.updated': JobEventKind.UPDATED, 'job.deleted': JobEventKind.DELETED };
+export const kindOfName: Record<string, JobEventKind> = {
+  'job.created': JobEventKind.CREATED,
+  'job.updated': JobEventKind.UPDATED,
+  'job.deleted': JobEventKind.DELETED,
+};
 export const statusOfName: Record<string, JobStatus> = {
   queued: JobStatus.QUEUED,
   running: JobStatus.RUNNING,
@@ -183,15 +201,17 @@ export function useStreamsServer(): void {
   });
 }
 
-
-
 /** Waits until the script's job is running in the handler. */
 export async function running(script: Script, timeoutMs = 10_000): Promise<void> {
-  if ((await within(script.started, timeoutMs)) === 'timeout') throw new Error(`the stepped job ${script.key} did not start within ${timeoutMs} ms`);
+  if ((await within(script.started, timeoutMs)) === 'timeout')
+    throw new Error(`the stepped job ${script.key} did not start within ${timeoutMs} ms`);
 }
 
 /** Creates a `stepped` job for the user and returns it with its script. */
-export async function createStepped(client: YardmasterClient, extra: { labels?: Record<string, string>; name?: string } = {}): Promise<{ job: Job; script: Script }> {
+export async function createStepped(
+  client: YardmasterClient,
+  extra: { labels?: Record<string, string>; name?: string } = {},
+): Promise<{ job: Job; script: Script }> {
   const script = newScript();
   const { job } = await client.jobs.createJob({ type: 'stepped', params: { key: script.key }, ...extra });
   return { job: job!, script };
@@ -205,7 +225,10 @@ export async function createNoop(client: YardmasterClient, extra: { labels?: Rec
 export async function waitFinished(ids: string[], timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const open = await server.countRows(`select count(*) as n from jobs where id = any($1::uuid[]) and status not in ('succeeded', 'failed', 'cancelled')`, [ids]);
+    const open = await server.countRows(
+      `select count(*) as n from jobs where id = any($1::uuid[]) and status not in ('succeeded', 'failed', 'cancelled')`,
+      [ids],
+    );
     if (open === 0) return;
     if (Date.now() > deadline) throw new Error(`${open} of ${ids.length} jobs did not finish within ${timeoutMs} ms`);
     await sleep(25);
@@ -225,11 +248,16 @@ export async function caughtUp(stream: Recorder<WatchJobsResponse>, position: bi
 }
 
 export async function eventRows(where: string, params: unknown[]): Promise<EventRow[]> {
-  return server.query<EventRow>(`select sequence, kind, subject_id, owner_id, payload from events where sequence is not null and ${where} order by sequence`, params);
+  return server.query<EventRow>(
+    `select sequence, kind, subject_id, owner_id, payload from events where sequence is not null and ${where} order by sequence`,
+    params,
+  );
 }
 
 export async function eventVersion(sequence: bigint): Promise<number> {
-  const [row] = await server.query<{ version: number }>(`select (payload->>'version')::int as version from events where sequence = $1`, [String(sequence)]);
+  const [row] = await server.query<{ version: number }>(`select (payload->>'version')::int as version from events where sequence = $1`, [
+    String(sequence),
+  ]);
   if (!row) throw new Error(`no event at ${sequence}`);
   return row.version;
 }

@@ -8,7 +8,21 @@ import { describe, expect, test } from 'vitest';
 import { JobEventKind, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { violatedFields } from '../support/assertions.ts';
 import { statusName } from '../support/job-names.ts';
-import { heartbeatMs, watchJob, isHeartbeat, statesOf, server, admin, running, createStepped, createNoop, waitFinished, eventRows, eventVersion, useStreamsServer } from './support.ts';
+import {
+  heartbeatMs,
+  watchJob,
+  isHeartbeat,
+  statesOf,
+  server,
+  admin,
+  running,
+  createStepped,
+  createNoop,
+  waitFinished,
+  eventRows,
+  eventVersion,
+  useStreamsServer,
+} from './support.ts';
 
 useStreamsServer();
 
@@ -57,10 +71,14 @@ describe('WatchJob', () => {
     for (let index = 1; index < changes.length; index++) expect(changes[index]!.sequence).toBeGreaterThan(changes[index - 1]!.sequence);
     // (The first state may be one not yet sequenced, with sequence 0: here the job as created, version 1.)
     expect(changes.every((message) => message.sequence > 0n)).toBe(true);
-    const versions = await Promise.all(states.map((message) => (message.sequence === 0n ? Promise.resolve(1) : eventVersion(message.sequence))));
+    const versions = await Promise.all(
+      states.map((message) => (message.sequence === 0n ? Promise.resolve(1) : eventVersion(message.sequence))),
+    );
     for (let index = 1; index < versions.length; index++) expect(versions[index]).toBeGreaterThan(versions[index - 1]!);
     for (let index = 1; index < states.length; index++) {
-      expect(timestampDate(states[index]!.job!.updateTime!).getTime()).toBeGreaterThanOrEqual(timestampDate(states[index - 1]!.job!.updateTime!).getTime());
+      expect(timestampDate(states[index]!.job!.updateTime!).getTime()).toBeGreaterThanOrEqual(
+        timestampDate(states[index - 1]!.job!.updateTime!).getTime(),
+      );
     }
     // The last message is the newest event of the job, and the row agrees.
     const rows = await eventRows('subject_id = $1', [job.id]);
@@ -80,7 +98,9 @@ describe('WatchJob', () => {
     const first = statesOf(stream.items)[0]!;
     expect(first.job?.status).toBe(JobStatus.RUNNING);
     expect(first.job?.attempt).toBe(1);
-    const [latest] = await server.query<{ sequence: string }>('select max(sequence) as sequence from events where subject_id = $1', [job.id]);
+    const [latest] = await server.query<{ sequence: string }>('select max(sequence) as sequence from events where subject_id = $1', [
+      job.id,
+    ]);
     expect(first.sequence).toBe(BigInt(latest!.sequence));
 
     script.fail('the script failed on purpose');
@@ -105,7 +125,9 @@ describe('WatchJob', () => {
     expect(states.map((message) => statusName(message.job!.status))).toEqual(['RUNNING', 'RUNNING', 'CANCELLED']);
     expect(states[1]!.job?.cancelRequested).toBe(true);
     expect(states[2]!.job?.cancelReason).toBe('no longer needed');
-    const [row] = await server.query<{ status: string; cancel_reason: string }>('select status, cancel_reason from jobs where id = $1', [job.id]);
+    const [row] = await server.query<{ status: string; cancel_reason: string }>('select status, cancel_reason from jobs where id = $1', [
+      job.id,
+    ]);
     expect(row).toEqual({ status: 'cancelled', cancel_reason: 'no longer needed' });
   });
 
@@ -131,7 +153,9 @@ describe('WatchJob', () => {
     const [only] = stream.items;
     expect(only!.job?.id).toBe(job.id);
     expect(only!.job?.status).toBe(JobStatus.SUCCEEDED);
-    const [latest] = await server.query<{ sequence: string }>('select max(sequence) as sequence from events where subject_id = $1', [job.id]);
+    const [latest] = await server.query<{ sequence: string }>('select max(sequence) as sequence from events where subject_id = $1', [
+      job.id,
+    ]);
     expect(only!.sequence).toBe(BigInt(latest!.sequence));
   });
 
@@ -167,7 +191,8 @@ describe('WatchJob', () => {
       expect(heartbeat.job).toBeUndefined();
       expect(heartbeat.sequence).toBeGreaterThan(0n);
     }
-    for (let index = 1; index < heartbeats.length; index++) expect(heartbeats[index]!.sequence).toBeGreaterThanOrEqual(heartbeats[index - 1]!.sequence);
+    for (let index = 1; index < heartbeats.length; index++)
+      expect(heartbeats[index]!.sequence).toBeGreaterThanOrEqual(heartbeats[index - 1]!.sequence);
     // Quiet means a heartbeat about every interval, not a flood and not a long silence.
     const gaps = stream.arrivals.slice(1).map((at, index) => at - stream.arrivals[index]!);
     expect(Math.max(...gaps)).toBeLessThan(heartbeatMs * 5);

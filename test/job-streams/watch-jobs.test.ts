@@ -10,10 +10,30 @@ import { chattyJobType, steppedJobType } from '../support/job-types.ts';
 import { reasonOf, violatedFields } from '../support/assertions.ts';
 import { kindName, statusName } from '../support/job-names.ts';
 import { startTestServer } from '../support/test-server.ts';
-import { Recorder, watchJobs, watchJob, isHeartbeat, eventsOf, expectOrdered, type EventRow, summary, rowSummary, database, server, admin, running, createStepped, createNoop, waitFinished, flushedPosition, caughtUp, eventRows, useStreamsServer } from './support.ts';
+import {
+  type Recorder,
+  watchJobs,
+  watchJob,
+  isHeartbeat,
+  eventsOf,
+  expectOrdered,
+  type EventRow,
+  summary,
+  rowSummary,
+  database,
+  server,
+  admin,
+  running,
+  createStepped,
+  createNoop,
+  waitFinished,
+  flushedPosition,
+  caughtUp,
+  eventRows,
+  useStreamsServer,
+} from './support.ts';
 
 useStreamsServer();
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -61,14 +81,18 @@ describe('WatchJobs live', () => {
       expect(events.every((message) => message.job?.ownerId === account.user.id)).toBe(true);
       expect(new Set(events.map((message) => message.job!.id))).toEqual(new Set(jobs.map((job) => job.id)));
       // Exactly the owner's events after the starting point, as the log has them.
-      const rows = await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [account.user.id, String(start), String(position)]);
+      const rows = await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [
+        account.user.id,
+        String(start),
+        String(position),
+      ]);
       expect(events.map(summary)).toEqual(rows.map(rowSummary));
       for (const job of jobs) {
-        expect(events.filter((message) => message.job!.id === job.id).map((message) => `${kindName(message.kind)}/${statusName(message.job!.status)}`)).toEqual([
-          'CREATED/QUEUED',
-          'UPDATED/RUNNING',
-          'UPDATED/SUCCEEDED',
-        ]);
+        expect(
+          events
+            .filter((message) => message.job!.id === job.id)
+            .map((message) => `${kindName(message.kind)}/${statusName(message.job!.status)}`),
+        ).toEqual(['CREATED/QUEUED', 'UPDATED/RUNNING', 'UPDATED/SUCCEEDED']);
       }
       expectOrdered(stream.items);
     }
@@ -93,6 +117,7 @@ describe('WatchJobs live', () => {
     const aliceLabelStream = watchJobs(alice.client, { filter: { labels: { team: 'blue' } } });
     const all = [...Object.values(streams), aliceLabelStream];
     for (const stream of all) await stream.waitFor((items) => items.length >= 1, 'the first heartbeat');
+    // biome-ignore lint/complexity/useMathMinMax: sequences are bigints, which Math.max does not take.
     const start = all.map((stream) => stream.items[0]!.sequence).reduce((a, b) => (a > b ? a : b));
 
     const jobs = [
@@ -111,9 +136,10 @@ describe('WatchJobs live', () => {
     const predicates: Record<string, (row: EventRow) => boolean> = {
       types: (row) => row.payload.type === 'stepped',
       statuses: (row) => row.payload.status === 'succeeded',
-      labels: (row) => row.payload.labels['team'] === 'blue',
+      labels: (row) => row.payload.labels.team === 'blue',
       owner: (row) => row.owner_id === bob.user.id,
-      combined: (row) => row.owner_id === alice.user.id && row.payload.labels['team'] === 'blue' && ['running', 'succeeded'].includes(row.payload.status),
+      combined: (row) =>
+        row.owner_id === alice.user.id && row.payload.labels.team === 'blue' && ['running', 'succeeded'].includes(row.payload.status),
     };
     for (const [name, stream] of Object.entries(streams)) {
       const events = eventsOf(stream.items).filter((message) => message.sequence > start && message.sequence <= position);
@@ -122,14 +148,17 @@ describe('WatchJobs live', () => {
     }
     // The concrete expectations, so that an empty log cannot pass the comparison above.
     const idsIn = (stream: Recorder<WatchJobsResponse>) => new Set(eventsOf(stream.items).map((message) => message.job!.id));
-    expect(idsIn(streams['types']!)).toEqual(new Set([scripted.job.id]));
-    expect(eventsOf(streams['types']!.items)).toHaveLength(3);
-    expect(eventsOf(streams['statuses']!.items).filter((message) => message.sequence > start).map((message) => message.job!.id).sort()).toEqual(
-      [...jobs, scripted.job].map((job) => job.id).sort(),
-    );
-    expect(idsIn(streams['labels']!)).toEqual(new Set([jobs[0]!.id, jobs[2]!.id]));
-    expect(idsIn(streams['owner']!)).toEqual(new Set([jobs[2]!.id, scripted.job.id]));
-    expect(eventsOf(streams['combined']!.items).map((message) => `${message.job!.id}/${statusName(message.job!.status)}`)).toEqual([
+    expect(idsIn(streams.types!)).toEqual(new Set([scripted.job.id]));
+    expect(eventsOf(streams.types!.items)).toHaveLength(3);
+    expect(
+      eventsOf(streams.statuses!.items)
+        .filter((message) => message.sequence > start)
+        .map((message) => message.job!.id)
+        .sort(),
+    ).toEqual([...jobs, scripted.job].map((job) => job.id).sort());
+    expect(idsIn(streams.labels!)).toEqual(new Set([jobs[0]!.id, jobs[2]!.id]));
+    expect(idsIn(streams.owner!)).toEqual(new Set([jobs[2]!.id, scripted.job.id]));
+    expect(eventsOf(streams.combined!.items).map((message) => `${message.job!.id}/${statusName(message.job!.status)}`)).toEqual([
       `${jobs[0]!.id}/RUNNING`,
       `${jobs[0]!.id}/SUCCEEDED`,
     ]);
@@ -148,7 +177,10 @@ describe('WatchJobs live', () => {
     const halfMatch = await createNoop(client, { name: 'nightly backup' });
     await waitFinished([byName.id, byLabels.id, halfMatch.id]);
     const expected = [byName.id, byLabels.id].sort();
-    await live.waitFor((items) => eventsOf(items).filter((message) => message.job!.status === JobStatus.SUCCEEDED).length >= 2, 'both SUCCEEDED events');
+    await live.waitFor(
+      (items) => eventsOf(items).filter((message) => message.job!.status === JobStatus.SUCCEEDED).length >= 2,
+      'both SUCCEEDED events',
+    );
     const replay = watchJobs(client, { filter, afterSequence: start });
     await replay.waitFor((items) => items.some((item) => item.kind === JobEventKind.HEARTBEAT), 'the end of the replay');
     for (const stream of [live, replay]) {
@@ -214,13 +246,19 @@ describe('WatchJobs live', () => {
     await stream.waitFor((items) => items.length >= 1, 'the first heartbeat');
     expect(stream.items[0]!.kind).toBe(JobEventKind.HEARTBEAT);
     const job = await createNoop(grpc);
-    await stream.waitFor((items) => eventsOf(items).some((message) => message.job?.id === job.id && message.job.status === JobStatus.SUCCEEDED), 'the job to succeed');
-    expect(eventsOf(stream.items).map((message) => `${kindName(message.kind)}/${statusName(message.job!.status)}`)).toEqual(['CREATED/QUEUED', 'UPDATED/RUNNING', 'UPDATED/SUCCEEDED']);
+    await stream.waitFor(
+      (items) => eventsOf(items).some((message) => message.job?.id === job.id && message.job.status === JobStatus.SUCCEEDED),
+      'the job to succeed',
+    );
+    expect(eventsOf(stream.items).map((message) => `${kindName(message.kind)}/${statusName(message.job!.status)}`)).toEqual([
+      'CREATED/QUEUED',
+      'UPDATED/RUNNING',
+      'UPDATED/SUCCEEDED',
+    ]);
     expectOrdered(stream.items);
     await stream.cancel();
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -230,7 +268,11 @@ describe('WatchJobs resume', () => {
     const first = watchJobs(client);
     await first.waitFor((items) => items.length >= 1, 'the first heartbeat');
     const early = [await createNoop(client), await createNoop(client)];
-    await first.waitFor((items) => early.every((job) => eventsOf(items).some((message) => message.job?.id === job.id && message.job.status === JobStatus.SUCCEEDED)), 'the early jobs to finish');
+    await first.waitFor(
+      (items) =>
+        early.every((job) => eventsOf(items).some((message) => message.job?.id === job.id && message.job.status === JobStatus.SUCCEEDED)),
+      'the early jobs to finish',
+    );
     await first.cancel();
     expectOrdered(first.items);
     const resumeFrom = eventsOf(first.items).at(-1)!.sequence;
@@ -260,10 +302,17 @@ describe('WatchJobs resume', () => {
     await admin.queue.resumeQueue({ queue: 'stepped' });
     await running(queued.script);
     queued.script.succeed();
-    await second.waitFor((items) => eventsOf(items).some((message) => message.job?.id === queued.job.id && message.job.status === JobStatus.SUCCEEDED), 'the live events');
+    await second.waitFor(
+      (items) => eventsOf(items).some((message) => message.job?.id === queued.job.id && message.job.status === JobStatus.SUCCEEDED),
+      'the live events',
+    );
     const position = await flushedPosition();
     await caughtUp(second, position);
-    const everything = await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [user.id, String(resumeFrom), String(position)]);
+    const everything = await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [
+      user.id,
+      String(resumeFrom),
+      String(position),
+    ]);
     expect(eventsOf(second.items).map(summary)).toEqual(everything.map(rowSummary));
     expect(new Set(eventsOf(second.items).map((message) => message.sequence)).size).toBe(eventsOf(second.items).length);
     expectOrdered(second.items);
@@ -292,7 +341,9 @@ describe('WatchJobs resume', () => {
     first.items.forEach((message, index) => {
       if (!isHeartbeat(message)) return;
       const sentBefore = eventsOf(first.items.slice(0, index)).map(summary);
-      expect(sentBefore, `events before the heartbeat at ${message.sequence}`).toEqual(logged.filter((row) => BigInt(row.sequence) <= message.sequence).map(rowSummary));
+      expect(sentBefore, `events before the heartbeat at ${message.sequence}`).toEqual(
+        logged.filter((row) => BigInt(row.sequence) <= message.sequence).map(rowSummary),
+      );
     });
 
     // More jobs while disconnected; resuming from the last heartbeat brings exactly what came after it.
@@ -308,19 +359,27 @@ describe('WatchJobs resume', () => {
     expectOrdered(second.items);
     // Together the two connections saw every event once.
     const seen = [...eventsOf(first.items), ...eventsOf(second.items)].map(summary);
-    expect(seen).toEqual((await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [user.id, String(start), String(position)])).map(rowSummary));
+    expect(seen).toEqual(
+      (await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [user.id, String(start), String(position)])).map(rowSummary),
+    );
   });
 
   test('an admin resuming gets every account’s missed events, filtered as asked', async () => {
     const alice = await server.createUser();
     const bob = await server.createUser();
     const resumeFrom = await flushedPosition();
-    const jobs = [await createNoop(alice.client, { labels: { resume: 'yes' } }), await createNoop(bob.client, { labels: { resume: 'yes' } }), await createNoop(bob.client)];
+    const jobs = [
+      await createNoop(alice.client, { labels: { resume: 'yes' } }),
+      await createNoop(bob.client, { labels: { resume: 'yes' } }),
+      await createNoop(bob.client),
+    ];
     await waitFinished(jobs.map((job) => job.id));
     const position = await flushedPosition();
     const stream = watchJobs(admin, { afterSequence: resumeFrom, filter: { labels: { resume: 'yes' } } });
     await caughtUp(stream, position);
-    const rows = (await eventRows('sequence > $1 and sequence <= $2', [String(resumeFrom), String(position)])).filter((row) => row.payload.labels['resume'] === 'yes');
+    const rows = (await eventRows('sequence > $1 and sequence <= $2', [String(resumeFrom), String(position)])).filter(
+      (row) => row.payload.labels.resume === 'yes',
+    );
     expect(rows).toHaveLength(6);
     expect(eventsOf(stream.items).map(summary)).toEqual(rows.map(rowSummary));
   });
@@ -336,21 +395,32 @@ describe('WatchJobs resume', () => {
       const jobs = [await createNoop(client), await createNoop(client)];
       await waitFinished(jobs.map((job) => job.id));
       const position = await flushedPosition();
-      await live.waitFor((items) => eventsOf(items).filter((message) => message.job?.status === JobStatus.SUCCEEDED).length >= 2, 'both jobs to succeed', 5000);
+      await live.waitFor(
+        (items) => eventsOf(items).filter((message) => message.job?.status === JobStatus.SUCCEEDED).length >= 2,
+        'both jobs to succeed',
+        5000,
+      );
       await live.cancel();
       const rows = await eventRows('owner_id = $1 and sequence > $2 and sequence <= $3', [user.id, String(start), String(position)]);
-      expect(eventsOf(live.items).filter((message) => message.sequence <= position).map(summary)).toEqual(rows.map(rowSummary));
+      expect(
+        eventsOf(live.items)
+          .filter((message) => message.sequence <= position)
+          .map(summary),
+      ).toEqual(rows.map(rowSummary));
 
       const resumed = watchJobs(remote, { afterSequence: start });
       await resumed.waitFor((items) => items.some(isHeartbeat), 'the heartbeat after the replay');
-      expect(eventsOf(resumed.items).filter((message) => message.sequence <= position).map(summary)).toEqual(rows.map(rowSummary));
+      expect(
+        eventsOf(resumed.items)
+          .filter((message) => message.sequence <= position)
+          .map(summary),
+      ).toEqual(rows.map(rowSummary));
       await resumed.cancel();
     } finally {
       await other.close();
     }
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -360,7 +430,9 @@ describe('WatchJobs resync', () => {
     const oldJobs = [await createNoop(client), await createNoop(client)];
     await waitFinished(oldJobs.map((job) => job.id));
     const oldest = await flushedPosition();
-    const [{ pruned_through: prunedBefore }] = (await server.query<{ pruned_through: string }>('select pruned_through from event_positions where id = 1')) as [{ pruned_through: string }];
+    const [{ pruned_through: prunedBefore }] = (await server.query<{ pruned_through: string }>(
+      'select pruned_through from event_positions where id = 1',
+    )) as [{ pruned_through: string }];
     expect(BigInt(prunedBefore)).toBeLessThan(oldest);
 
     await server.query(`update events set created_at = now() - interval '30 days' where sequence <= $1`, [String(oldest)]);
@@ -370,7 +442,9 @@ describe('WatchJobs resync', () => {
     } finally {
       await server.setSetting('jobs.event_retention', null);
     }
-    const [positions] = await server.query<{ pruned_through: string; last_sequence: string }>('select pruned_through, last_sequence from event_positions where id = 1');
+    const [positions] = await server.query<{ pruned_through: string; last_sequence: string }>(
+      'select pruned_through, last_sequence from event_positions where id = 1',
+    );
     const prunedThrough = BigInt(positions!.pruned_through);
     expect(prunedThrough).toBe(oldest);
     expect(await server.countRows('select count(*) as n from events where sequence <= $1', [String(oldest)])).toBe(0);
@@ -380,13 +454,13 @@ describe('WatchJobs resync', () => {
       const error = await watchJobs(client, { afterSequence }).end();
       expect(error && Code[error.code], `after_sequence ${afterSequence}`).toBe(Code[Code.FailedPrecondition]);
       expect(reasonOf(error!)).toBe('RESYNC_REQUIRED');
-      expect(error!.findDetails(ErrorInfoSchema)[0]?.metadata['oldest_sequence']).toBe(String(prunedThrough + 1n));
+      expect(error!.findDetails(ErrorInfoSchema)[0]?.metadata.oldest_sequence).toBe(String(prunedThrough + 1n));
     }
     // Ahead of the newest event: resync too.
     const ahead = await watchJobs(client, { afterSequence: BigInt(positions!.last_sequence) + 1000n }).end();
     expect(ahead && Code[ahead.code]).toBe(Code[Code.FailedPrecondition]);
     expect(reasonOf(ahead!)).toBe('RESYNC_REQUIRED');
-    expect(ahead!.findDetails(ErrorInfoSchema)[0]?.metadata['newest_sequence']).toBe(positions!.last_sequence);
+    expect(ahead!.findDetails(ErrorInfoSchema)[0]?.metadata.newest_sequence).toBe(positions!.last_sequence);
     // The same over gRPC.
     const grpc = server.client({ protocol: 'grpc' });
     await grpc.login(user.username, password);
@@ -410,7 +484,6 @@ describe('WatchJobs resync', () => {
     expect(again.items[0]!.kind).toBe(JobEventKind.HEARTBEAT);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -436,8 +509,14 @@ describe('WatchJobs ordering', () => {
     expectOrdered(stream.items);
     for (const id of ids) {
       const ofJob = events.filter((message) => message.job!.id === id);
-      expect(ofJob.filter((message) => message.kind === JobEventKind.CREATED), `created of ${id}`).toHaveLength(1);
-      expect(ofJob.filter((message) => message.job!.status === JobStatus.SUCCEEDED), `final of ${id}`).toHaveLength(1);
+      expect(
+        ofJob.filter((message) => message.kind === JobEventKind.CREATED),
+        `created of ${id}`,
+      ).toHaveLength(1);
+      expect(
+        ofJob.filter((message) => message.job!.status === JobStatus.SUCCEEDED),
+        `final of ${id}`,
+      ).toHaveLength(1);
       expect(ofJob.at(-1)!.job!.status).toBe(JobStatus.SUCCEEDED);
     }
     expect(new Set(events.map((message) => message.sequence)).size).toBe(events.length);

@@ -11,7 +11,6 @@ import { server, admin, waitForStatus, create, queueEntriesOf, jobRowOf, eventsO
 
 useJobsServer();
 
-
 describe('UpdateJob', () => {
   test('name and labels change as the mask says; fields outside the mask stay; search finds the new name', async () => {
     const { client } = await server.createUser();
@@ -34,10 +33,10 @@ describe('UpdateJob', () => {
     expect(events.map((event) => event.kind)).toEqual(['job.created', 'job.updated']);
     expect(events[1]!.payload).toMatchObject({ name: 'Renamed Quokka', labels: { b: '2' }, version: 2 });
 
-    const audited = await server.query<{ target: string; outcome: string }>(`select target, outcome from audit_events where action = $1 and target = $2`, [
-      'yardmaster.v1.JobsService.UpdateJob',
-      job.id,
-    ]);
+    const audited = await server.query<{ target: string; outcome: string }>(
+      `select target, outcome from audit_events where action = $1 and target = $2`,
+      ['yardmaster.v1.JobsService.UpdateJob', job.id],
+    );
     expect(audited).toEqual([{ target: job.id, outcome: 'success' }]);
   });
 
@@ -53,7 +52,11 @@ describe('UpdateJob', () => {
 
     const finished = await create(client, { type: 'noop', priority: 1 });
     await waitForStatus(client, finished.id, JobStatus.SUCCEEDED);
-    await expectConnectError(client.jobs.updateJob({ job: { id: finished.id, priority: 5 }, updateMask: { paths: ['priority'] } }), Code.FailedPrecondition, 'JOB_NOT_QUEUED');
+    await expectConnectError(
+      client.jobs.updateJob({ job: { id: finished.id, priority: 5 }, updateMask: { paths: ['priority'] } }),
+      Code.FailedPrecondition,
+      'JOB_NOT_QUEUED',
+    );
     await expectConnectError(
       client.jobs.updateJob({ job: { id: finished.id, priority: 5, name: 'x' }, updateMask: { paths: ['name', 'priority'] } }),
       Code.FailedPrecondition,
@@ -63,7 +66,10 @@ describe('UpdateJob', () => {
     expect(after.priority).toBe(1);
     expect(after.name).toBe('');
     // Name and labels of a finished job can still change.
-    const { job: renamed } = await client.jobs.updateJob({ job: { id: finished.id, name: 'done already' }, updateMask: { paths: ['name'] } });
+    const { job: renamed } = await client.jobs.updateJob({
+      job: { id: finished.id, name: 'done already' },
+      updateMask: { paths: ['name'] },
+    });
     expect(renamed!.name).toBe('done already');
     expect(renamed!.status).toBe(JobStatus.SUCCEEDED);
   });
@@ -73,19 +79,37 @@ describe('UpdateJob', () => {
     const job = await create(client, { type: 'held', name: 'stays' });
     const empty = await expectConnectError(client.jobs.updateJob({ job: { id: job.id, name: 'x' } }), Code.InvalidArgument);
     expect(violatedFields(empty)).toEqual(['update_mask']);
-    const emptyPaths = await expectConnectError(client.jobs.updateJob({ job: { id: job.id, name: 'x' }, updateMask: { paths: [] } }), Code.InvalidArgument);
+    const emptyPaths = await expectConnectError(
+      client.jobs.updateJob({ job: { id: job.id, name: 'x' }, updateMask: { paths: [] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(emptyPaths)).toEqual(['update_mask']);
     for (const path of ['status', 'type', 'owner_id', 'nonsense']) {
-      const error = await expectConnectError(client.jobs.updateJob({ job: { id: job.id, name: 'x' }, updateMask: { paths: ['name', path] } }), Code.InvalidArgument);
+      const error = await expectConnectError(
+        client.jobs.updateJob({ job: { id: job.id, name: 'x' }, updateMask: { paths: ['name', path] } }),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(error), path).toEqual(['update_mask']);
     }
-    const badLabel = await expectConnectError(client.jobs.updateJob({ job: { id: job.id, labels: { Bad: 'x' } }, updateMask: { paths: ['labels'] } }), Code.InvalidArgument);
+    const badLabel = await expectConnectError(
+      client.jobs.updateJob({ job: { id: job.id, labels: { Bad: 'x' } }, updateMask: { paths: ['labels'] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(badLabel)).toEqual(['job.labels.Bad']);
-    const badPriority = await expectConnectError(client.jobs.updateJob({ job: { id: job.id, priority: 200 }, updateMask: { paths: ['priority'] } }), Code.InvalidArgument);
+    const badPriority = await expectConnectError(
+      client.jobs.updateJob({ job: { id: job.id, priority: 200 }, updateMask: { paths: ['priority'] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(badPriority)).toEqual(['job.priority']);
-    const longName = await expectConnectError(client.jobs.updateJob({ job: { id: job.id, name: 'n'.repeat(201) }, updateMask: { paths: ['name'] } }), Code.InvalidArgument);
+    const longName = await expectConnectError(
+      client.jobs.updateJob({ job: { id: job.id, name: 'n'.repeat(201) }, updateMask: { paths: ['name'] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(longName)).toEqual(['job.name']);
-    const noId = await expectConnectError(client.jobs.updateJob({ job: { name: 'x' }, updateMask: { paths: ['name'] } }), Code.InvalidArgument);
+    const noId = await expectConnectError(
+      client.jobs.updateJob({ job: { name: 'x' }, updateMask: { paths: ['name'] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(noId)).toEqual(['job.id']);
     expect((await client.jobs.getJob({ id: job.id })).job!.name).toBe('stays');
     expect((await eventsOf(job.id)).map((event) => event.kind)).toEqual(['job.created']);
@@ -95,8 +119,14 @@ describe('UpdateJob', () => {
     const owner = await server.createUser();
     const other = await server.createUser();
     const job = await create(owner.client, { type: 'held', name: 'mine', priority: 2 });
-    await expectConnectError(other.client.jobs.updateJob({ job: { id: job.id, name: 'stolen' }, updateMask: { paths: ['name'] } }), Code.NotFound);
-    await expectConnectError(other.client.jobs.updateJob({ job: { id: job.id, priority: 9 }, updateMask: { paths: ['priority'] } }), Code.NotFound);
+    await expectConnectError(
+      other.client.jobs.updateJob({ job: { id: job.id, name: 'stolen' }, updateMask: { paths: ['name'] } }),
+      Code.NotFound,
+    );
+    await expectConnectError(
+      other.client.jobs.updateJob({ job: { id: job.id, priority: 9 }, updateMask: { paths: ['priority'] } }),
+      Code.NotFound,
+    );
     const row = await jobRowOf(job.id);
     expect(row).toMatchObject({ name: 'mine', priority: 2 });
     expect((await queueEntriesOf(job.id))[0]!.priority).toBe(2);
@@ -106,13 +136,18 @@ describe('UpdateJob', () => {
   });
 });
 
-
 describe('CancelJob', () => {
   test('a queued job is CANCELLED at once and its pg-boss entry is cancelled; the call is audited', async () => {
     const { user, client } = await server.createUser();
     const job = await create(client, { type: 'held' });
     const { job: cancelled } = await client.jobs.cancelJob({ id: job.id, reason: 'changed my mind' });
-    expect(cancelled).toMatchObject({ status: JobStatus.CANCELLED, cancelReason: 'changed my mind', cancelRequested: false, abandoned: false, attempt: 0 });
+    expect(cancelled).toMatchObject({
+      status: JobStatus.CANCELLED,
+      cancelReason: 'changed my mind',
+      cancelRequested: false,
+      abandoned: false,
+      attempt: 0,
+    });
     expect(cancelled!.finishTime).toBeDefined();
     expect((await jobRowOf(job.id))!.status).toBe('cancelled');
     expect((await queueEntriesOf(job.id)).map((entry) => entry.state)).toEqual(['cancelled']);
@@ -168,17 +203,15 @@ describe('CancelJob', () => {
     expect((await queueEntriesOf(queued.id))[0]!.state).toBe('created');
     const tooLong = await expectConnectError(owner.client.jobs.cancelJob({ id: queued.id, reason: 'r'.repeat(501) }), Code.InvalidArgument);
     expect(violatedFields(tooLong)).toEqual(['reason']);
-    const failures = await server.query<{ outcome: string; error_code: string }>('select outcome, error_code from audit_events where action = $1 and target = $2 and actor_id = $3', [
-      'yardmaster.v1.JobsService.CancelJob',
-      queued.id,
-      other.user.id,
-    ]);
+    const failures = await server.query<{ outcome: string; error_code: string }>(
+      'select outcome, error_code from audit_events where action = $1 and target = $2 and actor_id = $3',
+      ['yardmaster.v1.JobsService.CancelJob', queued.id, other.user.id],
+    );
     expect(failures).toEqual([{ outcome: 'failure', error_code: expect.stringMatching(/not_found/i) }]);
     // An admin may cancel anyone's job.
     expect((await admin.jobs.cancelJob({ id: queued.id })).job!.status).toBe(JobStatus.CANCELLED);
   });
 });
-
 
 describe('DeleteJob', () => {
   test('a finished job is deleted with its log lines, and a job.deleted event is recorded', async () => {
@@ -199,7 +232,11 @@ describe('DeleteJob', () => {
     expect((await client.jobs.listJobs({})).jobs).toEqual([]);
     await expectConnectError(client.jobs.deleteJob({ id: job.id }), Code.NotFound);
     expect(
-      await server.countRows('select count(*)::int as n from audit_events where action = $1 and target = $2 and outcome = $3', ['yardmaster.v1.JobsService.DeleteJob', job.id, 'success']),
+      await server.countRows('select count(*)::int as n from audit_events where action = $1 and target = $2 and outcome = $3', [
+        'yardmaster.v1.JobsService.DeleteJob',
+        job.id,
+        'success',
+      ]),
     ).toBe(1);
   });
 
@@ -216,7 +253,12 @@ describe('DeleteJob', () => {
     await expectConnectError(other.client.jobs.deleteJob({ id: running.id }), Code.NotFound);
     expect(await jobRowOf(queued.id)).toBeDefined();
     expect(await jobRowOf(running.id)).toBeDefined();
-    expect(await server.countRows(`select count(*)::int as n from events where kind = 'job.deleted' and subject_id in ($1, $2)`, [queued.id, running.id])).toBe(0);
+    expect(
+      await server.countRows(`select count(*)::int as n from events where kind = 'job.deleted' and subject_id in ($1, $2)`, [
+        queued.id,
+        running.id,
+      ]),
+    ).toBe(0);
     // A cancelled job can be deleted.
     await owner.client.jobs.deleteJob({ id: running.id });
     expect(await jobRowOf(running.id)).toBeUndefined();

@@ -8,7 +8,18 @@ import { describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { expectConnectError, randomHex, uniqueName, violatedFields } from '../support/assertions.ts';
-import { server, admin, pollSlackMs, type CreateJobInit, waitForStatus, create, queueEntriesOf, jobRowOf, writes, useJobsServer } from './support.ts';
+import {
+  server,
+  admin,
+  pollSlackMs,
+  type CreateJobInit,
+  waitForStatus,
+  create,
+  queueEntriesOf,
+  jobRowOf,
+  writes,
+  useJobsServer,
+} from './support.ts';
 
 useJobsServer();
 
@@ -76,10 +87,16 @@ describe('CreateJob', () => {
     await server.setSetting('jobs.max_params_bytes', 1024);
     try {
       const before = await writes(user.id);
-      const tooBig = await expectConnectError(client.jobs.createJob({ type: 'echo', params: { message: 'x'.repeat(2000) } }), Code.InvalidArgument);
+      const tooBig = await expectConnectError(
+        client.jobs.createJob({ type: 'echo', params: { message: 'x'.repeat(2000) } }),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(tooBig)).toEqual(['params']);
       // Too big is reported alone: the schema does not even look at it.
-      const tooBigAndBad = await expectConnectError(client.jobs.createJob({ type: 'sleep', params: { seconds: -1, pad: 'x'.repeat(2000) } }), Code.InvalidArgument);
+      const tooBigAndBad = await expectConnectError(
+        client.jobs.createJob({ type: 'sleep', params: { seconds: -1, pad: 'x'.repeat(2000) } }),
+        Code.InvalidArgument,
+      );
       expect(violatedFields(tooBigAndBad)).toEqual(['params']);
       expect(await writes(user.id)).toEqual(before);
       // Just under the limit is fine.
@@ -114,20 +131,30 @@ describe('CreateJob', () => {
   test('limits are inclusive: 32 labels, a 256-character value, priority ±100, 20 attempts, a 128-character request_id', async () => {
     const { client } = await server.createUser();
     const labels = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, i === 0 ? 'v'.repeat(256) : 'v']));
-    const job = await create(client, { type: 'held', labels, priority: 100, maxAttempts: 20, requestId: 'r'.repeat(128), name: 'n'.repeat(200) });
+    const job = await create(client, {
+      type: 'held',
+      labels,
+      priority: 100,
+      maxAttempts: 20,
+      requestId: 'r'.repeat(128),
+      name: 'n'.repeat(200),
+    });
     expect(Object.keys(job.labels)).toHaveLength(32);
     expect(job.priority).toBe(100);
     expect(job.maxAttempts).toBe(20);
     expect((await create(client, { type: 'held', priority: -100 })).priority).toBe(-100);
   });
 
-  test('input_file_ids must suit the job type: none for noop, and only the caller\'s available files for checksum', async () => {
+  test("input_file_ids must suit the job type: none for noop, and only the caller's available files for checksum", async () => {
     const { user, client } = await server.createUser();
     const before = await writes(user.id);
     const unknownFile = '01a20540-c425-76c3-9669-8051ead8987d';
     const forNoop = await expectConnectError(client.jobs.createJob({ type: 'noop', inputFileIds: [unknownFile] }), Code.InvalidArgument);
     expect(violatedFields(forNoop)).toEqual(['input_file_ids']);
-    const missing = await expectConnectError(client.jobs.createJob({ type: 'checksum', inputFileIds: [unknownFile, 'not-a-uuid'] }), Code.InvalidArgument);
+    const missing = await expectConnectError(
+      client.jobs.createJob({ type: 'checksum', inputFileIds: [unknownFile, 'not-a-uuid'] }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(missing)).toEqual(['input_file_ids[0]', 'input_file_ids[1]']);
     const none = await expectConnectError(client.jobs.createJob({ type: 'checksum' }), Code.InvalidArgument);
     expect(violatedFields(none)).toEqual(['input_file_ids']);
@@ -154,7 +181,6 @@ describe('CreateJob', () => {
   });
 });
 
-
 describe('transactional enqueue and BatchCreateJobs', () => {
   test('every created job has exactly one pg-boss entry in its queue, whose id is jobs.queue_job_id', async () => {
     const { user, client } = await server.createUser();
@@ -170,7 +196,17 @@ describe('transactional enqueue and BatchCreateJobs', () => {
       ],
     });
     expect(jobs.map((job) => job.name)).toEqual(['b1', 'b2', 'b3']);
-    const rows = await server.query<{ id: string; type: string; priority: number; max_attempts: number; queue_job_id: string; entries: number; entry_name: string | null; entry_priority: number | null; entry_retry_limit: number | null }>(
+    const rows = await server.query<{
+      id: string;
+      type: string;
+      priority: number;
+      max_attempts: number;
+      queue_job_id: string;
+      entries: number;
+      entry_name: string | null;
+      entry_priority: number | null;
+      entry_retry_limit: number | null;
+    }>(
       `select j.id, j.type, j.priority, j.max_attempts, j.queue_job_id,
               (select count(*)::int from pgboss.job b where b.data->>'jobId' = j.id::text) as entries,
               e.name as entry_name, e.priority as entry_priority, e.retry_limit as entry_retry_limit
@@ -204,9 +240,15 @@ describe('transactional enqueue and BatchCreateJobs', () => {
       Code.InvalidArgument,
     );
     expect(violatedFields(error)).toEqual(['requests[2].params.seconds']);
-    const badType = await expectConnectError(client.jobs.batchCreateJobs({ requests: [{ type: 'noop' }, { type: 'nope' }] }), Code.InvalidArgument);
+    const badType = await expectConnectError(
+      client.jobs.batchCreateJobs({ requests: [{ type: 'noop' }, { type: 'nope' }] }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(badType)).toEqual(['requests[1].type']);
-    const badLabel = await expectConnectError(client.jobs.batchCreateJobs({ requests: [{ type: 'noop', labels: { Bad: 'x' } }] }), Code.InvalidArgument);
+    const badLabel = await expectConnectError(
+      client.jobs.batchCreateJobs({ requests: [{ type: 'noop', labels: { Bad: 'x' } }] }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(badLabel)).toEqual(['requests[0].labels.Bad']);
     const empty = await expectConnectError(client.jobs.batchCreateJobs({ requests: [] }), Code.InvalidArgument);
     expect(violatedFields(empty)).toEqual(['requests']);
@@ -239,18 +281,26 @@ describe('transactional enqueue and BatchCreateJobs', () => {
       // Nothing was queued for the first two either (they would have run by now).
       await sleep(300);
       expect(await writes(user.id)).toEqual(before);
-      expect(await server.countRows(`select count(*)::int as n from pgboss.job where created_on > now() - interval '1 minute' and name = 'noop' and data->>'jobId' not in (select id::text from jobs)`)).toBe(0);
+      expect(
+        await server.countRows(
+          `select count(*)::int as n from pgboss.job where created_on > now() - interval '1 minute' and name = 'noop' and data->>'jobId' not in (select id::text from jobs)`,
+        ),
+      ).toBe(0);
     } finally {
       await server.query(`drop trigger if exists ${fn} on jobs`);
       await server.query(`drop function if exists ${fn}()`);
     }
     // The same batch without the poison goes through whole.
-    const { jobs } = await client.jobs.batchCreateJobs({ requests: [{ type: 'noop', name: 'first' }, { type: 'held', name: 'second' }] });
+    const { jobs } = await client.jobs.batchCreateJobs({
+      requests: [
+        { type: 'noop', name: 'first' },
+        { type: 'held', name: 'second' },
+      ],
+    });
     expect(jobs).toHaveLength(2);
     for (const job of jobs) expect(await queueEntriesOf(job.id)).toHaveLength(1);
   });
 });
-
 
 describe('idempotency (request_id)', () => {
   test('the same request_id twice returns the first job and writes one row and one queue entry', async () => {
@@ -262,10 +312,17 @@ describe('idempotency (request_id)', () => {
     expect(again.name).toBe('original');
     expect(await server.countRows('select count(*)::int as n from jobs where owner_id = $1', [user.id])).toBe(1);
     expect(await queueEntriesOf(first.id)).toHaveLength(1);
-    expect(await server.countRows(`select count(*)::int as n from events where subject_id = $1 and kind = 'job.created'`, [first.id])).toBe(1);
+    expect(await server.countRows(`select count(*)::int as n from events where subject_id = $1 and kind = 'job.created'`, [first.id])).toBe(
+      1,
+    );
 
     // Within a batch too.
-    const { jobs } = await client.jobs.batchCreateJobs({ requests: [{ type: 'held', requestId }, { type: 'held', name: 'new one' }] });
+    const { jobs } = await client.jobs.batchCreateJobs({
+      requests: [
+        { type: 'held', requestId },
+        { type: 'held', name: 'new one' },
+      ],
+    });
     expect(jobs[0]!.id).toBe(first.id);
     expect(jobs[1]!.id).not.toBe(first.id);
     expect(await server.countRows('select count(*)::int as n from jobs where owner_id = $1', [user.id])).toBe(2);
@@ -308,7 +365,6 @@ describe('idempotency (request_id)', () => {
     expect((await create(client, { type: 'held', requestId })).id).toBe(second.id);
   });
 });
-
 
 describe('scheduling', () => {
   test('a job with run_after in the future stays QUEUED until then, then runs', async () => {

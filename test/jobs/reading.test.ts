@@ -12,7 +12,6 @@ import { server, admin, waitForStatus, create, eventsOf, listAll, useJobsServer 
 
 useJobsServer();
 
-
 describe('WatchJob', () => {
   test('WatchJob sends the current state, then every change, and ends after the final state', async () => {
     const { client } = await server.createUser();
@@ -37,11 +36,11 @@ describe('WatchJob', () => {
 
     // On a finished job: one message, then the end.
     const replay: JobStatus[] = [];
-    for await (const message of client.jobs.watchJob({ id: job.id }, { signal: AbortSignal.timeout(5000) })) replay.push(message.job!.status);
+    for await (const message of client.jobs.watchJob({ id: job.id }, { signal: AbortSignal.timeout(5000) }))
+      replay.push(message.job!.status);
     expect(replay).toEqual([JobStatus.CANCELLED]);
   });
 });
-
 
 describe('GetJob and ListJobs', () => {
   let owner: TestUser;
@@ -62,17 +61,30 @@ describe('GetJob and ListJobs', () => {
     await sleep(5);
     c = await create(owner.client, { type: 'held', name: 'cleanup', params: { note: 'Zebra Crossing' }, priority: 3 });
     await sleep(5);
-    d = await create(owner.client, { type: 'echo', name: 'echo run', labels: { project: 'apollo' }, params: { message: 'Mercury' }, priority: -2 });
+    d = await create(owner.client, {
+      type: 'echo',
+      name: 'echo run',
+      labels: { project: 'apollo' },
+      params: { message: 'Mercury' },
+      priority: -2,
+    });
     othersJob = await create(other.client, { type: 'held', name: 'Nightly Backup', labels: { project: 'apollo' } });
     await waitForStatus(owner.client, d.id, JobStatus.SUCCEEDED);
   });
 
   const ids = (...jobs: Job[]) => jobs.map((job) => job.id);
-  const list = (request: Parameters<YardmasterClient['jobs']['listJobs']>[0], client = owner.client) => listAll(client, { pageSize: 1000, ...request });
+  const list = (request: Parameters<YardmasterClient['jobs']['listJobs']>[0], client = owner.client) =>
+    listAll(client, { pageSize: 1000, ...request });
 
   test('GetJob returns the caller own job; a bad id is InvalidArgument; an unknown one NotFound', async () => {
     const { job } = await owner.client.jobs.getJob({ id: a.id });
-    expect(job).toMatchObject({ id: a.id, name: 'Nightly Backup', priority: 1, labels: { project: 'apollo', tier: 'gold' }, status: JobStatus.QUEUED });
+    expect(job).toMatchObject({
+      id: a.id,
+      name: 'Nightly Backup',
+      priority: 1,
+      labels: { project: 'apollo', tier: 'gold' },
+      status: JobStatus.QUEUED,
+    });
     const bad = await expectConnectError(owner.client.jobs.getJob({ id: 'not-a-uuid' }), Code.InvalidArgument);
     expect(violatedFields(bad)).toEqual(['id']);
     const empty = await expectConnectError(owner.client.jobs.getJob({ id: '' }), Code.InvalidArgument);
@@ -173,14 +185,23 @@ describe('GetJob and ListJobs', () => {
   test('changing the filter or the order between pages is InvalidArgument `page_token`', async () => {
     const first = await owner.client.jobs.listJobs({ pageSize: 2, filter: { types: ['held'] } });
     expect(first.nextPageToken).not.toBe('');
-    const otherFilter = await expectConnectError(owner.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['echo'] } }), Code.InvalidArgument);
+    const otherFilter = await expectConnectError(
+      owner.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['echo'] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(otherFilter)).toEqual(['page_token']);
-    const otherOrder = await expectConnectError(owner.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['held'] }, orderBy: 'priority desc' }), Code.InvalidArgument);
+    const otherOrder = await expectConnectError(
+      owner.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['held'] }, orderBy: 'priority desc' }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(otherOrder)).toEqual(['page_token']);
     const garbage = await expectConnectError(owner.client.jobs.listJobs({ pageToken: 'not-a-token' }), Code.InvalidArgument);
     expect(violatedFields(garbage)).toEqual(['page_token']);
     // Another user cannot use the owner's token either.
-    const stolen = await expectConnectError(other.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['held'] } }), Code.InvalidArgument);
+    const stolen = await expectConnectError(
+      other.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['held'] } }),
+      Code.InvalidArgument,
+    );
     expect(violatedFields(stolen)).toEqual(['page_token']);
     // The same filter continues.
     const second = await owner.client.jobs.listJobs({ pageSize: 2, pageToken: first.nextPageToken, filter: { types: ['held'] } });
@@ -189,7 +210,6 @@ describe('GetJob and ListJobs', () => {
     expect(violatedFields(negative)).toEqual(['page_size']);
   });
 });
-
 
 describe('job logs', () => {
   test('sleep writes lines; ListJobLogs returns them numbered 1..n in order with attempt numbers, in pages of 1', async () => {
@@ -218,10 +238,12 @@ describe('job logs', () => {
 
     // StreamJobLogs without follow gives the same lines and ends.
     const streamed: number[] = [];
-    for await (const message of client.jobs.streamJobLogs({ id: job.id }, { signal: AbortSignal.timeout(5000) })) streamed.push(...message.lines.map((line) => Number(line.sequence)));
+    for await (const message of client.jobs.streamJobLogs({ id: job.id }, { signal: AbortSignal.timeout(5000) }))
+      streamed.push(...message.lines.map((line) => Number(line.sequence)));
     expect(streamed).toEqual([1, 2]);
     const after: number[] = [];
-    for await (const message of client.jobs.streamJobLogs({ id: job.id, afterSequence: 1n }, { signal: AbortSignal.timeout(5000) })) after.push(...message.lines.map((line) => Number(line.sequence)));
+    for await (const message of client.jobs.streamJobLogs({ id: job.id, afterSequence: 1n }, { signal: AbortSignal.timeout(5000) }))
+      after.push(...message.lines.map((line) => Number(line.sequence)));
     expect(after).toEqual([2]);
 
     // Another user's job's log is NotFound; an admin reads any.
@@ -236,7 +258,6 @@ describe('job logs', () => {
     expect((await admin.jobs.listJobLogs({ id: job.id })).lines).toHaveLength(2);
   });
 });
-
 
 describe('GetJobStats', () => {
   test('counts by status and type cover only the caller jobs, with durations and finished_last_hour', async () => {
@@ -294,7 +315,6 @@ describe('GetJobStats', () => {
   });
 });
 
-
 describe('events', () => {
   test('every transition of a job writes an event with its owner and a strictly increasing version; the sequencer numbers them all', async () => {
     const { user, client } = await server.createUser();
@@ -307,18 +327,18 @@ describe('events', () => {
     expect(events.slice(1).every((event) => event.kind === 'job.updated')).toBe(true);
     for (const event of events) {
       expect(event.owner_id).toBe(user.id);
-      expect(event.payload['id']).toBe(job.id);
-      expect(event.payload['ownerId']).toBe(user.id);
+      expect(event.payload.id).toBe(job.id);
+      expect(event.payload.ownerId).toBe(user.id);
     }
-    const versions = events.map((event) => Number(event.payload['version']));
+    const versions = events.map((event) => Number(event.payload.version));
     expect(versions[0]).toBe(1);
     for (let i = 1; i < versions.length; i++) expect(versions[i], `version of event ${i}`).toBeGreaterThan(versions[i - 1]!);
-    const statuses = events.map((event) => event.payload['status']);
+    const statuses = events.map((event) => event.payload.status);
     expect(statuses[0]).toBe('queued');
     expect(statuses).toContain('running');
     expect(statuses.at(-1)).toBe('succeeded');
     // The progress report of the running attempt.
-    expect(events.some((event) => event.payload['status'] === 'running' && Number(event.payload['progressPercent']) > 0)).toBe(true);
+    expect(events.some((event) => event.payload.status === 'running' && Number(event.payload.progressPercent) > 0)).toBe(true);
     expect(events.length).toBeGreaterThanOrEqual(4);
 
     await server.app.sequencer.flush();
@@ -329,12 +349,13 @@ describe('events', () => {
       if (i > 0) expect(sequence).toBeGreaterThan(sequences[i - 1]!);
     }
     expect(await server.countRows('select count(*)::int as n from events where sequence is null')).toBe(0);
-    expect(await server.countRows('select count(*)::int as n from (select sequence from events group by sequence having count(*) > 1) dupes')).toBe(0);
+    expect(
+      await server.countRows('select count(*)::int as n from (select sequence from events group by sequence having count(*) > 1) dupes'),
+    ).toBe(0);
     const [positions] = await server.query<{ last_sequence: string }>('select last_sequence from event_positions where id = 1');
     expect(Number(positions!.last_sequence)).toBe(await server.countRows('select max(sequence)::int as n from events'));
   });
 });
-
 
 describe('AdminService.GetMetrics', () => {
   test('jobs_by_status counts every job by JOB_STATUS_ name', async () => {
@@ -348,8 +369,8 @@ describe('AdminService.GetMetrics', () => {
         const { jobsByStatus } = await admin.admin.getMetrics({});
         const rows = await server.query<{ status: string; n: number }>('select status, count(*)::int as n from jobs group by status');
         expect(jobsByStatus).toEqual(Object.fromEntries(rows.map((row) => [`JOB_STATUS_${row.status.toUpperCase()}`, BigInt(row.n)])));
-        expect(jobsByStatus['JOB_STATUS_QUEUED']).toBeGreaterThanOrEqual(1n);
-        expect(jobsByStatus['JOB_STATUS_CANCELLED']).toBeGreaterThanOrEqual(1n);
+        expect(jobsByStatus.JOB_STATUS_QUEUED).toBeGreaterThanOrEqual(1n);
+        expect(jobsByStatus.JOB_STATUS_CANCELLED).toBeGreaterThanOrEqual(1n);
       },
       5000,
       100,
@@ -357,7 +378,6 @@ describe('AdminService.GetMetrics', () => {
     await expectConnectError(client.admin.getMetrics({}), Code.PermissionDenied);
   });
 });
-
 
 describe('over gRPC', () => {
   test('CreateJob and GetJob work over gRPC, errors included', async () => {

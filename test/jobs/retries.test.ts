@@ -12,7 +12,6 @@ import { server, pollSlackMs, waitForStatus, create, queueEntriesOf, jobRowOf, e
 
 useJobsServer();
 
-
 describe('failures and retries', () => {
   test('a handler that fails twice then succeeds ends SUCCEEDED on attempt 3 with the error cleared; its log lines carry their attempts', async () => {
     const { client } = await server.createUser();
@@ -27,8 +26,17 @@ describe('failures and retries', () => {
     expect(entries[0]).toMatchObject({ state: 'completed', retry_count: 2 });
     // Each failed attempt was recorded, then cleared by the success.
     const events = await eventsOf(job.id);
-    expect(events.map((event) => `${event.payload['status']}#${event.payload['attempt']}`)).toEqual(['queued#0', 'running#1', 'queued#1', 'running#2', 'queued#2', 'running#3', 'succeeded#3']);
-    for (const index of [2, 4]) expect(events[index]!.payload).toMatchObject({ errorCode: 'HANDLER_ERROR', errorMessage: `flaky failure on attempt ${index / 2}` });
+    expect(events.map((event) => `${event.payload.status}#${event.payload.attempt}`)).toEqual([
+      'queued#0',
+      'running#1',
+      'queued#1',
+      'running#2',
+      'queued#2',
+      'running#3',
+      'succeeded#3',
+    ]);
+    for (const index of [2, 4])
+      expect(events[index]!.payload).toMatchObject({ errorCode: 'HANDLER_ERROR', errorMessage: `flaky failure on attempt ${index / 2}` });
     expect(events.at(-1)!.payload).toMatchObject({ errorCode: null, errorMessage: null });
     // One log line per attempt, numbered without gaps.
     const { lines } = await client.jobs.listJobLogs({ id: job.id });
@@ -87,7 +95,6 @@ describe('failures and retries', () => {
     expect(ranMs).toBeGreaterThanOrEqual(deadlineTimeoutMs - 20);
   });
 });
-
 
 describe('RetryJob', () => {
   test('a FAILED job is QUEUED again with attempt reset and error cleared, under a new queue entry, and runs again', async () => {

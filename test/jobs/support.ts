@@ -21,7 +21,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
-import { JobStatus, type CreateJobRequestSchema, type Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import type { JobStatus, CreateJobRequestSchema, Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { heldJobType, echoJobType, waiterJobType, stubbornJobType, deadlineJobType, flakyJobType } from '../support/job-types.ts';
 import { eventually } from '../support/assertions.ts';
 import { statusName } from '../support/job-names.ts';
@@ -45,14 +45,12 @@ export function useJobsServer(): void {
   afterAll(() => server?.close());
 }
 
-
 /**
  * How long a due queue entry may wait for a worker: the runner polls every 2 s
  * (pollingIntervalSeconds in job-runner.ts), plus margin. Retries with no delay and jobs
  * whose run_after has come are picked up by that poll (no NOTIFY announces them).
  */
 export const pollSlackMs = 4000;
-
 
 export type CreateJobInit = MessageInitShape<typeof CreateJobRequestSchema>;
 
@@ -71,7 +69,9 @@ export async function waitForStatus(client: YardmasterClient, id: string, status
   } catch (error) {
     const row = await jobRowOf(id);
     const entries = await queueEntriesOf(id);
-    const described = entries.map((entry) => `${entry.state} (start_after ${new Date(entry.start_after).toISOString()}, retry_count ${entry.retry_count})`);
+    const described = entries.map(
+      (entry) => `${entry.state} (start_after ${new Date(entry.start_after).toISOString()}, retry_count ${entry.retry_count})`,
+    );
     throw new Error(
       `job ${id} (${row?.type}) is not ${statusName(status)} after ${timeoutMs} ms: it is ${row?.status}, attempt ${row?.attempt}; ` +
         `now ${new Date().toISOString()}; pg-boss entries: ${described.join(', ') || 'none'}`,
@@ -129,7 +129,8 @@ export interface EventRow {
   payload: Record<string, unknown>;
 }
 
-export const eventsOf = (jobId: string) => server.query<EventRow>('select id, sequence, kind, subject_id, owner_id, payload from events where subject_id = $1 order by id', [jobId]);
+export const eventsOf = (jobId: string) =>
+  server.query<EventRow>('select id, sequence, kind, subject_id, owner_id, payload from events where subject_id = $1 order by id', [jobId]);
 
 /** What a rejected call must not have written for a fresh user. */
 export async function writes(ownerId: string) {

@@ -6,10 +6,21 @@ import { Code } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { expectConnectError, violatedFields } from '../support/assertions.ts';
-import { method, server, admin, withRequestId, auditRows, createSleep, createNoop, jobStatuses, waitStatus, pgBossStates, useQueueServer } from './support.ts';
+import {
+  method,
+  server,
+  admin,
+  withRequestId,
+  auditRows,
+  createSleep,
+  createNoop,
+  jobStatuses,
+  waitStatus,
+  pgBossStates,
+  useQueueServer,
+} from './support.ts';
 
 useQueueServer();
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -38,7 +49,10 @@ describe('ClearQueue', () => {
     const jobs = [await createSleep(alice.client, 0), await createSleep(alice.client, 0), await createSleep(bob.client, 0)];
     const ids = jobs.map((job) => job.id);
     await server.app.sequencer.flush();
-    const versionsBefore = await server.query<{ id: string; version: number; status: string }>('select id, version, status from jobs where id = any($1::uuid[]) order by id', [ids]);
+    const versionsBefore = await server.query<{ id: string; version: number; status: string }>(
+      'select id, version, status from jobs where id = any($1::uuid[]) order by id',
+      [ids],
+    );
     const eventsBefore = await server.countRows('select count(*) as n from events where subject_id = any($1::uuid[])', [ids]);
 
     const dry = withRequestId();
@@ -46,7 +60,9 @@ describe('ClearQueue', () => {
     expect(count).toBe(3n);
     expect((await admin.queue.clearQueue({ queue: 'noop', confirm: 'noop', dryRun: true })).count).toBe(0n);
     await server.app.sequencer.flush();
-    expect(await server.query('select id, version, status from jobs where id = any($1::uuid[]) order by id', [ids])).toEqual(versionsBefore);
+    expect(await server.query('select id, version, status from jobs where id = any($1::uuid[]) order by id', [ids])).toEqual(
+      versionsBefore,
+    );
     expect(await server.countRows('select count(*) as n from events where subject_id = any($1::uuid[])', [ids])).toBe(eventsBefore);
     expect(await pgBossStates(ids)).toEqual(['created', 'created', 'created']);
     expect(await auditRows(dry.id)).toMatchObject([{ action: method('ClearQueue'), target: 'sleep', outcome: 'success' }]);
@@ -60,7 +76,12 @@ describe('ClearQueue', () => {
     await waitStatus([runningJob.id], 'running', 5000);
     await admin.queue.pauseQueue({ queue: 'sleep' });
     await admin.queue.pauseQueue({ queue: 'noop' });
-    const queued = [await createSleep(alice.client, 0), await createSleep(alice.client, 0, { priority: 9 }), await createSleep(bob.client, 0), await createSleep(bob.client, 0)];
+    const queued = [
+      await createSleep(alice.client, 0),
+      await createSleep(alice.client, 0, { priority: 9 }),
+      await createSleep(bob.client, 0),
+      await createSleep(bob.client, 0),
+    ];
     const noops = [await createNoop(alice.client), await createNoop(bob.client)];
     const ids = queued.map((job) => job.id);
 
@@ -96,18 +117,28 @@ describe('ClearQueue', () => {
 
     const [adminRow] = await server.query<{ id: string }>(`select id from users where username = 'admin'`);
     expect(await auditRows(clear.id)).toEqual([
-      { actor_id: adminRow!.id, actor_username: 'admin', action: method('ClearQueue'), target: 'sleep', outcome: 'success', error_code: null },
+      {
+        actor_id: adminRow!.id,
+        actor_username: 'admin',
+        action: method('ClearQueue'),
+        target: 'sleep',
+        outcome: 'success',
+        error_code: null,
+      },
     ]);
 
     // Nothing left to clear; after the resume the cleared jobs stay cancelled and the others run.
     expect((await admin.queue.clearQueue({ queue: 'sleep', confirm: 'sleep' })).count).toBe(0n);
     await admin.queue.resumeQueue({ queue: '' });
-    await waitStatus(noops.map((job) => job.id), 'succeeded', 5000);
+    await waitStatus(
+      noops.map((job) => job.id),
+      'succeeded',
+      5000,
+    );
     await sleep(1000);
     expect(Object.values(await jobStatuses(ids))).toEqual(['cancelled', 'cancelled', 'cancelled', 'cancelled']);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 

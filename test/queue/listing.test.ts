@@ -9,7 +9,22 @@ import { JobStatus, type Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { archiveJobType, checksumJobType, noopJobType, sleepJobType } from '../../src/jobs/builtin-job-types.ts';
 import { failOnce, release, serialJobType, startOrder, runsUntilReleasedJobType } from '../support/job-types.ts';
 import { eventually, expectConnectError, randomHex, violatedFields } from '../support/assertions.ts';
-import { queueNames, server, admin, queueOf, ms, createSleep, createNoop, createRunsUntilReleased, waitStarted, jobStatuses, waitStatus, dbCounts, countsOf, useQueueServer } from './support.ts';
+import {
+  queueNames,
+  server,
+  admin,
+  queueOf,
+  ms,
+  createSleep,
+  createNoop,
+  createRunsUntilReleased,
+  waitStarted,
+  jobStatuses,
+  waitStatus,
+  dbCounts,
+  countsOf,
+  useQueueServer,
+} from './support.ts';
 
 useQueueServer();
 
@@ -20,7 +35,14 @@ describe('ListQueues', () => {
     const { client } = await server.createUser();
     const { queues } = await client.queue.listQueues({});
     expect(queues.map((queue) => queue.name)).toEqual(queueNames);
-    const types = { archive: archiveJobType, checksum: checksumJobType, noop: noopJobType, 'runs-until-released': runsUntilReleasedJobType, serial: serialJobType, sleep: sleepJobType };
+    const types = {
+      archive: archiveJobType,
+      checksum: checksumJobType,
+      noop: noopJobType,
+      'runs-until-released': runsUntilReleasedJobType,
+      serial: serialJobType,
+      sleep: sleepJobType,
+    };
     for (const queue of queues) {
       const type = types[queue.name as keyof typeof types];
       expect(queue.description).toBe(type.description);
@@ -69,7 +91,11 @@ describe('ListQueues', () => {
       50,
     );
     expect((await dbCounts('sleep')).running).toBe(3);
-    await waitStatus(sleepers.map((job) => job.id), 'succeeded', 8000);
+    await waitStatus(
+      sleepers.map((job) => job.id),
+      'succeeded',
+      8000,
+    );
     const after = queueOf((await client.queue.listQueues({})).queues, 'sleep');
     expect(countsOf(after)).toEqual({ queued: 0, running: 0, succeeded: before.succeeded + 3, failed: before.failed + 1 });
     expect(countsOf(after)).toEqual(await dbCounts('sleep'));
@@ -87,11 +113,16 @@ describe('ListQueues', () => {
       expect(countsOf(queue)).toEqual({ ...before, running: 2 });
     }
     for (const { key } of jobs) release(key);
-    await waitStatus(jobs.map(({ job }) => job.id), 'succeeded');
-    expect(countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'runs-until-released'))).toEqual({ ...before, succeeded: before.succeeded + 2 });
+    await waitStatus(
+      jobs.map(({ job }) => job.id),
+      'succeeded',
+    );
+    expect(countsOf(queueOf((await alice.client.queue.listQueues({})).queues, 'runs-until-released'))).toEqual({
+      ...before,
+      succeeded: before.succeeded + 2,
+    });
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -104,7 +135,8 @@ describe('GetQueueStatus', () => {
     await createSleep(client, 1);
     await createSleep(client, 1);
     const [{ queues }, status] = [await client.queue.listQueues({}), await client.queue.getQueueStatus({})];
-    const sum = (field: 'queued' | 'running' | 'succeededLastHour' | 'failedLastHour') => queues.reduce((total, queue) => total + queue[field], 0n);
+    const sum = (field: 'queued' | 'running' | 'succeededLastHour' | 'failedLastHour') =>
+      queues.reduce((total, queue) => total + queue[field], 0n);
     expect(status.totals?.queued).toBe(sum('queued'));
     expect(status.totals?.queued).toBe(3n);
     expect(status.totals?.running).toBe(sum('running'));
@@ -127,7 +159,6 @@ describe('GetQueueStatus', () => {
     expect(resumed.pausedQueues).toEqual([]);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -154,7 +185,8 @@ describe('ListQueuedJobs', () => {
     // Not queued in this queue: another queue's job, and a finished one.
     await admin.queue.pauseQueue({ queue: 'sleep' });
     await createSleep(alice.client, 1);
-    const runOrder = (entries: typeof created) => [...entries].sort((a, b) => b.job.priority - a.job.priority || a.index - b.index).map((entry) => entry.job.id);
+    const runOrder = (entries: typeof created) =>
+      [...entries].sort((a, b) => b.job.priority - a.job.priority || a.index - b.index).map((entry) => entry.job.id);
 
     const aliceList = await alice.client.queue.listQueuedJobs({ queue: 'runs-until-released' });
     expect(aliceList.jobs.map((job) => job.id)).toEqual(runOrder(created.filter((entry) => entry.owner === alice.user.id)));
@@ -166,7 +198,9 @@ describe('ListQueuedJobs', () => {
     const adminList = await admin.queue.listQueuedJobs({ queue: 'runs-until-released' });
     expect(adminList.jobs.map((job) => job.id)).toEqual(runOrder(created));
     // The same as the database orders the queue.
-    const rows = await server.query<{ id: string }>(`select id from jobs where type = 'runs-until-released' and status = 'queued' order by priority desc, created_at, id`);
+    const rows = await server.query<{ id: string }>(
+      `select id from jobs where type = 'runs-until-released' and status = 'queued' order by priority desc, created_at, id`,
+    );
     expect(adminList.jobs.map((job) => job.id)).toEqual(rows.map((row) => row.id));
 
     // Page by page, in the same order.
@@ -234,7 +268,9 @@ describe('ListQueuedJobs', () => {
       const { jobs } = await client.queue.listQueuedJobs({ queue: '' });
       expect(jobs.map((job) => job.id)).toEqual([urgentNoop.id, urgentSleep.id, routineSleep.id, routineNoop.id]);
       const page = await client.queue.listQueuedJobs({ queue: '', pageSize: 3 });
-      expect((await client.queue.listQueuedJobs({ queue: '', pageToken: page.nextPageToken })).jobs.map((job) => job.id)).toEqual([routineNoop.id]);
+      expect((await client.queue.listQueuedJobs({ queue: '', pageToken: page.nextPageToken })).jobs.map((job) => job.id)).toEqual([
+        routineNoop.id,
+      ]);
     } finally {
       await admin.queue.resumeQueue({ queue: '' });
     }
@@ -250,14 +286,15 @@ describe('ListQueuedJobs', () => {
   });
 });
 
-
 describe('oldest queued age', () => {
   test('a job waiting for its run_after is not waiting yet; a due job counts from when it was queued', async () => {
     const { client } = await server.createUser();
     await admin.queue.pauseQueue({ queue: 'noop' });
     try {
       await admin.queue.clearQueue({ queue: 'noop', confirm: 'noop' });
-      const later = (await client.jobs.createJob({ type: 'noop', params: {}, runAfter: timestampFromDate(new Date(Date.now() + 3_600_000)) })).job!;
+      const later = (
+        await client.jobs.createJob({ type: 'noop', params: {}, runAfter: timestampFromDate(new Date(Date.now() + 3_600_000)) })
+      ).job!;
       await sleep(300);
       let noop = queueOf((await client.queue.listQueues({})).queues, 'noop');
       expect(Number(noop.queued)).toBe(1);
@@ -274,7 +311,6 @@ describe('oldest queued age', () => {
     }
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 

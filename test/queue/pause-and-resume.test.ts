@@ -9,10 +9,26 @@ import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { release, serialJobType, runsUntilReleasedJobType } from '../support/job-types.ts';
 import { eventually, expectConnectError } from '../support/assertions.ts';
 import { startTestServer } from '../support/test-server.ts';
-import { method, database, server, admin, withRequestId, auditRows, queueOf, createSleep, createNoop, createRunsUntilReleased, waitStarted, jobStatuses, waitStatus, pgBossStates, queueStateRows, useQueueServer } from './support.ts';
+import {
+  method,
+  database,
+  server,
+  admin,
+  withRequestId,
+  auditRows,
+  queueOf,
+  createSleep,
+  createNoop,
+  createRunsUntilReleased,
+  waitStarted,
+  jobStatuses,
+  waitStatus,
+  pgBossStates,
+  queueStateRows,
+  useQueueServer,
+} from './support.ts';
 
 useQueueServer();
-
 
 // ---------------------------------------------------------------------------------------
 
@@ -28,7 +44,14 @@ describe('PauseQueue and ResumeQueue', () => {
     expect(Object.values(await queueStateRows()).filter((row) => row.paused)).toEqual([]);
     expect((await client.queue.getQueueStatus({})).pausedQueues).toEqual([]);
     expect(await auditRows(pause.id)).toEqual([
-      { actor_id: user.id, actor_username: user.username, action: method('PauseQueue'), target: 'sleep', outcome: 'failure', error_code: 'permission_denied' },
+      {
+        actor_id: user.id,
+        actor_username: user.username,
+        action: method('PauseQueue'),
+        target: 'sleep',
+        outcome: 'failure',
+        error_code: 'permission_denied',
+      },
     ]);
   });
 
@@ -37,14 +60,25 @@ describe('PauseQueue and ResumeQueue', () => {
     const pause = withRequestId();
     const paused = await admin.queue.pauseQueue({ queue: 'sleep' }, pause.options);
     expect(paused.pausedGlobally).toBe(false);
-    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual(['archive:false', 'checksum:false', 'noop:false', 'runs-until-released:false', 'serial:false', 'sleep:true']);
-    expect((await queueStateRows())['sleep']).toEqual({ paused: true, updated_by: 'admin' });
+    expect(paused.queues.map((queue) => `${queue.name}:${queue.paused}`)).toEqual([
+      'archive:false',
+      'checksum:false',
+      'noop:false',
+      'runs-until-released:false',
+      'serial:false',
+      'sleep:true',
+    ]);
+    expect((await queueStateRows()).sleep).toEqual({ paused: true, updated_by: 'admin' });
     const [state] = await server.query<{ updated_at: Date }>(`select updated_at from queue_states where name = 'sleep'`);
     expect(Date.now() - state!.updated_at.getTime()).toBeLessThan(10_000);
 
     const sleepers = [await createSleep(client, 0), await createSleep(client, 0)];
     const noops = [await createNoop(client), await createNoop(client)];
-    await waitStatus(noops.map((job) => job.id), 'succeeded', 5000);
+    await waitStatus(
+      noops.map((job) => job.id),
+      'succeeded',
+      5000,
+    );
     await sleep(1500);
     for (const job of sleepers) {
       const { job: current } = await client.jobs.getJob({ id: job.id });
@@ -59,16 +93,34 @@ describe('PauseQueue and ResumeQueue', () => {
     const resumed = await admin.queue.resumeQueue({ queue: 'sleep' }, resume.options);
     expect(resumed.pausedGlobally).toBe(false);
     expect(resumed.queues.every((queue) => !queue.paused)).toBe(true);
-    expect((await queueStateRows())['sleep']).toEqual({ paused: false, updated_by: 'admin' });
-    await waitStatus(sleepers.map((job) => job.id), 'succeeded', 8000);
+    expect((await queueStateRows()).sleep).toEqual({ paused: false, updated_by: 'admin' });
+    await waitStatus(
+      sleepers.map((job) => job.id),
+      'succeeded',
+      8000,
+    );
     expect(await pgBossStates(sleepers.map((job) => job.id))).toEqual(['completed', 'completed']);
 
     const [adminRow] = await server.query<{ id: string }>(`select id from users where username = 'admin'`);
     expect(await auditRows(pause.id)).toEqual([
-      { actor_id: adminRow!.id, actor_username: 'admin', action: method('PauseQueue'), target: 'sleep', outcome: 'success', error_code: null },
+      {
+        actor_id: adminRow!.id,
+        actor_username: 'admin',
+        action: method('PauseQueue'),
+        target: 'sleep',
+        outcome: 'success',
+        error_code: null,
+      },
     ]);
     expect(await auditRows(resume.id)).toEqual([
-      { actor_id: adminRow!.id, actor_username: 'admin', action: method('ResumeQueue'), target: 'sleep', outcome: 'success', error_code: null },
+      {
+        actor_id: adminRow!.id,
+        actor_username: 'admin',
+        action: method('ResumeQueue'),
+        target: 'sleep',
+        outcome: 'success',
+        error_code: null,
+      },
     ]);
   });
 
@@ -81,7 +133,7 @@ describe('PauseQueue and ResumeQueue', () => {
     expect(paused.queues.every((queue) => queue.paused)).toBe(true);
     const states = await queueStateRows();
     expect(states['*']).toEqual({ paused: true, updated_by: 'admin' });
-    expect(states['sleep']?.paused).toBe(true);
+    expect(states.sleep?.paused).toBe(true);
 
     const noop = await createNoop(client);
     const sleeper = await createSleep(client, 0);
@@ -117,7 +169,9 @@ describe('PauseQueue and ResumeQueue', () => {
     await expectConnectError(admin.queue.pauseQueue({ queue: 'no-such-queue' }, pause.options), Code.NotFound);
     await expectConnectError(admin.queue.resumeQueue({ queue: 'no-such-queue' }), Code.NotFound);
     expect(await queueStateRows()).toEqual(before);
-    expect(await auditRows(pause.id)).toMatchObject([{ action: method('PauseQueue'), target: 'no-such-queue', outcome: 'failure', error_code: 'not_found' }]);
+    expect(await auditRows(pause.id)).toMatchObject([
+      { action: method('PauseQueue'), target: 'no-such-queue', outcome: 'failure', error_code: 'not_found' },
+    ]);
   });
 
   test('jobs already running finish when their queue is paused', async () => {
@@ -167,10 +221,16 @@ describe('PauseQueue and ResumeQueue', () => {
     await admin.queue.pauseQueue({ queue: 'noop' });
     const job = await createNoop(client);
     await sleep(1500);
-    const [row] = await server.query<{ status: string; queue_job_id: string; version: number }>('select status, queue_job_id, version from jobs where id = $1', [job.id]);
+    const [row] = await server.query<{ status: string; queue_job_id: string; version: number }>(
+      'select status, queue_job_id, version from jobs where id = $1',
+      [job.id],
+    );
     expect(row!.status).toBe('queued');
     // One queue entry, untouched, the one the job was created with.
-    const entries = await server.query<{ id: string; state: string }>(`select id, state from pgboss.job where name = 'noop' and data->>'jobId' = $1`, [job.id]);
+    const entries = await server.query<{ id: string; state: string }>(
+      `select id, state from pgboss.job where name = 'noop' and data->>'jobId' = $1`,
+      [job.id],
+    );
     expect(entries.length, `pg-boss entries of the paused noop job after 1.5 s`).toBe(1);
     expect(entries[0]).toEqual({ id: row!.queue_job_id, state: 'created' });
     await waitStatus([long.id], 'succeeded', 8000);

@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code, ConnectError, type CallOptions } from '@connectrpc/connect';
 import type { Duration } from '@bufbuild/protobuf/wkt';
-import { afterAll, afterEach, beforeAll, expect,} from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import type { Job } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { Queue, WatchQueuesResponse } from '../../gen/yardmaster/v1/queue_pb.ts';
@@ -45,15 +45,17 @@ export function useQueueServer(): void {
       entry.release?.();
       releases.delete(key);
     }
-    await eventually(async () => expect(await server.countRows(`select count(*) as n from jobs where status in ('queued', 'running')`)).toBe(0), 15_000, 50);
+    await eventually(
+      async () => expect(await server.countRows(`select count(*) as n from jobs where status in ('queued', 'running')`)).toBe(0),
+      15_000,
+      50,
+    );
   });
   afterAll(async () => {
     await server?.close();
     await database?.drop();
   });
 }
-
-
 
 export function withRequestId(): { id: string; options: CallOptions } {
   const id = `queue-test-${randomHex(6)}`;
@@ -70,7 +72,10 @@ export interface AuditRow {
 }
 
 export async function auditRows(requestId: string): Promise<AuditRow[]> {
-  return server.query<AuditRow>('select actor_id, actor_username, action, target, outcome, error_code from audit_events where request_id = $1', [requestId]);
+  return server.query<AuditRow>(
+    'select actor_id, actor_username, action, target, outcome, error_code from audit_events where request_id = $1',
+    [requestId],
+  );
 }
 
 export function queueOf(queues: Queue[], name: string): Queue {
@@ -83,8 +88,16 @@ export function ms(duration: Duration | undefined): number | undefined {
   return duration === undefined ? undefined : Number(duration.seconds) * 1000 + duration.nanos / 1_000_000;
 }
 
-export async function createSleep(client: YardmasterClient, seconds: number, extra: { fail?: boolean; priority?: number } = {}): Promise<Job> {
-  const { job } = await client.jobs.createJob({ type: 'sleep', params: { seconds, fail: extra.fail ?? false }, priority: extra.priority ?? 0 });
+export async function createSleep(
+  client: YardmasterClient,
+  seconds: number,
+  extra: { fail?: boolean; priority?: number } = {},
+): Promise<Job> {
+  const { job } = await client.jobs.createJob({
+    type: 'sleep',
+    params: { seconds, fail: extra.fail ?? false },
+    priority: extra.priority ?? 0,
+  });
   return job!;
 }
 
@@ -141,16 +154,22 @@ export async function dbCounts(type: string): Promise<{ queued: number; running:
 }
 
 export function countsOf(queue: Queue): { queued: number; running: number; succeeded: number; failed: number } {
-  return { queued: Number(queue.queued), running: Number(queue.running), succeeded: Number(queue.succeededLastHour), failed: Number(queue.failedLastHour) };
+  return {
+    queued: Number(queue.queued),
+    running: Number(queue.running),
+    succeeded: Number(queue.succeededLastHour),
+    failed: Number(queue.failedLastHour),
+  };
 }
 
 export async function queueStateRows(): Promise<Record<string, { paused: boolean; updated_by: string | null }>> {
-  const rows = await server.query<{ name: string; paused: boolean; updated_by: string | null }>('select name, paused, updated_by from queue_states');
+  const rows = await server.query<{ name: string; paused: boolean; updated_by: string | null }>(
+    'select name, paused, updated_by from queue_states',
+  );
   return Object.fromEntries(rows.map((row) => [row.name, { paused: row.paused, updated_by: row.updated_by }]));
 }
 
 // Streams
-
 
 export const openStreams = new Set<QueueWatch>();
 
@@ -181,7 +200,12 @@ export class QueueWatch {
   }
 
   /** Waits for a message (arriving at or after index `from`) that satisfies `condition`; returns it with its arrival time. */
-  async waitFor(condition: (message: WatchQueuesResponse) => boolean, what: string, from = 0, timeoutMs = 5000): Promise<{ message: WatchQueuesResponse; at: number }> {
+  async waitFor(
+    condition: (message: WatchQueuesResponse) => boolean,
+    what: string,
+    from = 0,
+    timeoutMs = 5000,
+  ): Promise<{ message: WatchQueuesResponse; at: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const index = this.items.findIndex((message, position) => position >= from && condition(message));

@@ -7,10 +7,20 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { describe, expect, test } from 'vitest';
 import type { Queue } from '../../gen/yardmaster/v1/queue_pb.ts';
 import { expectConnectError } from '../support/assertions.ts';
-import { heartbeatMs, queueNames, server, admin, queueOf, createSleep, createRunsUntilReleased, countsOf, QueueWatch, useQueueServer } from './support.ts';
+import {
+  heartbeatMs,
+  queueNames,
+  server,
+  admin,
+  queueOf,
+  createSleep,
+  createRunsUntilReleased,
+  countsOf,
+  QueueWatch,
+  useQueueServer,
+} from './support.ts';
 
 useQueueServer();
-
 
 describe('WatchQueues', () => {
   test('the first message holds the current counts; new jobs and pauses send new counts within a second', async () => {
@@ -18,7 +28,8 @@ describe('WatchQueues', () => {
     const stream = new QueueWatch(client);
     const { message: first } = await stream.waitFor(() => true, 'the first message');
     const listed = await client.queue.listQueues({});
-    const comparable = (queues: Queue[]) => queues.map((queue) => ({ ...countsOf(queue), name: queue.name, paused: queue.paused, concurrency: queue.concurrency }));
+    const comparable = (queues: Queue[]) =>
+      queues.map((queue) => ({ ...countsOf(queue), name: queue.name, paused: queue.paused, concurrency: queue.concurrency }));
     expect(comparable(first.queues)).toEqual(comparable(listed.queues));
     expect(first.pausedGlobally).toBe(false);
     expect(first.totals?.queued).toBe(0n);
@@ -38,7 +49,12 @@ describe('WatchQueues', () => {
     sent = performance.now();
     await createSleep(client, 0);
     await createSleep(client, 0);
-    const countedMessage = await stream.waitFor((message) => queueOf(message.queues, 'sleep').queued === 2n, 'two queued sleep jobs', from, 3000);
+    const countedMessage = await stream.waitFor(
+      (message) => queueOf(message.queues, 'sleep').queued === 2n,
+      'two queued sleep jobs',
+      from,
+      3000,
+    );
     expect(countedMessage.at - sent).toBeLessThan(1000);
     expect(countedMessage.message.totals?.queued).toBe(2n);
     expect(countedMessage.message.totals?.oldestQueuedAge).toBeDefined();
@@ -47,11 +63,20 @@ describe('WatchQueues', () => {
     // A global pause, then the resume: the jobs run and the counts follow.
     from = stream.items.length;
     await admin.queue.pauseQueue({ queue: '' });
-    await stream.waitFor((message) => message.pausedGlobally && message.queues.every((queue) => queue.paused), 'the global pause', from, 3000);
+    await stream.waitFor(
+      (message) => message.pausedGlobally && message.queues.every((queue) => queue.paused),
+      'the global pause',
+      from,
+      3000,
+    );
     from = stream.items.length;
     await admin.queue.resumeQueue({ queue: '' });
     const done = await stream.waitFor(
-      (message) => !message.pausedGlobally && queueOf(message.queues, 'sleep').queued === 0n && queueOf(message.queues, 'sleep').running === 0n && !queueOf(message.queues, 'sleep').paused,
+      (message) =>
+        !message.pausedGlobally &&
+        queueOf(message.queues, 'sleep').queued === 0n &&
+        queueOf(message.queues, 'sleep').running === 0n &&
+        !queueOf(message.queues, 'sleep').paused,
       'the jobs to run',
       from,
       8000,
@@ -76,7 +101,10 @@ describe('WatchQueues', () => {
     const gaps = stream.arrivals.slice(1).map((at, index) => at - stream.arrivals[index]!);
     const sorted = [...gaps].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)]!;
-    expect(median, `gaps between quiet messages (interval ${heartbeatMs} ms): ${gaps.map((gap) => gap.toFixed(0)).join(', ')} ms`).toBeLessThan(heartbeatMs + 150);
+    expect(
+      median,
+      `gaps between quiet messages (interval ${heartbeatMs} ms): ${gaps.map((gap) => gap.toFixed(0)).join(', ')} ms`,
+    ).toBeLessThan(heartbeatMs + 150);
   });
 
   test('over gRPC: the counts first, then changes', async () => {
@@ -89,7 +117,12 @@ describe('WatchQueues', () => {
     const from = stream.items.length;
     await admin.queue.pauseQueue({ queue: 'runs-until-released' });
     await createRunsUntilReleased(grpc);
-    await stream.waitFor((message) => queueOf(message.queues, 'runs-until-released').paused && queueOf(message.queues, 'runs-until-released').queued === 1n, 'the paused queue with one job', from, 3000);
+    await stream.waitFor(
+      (message) => queueOf(message.queues, 'runs-until-released').paused && queueOf(message.queues, 'runs-until-released').queued === 1n,
+      'the paused queue with one job',
+      from,
+      3000,
+    );
     await stream.cancel();
     await expectConnectError(
       (async () => {

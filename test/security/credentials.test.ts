@@ -46,7 +46,7 @@ type Claims = { sub: string; sid: string; role: string };
 /** sub/sid/role of user A's real access token. */
 function claimsOfA(): Claims {
   const payload = decodeJwt(userA.client.tokens!.accessToken);
-  return { sub: payload.sub!, sid: payload['sid'] as string, role: payload['role'] as string };
+  return { sub: payload.sub!, sid: payload.sid as string, role: payload.role as string };
 }
 
 interface BadCredentialCase {
@@ -190,8 +190,8 @@ const badCredentials: BadCredentialCase[] = [
     header: async () => {
       const [header, payload, signature] = userA.client.tokens!.accessToken.split('.');
       const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8')) as Record<string, unknown>;
-      expect(claims['role']).toBe('user');
-      claims['role'] = 'admin';
+      expect(claims.role).toBe('user');
+      claims.role = 'admin';
       return `Bearer ${header}.${base64url(claims)}.${signature}`;
     },
   },
@@ -218,10 +218,10 @@ const badCredentials: BadCredentialCase[] = [
 useSecurityServer();
 
 describe('bearer credentials that must not work', () => {
-  test('sanity: user A\'s real token works on GetMe over raw JSON', async () => {
+  test("sanity: user A's real token works on GetMe over raw JSON", async () => {
     const reply = await postJson('/yardmaster.v1.AuthService/GetMe', '{}', { authorization: `Bearer ${userA.client.tokens!.accessToken}` });
     expect(reply.status, reply.text).toBe(200);
-    expect((reply.json['user'] as { id: string }).id).toBe(userA.user.id);
+    expect((reply.json.user as { id: string }).id).toBe(userA.user.id);
   });
 
   test.each(badCredentials)('$name -> Unauthenticated', async ({ header, reason, bearer }) => {
@@ -229,7 +229,7 @@ describe('bearer credentials that must not work', () => {
 
     const reply = await postJson('/yardmaster.v1.AuthService/GetMe', '{}', { authorization });
     expectJsonError(reply, 401, 'unauthenticated', reason);
-    expect(reply.json['user']).toBeUndefined();
+    expect(reply.json.user).toBeUndefined();
 
     const viaConnect = await expectConnectError(() => server.authClient({ authorization }).getMe({}), Code.Unauthenticated, reason);
     expectHygienicError(viaConnect);
@@ -253,7 +253,10 @@ describe('bearer credentials that must not work', () => {
       ['claim sub is malformed', signWithServerKey({ ...claimsOfA(), sub: 'admin' })],
       ['claim sid is missing', signWithServerKey({ sub: claimsOfA().sub, role: 'user' })],
       ['issued in the future', signWithServerKey(claimsOfA(), { issuedAt: now + 300, expiresAt: now + 600 })],
-      ['lives longer than this server issues tokens for', signWithServerKey(claimsOfA(), { issuedAt: now, expiresAt: now + 10 * 365 * 86_400 })],
+      [
+        'lives longer than this server issues tokens for',
+        signWithServerKey(claimsOfA(), { issuedAt: now, expiresAt: now + 10 * 365 * 86_400 }),
+      ],
     ];
     for (const [message, token] of cases) {
       const error = await expectConnectError(server.bearerAuthClient(await token).getMe({}), Code.Unauthenticated, 'ACCESS_TOKEN_INVALID');
@@ -273,15 +276,14 @@ describe('bearer credentials that must not work', () => {
   });
 });
 
-
 describe('public methods with stale credentials', () => {
   test('Login succeeds with a garbage Authorization header', async () => {
     const body = JSON.stringify({ username: userA.user.username, password: userA.password });
     for (const authorization of ['garbage', 'Bearer garbage.token.here', 'Basic x', `Bearer ym_${randomBytes(8).toString('hex')}`]) {
       const reply = await postJson('/yardmaster.v1.AuthService/Login', body, { authorization });
       expect(reply.status, `${authorization}: ${reply.text}`).toBe(200);
-      expect(reply.json['accessToken']).toEqual(expect.any(String));
-      expect((reply.json['user'] as { id: string }).id).toBe(userA.user.id);
+      expect(reply.json.accessToken).toEqual(expect.any(String));
+      expect((reply.json.user as { id: string }).id).toBe(userA.user.id);
     }
     const typed = await server.authClient({ authorization: 'garbage' }).login({ username: userA.user.username, password: userA.password });
     expect(typed.user?.id).toBe(userA.user.id);
@@ -291,11 +293,12 @@ describe('public methods with stale credentials', () => {
     const { sub, sid, role } = claimsOfA();
     const now = Math.floor(Date.now() / 1000);
     const expired = await signWithServerKey({ sub, sid, role }, { issuedAt: now - 7200, expiresAt: now - 3600 });
-    const response = await server.authClient({ authorization: `Bearer ${expired}` }).login({ username: userA.user.username, password: userA.password });
+    const response = await server
+      .authClient({ authorization: `Bearer ${expired}` })
+      .login({ username: userA.user.username, password: userA.password });
     expect(response.accessToken).not.toBe('');
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // Secrets at rest
@@ -315,10 +318,12 @@ describe('secrets at rest', () => {
     expect((await server.client({ apiKey: key.secret }).auth.getMe({})).user?.username).toBe(name);
     // A password change, so a second hash is written.
     const newPassword = `${password}-changed`;
-    await server.client({ tokens: { accessToken: refreshed.accessToken, refreshToken: refreshed.refreshToken, accessTokenExpiresAt: undefined } }).auth.changePassword({
-      currentPassword: password,
-      newPassword,
-    });
+    await server
+      .client({ tokens: { accessToken: refreshed.accessToken, refreshToken: refreshed.refreshToken, accessTokenExpiresAt: undefined } })
+      .auth.changePassword({
+        currentPassword: password,
+        newPassword,
+      });
 
     const secrets: Record<string, string> = {
       password,
@@ -348,7 +353,6 @@ describe('secrets at rest', () => {
     expect(Number(passes)).toBeGreaterThanOrEqual(2);
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // Timing
@@ -380,7 +384,9 @@ describe('timing', () => {
     const ratio = median(unknown) / median(wrongPassword);
     // Without the decoy hash an unknown name would answer 20 to 50 times faster (a lookup
     // against an argon2 verification); the bounds leave room for a loaded machine.
-    expect(ratio, `unknown ${median(unknown).toFixed(1)} ms vs wrong password ${median(wrongPassword).toFixed(1)} ms`).toBeGreaterThan(1 / 3);
+    expect(ratio, `unknown ${median(unknown).toFixed(1)} ms vs wrong password ${median(wrongPassword).toFixed(1)} ms`).toBeGreaterThan(
+      1 / 3,
+    );
     expect(ratio).toBeLessThan(3);
 
     // And the replies are the same.

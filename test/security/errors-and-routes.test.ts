@@ -16,10 +16,21 @@ import { QueueService } from '../../gen/yardmaster/v1/queue_pb.ts';
 import { BadRequestSchema, Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { connectErrorOf, expectConnectError, waitUntil } from '../support/assertions.ts';
 import { adminPassword } from '../support/test-server.ts';
-import { server, userA, userB, admin, postJson, jsonDetail, expectHygienic, expectHygienicError, expectJsonError, base64url, useSecurityServer } from './support.ts';
+import {
+  server,
+  userA,
+  userB,
+  admin,
+  postJson,
+  jsonDetail,
+  expectHygienic,
+  expectHygienicError,
+  expectJsonError,
+  base64url,
+  useSecurityServer,
+} from './support.ts';
 
 useSecurityServer();
-
 
 // ---------------------------------------------------------------------------------------
 // Error hygiene
@@ -45,19 +56,46 @@ describe('error hygiene', () => {
       ['listApiKeys bad page token', () => userA.client.auth.listApiKeys({ pageToken: 'not-a-token' })],
       ['listApiKeys forged page token', () => userA.client.auth.listApiKeys({ pageToken: base64url({ c: "x' or 1=1", q: 'abc' }) })],
       ['listSessions negative page size', () => userA.client.auth.listSessions({ pageSize: -1 })],
-      ['changePassword wrong current', () => userA.client.auth.changePassword({ currentPassword: 'nope-nope-nope', newPassword: 'another-long-password' })],
+      [
+        'changePassword wrong current',
+        () => userA.client.auth.changePassword({ currentPassword: 'nope-nope-nope', newPassword: 'another-long-password' }),
+      ],
       ['changePassword too short', () => userA.client.auth.changePassword({ currentPassword: userA.password, newPassword: 'short' })],
       ['admin getUser unknown', () => admin.admin.getUser({ id: randomUUID() })],
       ['admin getUser not a uuid', () => admin.admin.getUser({ id: 'abc' })],
-      ['admin createUser duplicate', () => admin.admin.createUser({ username: userA.user.username, email: userA.user.email, password: 'a-long-password-1', role: Role.USER })],
-      ['admin createUser duplicate email', () => admin.admin.createUser({ username: 'fresh-name', email: userA.user.email, password: 'a-long-password-1', role: Role.USER })],
-      ['admin createUser invalid', () => admin.admin.createUser({ username: 'x', email: 'not-an-email', password: 'short', role: Role.UNSPECIFIED })],
+      [
+        'admin createUser duplicate',
+        () =>
+          admin.admin.createUser({
+            username: userA.user.username,
+            email: userA.user.email,
+            password: 'a-long-password-1',
+            role: Role.USER,
+          }),
+      ],
+      [
+        'admin createUser duplicate email',
+        () => admin.admin.createUser({ username: 'fresh-name', email: userA.user.email, password: 'a-long-password-1', role: Role.USER }),
+      ],
+      [
+        'admin createUser invalid',
+        () => admin.admin.createUser({ username: 'x', email: 'not-an-email', password: 'short', role: Role.UNSPECIFIED }),
+      ],
       ['admin updateUser bad mask', () => admin.admin.updateUser({ user: { id: userB.user.id }, updateMask: { paths: ['password'] } })],
-      ['admin updateUser unknown', () => admin.admin.updateUser({ user: { id: randomUUID(), email: 'a@example.com' }, updateMask: { paths: ['email'] } })],
+      [
+        'admin updateUser unknown',
+        () => admin.admin.updateUser({ user: { id: randomUUID(), email: 'a@example.com' }, updateMask: { paths: ['email'] } }),
+      ],
       ['admin deleteUser wrong confirm', () => admin.admin.deleteUser({ id: userB.user.id, confirm: 'wrong' })],
       ['admin getSetting unknown', () => admin.admin.getSetting({ key: 'no.such.setting' })],
-      ['admin updateSetting wrong type', () => admin.admin.updateSetting({ key: 'auth.password_min_length', value: { kind: { case: 'stringValue', value: 'twelve' } } })],
-      ['admin updateSetting out of range', () => admin.admin.updateSetting({ key: 'auth.password_min_length', value: { kind: { case: 'numberValue', value: 3 } } })],
+      [
+        'admin updateSetting wrong type',
+        () => admin.admin.updateSetting({ key: 'auth.password_min_length', value: { kind: { case: 'stringValue', value: 'twelve' } } }),
+      ],
+      [
+        'admin updateSetting out of range',
+        () => admin.admin.updateSetting({ key: 'auth.password_min_length', value: { kind: { case: 'numberValue', value: 3 } } }),
+      ],
       ['admin listAuditEvents bad token', () => admin.admin.listAuditEvents({ pageToken: '%%%' })],
       ['admin listUsers bad order', () => admin.admin.listUsers({ orderBy: 'password_hash desc; drop table users' })],
       ['user on admin method', () => userA.client.admin.listUsers({})],
@@ -95,10 +133,12 @@ describe('error hygiene', () => {
           const value = repeated ? [notAUuid] : notAUuid;
           if (second) body[first!] = { [second]: value };
           else body[first!] = value;
-          const reply = await postJson(`/${service.typeName}/${method.name}`, JSON.stringify(body), { authorization: `Bearer ${adminToken}` });
-          results.push(`${method.name} ${path}: ${reply.status} ${String(reply.json['code'])} ${String(reply.json['message'])}`);
+          const reply = await postJson(`/${service.typeName}/${method.name}`, JSON.stringify(body), {
+            authorization: `Bearer ${adminToken}`,
+          });
+          results.push(`${method.name} ${path}: ${reply.status} ${String(reply.json.code)} ${String(reply.json.message)}`);
           expect(reply.status, `${method.name} ${path}: ${reply.text}`).toBe(400);
-          expect(reply.json['code'], `${method.name} ${path}`).toBe('invalid_argument');
+          expect(reply.json.code, `${method.name} ${path}`).toBe('invalid_argument');
           expectHygienic(reply.text);
         }
       }
@@ -114,7 +154,14 @@ describe('error hygiene', () => {
   });
 
   test('a body of the wrong type -> InvalidArgument', async () => {
-    for (const body of ['{"username": 5, "password": "x"}', '{"username": ["a"], "password": "x"}', '[1, 2]', '"a string"', '42', '{"pageSize": "many"}']) {
+    for (const body of [
+      '{"username": 5, "password": "x"}',
+      '{"username": ["a"], "password": "x"}',
+      '[1, 2]',
+      '"a string"',
+      '42',
+      '{"pageSize": "many"}',
+    ]) {
       const path = body.includes('pageSize') ? '/yardmaster.v1.AuthService/ListApiKeys' : '/yardmaster.v1.AuthService/Login';
       const reply = await postJson(path, body, { authorization: `Bearer ${userA.client.tokens!.accessToken}` });
       expectJsonError(reply, 400, 'invalid_argument');
@@ -122,7 +169,10 @@ describe('error hygiene', () => {
   });
 
   test('unknown JSON fields -> InvalidArgument', async () => {
-    const reply = await postJson('/yardmaster.v1.AuthService/Login', JSON.stringify({ username: 'admin', password: adminPassword, isAdmin: true }));
+    const reply = await postJson(
+      '/yardmaster.v1.AuthService/Login',
+      JSON.stringify({ username: 'admin', password: adminPassword, isAdmin: true }),
+    );
     expectJsonError(reply, 400, 'invalid_argument');
     const getMe = await postJson('/yardmaster.v1.AuthService/GetMe', '{"userId": "someone-else"}', {
       authorization: `Bearer ${userA.client.tokens!.accessToken}`,
@@ -150,8 +200,19 @@ describe('error hygiene', () => {
     const agent = new http.Agent({ keepAlive: true });
     try {
       const clients = {
-        'connect http/1.1': createClient(AuthService, createConnectTransport({ baseUrl: server.url, httpVersion: '1.1', nodeOptions: { agent } })),
-        'grpc-web http/1.1': createClient(AuthService, createGrpcWebTransport({ baseUrl: server.url, httpVersion: '1.1', useBinaryFormat: true, nodeOptions: { agent: new http.Agent() } })),
+        'connect http/1.1': createClient(
+          AuthService,
+          createConnectTransport({ baseUrl: server.url, httpVersion: '1.1', nodeOptions: { agent } }),
+        ),
+        'grpc-web http/1.1': createClient(
+          AuthService,
+          createGrpcWebTransport({
+            baseUrl: server.url,
+            httpVersion: '1.1',
+            useBinaryFormat: true,
+            nodeOptions: { agent: new http.Agent() },
+          }),
+        ),
         grpc: server.client({ protocol: 'grpc' }).auth,
       };
       for (const [name, client] of Object.entries(clients)) {
@@ -182,7 +243,9 @@ describe('error hygiene', () => {
       const refused = await connectErrorOf(() => client.login({ username: huge, password: 'x' }, { timeoutMs: 10_000 }));
       expect(refused.code).toBe(Code.ResourceExhausted);
       const next = await client.login({ username: 'admin', password: adminPassword }, { timeoutMs: 3000 }).catch((error: unknown) => error);
-      expect.soft(next instanceof ConnectError ? `${Code[next.code]}: ${next.rawMessage}` : 'answered', 'next call on the pooled connection').toBe('answered');
+      expect
+        .soft(next instanceof ConnectError ? `${Code[next.code]}: ${next.rawMessage}` : 'answered', 'next call on the pooled connection')
+        .toBe('answered');
     } finally {
       agent.destroy();
     }
@@ -197,10 +260,14 @@ describe('error hygiene', () => {
       socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
       socket.on('close', () => (closed = true));
       socket.on('error', () => {});
-      socket.write('POST /yardmaster.v1.AuthService/Login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n');
+      socket.write(
+        'POST /yardmaster.v1.AuthService/Login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+      );
       const chunk = Buffer.alloc(1024 * 1024, 'a');
       for (let i = 0; i < 9 && !closed; i++) {
-        await new Promise<void>((resolve) => socket.write(`${chunk.length.toString(16)}\r\n`, () => socket.write(chunk, () => socket.write('\r\n', () => resolve()))));
+        await new Promise<void>((resolve) =>
+          socket.write(`${chunk.length.toString(16)}\r\n`, () => socket.write(chunk, () => socket.write('\r\n', () => resolve()))),
+        );
       }
       if (!closed) socket.write('0\r\n\r\n');
       await waitUntil(() => /\r\n\r\n/.test(received) || closed, 5000);
@@ -219,7 +286,10 @@ describe('error hygiene', () => {
 
   test('a huge password (2000 characters) on Login -> InvalidArgument before any hashing', async () => {
     for (const username of [userA.user.username, 'unknown-user-for-huge-password']) {
-      const error = await expectConnectError(() => server.client().auth.login({ username, password: 'p'.repeat(2000) }), Code.InvalidArgument);
+      const error = await expectConnectError(
+        () => server.client().auth.login({ username, password: 'p'.repeat(2000) }),
+        Code.InvalidArgument,
+      );
       expectHygienicError(error);
       expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field)).toContain('password');
     }
@@ -228,7 +298,6 @@ describe('error hygiene', () => {
     expect(jsonDetail(reply.json, BadRequestSchema)?.fieldViolations[0]?.field).toBe('password');
   });
 });
-
 
 // ---------------------------------------------------------------------------------------
 // Routes and request ids
@@ -262,7 +331,9 @@ describe('routes and request ids', () => {
 
   test('an insane x-request-id is replaced by a generated one', async () => {
     for (const insane of ['has spaces in it', 'x'.repeat(300), 'new\tline', '<script>alert(1)</script>', 'a;b', '']) {
-      const reply = await postJson('/yardmaster.v1.AuthService/Login', JSON.stringify({ username: 'admin', password: adminPassword }), { 'x-request-id': insane });
+      const reply = await postJson('/yardmaster.v1.AuthService/Login', JSON.stringify({ username: 'admin', password: adminPassword }), {
+        'x-request-id': insane,
+      });
       expect(reply.status).toBe(200);
       const echoed = reply.headers.get('x-request-id');
       expect(echoed, insane).toBeTruthy();
@@ -279,11 +350,26 @@ describe('routes and request ids', () => {
       fetch(`${server.url}/metrics`),
       fetch(`${server.url}/.well-known/jwks.json`),
       fetch(`${server.url}/no/such/route`),
-      fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{}' }),
-      fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }),
+      fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: '{}',
+      }),
+      fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      }),
       fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' }),
-      fetch(`${server.url}/yardmaster.v1.AuthService/Login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' }),
-      fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, { method: 'OPTIONS', headers: { origin: 'https://x.example.com', 'access-control-request-method': 'POST' } }),
+      fetch(`${server.url}/yardmaster.v1.AuthService/Login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{',
+      }),
+      fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://x.example.com', 'access-control-request-method': 'POST' },
+      }),
     ]);
     const ids = new Set<string>();
     for (const response of responses) {

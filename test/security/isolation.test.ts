@@ -4,19 +4,18 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { Code, type Client } from '@connectrpc/connect';
-import { AdminService } from '../../gen/yardmaster/v1/admin_pb.ts';
+import type { AdminService } from '../../gen/yardmaster/v1/admin_pb.ts';
 import { BadRequestSchema, Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { connectErrorOf, expectConnectError } from '../support/assertions.ts';
 import { server, userA, userB, worker, admin, postJson, expectHygienicError, expectJsonError, useSecurityServer } from './support.ts';
 
 useSecurityServer();
 
-
 // ---------------------------------------------------------------------------------------
 // Isolation and roles
 
 describe('cross-user isolation', () => {
-  test('user A cannot revoke, or see, user B\'s API keys and sessions', async () => {
+  test("user A cannot revoke, or see, user B's API keys and sessions", async () => {
     const keyOfB = await userB.client.auth.createApiKey({ name: 'b-key' });
     const keyOfA = await userA.client.auth.createApiKey({ name: 'a-key' });
     const sessionsOfB = await userB.client.auth.listSessions({});
@@ -58,12 +57,20 @@ describe('cross-user isolation', () => {
   });
 });
 
-
 /** Every AdminService method, called with a harmless request. */
 const adminCalls: [string, (client: Client<typeof AdminService>) => Promise<unknown>][] = [
   ['ListUsers', (c) => c.listUsers({})],
   ['GetUser', (c) => c.getUser({ id: randomUUID() })],
-  ['CreateUser', (c) => c.createUser({ username: `x-${randomBytes(3).toString('hex')}`, email: 'x@example.com', password: 'a-long-password-1', role: Role.ADMIN })],
+  [
+    'CreateUser',
+    (c) =>
+      c.createUser({
+        username: `x-${randomBytes(3).toString('hex')}`,
+        email: 'x@example.com',
+        password: 'a-long-password-1',
+        role: Role.ADMIN,
+      }),
+  ],
   ['UpdateUser', (c) => c.updateUser({ user: { id: randomUUID(), role: Role.ADMIN }, updateMask: { paths: ['role'] } })],
   ['DeleteUser', (c) => c.deleteUser({ id: randomUUID(), confirm: 'x' })],
   ['ResetUserPassword', (c) => c.resetUserPassword({ id: randomUUID() })],
@@ -103,10 +110,12 @@ describe('SQL in job filters is data', () => {
   test('filters with thousands of types or statuses are InvalidArgument', async () => {
     const types = Array.from({ length: 5000 }, (_, index) => `type-${index}`);
     await expectConnectError(userA.client.jobs.listJobs({ filter: { types } }), Code.InvalidArgument);
-    await expectConnectError(userA.client.jobs.listJobs({ filter: { statuses: Array.from({ length: 50 }, () => 1) } }), Code.InvalidArgument);
+    await expectConnectError(
+      userA.client.jobs.listJobs({ filter: { statuses: Array.from({ length: 50 }, () => 1) } }),
+      Code.InvalidArgument,
+    );
   });
 });
-
 
 describe('admin methods', () => {
   test.each(adminCalls)('%s as a user and as a worker -> PermissionDenied', async (name, call) => {
@@ -115,7 +124,9 @@ describe('admin methods', () => {
       expectHygienicError(error);
     }
     // The raw JSON reply is the same.
-    const reply = await postJson(`/yardmaster.v1.AdminService/${name}`, '{}', { authorization: `Bearer ${worker.client.tokens!.accessToken}` });
+    const reply = await postJson(`/yardmaster.v1.AdminService/${name}`, '{}', {
+      authorization: `Bearer ${worker.client.tokens!.accessToken}`,
+    });
     expectJsonError(reply, 403, 'permission_denied', 'ROLE_NOT_ALLOWED');
   });
 

@@ -11,7 +11,6 @@ import { bodyDeadlineMs, server, userA, useSecurityServer } from './support.ts';
 
 useSecurityServer();
 
-
 describe('slow request bodies', () => {
   const login = '/yardmaster.v1.AuthService/Login';
   const started = () => performance.now();
@@ -19,7 +18,12 @@ describe('slow request bodies', () => {
   test('over HTTP/2, a single-message body that stalls is cut after the deadline, and the server answers others meanwhile', async () => {
     const session = http2.connect(server.url);
     try {
-      const stream = session.request({ ':method': 'POST', ':path': login, 'content-type': 'application/json', 'content-length': String(4 * 1024 * 1024) });
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': login,
+        'content-type': 'application/json',
+        'content-length': String(4 * 1024 * 1024),
+      });
       stream.write(Buffer.alloc(256 * 1024, 0x20));
       const t0 = started();
       const closed = await new Promise<number>((resolve) => {
@@ -49,7 +53,6 @@ describe('slow request bodies', () => {
   });
 });
 
-
 describe('values out of range', () => {
   test('times outside the years 1 to 9999 are InvalidArgument naming the field, on every call that takes one', async () => {
     const far = { seconds: 10n ** 15n, nanos: 0 };
@@ -66,7 +69,10 @@ describe('values out of range', () => {
     ];
     for (const [field, call] of cases) {
       const error = await expectConnectError(call, Code.InvalidArgument);
-      expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field), field).toEqual([field]);
+      expect(
+        error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field),
+        field,
+      ).toEqual([field]);
     }
   });
 
@@ -74,7 +80,10 @@ describe('values out of range', () => {
     const grpcAdmin = await server.adminClient({ protocol: 'grpc' });
     const before = (await grpcAdmin.admin.getSetting({ key: 'auth.account_failure_limit' })).setting?.value;
     for (const value of [Number.NaN, Number.POSITIVE_INFINITY]) {
-      const error = await expectConnectError(grpcAdmin.admin.updateSetting({ key: 'auth.account_failure_limit', value: { kind: { case: 'numberValue', value } } }), Code.InvalidArgument);
+      const error = await expectConnectError(
+        grpcAdmin.admin.updateSetting({ key: 'auth.account_failure_limit', value: { kind: { case: 'numberValue', value } } }),
+        Code.InvalidArgument,
+      );
       expect(error.findDetails(BadRequestSchema)[0]?.fieldViolations.map((violation) => violation.field)).toEqual(['value']);
     }
     expect((await grpcAdmin.admin.getSetting({ key: 'auth.account_failure_limit' })).setting?.value).toEqual(before);

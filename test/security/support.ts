@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect } from 'vitest';
 import { fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { ConnectError } from '@connectrpc/connect';
+import type { ConnectError } from '@connectrpc/connect';
 import { BadRequestSchema, ErrorInfoSchema, Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { startTestServer, type TestServer, type TestUser } from '../support/test-server.ts';
@@ -87,9 +87,15 @@ export function expectHygienic(text: string): void {
     [/(^|[\s"'])(\w*Error|Exception):/, 'error class prefix'],
     [/\bselect\b[\s\S]*\bfrom\b/i, 'SQL'],
     [/\binsert\s+into\b|\bdelete\s+from\b|\bupdate\s+"?\w+"?\s+set\b/i, 'SQL'],
-    [/\b(refresh_tokens|api_keys|signing_keys|audit_events|rate_limit_counters|mikro_orm_migrations|password_hash|secret_hash|token_hash|private_jwk)\b/, 'table or column name'],
+    [
+      /\b(refresh_tokens|api_keys|signing_keys|audit_events|rate_limit_counters|mikro_orm_migrations|password_hash|secret_hash|token_hash|private_jwk)\b/,
+      'table or column name',
+    ],
     [/"(users|sessions|settings)"|\b(users|sessions|settings)\.(id|user_id|username|email|key)\b/, 'table name'],
-    [/duplicate key|violates|constraint|relation "|syntax error|postgres|\bpg_|mikro-?orm|DriverException|ECONNREFUSED/i, 'database internals'],
+    [
+      /duplicate key|violates|constraint|relation "|syntax error|postgres|\bpg_|mikro-?orm|DriverException|ECONNREFUSED/i,
+      'database internals',
+    ],
   ];
   for (const [pattern, what] of forbidden) {
     expect(text, `${what} in ${JSON.stringify(text)}`).not.toMatch(pattern);

@@ -22,7 +22,9 @@ export async function connectErrorOf(callOrPromise: CallOrPromise): Promise<Conn
     expect(error).toBeInstanceOf(ConnectError);
     return error as ConnectError;
   }
-  throw new Error(`expected the call to fail, but it succeeded with ${JSON.stringify(outcome, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))}`);
+  throw new Error(
+    `expected the call to fail, but it succeeded with ${JSON.stringify(outcome, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))}`,
+  );
 }
 
 /** The call's ConnectError, after checking its code and, when given, its ErrorInfo reason. */

@@ -33,7 +33,7 @@ export default async function setup(project: TestProject) {
   const logger = createLogger('warn');
   let scratchDir: string | undefined;
   let stopPostgres: (() => Promise<void>) | undefined;
-  let adminUrl = process.env['TEST_DATABASE_URL'];
+  let adminUrl = process.env.TEST_DATABASE_URL;
   if (!adminUrl) {
     scratchDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-test-'));
     const embedded = await startEmbeddedPostgres({
@@ -60,7 +60,13 @@ export default async function setup(project: TestProject) {
   await orm.close();
 
   const objectsDir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-test-objects-'));
-  const s3 = await startEmbeddedS3({ directory: objectsDir, host: '127.0.0.1', bucket: 'yardmaster-test', secretKey: randomBytes(24).toString('base64url'), logger });
+  const s3 = await startEmbeddedS3({
+    directory: objectsDir,
+    host: '127.0.0.1',
+    bucket: 'yardmaster-test',
+    secretKey: randomBytes(24).toString('base64url'),
+    logger,
+  });
 
   project.provide('adminDatabaseUrl', adminUrl);
   project.provide('templateDatabase', templateDatabase);

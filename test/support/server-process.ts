@@ -19,11 +19,14 @@ export interface ServerProcess {
  * `ownProcessGroup`, it leads a process group, as a command started at a terminal does
  * (a Ctrl-C there signals the whole group).
  */
-export function startServerProcess(env: Record<string, string>, { timeoutMs = 60_000, ownProcessGroup = false } = {}): Promise<ServerProcess> {
+export function startServerProcess(
+  env: Record<string, string>,
+  { timeoutMs = 60_000, ownProcessGroup = false } = {},
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['src/start.js'], {
     cwd: repoRoot,
     detached: ownProcessGroup,
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: '0', LOG_LEVEL: 'info', ...env },
   });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));

@@ -77,10 +77,25 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const ownsDatabase = options.database === undefined;
   const database = options.database ?? (await createTestDatabase());
   const config = loadConfig({ PORT: '0', ADMIN_PASSWORD: adminPassword, DATABASE_URL: database.url, ...options.env });
-  const logger = createLogger((process.env['TEST_LOG_LEVEL'] as LogLevel | undefined) ?? 'silent');
+  const logger = createLogger((process.env.TEST_LOG_LEVEL as LogLevel | undefined) ?? 'silent');
   const endpoint = inject('s3Endpoint');
-  const storage = { endpoint, publicEndpoint: endpoint, ...inject('s3Credentials'), bucket: `test-${randomBytes(6).toString('hex')}`, region: 'us-east-1' };
-  const app = await createApp({ config, databaseUrl: database.url, storage, logger, extraJobTypes: options.jobTypes, jobDrainMs: 1000, requestBodyDeadlineMs: options.requestBodyDeadlineMs, ...options.appOptions });
+  const storage = {
+    endpoint,
+    publicEndpoint: endpoint,
+    ...inject('s3Credentials'),
+    bucket: `test-${randomBytes(6).toString('hex')}`,
+    region: 'us-east-1',
+  };
+  const app = await createApp({
+    config,
+    databaseUrl: database.url,
+    storage,
+    logger,
+    extraJobTypes: options.jobTypes,
+    jobDrainMs: 1000,
+    requestBodyDeadlineMs: options.requestBodyDeadlineMs,
+    ...options.appOptions,
+  });
   let listener: Listener;
   try {
     listener = await listen(app.handler, {

@@ -13,7 +13,8 @@ export function authInterceptor(session: TokenSession): Interceptor {
     try {
       return await next(req);
     } catch (error) {
-      const retryable = !req.stream && bearer !== undefined && session.canRefresh && error instanceof ConnectError && error.code === Code.Unauthenticated;
+      const retryable =
+        !req.stream && bearer !== undefined && session.canRefresh && error instanceof ConnectError && error.code === Code.Unauthenticated;
       if (!retryable) throw error;
       const sentToken = bearer;
       // Another call may have refreshed meanwhile; only refresh if the token is still the failed one.

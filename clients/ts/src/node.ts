@@ -24,7 +24,9 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
   // by default) sends GOAWAY: connect-node can crash on a GOAWAY of an idle connection
   // (connectrpc/connect-es#1768).
   const sessionManager =
-    httpVersion === '2' ? new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }, { settings: { initialWindowSize: 4 * 1024 * 1024 } }) : undefined;
+    httpVersion === '2'
+      ? new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }, { settings: { initialWindowSize: 4 * 1024 * 1024 } })
+      : undefined;
   const makeTransport = (interceptors: Parameters<typeof createConnectTransport>[0]['interceptors']) => {
     const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? protocol !== 'connect' };
     if (protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager });
@@ -35,5 +37,9 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
     const http1 = { ...common, httpVersion: '1.1' as const };
     return protocol === 'grpc-web' ? createGrpcWebTransport(http1) : createConnectTransport(http1);
   };
-  return createClientOnTransport((interceptors) => makeTransport(interceptors), options, () => sessionManager?.abort());
+  return createClientOnTransport(
+    (interceptors) => makeTransport(interceptors),
+    options,
+    () => sessionManager?.abort(),
+  );
 }

@@ -131,7 +131,9 @@ function ensurePostgresOsUser(): OsUser {
   try {
     execFileSync('useradd', ['--system', '--user-group', '--no-create-home', 'postgres'], { stdio: 'ignore' });
   } catch {
-    throw new Error('the embedded PostgreSQL cannot run as root and no "postgres" OS user could be created; run as another user or set DATABASE_URL');
+    throw new Error(
+      'the embedded PostgreSQL cannot run as root and no "postgres" OS user could be created; run as another user or set DATABASE_URL',
+    );
   }
   const created = lookup();
   if (!created) throw new Error('the "postgres" OS user could not be found after creating it');
@@ -152,7 +154,11 @@ async function usableBinaries(runAs: OsUser | undefined, logger: Logger): Promis
   // 700). Postgres is relocatable, so a copy of its installation under the system
   // temporary directory serves as well.
   const nativeDir = path.resolve(path.dirname(binaries.postgres), '..');
-  const version = createHash('sha256').update(nativeDir).update(String((await fs.stat(binaries.postgres)).size)).digest('hex').slice(0, 12);
+  const version = createHash('sha256')
+    .update(nativeDir)
+    .update(String((await fs.stat(binaries.postgres)).size))
+    .digest('hex')
+    .slice(0, 12);
   const stagedDir = path.join(os.tmpdir(), `yardmaster-postgres-${version}`);
   const staged = {
     postgres: path.join(stagedDir, 'bin', 'postgres'),
@@ -201,12 +207,24 @@ async function reachableClusterDir(clusterDir: string, runAs: OsUser | undefined
   await fs.mkdir(fallback, { recursive: true, mode: 0o755 });
   await fs.chown(fallback, runAs.uid, runAs.gid);
   await fs.chmod('/var/lib/yardmaster', 0o755);
-  logger.warn({ wanted: clusterDir, actual: fallback }, 'the postgres OS user cannot reach DATA_DIR (a parent directory is private); the embedded database is kept elsewhere');
-  await fs.writeFile(path.join(clusterDir, 'WHERE-IS-THE-DATABASE.txt'), `The embedded PostgreSQL cluster of this DATA_DIR is in ${fallback}\n`);
+  logger.warn(
+    { wanted: clusterDir, actual: fallback },
+    'the postgres OS user cannot reach DATA_DIR (a parent directory is private); the embedded database is kept elsewhere',
+  );
+  await fs.writeFile(
+    path.join(clusterDir, 'WHERE-IS-THE-DATABASE.txt'),
+    `The embedded PostgreSQL cluster of this DATA_DIR is in ${fallback}\n`,
+  );
   return fallback;
 }
 
-async function initialiseCluster(binaries: PostgresBinaries, dataDir: string, password: string, runAs: OsUser | undefined, logger: Logger): Promise<void> {
+async function initialiseCluster(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  password: string,
+  runAs: OsUser | undefined,
+  logger: Logger,
+): Promise<void> {
   await fs.rm(dataDir, { recursive: true, force: true });
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const passwordFile = path.join(path.dirname(dataDir), `initdb-${process.pid}.pw`);

@@ -12,6 +12,7 @@ export interface OrmOptions {
   logger: Logger;
   poolSize?: number;
   /** Every entity of every area: the composition root assembles them. */
+  // biome-ignore lint/suspicious/noExplicitAny: entity classes of every shape are listed together.
   entities: EntityClass<any>[];
 }
 

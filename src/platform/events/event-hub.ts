@@ -72,7 +72,8 @@ export class EventHub {
         let page: SequencedEvent[];
         do {
           page = await readEvents(this.#orm.em.fork(), this.#position, pageSize);
-          for (const event of page) this.#listeners.notify(event, (error) => this.#logger.error({ err: error }, 'an event listener failed'));
+          for (const event of page)
+            this.#listeners.notify(event, (error) => this.#logger.error({ err: error }, 'an event listener failed'));
           // Moved only after every listener has the page, so that `position` never runs ahead.
           if (page.length > 0) this.#position = page[page.length - 1]!.sequence;
         } while (page.length === pageSize);

@@ -2,7 +2,6 @@ import pg from 'pg';
 import type { Logger } from '../logger.ts';
 import { Listeners, type Unsubscribe } from '../listeners.ts';
 
-
 /**
  * The one LISTEN connection of this instance. Every part of the server that reacts to
  * changes made by other instances (settings, signing keys, job events...) subscribes
@@ -62,7 +61,11 @@ export class PgNotifications {
   async #connect(isReconnect: boolean): Promise<void> {
     const client = new pg.Client({ connectionString: this.#url, keepAlive: true });
     client.on('notification', (message) => {
-      this.#handlers.get(message.channel)?.notify(message.payload ?? '', (error) => this.#logger.error({ err: error, channel: message.channel }, 'notification handler failed'));
+      this.#handlers
+        .get(message.channel)
+        ?.notify(message.payload ?? '', (error) =>
+          this.#logger.error({ err: error, channel: message.channel }, 'notification handler failed'),
+        );
     });
     client.on('error', (error) => {
       this.#logger.warn({ err: error }, 'notification connection failed');

@@ -39,9 +39,13 @@ export class StreamBuffer<T> {
   async next(timeoutMs: number, signal: AbortSignal): Promise<Waited<T>> {
     for (;;) {
       if (this.#overflowed) {
-        throw new DomainError('resource_exhausted', 'the stream fell too far behind: reconnect and resume from the last sequence received', {
-          reason: sharedReasons.STREAM_OVERFLOW,
-        });
+        throw new DomainError(
+          'resource_exhausted',
+          'the stream fell too far behind: reconnect and resume from the last sequence received',
+          {
+            reason: sharedReasons.STREAM_OVERFLOW,
+          },
+        );
       }
       if (this.#items.length > 0) return { item: this.#items.shift()! };
       const woke = await this.#arrived.wait(timeoutMs, signal);

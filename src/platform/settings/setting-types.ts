@@ -42,7 +42,11 @@ export function bytesSetting(defaultValue: number, description: string, range: {
   return { ...integerSetting(defaultValue, description, range), type: 'bytes' };
 }
 
-export function durationSetting(defaultMs: number, description: string, range: { minMs: number; maxMs: number }): SettingDefinition<number> {
+export function durationSetting(
+  defaultMs: number,
+  description: string,
+  range: { minMs: number; maxMs: number },
+): SettingDefinition<number> {
   const bounds = `${formatDuration(range.minMs)} to ${formatDuration(range.maxMs)}`;
   return {
     type: 'duration',
@@ -58,7 +62,11 @@ export function durationSetting(defaultMs: number, description: string, range: {
   };
 }
 
-export function stringListSetting(defaultValue: string[], description: string, isValidItem: (item: string) => boolean): SettingDefinition<string[]> {
+export function stringListSetting(
+  defaultValue: string[],
+  description: string,
+  isValidItem: (item: string) => boolean,
+): SettingDefinition<string[]> {
   return {
     type: 'string_list',
     defaultValue,

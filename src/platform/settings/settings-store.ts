@@ -9,6 +9,7 @@ import type { SettingDefinition, SettingTypeName } from './setting-types.ts';
 const channel = 'yardmaster_settings';
 
 /** Settings by key: each area declares its own (auth-settings.ts, ...), and the composition root joins them. */
+// biome-ignore lint/suspicious/noExplicitAny: definitions of every value type are listed together.
 export type SettingCatalog = Record<string, SettingDefinition<any>>;
 export type SettingValue<D> = D extends SettingDefinition<infer T> ? T : never;
 

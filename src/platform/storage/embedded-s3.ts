@@ -67,7 +67,13 @@ export interface EmbeddedS3 {
  * removes aborted uploads itself; every other signed request passes through unchanged.
  * Only CORS preflights need no signature.
  */
-export async function startEmbeddedS3(options: { directory: string; host: string; bucket: string; secretKey: string; logger: Logger }): Promise<EmbeddedS3> {
+export async function startEmbeddedS3(options: {
+  directory: string;
+  host: string;
+  bucket: string;
+  secretKey: string;
+  logger: Logger;
+}): Promise<EmbeddedS3> {
   await mkdir(options.directory, { recursive: true });
   const store = new S3rver({
     address: '127.0.0.1',
@@ -106,10 +112,13 @@ export async function startEmbeddedS3(options: { directory: string; host: string
     } else if (req.headers['x-amz-copy-source'] !== undefined || req.method === 'DELETE') {
       // s3rver fails (500) when a copy overlaps another copy or a delete of the same
       // objects; these calls are short, so they simply take turns.
-      serialized = serialized.then(() => new Promise<void>((done) => {
-        res.once('close', done);
-        forward(req, res, storePort, undefined);
-      }));
+      serialized = serialized.then(
+        () =>
+          new Promise<void>((done) => {
+            res.once('close', done);
+            forward(req, res, storePort, undefined);
+          }),
+      );
     } else {
       forward(req, res, storePort, undefined);
     }
@@ -135,11 +144,14 @@ export async function startEmbeddedS3(options: { directory: string; host: string
 
 /** Passes the request to s3rver as is (the Host header too: presigned signatures cover it). */
 function forward(req: http.IncomingMessage, res: http.ServerResponse, storePort: number, body: Buffer | undefined): void {
-  const upstream = http.request({ host: '127.0.0.1', port: storePort, method: req.method, path: req.url, headers: req.headers }, (reply) => {
-    res.writeHead(reply.statusCode ?? 502, reply.headers);
-    // A client that goes away mid-reply must not leave the upstream reply hanging.
-    pipeline(reply, res).catch(() => upstream.destroy());
-  });
+  const upstream = http.request(
+    { host: '127.0.0.1', port: storePort, method: req.method, path: req.url, headers: req.headers },
+    (reply) => {
+      res.writeHead(reply.statusCode ?? 502, reply.headers);
+      // A client that goes away mid-reply must not leave the upstream reply hanging.
+      pipeline(reply, res).catch(() => upstream.destroy());
+    },
+  );
   upstream.on('error', () => res.destroy());
   res.on('close', () => {
     if (!res.writableFinished) upstream.destroy();
@@ -148,7 +160,12 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, storePort:
   else pipeline(req, upstream).catch(() => upstream.destroy());
 }
 
-async function completeUpload(req: http.IncomingMessage, res: http.ServerResponse, uploadDir: string | undefined, storePort: number): Promise<void> {
+async function completeUpload(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  uploadDir: string | undefined,
+  storePort: number,
+): Promise<void> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -182,12 +199,17 @@ async function completeUpload(req: http.IncomingMessage, res: http.ServerRespons
 /** S3's ListParts from s3rver's store on disk (s3rver does not implement it): every part, with its size. */
 async function listParts(res: http.ServerResponse, uploadDir: string | undefined, uploadId: string): Promise<void> {
   if (!uploadDir || !(await exists(uploadDir))) return sendError(res, 404, 'NoSuchUpload', 'The specified upload does not exist.');
-  const numbers = (await readdir(uploadDir)).filter((entry) => /^\d+$/.test(entry)).map(Number).sort((a, b) => a - b);
+  const numbers = (await readdir(uploadDir))
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .sort((a, b) => a - b);
   const parts: string[] = [];
   for (const number of numbers) {
     const partPath = path.join(uploadDir, String(number));
     const [info, md5] = await Promise.all([stat(partPath), readFile(`${partPath}.md5`, 'utf8').catch(() => '')]);
-    parts.push(`<Part><PartNumber>${number}</PartNumber><LastModified>${info.mtime.toISOString()}</LastModified><ETag>"${md5.trim()}"</ETag><Size>${info.size}</Size></Part>`);
+    parts.push(
+      `<Part><PartNumber>${number}</PartNumber><LastModified>${info.mtime.toISOString()}</LastModified><ETag>"${md5.trim()}"</ETag><Size>${info.size}</Size></Part>`,
+    );
   }
   const body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join('')}</ListPartsResult>`;
   res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) }).end(body);

@@ -54,7 +54,9 @@ export class ObjectStorage {
     // own; signed with a credential that may only put and get objects, they cannot be
     // turned into anything else even where storage ignores unsigned headers.
     this.#presigner =
-      config.publicEndpoint === config.endpoint && !config.presign ? this.#client : clientFor(config.publicEndpoint, config.region, config.presign ?? config);
+      config.publicEndpoint === config.endpoint && !config.presign
+        ? this.#client
+        : clientFor(config.publicEndpoint, config.region, config.presign ?? config);
   }
 
   async ensureBucket(region: string): Promise<void> {
@@ -88,13 +90,20 @@ export class ObjectStorage {
   }
 
   async completeMultipart(key: string, uploadId: string, parts: UploadedPart[]): Promise<void> {
-    await this.#client.completeMultipartUpload(this.bucket, key, uploadId, parts.map((part) => ({ part: part.partNumber, etag: part.etag })));
+    await this.#client.completeMultipartUpload(
+      this.bucket,
+      key,
+      uploadId,
+      parts.map((part) => ({ part: part.partNumber, etag: part.etag })),
+    );
   }
 
   /** The parts storage holds so far for a multipart upload: number and size. */
   async listParts(key: string, uploadId: string): Promise<{ partNumber: number; size: number }[]> {
     // A plain S3 ListParts; minio-js marks the method protected but it is an ordinary call.
-    const client = this.#client as unknown as { listParts(bucket: string, key: string, uploadId: string): Promise<{ part: number; size: number }[]> };
+    const client = this.#client as unknown as {
+      listParts(bucket: string, key: string, uploadId: string): Promise<{ part: number; size: number }[]>;
+    };
     return (await client.listParts(this.bucket, key, uploadId)).map((part) => ({ partNumber: part.part, size: part.size }));
   }
 
@@ -125,7 +134,10 @@ export class ObjectStorage {
 
   /** Copies an object inside the bucket, on the storage side (no bytes through here). */
   async copy(sourceKey: string, targetKey: string): Promise<void> {
-    await this.#client.copyObject(new CopySourceOptions({ Bucket: this.bucket, Object: sourceKey }), new CopyDestinationOptions({ Bucket: this.bucket, Object: targetKey }));
+    await this.#client.copyObject(
+      new CopySourceOptions({ Bucket: this.bucket, Object: sourceKey }),
+      new CopyDestinationOptions({ Bucket: this.bucket, Object: targetKey }),
+    );
   }
 
   /** The objects under `prefix` (key and size), a page of storage's listing at a time. */
@@ -195,7 +207,11 @@ export class ObjectStorage {
       }
       if (pendingBytes > 0) await sendPart(Buffer.concat(pending, pendingBytes));
       await inFlight;
-      await this.completeMultipart(key, uploadId, parts.toSorted((a, b) => a.partNumber - b.partNumber));
+      await this.completeMultipart(
+        key,
+        uploadId,
+        parts.toSorted((a, b) => a.partNumber - b.partNumber),
+      );
       return total;
     } catch (error) {
       await inFlight?.catch(() => {});

@@ -26,9 +26,23 @@ const allowedSkewMs = 15 * 60_000;
 const maxPresignSeconds = 7 * 24 * 3600;
 
 /** The query parameters of a presigned request's own signature. */
-const presignParameters = new Set(['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature']);
+const presignParameters = new Set([
+  'X-Amz-Algorithm',
+  'X-Amz-Credential',
+  'X-Amz-Date',
+  'X-Amz-Expires',
+  'X-Amz-SignedHeaders',
+  'X-Amz-Signature',
+]);
 /** What a presigned GET may add: the overrides of the reply's headers (a download's name and type). */
-const responseOverrides = new Set(['response-content-type', 'response-content-disposition', 'response-cache-control', 'response-content-language', 'response-content-encoding', 'response-expires']);
+const responseOverrides = new Set([
+  'response-content-type',
+  'response-content-disposition',
+  'response-cache-control',
+  'response-content-language',
+  'response-content-encoding',
+  'response-expires',
+]);
 
 /**
  * Checks an S3 request signed with Signature Version 4, in an Authorization header or
@@ -48,7 +62,12 @@ export function verifySigV4(request: SignedRequest, secretOf: (accessKey: string
   const query = rawQuery === '' ? [] : rawQuery.split('&');
   const names = query.map((element) => safeDecode(splitOnce(element, '=')[0]));
   const repeated = names.find((name, index) => names.indexOf(name) !== index);
-  if (repeated !== undefined) return refused(400, 'InvalidArgument', `The query parameter ${repeated === '' ? 'with an empty name' : repeated} appears more than once.`);
+  if (repeated !== undefined)
+    return refused(
+      400,
+      'InvalidArgument',
+      `The query parameter ${repeated === '' ? 'with an empty name' : repeated} appears more than once.`,
+    );
   const queryValue = (name: string) => {
     const entry = query.find((element) => splitOnce(element, '=')[0] === name);
     return entry === undefined ? undefined : safeDecode(splitOnce(entry, '=')[1] ?? '');
@@ -86,7 +105,8 @@ export function verifySigV4(request: SignedRequest, secretOf: (accessKey: string
     signature = queryValue('X-Amz-Signature');
     amzDate = queryValue('X-Amz-Date');
     const expires = Number(queryValue('X-Amz-Expires'));
-    if (!Number.isInteger(expires) || expires < 1 || expires > maxPresignSeconds) return denied('AccessDenied', 'X-Amz-Expires must be from 1 second to 7 days.');
+    if (!Number.isInteger(expires) || expires < 1 || expires > maxPresignSeconds)
+      return denied('AccessDenied', 'X-Amz-Expires must be from 1 second to 7 days.');
     const signedAt = parseAmzDate(amzDate);
     if (!signedAt) return denied('AccessDenied', 'X-Amz-Date is malformed.');
     if (now.getTime() > signedAt.getTime() + expires * 1000) return denied('AccessDenied', 'Request has expired.');
@@ -129,9 +149,17 @@ export function verifySigV4(request: SignedRequest, secretOf: (accessKey: string
   if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) {
     return denied('SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
   }
-  const headersNotSigned = Object.keys(request.headers).filter((name) => name.toLowerCase().startsWith('x-amz-') && !headerNames.includes(name.toLowerCase()));
+  const headersNotSigned = Object.keys(request.headers).filter(
+    (name) => name.toLowerCase().startsWith('x-amz-') && !headerNames.includes(name.toLowerCase()),
+  );
   if (headersNotSigned.length > 0) {
-    return { ok: false, status: 403, code: 'AccessDenied', message: 'There were headers present in the request which were not signed', headersNotSigned: headersNotSigned.map((name) => name.toLowerCase()) };
+    return {
+      ok: false,
+      status: 403,
+      code: 'AccessDenied',
+      message: 'There were headers present in the request which were not signed',
+      headersNotSigned: headersNotSigned.map((name) => name.toLowerCase()),
+    };
   }
   return presigned ? checkPresignedOperation(request) : { ok: true };
 }
@@ -146,7 +174,9 @@ export function verifySigV4(request: SignedRequest, secretOf: (accessKey: string
 export function checkPresignedOperation(request: SignedRequest): SignatureCheck {
   const [rawPath = '/', rawQuery = ''] = splitOnce(request.url, '?');
   const operation = new Set(
-    (rawQuery === '' ? [] : rawQuery.split('&')).map((element) => safeDecode(splitOnce(element, '=')[0])).filter((name) => !presignParameters.has(name)),
+    (rawQuery === '' ? [] : rawQuery.split('&'))
+      .map((element) => safeDecode(splitOnce(element, '=')[0]))
+      .filter((name) => !presignParameters.has(name)),
   );
   const onObject = /^\/[^/]+\/./.test(rawPath);
   const method = request.method.toUpperCase();
@@ -155,14 +185,20 @@ export function checkPresignedOperation(request: SignedRequest): SignatureCheck 
     !Object.keys(request.headers).some((name) => name.toLowerCase().startsWith('x-amz-')) &&
     (((method === 'GET' || method === 'HEAD') && [...operation].every((name) => responseOverrides.has(name))) ||
       (method === 'PUT' && (operation.size === 0 || (operation.size === 2 && operation.has('partNumber') && operation.has('uploadId')))));
-  return allowed ? { ok: true } : denied('AccessDenied', 'A presigned URL may only get an object, put an object or put one part of a multipart upload.');
+  return allowed
+    ? { ok: true }
+    : denied('AccessDenied', 'A presigned URL may only get an object, put an object or put one part of a multipart upload.');
 }
 
 function denied(code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId', message: string): SignatureCheck {
   return refused(403, code, message);
 }
 
-function refused(status: 400 | 403, code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'InvalidArgument', message: string): SignatureCheck {
+function refused(
+  status: 400 | 403,
+  code: 'AccessDenied' | 'SignatureDoesNotMatch' | 'InvalidAccessKeyId' | 'InvalidArgument',
+  message: string,
+): SignatureCheck {
   return { ok: false, status, code, message };
 }
 

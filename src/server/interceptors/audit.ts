@@ -75,7 +75,10 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
       const written: { id: string | undefined } = { id: undefined };
       values.set(auditRecordKey, written);
       // The caller is known only once authentication (further in) has run.
-      const audited = (failed: boolean) => rule.audit === 'all' || (rule.audit === 'failures' && failed) || (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
+      const audited = (failed: boolean) =>
+        rule.audit === 'all' ||
+        (rule.audit === 'failures' && failed) ||
+        (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
       const write = async (error: ConnectError | undefined) => {
         const entry = entryOf(req, error);
         if (written.id !== undefined) await auditLog.finish(written.id, entry);
@@ -84,7 +87,7 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
       const recordFailure = async (error: ConnectError, evenIfCanceled: boolean) => {
         if (evenIfCanceled || error.code !== Code.Canceled || written.id !== undefined) await write(error);
       };
-      let res;
+      let res: Awaited<ReturnType<typeof next>>;
       try {
         res = await next(req);
       } catch (error) {

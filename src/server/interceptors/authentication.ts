@@ -28,7 +28,11 @@ export const streamRecheckIntervalMs = 5000;
  * moment it was authorised, so it checks its credential again as it goes: an ended
  * session, a revoked key, a deactivated account or a changed role ends it.
  */
-export function authenticationInterceptor(authenticator: CredentialVerifier, policies: AccessPolicies, metrics: ServerMetrics): Interceptor {
+export function authenticationInterceptor(
+  authenticator: CredentialVerifier,
+  policies: AccessPolicies,
+  metrics: ServerMetrics,
+): Interceptor {
   // Streams of one credential (a dashboard's thousand streams on one key) share each re-check.
   const rechecks = new Map<string, Promise<Caller>>();
   const recheck = async (em: EntityManager, bearer: string, caller: Caller) => {
@@ -39,7 +43,8 @@ export function authenticationInterceptor(authenticator: CredentialVerifier, pol
     }
     const now = await pending;
     // What a stream shows was decided for the role it started with.
-    if (now.role !== caller.role) throw unauthenticated('the role of this account changed: open the stream again', serverReasons.CREDENTIALS_CHANGED);
+    if (now.role !== caller.role)
+      throw unauthenticated('the role of this account changed: open the stream again', serverReasons.CREDENTIALS_CHANGED);
   };
   return (next) => async (req) => {
     const header = req.header.get('authorization');
@@ -50,7 +55,8 @@ export function authenticationInterceptor(authenticator: CredentialVerifier, pol
       const isPublic = policies.forMethod(req.method).public;
       bearer = bearerPattern.exec(header)?.[1];
       try {
-        if (!bearer) throw unauthenticated('the Authorization header must be "Bearer <access token or API key>"', serverReasons.CREDENTIALS_MALFORMED);
+        if (!bearer)
+          throw unauthenticated('the Authorization header must be "Bearer <access token or API key>"', serverReasons.CREDENTIALS_MALFORMED);
         caller = await authenticator.authenticate(em, bearer);
         req.contextValues.set(callerKey, caller);
         metrics.authAttempts.inc({ kind: caller.apiKeyId ? 'api_key' : 'access_token', outcome: 'success' });
@@ -71,4 +77,3 @@ export function authenticationInterceptor(authenticator: CredentialVerifier, pol
     });
   };
 }
-

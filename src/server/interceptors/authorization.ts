@@ -10,12 +10,19 @@ export function authorizationInterceptor(policies: AccessPolicies): Interceptor 
     const rule = policies.forMethod(req.method);
     if (!rule.public) {
       const caller = req.contextValues.get(callerKey);
-      if (!caller) throw unauthenticated('this method needs credentials: send "Authorization: Bearer <access token or API key>"', serverReasons.CREDENTIALS_REQUIRED);
+      if (!caller)
+        throw unauthenticated(
+          'this method needs credentials: send "Authorization: Bearer <access token or API key>"',
+          serverReasons.CREDENTIALS_REQUIRED,
+        );
       if (!rule.roles.has(caller.role)) {
         throw permissionDenied(`${rule.name} is not allowed for the role ${caller.role}`, serverReasons.ROLE_NOT_ALLOWED);
       }
       if (rule.sessionRequired && caller.sessionId === undefined) {
-        throw permissionDenied(`${rule.name} manages credentials and needs an access token from Login: an API key may not call it`, serverReasons.SESSION_REQUIRED);
+        throw permissionDenied(
+          `${rule.name} manages credentials and needs an access token from Login: an API key may not call it`,
+          serverReasons.SESSION_REQUIRED,
+        );
       }
     }
     return next(req);

@@ -38,7 +38,12 @@ export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottle
  * across every instance. The attempt's slots are taken before the handler checks any
  * credential, and given back when it turns out no guess was made.
  */
-export function credentialRateLimitInterceptor(limiter: AttemptLimiter, policies: AccessPolicies, metrics: ServerMetrics, auditLog: AuditSink): Interceptor {
+export function credentialRateLimitInterceptor(
+  limiter: AttemptLimiter,
+  policies: AccessPolicies,
+  metrics: ServerMetrics,
+  auditLog: AuditSink,
+): Interceptor {
   return (next) => {
     // The outcome is read as the client will see it: errors come out mapped.
     const mappedNext = withMappedErrors(next);
@@ -48,7 +53,8 @@ export function credentialRateLimitInterceptor(limiter: AttemptLimiter, policies
       const client = req.contextValues.get(clientKey);
       const accountName = readFieldPath(req.method.input, req.message, rule.rateLimit.accountField);
       const caller = req.contextValues.get(callerKey);
-      const account = accountName.trim() !== '' ? await limiter.accountKeyOf(accountName) : caller ? limiter.accountKeyOfUser(caller.userId) : undefined;
+      const account =
+        accountName.trim() !== '' ? await limiter.accountKeyOf(accountName) : caller ? limiter.accountKeyOfUser(caller.userId) : undefined;
       const kind = req.method.name.toLowerCase();
       const reservation = await limiter.reserve(client.clientAddress, account, { checksPassword: rule.rateLimit.checksPassword });
       let outcome: AttemptOutcome = 'not_evaluated';

@@ -15,7 +15,7 @@ type Next = Parameters<Interceptor>[0];
 export function withMappedErrors(next: Next): Next {
   return async (req) => {
     const logger = req.contextValues.get(loggerKey);
-    let res;
+    let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
     } catch (error) {

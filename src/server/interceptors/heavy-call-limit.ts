@@ -16,14 +16,21 @@ const heavyCallRetryAfterMs = 1000;
  * storage for long, and the pool is shared by everyone. The count is per instance, not
  * across instances: each instance protects its own pool.
  */
-export function heavyCallLimitInterceptor(policies: AccessPolicies, settings: Pick<SettingsReader<typeof serverSettings>, 'get'>): Interceptor {
+export function heavyCallLimitInterceptor(
+  policies: AccessPolicies,
+  settings: Pick<SettingsReader<typeof serverSettings>, 'get'>,
+): Interceptor {
   const running = new OpenCounts();
   return (next) => async (req) => {
     const caller = req.contextValues.get(callerKey);
     if (!caller || !policies.forMethod(req.method).heavy) return next(req);
     const limit = settings.get('limits.heavy_calls_per_account');
     if (running.get(caller.userId) >= limit) {
-      throw resourceExhausted(`an account may run at most ${limit} heavy calls at once on one server: retry when one has finished`, heavyCallRetryAfterMs, serverReasons.TOO_MANY_HEAVY_CALLS);
+      throw resourceExhausted(
+        `an account may run at most ${limit} heavy calls at once on one server: retry when one has finished`,
+        heavyCallRetryAfterMs,
+        serverReasons.TOO_MANY_HEAVY_CALLS,
+      );
     }
     return holdDuringCall(() => next(req), req.signal, running.take(caller.userId));
   };

@@ -31,7 +31,7 @@ export function loggingInterceptor(metrics: ServerMetrics): Interceptor {
       else logger?.info(line, 'call');
     };
 
-    let res;
+    let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
     } catch (error) {

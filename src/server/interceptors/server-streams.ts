@@ -56,7 +56,11 @@ export function observeStream<R extends { message: AsyncIterable<unknown> }>(res
  * `release` when the call is over: when it fails or answers one message, or when its
  * server stream ends however it ends.
  */
-export async function holdDuringCall<Res extends { stream: boolean }>(call: () => Promise<Res>, signal: AbortSignal, release: () => void): Promise<Res> {
+export async function holdDuringCall<Res extends { stream: boolean }>(
+  call: () => Promise<Res>,
+  signal: AbortSignal,
+  release: () => void,
+): Promise<Res> {
   let res: Res;
   try {
     res = await call();

@@ -34,20 +34,32 @@ export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimit
       // Uploads (client streams) end when their bytes are in; they are bounded elsewhere.
       if (req.method.methodKind === 'client_streaming' || caller.role === 'admin') return next(req);
       if (perAccount.get(caller.userId) >= limits.perAccount) {
-        throw new DomainError('resource_exhausted', `an account may hold at most ${limits.perAccount} open streams on one server: close some first`, { reason: serverReasons.TOO_MANY_STREAMS });
+        throw new DomainError(
+          'resource_exhausted',
+          `an account may hold at most ${limits.perAccount} open streams on one server: close some first`,
+          { reason: serverReasons.TOO_MANY_STREAMS },
+        );
       }
       release = perAccount.take(caller.userId);
     } else {
       const address = req.contextValues.get(clientKey).clientAddress;
       if (perAddress.get(address) >= limits.anonymousPerAddress) {
-        throw new DomainError('resource_exhausted', `at most ${limits.anonymousPerAddress} open streams from one address without signing in: close some first`, {
-          reason: serverReasons.TOO_MANY_STREAMS,
-        });
+        throw new DomainError(
+          'resource_exhausted',
+          `at most ${limits.anonymousPerAddress} open streams from one address without signing in: close some first`,
+          {
+            reason: serverReasons.TOO_MANY_STREAMS,
+          },
+        );
       }
       if (anonymous.get('') >= limits.anonymousTotal) {
-        throw new DomainError('resource_exhausted', `this server holds its limit of ${limits.anonymousTotal} open streams without signing in: retry later, or sign in`, {
-          reason: serverReasons.ANONYMOUS_STREAMS_EXHAUSTED,
-        });
+        throw new DomainError(
+          'resource_exhausted',
+          `this server holds its limit of ${limits.anonymousTotal} open streams without signing in: retry later, or sign in`,
+          {
+            reason: serverReasons.ANONYMOUS_STREAMS_EXHAUSTED,
+          },
+        );
       }
       const releaseAddress = perAddress.take(address);
       const releaseTotal = anonymous.take('');
