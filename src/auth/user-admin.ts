@@ -11,6 +11,7 @@ import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { authSettings } from './auth-settings.ts';
 import { escapeLike } from '../platform/db/like-patterns.ts';
 import { authReasons } from './auth-reasons.ts';
+import { checkUpdateMask } from '../platform/update-masks.ts';
 
 /** Changes that could leave the system without an admin are serialised with this lock. */
 const adminChangeLockKey = 0x59_4d_41_44; // "YMAD"
@@ -181,17 +182,10 @@ export class UserAdmin {
   }
 
   #checkMask(updateMask: string[]): Set<UpdatablePath> {
-    if (updateMask.length === 0) throw invalidField('update_mask', `is required: name the fields to change (${updatablePaths.join(', ')})`);
     const violations = new Violations();
-    for (const path of updateMask) {
-      violations.check(
-        (updatablePaths as readonly string[]).includes(path),
-        'update_mask',
-        `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`,
-      );
-    }
+    const paths = checkUpdateMask(updateMask, updatablePaths, violations);
     violations.throwIfAny();
-    return new Set(updateMask as UpdatablePath[]);
+    return paths;
   }
 
   async #ensureAnotherAdmin(em: EntityManager, exceptId: string): Promise<void> {

@@ -17,6 +17,7 @@ import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts
 import type { JobTypeRegistry } from './job-types.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
 import { jobReasons } from './job-reasons.ts';
+import { checkUpdateMask } from '../platform/update-masks.ts';
 
 export interface CreateJobInput {
   type: string;
@@ -124,16 +125,8 @@ export class JobsService {
 
   async update(em: EntityManager, caller: Caller, id: string, changes: JobChangesInput, updateMask: string[]): Promise<JobView> {
     requireId(id, 'job.id');
-    if (updateMask.length === 0) throw invalidField('update_mask', `is required: name the fields to change (${updatablePaths.join(', ')})`);
     const violations = new Violations();
-    for (const path of updateMask) {
-      violations.check(
-        (updatablePaths as readonly string[]).includes(path),
-        'update_mask',
-        `"${path}" cannot be updated; updatable fields: ${updatablePaths.join(', ')}`,
-      );
-    }
-    const paths = new Set(updateMask);
+    const paths = checkUpdateMask(updateMask, updatablePaths, violations);
     if (paths.has('name')) checkName(changes.name ?? '', 'job.name', violations);
     if (paths.has('labels')) checkLabels(changes.labels ?? {}, 'job.labels', violations);
     if (paths.has('priority')) checkPriority(changes.priority ?? 0, 'job.priority', violations);
