@@ -94,6 +94,9 @@ export class JobTypeCatalog {
   readonly #logger: Logger;
   readonly #inProcess: JobTypeView[];
   #declared = new Map<string, ExternalJobType>();
+  /** Reloads started and the newest one applied: a slow reload never overwrites a newer one. */
+  #reloadsStarted = 0;
+  #reloadApplied = 0;
 
   constructor(deps: { orm: MikroORM; registry: JobTypeRegistry; boss: PgBoss; logger: Logger }) {
     this.#orm = deps.orm;
@@ -271,7 +274,10 @@ export class JobTypeCatalog {
   }
 
   async #reload(): Promise<void> {
+    const ticket = ++this.#reloadsStarted;
     const rows = await this.#orm.em.fork().find(JobTypeDeclaration, {});
+    if (ticket < this.#reloadApplied) return;
+    this.#reloadApplied = ticket;
     const next = new Map<string, ExternalJobType>();
     for (const row of rows) {
       if (this.#registry.get(row.name)) {

@@ -199,6 +199,12 @@ describe('jobs of a declared type', () => {
       Code.InvalidArgument,
     );
     expect(violatedFields(typeError)).toEqual(['params.steps']);
+    // The type takes no input files (max_input_files 0, the default).
+    const filesError = await expectConnectError(
+      client.jobs.createJob({ type: name, params: { mesh: 'a', steps: 1 }, inputFileIds: ['01900000-0000-7000-8000-000000000000'] }),
+      Code.InvalidArgument,
+    );
+    expect(violatedFields(filesError)).toEqual(['input_file_ids']);
     const batchError = await expectConnectError(
       client.jobs.batchCreateJobs({
         requests: [
