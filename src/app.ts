@@ -44,6 +44,8 @@ import { JobChanges } from './jobs/job-changes.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
+import { JobTypeCatalog } from './jobs/job-type-catalog.ts';
+import { createJobTypeAdminRpc } from './jobs/job-types-rpc.ts';
 import { countsByStatusToProto, jobToProto } from './jobs/job-messages.ts';
 import { createJobsRpc } from './jobs/jobs-rpc.ts';
 import { JobsService } from './jobs/jobs-service.ts';
@@ -155,6 +157,8 @@ export async function createApp({
     const boss = await startPgBoss({ url: databaseUrl, logger });
     cleanups.push(() => boss.stop({ graceful: true, timeout: 5000 }));
     await ensureQueues(boss, registry.all());
+    const catalog = new JobTypeCatalog({ orm, registry, boss, logger });
+    await catalog.start(notifications);
 
     const sequencer = new EventSequencer(orm, logger);
     sequencer.start();
@@ -183,10 +187,10 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    const jobs = new JobsService({ registry, boss, settings, changes, files: jobFiles });
+    const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
-    const queues = new QueueService({ jobs: new QueuedJobs({ registry, boss, changes }), pauses, boss });
+    const queues = new QueueService({ jobs: new QueuedJobs({ catalog, registry, boss, changes }), pauses, boss });
     const queueFeed = new QueueOverviewFeed({
       queues,
       hub,
@@ -232,12 +236,14 @@ export async function createApp({
       routes: (router) => {
         if (config.role === 'worker') return;
         router.service(AuthServiceDesc, createAuthRpc(authService, policies));
-        // AdminService is one contract served by two areas: auth administers the accounts, admin the rest.
+        // AdminService is one contract served by three areas: auth administers the accounts,
+        // jobs the declared job types, admin the rest.
         router.service(AdminService, {
           ...createUserAdminRpc({ users: userAdmin, signingKeys, credentialLimiter: rateLimiter }),
+          ...createJobTypeAdminRpc(catalog),
           ...createAdminRpc({ settings, auditLog, jobCountsToProto: countsByStatusToProto }),
         } satisfies ServiceImpl<typeof AdminService>);
-        router.service(JobsServiceDesc, createJobsRpc(jobs, streams));
+        router.service(JobsServiceDesc, createJobsRpc(jobs, streams, catalog));
         router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed, jobToProto }));
         router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
         router.service(

@@ -84,4 +84,34 @@ const JobLogLineSchema = defineEntity({
 export class JobLogLine extends JobLogLineSchema.class {}
 JobLogLineSchema.setClass(JobLogLine);
 
-export const jobEntities = [Job, JobLogLine];
+/**
+ * A job type an admin declared for external workers. Every instance holds them all in
+ * memory (see DeclaredJobTypes) and reloads on NOTIFY; `version` names the schema
+ * compiled for validation, so a change is picked up everywhere at once.
+ */
+const JobTypeDeclarationSchema = defineEntity({
+  name: 'JobTypeDeclaration',
+  tableName: 'job_type_declarations',
+  properties: {
+    name: p.string().length(64).primary(),
+    description: p.string().length(2000),
+    paramsSchema: p.json<Record<string, unknown>>(),
+    maxAttempts: p.integer(),
+    timeoutMs: p.integer(),
+    leaseMs: p.integer(),
+    retryDelayMs: p.integer(),
+    retryBackoff: p.boolean(),
+    retryDelayMaxMs: p.integer(),
+    minInputFiles: p.integer(),
+    maxInputFiles: p.integer(),
+    version: p.integer(),
+    createdAt: p.datetime(),
+    updatedAt: p.datetime(),
+    createdBy: p.string().length(64),
+    updatedBy: p.string().length(64),
+  },
+});
+export class JobTypeDeclaration extends JobTypeDeclarationSchema.class {}
+JobTypeDeclarationSchema.setClass(JobTypeDeclaration);
+
+export const jobEntities = [Job, JobLogLine, JobTypeDeclaration];

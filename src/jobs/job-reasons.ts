@@ -10,6 +10,12 @@ export const jobReasons = {
   JOB_NOT_RETRYABLE: 'JOB_NOT_RETRYABLE',
   JOB_NOT_FINISHED: 'JOB_NOT_FINISHED',
   RESYNC_REQUIRED: 'RESYNC_REQUIRED',
+  /** DeleteJobType of a type with queued or running jobs. */
+  JOB_TYPE_IN_USE: 'JOB_TYPE_IN_USE',
+  /** UpdateJobType or DeleteJobType of an in-process type. */
+  JOB_TYPE_BUILT_IN: 'JOB_TYPE_BUILT_IN',
+  /** RetryJob of a job whose type was deleted since. */
+  JOB_TYPE_GONE: 'JOB_TYPE_GONE',
 } as const;
 
 /** The error codes a failed job attempt records (job.error_code), as clients see them. */

@@ -84,13 +84,16 @@ export function defineJobType<Schema extends z.ZodType>(
   return type as unknown as JobType<unknown>;
 }
 
-/** The job types this system knows, by name: the one place where handlers are registered. */
+/** What a job type's (and so its queue's) name looks like. */
+export const jobTypeNamePattern = /^[a-z][a-z0-9_-]{0,63}$/;
+
+/** The in-process job types, by name: the one place where handlers are registered. */
 export class JobTypeRegistry {
   readonly #types = new Map<string, JobType>();
 
   constructor(types: JobType[]) {
     for (const type of types) {
-      if (!/^[a-z][a-z0-9_-]{0,63}$/.test(type.name)) throw new Error(`bad job type name "${type.name}"`);
+      if (!jobTypeNamePattern.test(type.name)) throw new Error(`bad job type name "${type.name}"`);
       if (this.#types.has(type.name)) throw new Error(`job type "${type.name}" is registered twice`);
       this.#types.set(type.name, type);
     }

@@ -7,6 +7,8 @@ import { callerOf, entityManagerOf } from '../server/context.ts';
 import { countsByStatusToProto, eventKindToProto, jobFilterFromProto, jobToProto, logLineToProto } from './job-messages.ts';
 import type { JobStreams, WatchItem } from './job-streams.ts';
 import type { CreateJobInput, JobsService } from './jobs-service.ts';
+import type { JobTypeCatalog } from './job-type-catalog.ts';
+import { jobTypeToProto } from './job-types-rpc.ts';
 
 function createInput(req: CreateJobRequest, prefix = ''): CreateJobInput {
   return {
@@ -32,8 +34,12 @@ function watchMessage(item: WatchItem) {
   };
 }
 
-export function createJobsRpc(jobs: JobsService, streams: JobStreams): ServiceImpl<typeof JobsServiceDesc> {
+export function createJobsRpc(jobs: JobsService, streams: JobStreams, catalog: JobTypeCatalog): ServiceImpl<typeof JobsServiceDesc> {
   return {
+    async listJobTypes() {
+      return { jobTypes: catalog.all().map(jobTypeToProto) };
+    },
+
     async createJob(req, ctx) {
       return { job: jobToProto(await jobs.create(entityManagerOf(ctx), callerOf(ctx), createInput(req))) };
     },

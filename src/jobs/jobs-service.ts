@@ -15,6 +15,7 @@ import { jobSearchText, jobWhere, type JobFilter } from './job-filter.ts';
 import { checkLabels } from './job-labels.ts';
 import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
+import { addParamsViolations, type JobTypeCatalog } from './job-type-catalog.ts';
 import { isFinal, jobView, type JobView } from './job-view.ts';
 import { jobReasons } from './job-reasons.ts';
 import { checkUpdateMask } from '../platform/update-masks.ts';
@@ -64,6 +65,7 @@ export interface JobStats {
 
 export interface JobsServiceDeps {
   registry: JobTypeRegistry;
+  catalog: JobTypeCatalog;
   boss: PgBoss;
   settings: SettingsReader<typeof jobsSettings>;
   changes: JobChanges;
@@ -84,6 +86,7 @@ const orderings: Record<string, QueryOrderMap<Job>> = {
 /** What a client can do with jobs: submit, read, change, cancel, retry, delete, count. */
 export class JobsService {
   readonly #registry: JobTypeRegistry;
+  readonly #catalog: JobTypeCatalog;
   readonly #boss: PgBoss;
   readonly #settings: SettingsReader<typeof jobsSettings>;
   readonly #changes: JobChanges;
@@ -91,6 +94,7 @@ export class JobsService {
 
   constructor(deps: JobsServiceDeps) {
     this.#registry = deps.registry;
+    this.#catalog = deps.catalog;
     this.#boss = deps.boss;
     this.#settings = deps.settings;
     this.#changes = deps.changes;
@@ -181,6 +185,8 @@ export class JobsService {
       if (job.status !== 'failed' && job.status !== 'cancelled') {
         throw failedPrecondition(`only failed or cancelled jobs can be retried; this one is ${job.status}`, jobReasons.JOB_NOT_RETRYABLE);
       }
+      if (!this.#catalog.get(job.type)) throw failedPrecondition(`the job type "${job.type}" no longer exists`, jobReasons.JOB_TYPE_GONE);
+      await this.#lockTypes(tx, [job.type]);
       Object.assign(job, {
         status: 'queued',
         attempt: 0,
@@ -294,6 +300,10 @@ export class JobsService {
         const views: JobView[] = [];
         const created: Job[] = [];
         // Jobs by request id: earlier calls', then this batch's (a repeated id in one batch is one job).
+        await this.#lockTypes(
+          tx,
+          prepared.map((candidate) => candidate.type),
+        );
         const byRequestId = await this.#earlierRequests(tx, caller, prepared);
         for (const candidate of prepared) {
           const earlier = candidate.requestId ? byRequestId.get(candidate.requestId) : undefined;
@@ -336,8 +346,8 @@ export class JobsService {
   /** Validates one request and shapes the row to insert; nothing is written. */
   async #prepare(em: EntityManager, caller: Caller, input: CreateJobInput, field: (name: string) => string): Promise<PreparedJob> {
     const violations = new Violations();
-    const type = this.#registry.get(input.type);
-    if (!type) violations.add(field('type'), `must be a known job type (${this.#registry.names().join(', ')})`);
+    const type = this.#catalog.get(input.type);
+    if (!type) violations.add(field('type'), `must be a known job type (${this.#catalog.names().join(', ')})`);
     checkName(input.name, field('name'), violations);
     checkLabels(input.labels, field('labels'), violations);
     checkPriority(input.priority, field('priority'), violations);
@@ -356,8 +366,14 @@ export class JobsService {
     const paramsSize = Buffer.byteLength(JSON.stringify(rawParams));
     violations.check(paramsSize <= maxBytes, field('params'), `must be at most ${maxBytes} bytes as JSON (got ${paramsSize})`);
     let params: Record<string, unknown> = rawParams;
-    if (type && paramsSize <= maxBytes) {
-      const parsed = type.paramsSchema.safeParse(rawParams);
+    const inProcess = this.#registry.get(input.type);
+    const external = this.#catalog.external(input.type);
+    if (external && paramsSize <= maxBytes) {
+      // The validator fills in the schema's defaults: work on a copy, keep the request as it came.
+      params = structuredClone(rawParams);
+      if (!external.validate(params)) addParamsViolations(external.validate.errors ?? [], field('params'), violations);
+    } else if (inProcess && paramsSize <= maxBytes) {
+      const parsed = inProcess.paramsSchema.safeParse(rawParams);
       if (parsed.success) params = parsed.data as Record<string, unknown>;
       else {
         for (const issue of parsed.error.issues) {
@@ -386,7 +402,7 @@ export class JobsService {
       labels: input.labels,
       searchText: jobSearchText(name, input.labels, params),
       priority: input.priority,
-      maxAttempts: input.maxAttempts || type!.retry.defaultMaxAttempts,
+      maxAttempts: input.maxAttempts || type!.maxAttempts,
       inputFileIds: input.inputFileIds,
       runAfter: input.runAfter ?? null,
       requestId: input.requestId.trim() || null,
@@ -408,6 +424,12 @@ export class JobsService {
       await tx.flush();
     }
     return new Map(earlier.filter((job) => !expired.includes(job)).map((job) => [job.requestId!, job]));
+  }
+
+  /** Locks the declarations of declared types against a concurrent DeleteJobType; a type deleted meanwhile is unknown. */
+  async #lockTypes(tx: EntityManager, types: string[]): Promise<void> {
+    const gone = await this.#catalog.lockDeclared(tx, [...new Set(types)]);
+    if (gone.length > 0) throw invalidField('type', `the job type "${gone[0]}" was deleted meanwhile`);
   }
 
   /** Puts new jobs (with their queue entry ids set) in their pg-boss queues: one insert per queue, in the caller's transaction. */

@@ -5,27 +5,35 @@ import { findPage, type Page, type PageRequest } from '../platform/pagination.ts
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import { Job } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
+import type { JobTypeCatalog } from './job-type-catalog.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { jobView, type JobView } from './job-view.ts';
 
 /** The jobs waiting in the queues, as the queue area lists and clears them. */
 export class QueuedJobs {
+  readonly #catalog: JobTypeCatalog;
   readonly #registry: JobTypeRegistry;
   readonly #boss: PgBoss;
   readonly #changes: JobChanges;
 
-  constructor(deps: { registry: JobTypeRegistry; boss: PgBoss; changes: JobChanges }) {
+  constructor(deps: { catalog: JobTypeCatalog; registry: JobTypeRegistry; boss: PgBoss; changes: JobChanges }) {
+    this.#catalog = deps.catalog;
     this.#registry = deps.registry;
     this.#boss = deps.boss;
     this.#changes = deps.changes;
   }
 
   types(): { name: string; description: string; concurrency: number }[] {
-    return this.#registry.all();
+    // A declared type runs in external workers: no instance runs its jobs itself.
+    return this.#catalog.all().map((type) => ({
+      name: type.name,
+      description: type.description,
+      concurrency: this.#registry.get(type.name)?.concurrency ?? 0,
+    }));
   }
 
   has(queue: string): boolean {
-    return this.#registry.get(queue) !== undefined;
+    return this.#catalog.get(queue) !== undefined;
   }
 
   async listQueued(em: EntityManager, caller: Caller, queue: string | undefined, page: PageRequest): Promise<Page<JobView>> {

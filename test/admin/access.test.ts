@@ -42,6 +42,8 @@ describe('access', () => {
   beforeAll(async () => {
     victim = await createAccount(admin.admin, { username: `victim-${randomHex()}` });
     const victimId = victim.user.id;
+    const victimType = `victim-type-${randomHex()}`;
+    await admin.admin.createJobType({ jobType: { name: victimType } });
     calls = [
       { method: 'ListUsers', audited: false, call: (c, o) => c.listUsers({}, o) },
       { method: 'GetUser', audited: false, call: (c, o) => c.getUser({ id: victimId }, o) },
@@ -85,6 +87,20 @@ describe('access', () => {
       { method: 'ListAuditEvents', audited: false, call: (c, o) => c.listAuditEvents({}, o) },
       { method: 'GetMetrics', audited: false, call: (c, o) => c.getMetrics({}, o) },
       { method: 'RotateSigningKey', audited: true, target: '', call: (c, o) => c.rotateSigningKey({}, o) },
+      {
+        method: 'CreateJobType',
+        audited: true,
+        target: 'intruder-type',
+        call: (c, o) => c.createJobType({ jobType: { name: 'intruder-type' } }, o),
+      },
+      {
+        method: 'UpdateJobType',
+        audited: true,
+        target: victimType,
+        call: (c, o) =>
+          c.updateJobType({ jobType: { name: victimType, description: 'taken over' }, updateMask: { paths: ['description'] } }, o),
+      },
+      { method: 'DeleteJobType', audited: true, target: victimType, call: (c, o) => c.deleteJobType({ name: victimType }, o) },
     ];
   });
 
@@ -96,6 +112,7 @@ describe('access', () => {
       victim: await userRow(server, victim.user.id),
       settings: await server.query('select key, value from settings order by key'),
       signingKeys: await server.query('select id, retired_at from signing_keys order by id'),
+      jobTypes: await server.query('select name, description, version from job_type_declarations order by name'),
     };
   }
 
@@ -110,6 +127,9 @@ describe('access', () => {
       'ClearSignInThrottle',
       'UpdateSetting',
       'RotateSigningKey',
+      'CreateJobType',
+      'UpdateJobType',
+      'DeleteJobType',
     ];
     expect(
       calls
