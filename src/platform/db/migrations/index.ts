@@ -1,10 +1,12 @@
 import { Migration20261122210449_initial } from './Migration20261122210449_initial.ts';
 import { Migration20261122221837_jobs } from './Migration20261122221837_jobs.ts';
 import { Migration20261122222306_files } from './Migration20261122222306_files.ts';
+import { Migration20261203090354_system } from './Migration20261203090354_system.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
   { name: 'Migration20261122210449_initial', class: Migration20261122210449_initial },
   { name: 'Migration20261122221837_jobs', class: Migration20261122221837_jobs },
   { name: 'Migration20261122222306_files', class: Migration20261122222306_files },
+  { name: 'Migration20261203090354_system', class: Migration20261203090354_system },
 ];
