@@ -11,6 +11,7 @@ import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { HealthStatus, InstanceRole, ServiceKind, ServiceState, type Service } from '../../gen/yardmaster/v1/system_pb.ts';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { packageVersion } from '../../src/system/build-info.ts';
+import { release, releases, runsUntilReleasedJobType } from '../support/job-types.ts';
 import { eventually, expectConnectError, randomHex, violatedFields } from '../support/assertions.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.ts';
@@ -200,6 +201,37 @@ describe('instances and worker pools on one database', () => {
     expect((await adminA.system.getSystemStatus({})).instances.map((instance) => instance.id)).not.toContain(id);
     expect((await adminA.system.listServices({})).services.filter((service) => service.instanceId === id)).toEqual([]);
     expect(await a.countRows('select count(*) as n from server_instances where id = $1', [id])).toBe(0);
+  });
+});
+
+describe('a pool stopped while it runs a job', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ jobTypes: [runsUntilReleasedJobType], appOptions: { instanceHeartbeatMs: heartbeatMs } });
+  });
+  afterAll(() => server?.close());
+
+  test('drains: the running job finishes (SUCCEEDED, not interrupted), then the pool shows STOPPED with the job counted', async () => {
+    const admin = await server.adminClient();
+    const name = 'pool/runs-until-released';
+    const key = `drain-${randomHex()}`;
+    const { job } = await admin.jobs.createJob({ type: 'runs-until-released', params: { key } });
+    await eventually(async () => expect(releases.get(key)?.started).toBe(true), 10_000);
+    await admin.system.stopService({ name });
+    const draining = await eventually(async () => {
+      const [pool] = poolsOf((await admin.system.listServices({})).services, 'runs-until-released');
+      expect(pool?.state).toBe(ServiceState.DRAINING);
+      return pool!;
+    }, 3000);
+    expect(draining.jobsRunning).toBe(1);
+    expect((await admin.jobs.getJob({ id: job!.id })).job!.status).toBe(JobStatus.RUNNING);
+    release(key);
+    await eventually(async () => expect((await admin.jobs.getJob({ id: job!.id })).job!.status).toBe(JobStatus.SUCCEEDED), 10_000);
+    await eventually(async () => {
+      const [pool] = poolsOf((await admin.system.listServices({})).services, 'runs-until-released');
+      expect([pool?.state, pool?.jobsRunning, pool?.jobsDone]).toEqual([ServiceState.STOPPED, 0, 1n]);
+    }, 3000);
+    expect((await admin.jobs.getJob({ id: job!.id })).job!.attempt).toBe(1);
   });
 });
 
