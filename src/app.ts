@@ -9,6 +9,7 @@ import { AuthService as AuthServiceDesc } from '../gen/yardmaster/v1/auth_pb.ts'
 import { JobsService as JobsServiceDesc } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { QueueService as QueueServiceDesc } from '../gen/yardmaster/v1/queue_pb.ts';
 import { FilesService as FilesServiceDesc } from '../gen/yardmaster/v1/files_pb.ts';
+import { SystemService as SystemServiceDesc } from '../gen/yardmaster/v1/system_pb.ts';
 import { createAdminRpc } from './admin/admin-rpc.ts';
 import { AuditLog } from './admin/audit-log.ts';
 import { SettingsStore } from './platform/settings/settings-store.ts';
@@ -76,6 +77,11 @@ import { Readiness } from './server/readiness.ts';
 import { createReflectionV1, createReflectionV1Alpha, ReflectionIndex } from './server/reflection-service.ts';
 import { createRpcHandler } from './server/rpc-handler.ts';
 import { ObjectStorage, type StorageConfig } from './platform/storage/object-storage.ts';
+import { type BuildInfo, packageVersion } from './system/build-info.ts';
+import { InstanceRegistry } from './system/instance-registry.ts';
+import { PoolControls } from './system/pool-controls.ts';
+import { createSystemRpc } from './system/system-rpc.ts';
+import { SystemService } from './system/system-service.ts';
 
 export interface AppOptions {
   config: Config;
@@ -91,6 +97,10 @@ export interface AppOptions {
   requestBodyDeadlineMs?: number;
   /** How often the dependencies are checked for /readyz and the health service. */
   readinessIntervalMs?: number;
+  /** The version and commit this process runs (main.ts reads GIT_COMMIT or git; the default has no commit). */
+  build?: BuildInfo;
+  /** How often this instance tells the others it is alive (three missed heartbeats: lost). */
+  instanceHeartbeatMs?: number;
   /** Caps on open streams per account, per anonymous client address and for all anonymous callers. */
   streamLimits?: Partial<StreamLimits>;
 }
@@ -125,6 +135,8 @@ export async function createApp({
   jobDrainMs = 10_000,
   requestBodyDeadlineMs = 30_000,
   readinessIntervalMs,
+  build = { version: packageVersion(), commit: '' },
+  instanceHeartbeatMs,
   streamLimits,
 }: AppOptions): Promise<App> {
   const instanceId = newId();
@@ -168,6 +180,8 @@ export async function createApp({
     cleanups.push(() => hub.stop());
     const pauses = new QueuePauses(orm, logger);
     await pauses.start(notifications);
+    const poolControls = new PoolControls(orm, logger);
+    await poolControls.start(notifications);
 
     const rateLimitPool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
     rateLimitPool.on('error', (error) => logger.warn({ err: error }, 'rate limit pool connection failed'));
@@ -198,7 +212,19 @@ export async function createApp({
       heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval'),
     });
 
+    let runner: JobRunner | undefined;
+    const instances = new InstanceRegistry({
+      orm,
+      logger,
+      instanceId,
+      role: config.role,
+      build,
+      pools: () => runner?.poolReports() ?? [],
+      heartbeatIntervalMs: instanceHeartbeatMs,
+    });
+
     const maintenanceTasks: MaintenanceTask[] = [
+      { name: 'prune lost instances', run: () => instances.prune(orm.em.fork()) },
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
       { name: 'prune sessions', run: () => authService.pruneSessions(orm.em.fork()) },
       { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
@@ -207,9 +233,21 @@ export async function createApp({
       { name: 'fail oversized multipart uploads', run: () => fileHousekeeping.failOversizedMultipartUploads(orm.em.fork()) },
     ];
     if (config.role !== 'api') {
-      const runner = new JobRunner({ orm, files: jobFiles, boss, registry, attempts, pauses, notifications, logger, instanceId });
-      await runner.start();
-      cleanups.push(() => runner.stop(jobDrainMs));
+      const jobRunner = new JobRunner({
+        orm,
+        files: jobFiles,
+        boss,
+        registry,
+        attempts,
+        pauses,
+        pools: poolControls,
+        notifications,
+        logger,
+        instanceId,
+      });
+      runner = jobRunner;
+      await jobRunner.start();
+      cleanups.push(() => jobRunner.stop(jobDrainMs));
       await startMaintenance(boss, maintenanceTasks, logger);
     }
 
@@ -223,8 +261,24 @@ export async function createApp({
     });
     await readiness.start();
     cleanups.push(() => readiness.stop());
+    await instances.start();
+    // Deregisters first when closing: a stopping instance is no longer one to count on.
+    cleanups.push(() => instances.stop());
+    const system = new SystemService({
+      registry: instances,
+      pools: poolControls,
+      checks: readiness,
+      hasQueue: (queue) => registry.get(queue) !== undefined,
+    });
 
-    const yardmasterServices: DescService[] = [AuthServiceDesc, AdminService, JobsServiceDesc, QueueServiceDesc, FilesServiceDesc];
+    const yardmasterServices: DescService[] = [
+      AuthServiceDesc,
+      AdminService,
+      JobsServiceDesc,
+      QueueServiceDesc,
+      FilesServiceDesc,
+      SystemServiceDesc,
+    ];
     const standardServices: DescService[] = [Health, ServerReflectionV1, ServerReflectionV1Alpha];
     const policies = new AccessPolicies(yardmasterServices, standardServices);
     const reflection = new ReflectionIndex([...yardmasterServices, ...standardServices]);
@@ -246,6 +300,7 @@ export async function createApp({
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams, catalog));
         router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed, jobToProto }));
         router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
+        router.service(SystemServiceDesc, createSystemRpc(system));
         router.service(
           Health,
           createHealthService(

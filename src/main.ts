@@ -15,6 +15,7 @@ import type { StorageConfig } from './platform/storage/object-storage.ts';
 import { createLogger } from './platform/logger.ts';
 import type { Listener } from './server/listener.ts';
 import { describeStartupFailure } from './startup-failure.ts';
+import { readBuildInfo } from './system/build-info.ts';
 
 const config = processConfig();
 
@@ -139,7 +140,7 @@ try {
         bucket: config.s3Bucket,
         region: config.s3Region,
       };
-  app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, storage, logger });
+  app = await createApp({ config, databaseUrl: config.databaseUrl ?? embedded!.url, storage, logger, build: readBuildInfo(process.env) });
   reached('app ready');
   listener = await listen(app.handler, {
     host: config.host,

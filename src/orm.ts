@@ -5,6 +5,7 @@ import { fileEntities } from './files/entities.ts';
 import { jobEntities } from './jobs/entities.ts';
 import { queueEntities } from './queue/entities.ts';
 import { settingsEntities } from './platform/settings/entities.ts';
+import { systemEntities } from './system/entities.ts';
 import { createOrm as createPlatformOrm, type MikroORM, type OrmOptions } from './platform/db/orm.ts';
 
 /** Every entity of every area: the ORM's model, and what migrations are checked against. */
@@ -16,6 +17,7 @@ export const allEntities = [
   ...jobEntities,
   ...queueEntities,
   ...fileEntities,
+  ...systemEntities,
 ];
 
 /** The ORM over every area's entities, for the server, the migration scripts and the tests. */

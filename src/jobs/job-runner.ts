@@ -6,6 +6,7 @@ import type { Logger } from '../platform/logger.ts';
 import type { PgBoss } from '../platform/queue/pg-boss.ts';
 import type { FetchedQueueEntry, QueueEntryData } from '../platform/queue/queue-entries.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
+import type { JobPoolReport, JobPoolSwitches } from './job-pool-switches.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
 import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOutcome } from './job-attempts.ts';
@@ -18,6 +19,7 @@ type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'lost';
 
 interface RunningAttempt {
   ref: AttemptRef;
+  queue: string;
   controller: AbortController;
   reason: StopReason | undefined;
 }
@@ -51,6 +53,8 @@ export interface JobRunnerDeps {
   registry: JobTypeRegistry;
   attempts: JobAttempts;
   pauses: JobQueuePauses;
+  /** Pools an admin stopped or restarted (on every instance). */
+  pools: JobPoolSwitches;
   notifications: PgNotifications;
   logger: Logger;
   /** Names this instance in the job rows it runs. */
@@ -66,7 +70,12 @@ export interface JobRunnerDeps {
 export class JobRunner {
   readonly #deps: JobRunnerDeps;
   readonly #logger: Logger;
-  readonly #workers = new Map<string, string>();
+  /** The pg-boss worker of each queue worked here, with the restart count it started at. */
+  readonly #workers = new Map<string, { workId: string; restarts: number }>();
+  /** Queues whose worker could not be started or stopped at the last try. */
+  readonly #failedQueues = new Set<string>();
+  /** Attempts finished here per queue since this instance started. */
+  readonly #done = new Map<string, number>();
   readonly #running = new Map<string, RunningAttempt>();
   #syncing: Promise<void> = Promise.resolve();
   #stopping = false;
@@ -83,6 +92,7 @@ export class JobRunner {
     await this.#deps.notifications.subscribe(jobCancelChannel, (jobId) => this.#stop(jobId, 'cancelled'));
     this.#deps.notifications.onReconnect(() => void this.#checkCancellations());
     this.#deps.pauses.onChange(() => void this.#syncWorkers());
+    this.#deps.pools.onChange(() => void this.#syncWorkers());
     this.#timers.push(setInterval(() => void this.#checkCancellations(), cancellationCheckMs).unref());
     this.#timers.push(setInterval(() => void this.#reconcileLostAttempts(), reconcileIntervalMs).unref());
     await this.#syncWorkers();
@@ -102,27 +112,52 @@ export class JobRunner {
     while (this.#running.size > 0) await sleep(50);
   }
 
-  /** Starts or stops pg-boss workers so that exactly the unpaused queues are worked. */
+  /** How each queue's pool is doing here: running, stopped (paused, or stopped by an admin), draining or unhealthy. */
+  poolReports(): JobPoolReport[] {
+    const running = new Map<string, number>();
+    for (const attempt of this.#running.values()) running.set(attempt.queue, (running.get(attempt.queue) ?? 0) + 1);
+    return this.#deps.registry.all().map((type) => {
+      const jobsRunning = running.get(type.name) ?? 0;
+      const state = this.#failedQueues.has(type.name)
+        ? 'unhealthy'
+        : this.#workers.has(type.name)
+          ? 'running'
+          : jobsRunning > 0
+            ? 'draining'
+            : 'stopped';
+      return { queue: type.name, state, concurrency: type.concurrency, jobsRunning, jobsDone: this.#done.get(type.name) ?? 0 };
+    });
+  }
+
+  /**
+   * Starts or stops pg-boss workers so that exactly the queues neither paused nor stopped
+   * by an admin are worked, and restarts those whose restart count moved.
+   */
   #syncWorkers(): Promise<void> {
     this.#syncing = this.#syncing.then(async () => {
+      const { pauses, pools, boss } = this.#deps;
       for (const type of this.#deps.registry.all()) {
-        const wanted = !this.#stopping && !this.#deps.pauses.isPaused(type.name);
-        const working = this.#workers.has(type.name);
+        const wanted = !this.#stopping && !pauses.isPaused(type.name) && !pools.isStopped(type.name);
+        const worker = this.#workers.get(type.name);
+        const restarts = pools.restarts(type.name);
         try {
-          if (wanted && !working) {
-            const workId = await this.#deps.boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(
+          if (worker && (!wanted || worker.restarts !== restarts)) {
+            this.#workers.delete(type.name);
+            // Without waiting: jobs already running finish on their own, and a later
+            // pause, stop or restart must not queue behind them.
+            await boss.offWork(type.name, { wait: false });
+          }
+          if (wanted && !this.#workers.has(type.name)) {
+            const workId = await boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(
               type.name,
               workOptionsOf(type),
               (entries) => this.#runBatch(type, entries),
             );
-            this.#workers.set(type.name, workId);
-          } else if (!wanted && working) {
-            this.#workers.delete(type.name);
-            // Without waiting: jobs already running finish on their own, and a later
-            // pause or resume must not queue behind them.
-            await this.#deps.boss.offWork(type.name, { wait: false });
+            this.#workers.set(type.name, { workId, restarts });
           }
+          this.#failedQueues.delete(type.name);
         } catch (error) {
+          this.#failedQueues.add(type.name);
           this.#logger.error({ err: error, queue: type.name }, 'could not start or stop the queue worker');
         }
       }
@@ -158,7 +193,7 @@ export class JobRunner {
     const { orm, attempts } = this.#deps;
     if (start.kind !== 'started') return 'completed';
     const { job, attempt: ref } = start;
-    const running: RunningAttempt = { ref, controller: new AbortController(), reason: undefined };
+    const running: RunningAttempt = { ref, queue: type.name, controller: new AbortController(), reason: undefined };
     this.#running.set(job.id, running);
     const onQueueAbort = () => this.#stop(job.id, this.#stopping ? 'shutdown' : 'lost');
     entry.signal.addEventListener('abort', onQueueAbort, { once: true });
@@ -229,6 +264,7 @@ export class JobRunner {
       clearTimeout(timeout);
       entry.signal.removeEventListener('abort', onQueueAbort);
       this.#running.delete(job.id);
+      this.#done.set(type.name, (this.#done.get(type.name) ?? 0) + 1);
     }
   }
 

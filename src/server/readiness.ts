@@ -11,6 +11,8 @@ export interface DependencyStatus {
 
 export interface ReadinessReport {
   ok: boolean;
+  /** When the checks of this report started. */
+  checkedAt: Date;
   dependencies: DependencyStatus[];
 }
 
@@ -83,8 +85,9 @@ export class Readiness {
 
   async #run(): Promise<ReadinessReport> {
     this.#checksRun++;
+    const checkedAt = new Date();
     const dependencies = await Promise.all([...this.#checks].map(([name, check]) => runCheck(name, check)));
-    const report = { ok: dependencies.every((dependency) => dependency.ok), dependencies };
+    const report = { ok: dependencies.every((dependency) => dependency.ok), checkedAt, dependencies };
     const changed = this.#last !== undefined && this.#last.ok !== report.ok;
     this.#last = report;
     if (changed) this.#listeners.notify(report);

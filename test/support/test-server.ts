@@ -68,7 +68,9 @@ export interface TestServerOptions {
   /** How long a single-message request body may take to arrive (the server's default otherwise). */
   requestBodyDeadlineMs?: number;
   /** Limits of the public surface smaller than production's, to reach them in a test. */
-  appOptions?: Pick<AppOptions, 'readinessIntervalMs' | 'streamLimits'>;
+  appOptions?: Pick<AppOptions, 'readinessIntervalMs' | 'streamLimits' | 'instanceHeartbeatMs'>;
+  /** Where the server reaches object storage, instead of the run's store (a proxy a test can take down). */
+  storageEndpoint?: string;
   /** Connection timeouts below what the configuration allows, to see them fire in a test. */
   connections?: Partial<ConnectionLimits>;
 }
@@ -78,7 +80,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const database = options.database ?? (await createTestDatabase());
   const config = loadConfig({ PORT: '0', ADMIN_PASSWORD: adminPassword, DATABASE_URL: database.url, ...options.env });
   const logger = createLogger((process.env.TEST_LOG_LEVEL as LogLevel | undefined) ?? 'silent');
-  const endpoint = inject('s3Endpoint');
+  const endpoint = options.storageEndpoint ?? inject('s3Endpoint');
   const storage = {
     endpoint,
     publicEndpoint: endpoint,

@@ -6,6 +6,7 @@ import { Health } from '../../../gen/grpc/health/v1/health_pb.ts';
 import { JobsService } from '../../../gen/yardmaster/v1/jobs_pb.ts';
 import { QueueService } from '../../../gen/yardmaster/v1/queue_pb.ts';
 import { FilesService } from '../../../gen/yardmaster/v1/files_pb.ts';
+import { SystemService } from '../../../gen/yardmaster/v1/system_pb.ts';
 import { authInterceptor } from './auth-interceptor.ts';
 import { TokenSession, type SessionTokens } from './token-session.ts';
 
@@ -25,6 +26,7 @@ export interface YardmasterClient {
   jobs: Client<typeof JobsService>;
   queue: Client<typeof QueueService>;
   files: Client<typeof FilesService>;
+  system: Client<typeof SystemService>;
   health: Client<typeof Health>;
   /** Signs in and keeps the session's tokens for every later call. */
   login(username: string, password: string): Promise<LoginResponse>;
@@ -55,6 +57,7 @@ export function createClientOnTransport(
     jobs: createClient(JobsService, transport),
     queue: createClient(QueueService, transport),
     files: createClient(FilesService, transport),
+    system: createClient(SystemService, transport),
     health: createClient(Health, transport),
     async login(username, password) {
       const response = await plainAuth.login({ username, password });
