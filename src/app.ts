@@ -246,6 +246,7 @@ export async function createApp({
         instanceId,
       });
       runner = jobRunner;
+      jobRunner.onPoolsChanged(() => instances.heartbeatNow());
       await jobRunner.start();
       cleanups.push(() => jobRunner.stop(jobDrainMs));
       await startMaintenance(boss, maintenanceTasks, logger);

@@ -14,6 +14,7 @@ import { jobCancelChannel } from './job-changes.ts';
 import type { JobFiles } from './job-files.ts';
 import { JobFailure, type JobInputFile, type JobType, type JobTypeRegistry } from './job-types.ts';
 import { jobErrorCodes } from './job-reasons.ts';
+import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
 
 type StopReason = 'cancelled' | 'timeout' | 'shutdown' | 'lost';
 
@@ -82,6 +83,8 @@ export class JobRunner {
   #timers: NodeJS.Timeout[] = [];
   readonly #finisher: AttemptFinisher;
 
+  readonly #poolsChanged = new Listeners();
+
   constructor(deps: JobRunnerDeps) {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'job-runner' });
@@ -110,6 +113,11 @@ export class JobRunner {
     while (this.#running.size > 0 && Date.now() < deadline) await sleep(50);
     for (const jobId of this.#running.keys()) this.#stop(jobId, 'shutdown');
     while (this.#running.size > 0) await sleep(50);
+  }
+
+  /** Calls `listener` whenever this instance's pools were started, stopped or restarted. */
+  onPoolsChanged(listener: () => void): Unsubscribe {
+    return this.#poolsChanged.add(listener);
   }
 
   /** How each queue's pool is doing here: running, stopped (paused, or stopped by an admin), draining or unhealthy. */
@@ -161,6 +169,7 @@ export class JobRunner {
           this.#logger.error({ err: error, queue: type.name }, 'could not start or stop the queue worker');
         }
       }
+      this.#poolsChanged.notify(undefined, (error) => this.#logger.error({ err: error }, 'a pool change listener failed'));
     });
     return this.#syncing;
   }

@@ -60,6 +60,15 @@ export class InstanceRegistry {
     }, this.#intervalMs).unref();
   }
 
+  /**
+   * Sends a heartbeat now, after any in flight: a pool that was just stopped or started
+   * shows so in ListServices without waiting for the next beat.
+   */
+  heartbeatNow(): void {
+    if (this.#timer === undefined) return;
+    this.#beating = this.#beating.then(() => this.#heartbeat());
+  }
+
   async #register(): Promise<void> {
     const { orm, instanceId, role, build, pools } = this.#options;
     const now = new Date();
@@ -79,6 +88,8 @@ export class InstanceRegistry {
   /** Stops the heartbeat and removes this instance's row: a clean stop is not a loss. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    // Set before the last beat settles, so that no later heartbeatNow() registers again.
+    this.#timer = undefined;
     await this.#beating;
     try {
       await this.#options.orm.em.fork().nativeDelete(ServerInstance, { id: this.#options.instanceId });

@@ -295,3 +295,27 @@ describe('object storage going down', () => {
     await eventually(async () => expect((await admin.system.getSystemStatus({})).status).toBe(HealthStatus.OK), 2000);
   });
 });
+
+describe('pool changes with the production heartbeat interval (10 s)', () => {
+  let server: TestServer;
+  let admin: YardmasterClient;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    admin = await server.adminClient();
+  });
+  afterAll(() => server?.close());
+
+  test('a stopped or started pool shows so in ListServices at once, not at the next periodic heartbeat', async () => {
+    await admin.system.stopService({ name: 'pool/sleep' });
+    await eventually(async () => {
+      const { services } = await admin.system.listServices({});
+      expect(poolsOf(services, 'sleep').map((pool) => pool.state)).toEqual([ServiceState.STOPPED]);
+    }, 2000);
+    await admin.system.startService({ name: 'pool/sleep' });
+    await eventually(async () => {
+      const { services } = await admin.system.listServices({});
+      expect(poolsOf(services, 'sleep').map((pool) => pool.state)).toEqual([ServiceState.RUNNING]);
+    }, 2000);
+  });
+});
