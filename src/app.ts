@@ -263,6 +263,10 @@ export async function createApp({
     await readiness.start();
     cleanups.push(() => readiness.stop());
     await instances.start();
+    metrics.reportSystem({
+      queues: () => queues.figures(orm.em.fork()),
+      liveInstances: () => instances.countLive(orm.em.fork()),
+    });
     // Deregisters first when closing: a stopping instance is no longer one to count on.
     cleanups.push(() => instances.stop());
     const system = new SystemService({

@@ -1,7 +1,7 @@
 /**
  * A database outage is Unavailable with a RetryInfo detail (what standard retry policies
  * retry), on unary calls and open streams, and the server serves again once the
- * database is back. The server runs on a PostgreSQL of its own that the test stops and
+ * database is back; /metrics keeps answering. The server runs on a PostgreSQL of its own that the test stops and
  * starts again on the same port.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -74,6 +74,14 @@ test('while the database is down, calls and open WatchJobs streams end Unavailab
     expect(ended).toBeInstanceOf(ConnectError);
     expect(Code[(ended as ConnectError).code]).toBe(Code[Code.Unavailable]);
     expect(retryDelayMs(ended as ConnectError)).toBeGreaterThan(0);
+
+    // /metrics still renders what this process knows; the figures read from the database
+    // are absent (unknown), not zeros and not a failed scrape.
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('yardmaster_rpc_calls_total{');
+    expect(text).not.toMatch(/^yardmaster_(jobs|queue_depth|instances_live)\b/m);
   } finally {
     watch.abort();
     postgres = await startPostgres();

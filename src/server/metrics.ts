@@ -5,6 +5,26 @@ import { sendJson, type PlainRoute } from './http-handler.ts';
 /** How long one rendering of the metrics text serves every scrape. */
 const renderedForMs = 1000;
 
+/** The jobs of one queue that are not finished yet. */
+export interface QueueFigures {
+  queue: string;
+  queued: number;
+  running: number;
+  /** Queued jobs that are due now (no run_after, or one that has passed). */
+  due: number;
+}
+
+/**
+ * Where the system-wide figures come from (app.ts connects the areas that own them). Read
+ * from the database when /metrics renders, so every instance reports the same figures.
+ */
+export interface SystemFigures {
+  /** Every queue, those without unfinished jobs included (as zeros). */
+  queues(): Promise<QueueFigures[]>;
+  /** Instances whose heartbeat is recent enough not to count as lost. */
+  liveInstances(): Promise<number>;
+}
+
 /**
  * The Prometheus metrics of one server instance, in a registry of its own (several
  * instances can share a process in tests). Served as text at /metrics.
@@ -37,8 +57,59 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  #figures: SystemFigures | undefined;
+  #queueFigures: Promise<QueueFigures[] | undefined> | undefined;
+  readonly #jobs = new Gauge({
+    name: 'yardmaster_jobs',
+    help: 'Unfinished jobs by queue and status (queued, running); finished ones are history, see ListJobs',
+    labelNames: ['queue', 'status'] as const,
+    registers: [this.registry],
+    collect: () => this.#collectQueues(),
+  });
+  readonly #queueDepth = new Gauge({
+    name: 'yardmaster_queue_depth',
+    help: 'Queued jobs due now (run_after passed or unset) by queue, paused queues included',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+    collect: () => this.#collectQueues(),
+  });
+  readonly #instancesLive = new Gauge({
+    name: 'yardmaster_instances_live',
+    help: 'Server instances (api, worker or both) whose heartbeat is recent, this one included',
+    registers: [this.registry],
+    collect: async () => {
+      const live = await this.#figures?.liveInstances().catch(() => undefined);
+      // No figure (database unreachable) is an absent series, not a misleading zero.
+      if (live === undefined) this.#instancesLive.remove();
+      else this.#instancesLive.set(live);
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'yardmaster_' });
+  }
+
+  /** From now on, /metrics reports the jobs, queues and instances of the whole system. */
+  reportSystem(figures: SystemFigures): void {
+    this.#figures = figures;
+  }
+
+  /**
+   * Fills both queue gauges from one query: prom-client collects all metrics of a rendering
+   * at once, so the second gauge's collect joins the query the first one started.
+   */
+  async #collectQueues(): Promise<void> {
+    this.#queueFigures ??= (this.#figures?.queues() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => (this.#queueFigures = undefined));
+    const queues = await this.#queueFigures;
+    this.#jobs.reset();
+    this.#queueDepth.reset();
+    for (const { queue, queued, running, due } of queues ?? []) {
+      this.#jobs.set({ queue, status: 'queued' }, queued);
+      this.#jobs.set({ queue, status: 'running' }, running);
+      this.#queueDepth.set({ queue }, due);
+    }
   }
 }
 

@@ -105,6 +105,11 @@ export class InstanceRegistry {
     return rows.map((instance) => ({ instance, lost: instance.heartbeatAt.getTime() < lostBefore }));
   }
 
+  /** How many instances are live (not lost): one count, for /metrics. */
+  countLive(em: EntityManager): Promise<number> {
+    return em.count(ServerInstance, { heartbeatAt: { $gte: new Date(Date.now() - this.lostAfterMs) } });
+  }
+
   /** Housekeeping: removes instances lost for an hour; returns how many. */
   prune(em: EntityManager): Promise<number> {
     return em.nativeDelete(ServerInstance, { heartbeatAt: { $lt: new Date(Date.now() - lostInstanceRetentionMs) } });
