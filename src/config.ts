@@ -6,8 +6,6 @@ import type { ConnectionLimits } from './server/listener.ts';
 
 import type { LogFormat, LogLevel } from './platform/logger.ts';
 
-export type { ConnectionLimits, LogFormat, LogLevel };
-
 /** Everything the server reads from its environment, validated once at start-up. */
 export interface Config {
   host: string;

@@ -54,9 +54,7 @@ async function shutdown(signal: string): Promise<void> {
       { step: current, activeResources: countBy(process.getActiveResourcesInfo()), timeoutMs: config.shutdownTimeoutMs },
       `shutdown did not finish within ${config.shutdownTimeoutMs / 1000}s: still waiting on ${current}; exiting`,
     );
-    // Do not leave the database running: ask it to stop (fast shutdown) without waiting.
-    void embedded?.stop();
-    dataDirLock?.release();
+    // The exit handler asks the database to stop without waiting for it.
     process.exit(1);
   }, config.shutdownTimeoutMs);
   try {
@@ -66,14 +64,11 @@ async function shutdown(signal: string): Promise<void> {
       await step();
     }
     clearTimeout(deadline);
-    dataDirLock?.release();
     logger.info('stopped');
     process.exit(0);
   } catch (error) {
     clearTimeout(deadline);
     logger.error({ err: error, step: current }, 'shutdown failed');
-    void embedded?.stop();
-    dataDirLock?.release();
     process.exit(1);
   }
 }
@@ -83,8 +78,12 @@ process.on('SIGINT', () => void shutdown('SIGINT'));
 // PostgreSQL (in a session of its own, which the hangup does not reach) running.
 process.on('SIGHUP', () => void shutdown('SIGHUP'));
 // However the process ends (a crash included), the embedded PostgreSQL, in a session of
-// its own, is told to stop: stop() signals it before its first await.
-process.on('exit', () => void embedded?.stop());
+// its own, is told to stop (stop() signals it before its first await), and the DATA_DIR
+// lock is given back.
+process.on('exit', () => {
+  void embedded?.stop();
+  dataDirLock?.release();
+});
 
 function countBy(names: string[]): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -170,6 +169,5 @@ try {
   await app?.close().catch(() => {});
   await embeddedS3?.stop().catch(() => {});
   await embedded?.stop().catch(() => {});
-  dataDirLock?.release();
   process.exit(1);
 }

@@ -1,9 +1,8 @@
 import path from 'node:path';
 import type { Config } from './config.ts';
 import { DataDirInUseError } from './data-dir-lock.ts';
+import { socketErrorCodes } from './server/outage-errors.ts';
 
-/** Network errors that mean "nobody answers there", as opposed to a bug of ours. */
-const unreachable = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
 /** File-system errors that mean the directory cannot be used by this user. */
 const unwritable = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'ENOSPC', 'EISDIR']);
 /** PostgreSQL refusing the URL's credentials or database (SQLSTATE classes 28 and 3D, 57P03). */
@@ -32,11 +31,11 @@ export function describeStartupFailure(error: unknown, config: Config): string |
   if (
     config.databaseUrl !== undefined &&
     code !== undefined &&
-    (refusedByPostgres.has(code) || (unreachable.has(code) && pointsAt(error, config.databaseUrl)))
+    (refusedByPostgres.has(code) || (socketErrorCodes.has(code) && pointsAt(error, config.databaseUrl)))
   ) {
     return `cannot use the database at DATABASE_URL (${redacted(config.databaseUrl)}): ${error.message}`;
   }
-  if (config.s3 !== undefined && code !== undefined && unreachable.has(code) && pointsAt(error, config.s3.endpoint)) {
+  if (config.s3 !== undefined && code !== undefined && socketErrorCodes.has(code) && pointsAt(error, config.s3.endpoint)) {
     return `cannot reach the storage at S3_ENDPOINT (${config.s3.endpoint}): ${error.message}`;
   }
   return undefined;

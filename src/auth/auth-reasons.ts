@@ -3,9 +3,11 @@
  * value never changes; code refers to them by name, where they are thrown and where matched.
  */
 
-/** ErrorInfo reasons of the auth area (the shared WRONG_PASSWORD is in platform/error-reasons.ts). */
+/** ErrorInfo reasons of the auth area. */
 export const authReasons = {
   INVALID_CREDENTIALS: 'INVALID_CREDENTIALS',
+  /** A signed-in account's current password was wrong (a WrongPasswordError: the credential rate limit counts it). */
+  WRONG_PASSWORD: 'WRONG_PASSWORD',
   ACCOUNT_DISABLED: 'ACCOUNT_DISABLED',
   REGISTRATION_CLOSED: 'REGISTRATION_CLOSED',
   ACCESS_TOKEN_EXPIRED: 'ACCESS_TOKEN_EXPIRED',

@@ -20,7 +20,6 @@ import { checkPasswordPolicy, hashPassword, maxPasswordLength, verifyDecoyPasswo
 import { newApiKeySecret, newRefreshToken, openWithSecret, refreshTokenPrefix, sealWithSecret, secretHash } from './secrets.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import { authReasons } from './auth-reasons.ts';
-import { sharedReasons } from '../platform/error-reasons.ts';
 
 /** What a successful Login, Register or Refresh hands out. */
 export interface TokenGrant {
@@ -217,7 +216,7 @@ export class AuthService {
     const user = await em.findOneOrFail(User, caller.userId, { populate: ['passwordHash'] });
     if (input.currentPassword.length > maxPasswordLength || !(await verifyPassword(user.passwordHash, input.currentPassword))) {
       throw new WrongPasswordError('the current password is wrong', {
-        reason: sharedReasons.WRONG_PASSWORD,
+        reason: authReasons.WRONG_PASSWORD,
         violations: [{ field: 'current_password', description: 'is not the current password' }],
       });
     }

@@ -31,6 +31,8 @@ interface Limiters {
   pairFailures: RateLimiterPostgres;
   /** Consecutive failures on one account from anywhere, over a day; never refuses by itself. */
   accountFailures: RateLimiterPostgres;
+  /** One attempt per delay on a throttled account; each attempt sets the delay it opens. */
+  accountThrottle: RateLimiterPostgres;
 }
 
 /** How a reserved attempt ended. */
@@ -116,9 +118,9 @@ export class CredentialRateLimiter {
     const limiters = this.#limiters;
     const held: Array<{ limiter: RateLimiterPostgres; key: string }> = [];
     const giveBack = () => Promise.all(held.map(({ limiter, key }) => limiter.reward(key, 1)));
-    const take = async (limiter: RateLimiterPostgres, key: string, what: string) => {
+    const take = async (limiter: RateLimiterPostgres, key: string, what: string, durationSeconds?: number) => {
       try {
-        const taken = await limiter.consume(key);
+        const taken = await limiter.consume(key, 1, durationSeconds === undefined ? {} : { customDuration: durationSeconds });
         held.push({ limiter, key });
         return taken;
       } catch (rejection) {
@@ -148,9 +150,8 @@ export class CredentialRateLimiter {
           firstThrottleDelayMs * 2 ** Math.min(accountFailures - threshold - 1, 30),
           this.#settings.get('auth.account_throttle_max_delay'),
         );
-        const throttle = this.#make(prefixes.accountThrottle, 1, Math.max(1, Math.ceil(delayMs / 1000)));
         // The failure count taken above is not a failure of this attempt if it may not go ahead.
-        await take(throttle, account, 'too many failed attempts for this account');
+        await take(limiters.accountThrottle, account, 'too many failed attempts for this account', Math.max(1, Math.ceil(delayMs / 1000)));
       }
     }
 
@@ -214,6 +215,8 @@ export class CredentialRateLimiter {
       storeType: 'pool',
       tableName,
       tableCreated: true,
+      // Expired counters are pruned by the housekeeping task (pruneExpired), not by a timer per limiter.
+      clearExpiredByTimeout: false,
       keyPrefix,
       points,
       duration,
@@ -230,6 +233,7 @@ export class CredentialRateLimiter {
         Math.ceil(this.#settings.get('auth.account_failure_window') / 1000),
       ),
       accountFailures: this.#make(prefixes.accountFailures, 1_000_000, day),
+      accountThrottle: this.#make(prefixes.accountThrottle, 1, 1),
     };
   }
 }

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
-import { timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { requestTime } from '../platform/timestamps.ts';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { optionalTimestamp, requestTime } from '../platform/timestamps.ts';
 import {
   JobEventKind,
   JobLogLevel,
@@ -48,10 +48,6 @@ export function countsByStatusToProto(counts: Record<string, number>): Record<st
 
 export function eventKindToProto(kind: JobEventKindName): JobEventKind {
   return eventKindOfName[kind];
-}
-
-function optionalTimestamp(date: Date | null): Timestamp | undefined {
-  return date ? timestampFromDate(date) : undefined;
 }
 
 export function jobToProto(job: JobView): JobMessage {

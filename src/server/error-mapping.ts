@@ -19,7 +19,7 @@ import { isOutageError } from './outage-errors.ts';
 import { serverReasons } from './server-reasons.ts';
 
 /** The retry delay suggested during an outage: a PostgreSQL restart takes about a second. */
-export const outageRetryAfterMs = 1000;
+const outageRetryAfterMs = 1000;
 
 const codeOfKind: Record<DomainErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,

@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { Logger } from '../platform/logger.ts';
 import type { HttpHandler } from './http-handler.ts';
+import { OpenCounts } from './open-counts.ts';
 
 export interface ConnectionLimits {
   /** How long a request head (and a new connection's first bytes) may take to arrive. */
@@ -152,21 +153,18 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
     server = net.createServer((socket) => routeBySniffing(socket, h1Server, h2, headersTimeoutMs));
   }
   // First among the connection listeners, so that a refused socket is never read.
-  const connectionsByAddress = new Map<string, number>();
+  const connectionsByAddress = new OpenCounts();
   server.prependListener('connection', (socket: net.Socket) => {
     const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    const open = connectionsByAddress.get(address) ?? 0;
-    if (maxConnectionsPerAddress > 0 && open >= maxConnectionsPerAddress) {
+    if (maxConnectionsPerAddress > 0 && connectionsByAddress.get(address) >= maxConnectionsPerAddress) {
       socket.destroy();
       return;
     }
-    connectionsByAddress.set(address, open + 1);
+    const release = connectionsByAddress.take(address);
     sockets.add(socket);
     socket.once('close', () => {
       sockets.delete(socket);
-      const remaining = (connectionsByAddress.get(address) ?? 1) - 1;
-      if (remaining === 0) connectionsByAddress.delete(address);
-      else connectionsByAddress.set(address, remaining);
+      release();
     });
   });
 

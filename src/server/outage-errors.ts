@@ -32,7 +32,7 @@ export function isOutageError(error: unknown): boolean {
   return visit(error, 0);
 }
 
-const socketErrorCodes = new Set([
+export const socketErrorCodes = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ECONNABORTED',

@@ -19,7 +19,7 @@ export interface ReadinessReport {
 export type DependencyCheck = () => Promise<void>;
 
 const checkTimeoutMs = 3000;
-export const defaultReadinessIntervalMs = 3000;
+const defaultReadinessIntervalMs = 3000;
 
 /**
  * Checks the server's dependencies (database, storage, queue), each with a timeout, on

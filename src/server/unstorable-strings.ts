@@ -6,7 +6,7 @@ import type { FieldViolation } from '../platform/domain-errors.ts';
  * UTF-16 surrogates (jsonb refuses them; text would silently store U+FFFD instead).
  * Binary protobuf cannot carry a lone surrogate, but proto JSON can (`"\ud800"`).
  */
-export function isStorableText(text: string): boolean {
+function isStorableText(text: string): boolean {
   return !text.includes('\0') && text.isWellFormed();
 }
 

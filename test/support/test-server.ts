@@ -11,7 +11,9 @@ import { createYardmasterClient, type NodeClientOptions, type YardmasterClient }
 import { createApp, type App, type AppOptions } from '../../src/app.ts';
 import type { JobType } from '../../src/jobs/job-types.ts';
 import { inject } from 'vitest';
-import { loadConfig, type ConnectionLimits, type LogLevel } from '../../src/config.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { LogLevel } from '../../src/platform/logger.ts';
+import type { ConnectionLimits } from '../../src/server/listener.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { listen, type Listener } from '../../src/server/listener.ts';
 import { uniqueName } from './assertions.ts';

@@ -1,7 +1,7 @@
-import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from '@connectrpc/connect';
 import { DomainError } from '../../platform/domain-errors.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
-import type { AccessPolicies } from '../access-policies.ts';
+import type { AccessPolicies, MethodAccess } from '../access-policies.ts';
 import { callerKey, callRecordOf, clientKey, loggerKey, requestIdKey } from '../context.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
@@ -70,19 +70,15 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
     const next = withMappedErrors(unmapped);
     return async (req) => {
       const rule = policies.forMethod(req.method);
-      if (rule.audit === 'none') return next(req);
+      if (rule.audit === 'none') return unmapped(req);
       const values = req.contextValues;
       const written: { id: string | undefined } = { id: undefined };
       values.set(auditRecordKey, written);
       // The caller is known only once authentication (further in) has run.
-      const audited = (failed: boolean) =>
-        rule.audit === 'all' ||
-        (rule.audit === 'failures' && failed) ||
-        (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin');
       const write = async (error: ConnectError | undefined) => {
         const entry = entryOf(req, error);
         if (written.id !== undefined) await auditLog.finish(written.id, entry);
-        else if (audited(error !== undefined)) await auditLog.record(entry);
+        else if (isAudited(rule, values, error !== undefined)) await auditLog.record(entry);
       };
       const recordFailure = async (error: ConnectError, evenIfCanceled: boolean) => {
         if (evenIfCanceled || error.code !== Code.Canceled || written.id !== undefined) await write(error);
@@ -113,8 +109,7 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
   const writeAhead: Interceptor = (next) => async (req) => {
     const rule = policies.forMethod(req.method);
     const written = req.contextValues.get(auditRecordKey);
-    const willRecord = rule.audit === 'all' || (rule.audit === 'admin_calls' && req.contextValues.get(callerKey)?.role === 'admin');
-    if (!written || !willRecord) return next(req);
+    if (!written || !isAudited(rule, req.contextValues, false)) return next(req);
     const entry = entryOf(req, undefined);
     try {
       written.id = await auditLog.begin(entry);
@@ -129,4 +124,13 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
   };
 
   return { record, writeAhead };
+}
+
+/** Whether a call of `rule`'s method is recorded; the caller is known once authentication has run. */
+function isAudited(rule: MethodAccess, values: ContextValues, failed: boolean): boolean {
+  return (
+    rule.audit === 'all' ||
+    (rule.audit === 'failures' && failed) ||
+    (rule.audit === 'admin_calls' && values.get(callerKey)?.role === 'admin')
+  );
 }

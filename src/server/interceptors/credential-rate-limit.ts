@@ -30,7 +30,7 @@ export interface AttemptLimiter {
 /** Outcomes that look like guessing: wrong credentials, taken names, closed doors. */
 const failureCodes = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.AlreadyExists]);
 /** The audit action of an account reaching auth.account_throttle_threshold. */
-export const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottled';
+const accountThrottledAction = 'yardmaster.v1.AuthService.AccountThrottled';
 
 /**
  * Rate limits the methods the contract marks as credential-checking, per client address

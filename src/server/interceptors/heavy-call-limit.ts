@@ -4,7 +4,8 @@ import type { serverSettings } from '../server-settings.ts';
 import { resourceExhausted } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
-import { holdDuringCall, OpenCounts } from './server-streams.ts';
+import { OpenCounts } from '../open-counts.ts';
+import { holdDuringCall } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
 
 /** The retry delay suggested to an account over its limit: heavy calls take about that long. */

@@ -1,7 +1,8 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { DomainError } from '../../platform/domain-errors.ts';
 import { callerKey, clientKey } from '../context.ts';
-import { holdDuringCall, OpenCounts } from './server-streams.ts';
+import { OpenCounts } from '../open-counts.ts';
+import { holdDuringCall } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
 
 export interface StreamLimits {
@@ -25,7 +26,7 @@ export const defaultStreamLimits: StreamLimits = { perAccount: 100, anonymousPer
 export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimits): Interceptor {
   const perAccount = new OpenCounts();
   const perAddress = new OpenCounts();
-  const anonymous = new OpenCounts();
+  let anonymousOpen = 0;
   return (next) => async (req) => {
     if (req.method.methodKind === 'unary') return next(req);
     const caller = req.contextValues.get(callerKey);
@@ -52,7 +53,7 @@ export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimit
           },
         );
       }
-      if (anonymous.get('') >= limits.anonymousTotal) {
+      if (anonymousOpen >= limits.anonymousTotal) {
         throw new DomainError(
           'resource_exhausted',
           `this server holds its limit of ${limits.anonymousTotal} open streams without signing in: retry later, or sign in`,
@@ -62,10 +63,10 @@ export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimit
         );
       }
       const releaseAddress = perAddress.take(address);
-      const releaseTotal = anonymous.take('');
+      anonymousOpen++;
       release = () => {
         releaseAddress();
-        releaseTotal();
+        anonymousOpen--;
       };
     }
     return holdDuringCall(() => next(req), req.signal, release);
