@@ -4,7 +4,8 @@ import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, invalidField, Violations } from '../platform/domain-errors.ts';
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import type { StoredFile } from './entities.ts';
-import { findVisibleFile, maxPresignSeconds } from './file-rules.ts';
+import { maxPresignSeconds } from '../platform/storage/sigv4.ts';
+import { findVisibleFile } from './file-rules.ts';
 import { fileReasons } from './file-reasons.ts';
 
 const defaultDownloadUrlMs = 15 * 60_000;

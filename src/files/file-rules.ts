@@ -12,9 +12,6 @@ import { fileReasons } from './file-reasons.ts';
  * live, what a usable path is, and how a file goes (bytes first, then its row).
  */
 
-/** The longest a presigned URL may stay valid (S3 allows no more). */
-export const maxPresignSeconds = 7 * 24 * 3600;
-
 /** The key of a file's checked bytes. */
 export function objectKeyOf(ownerId: string, fileId: string): string {
   return `files/${ownerId}/${fileId}`;

@@ -9,7 +9,8 @@ import { isNotFoundError, type ObjectStorage, type UploadedPart } from '../platf
 import { sniffContentType, sniffSampleBytes } from './content-sniffing.ts';
 import { StoredFile, type UploadMode } from './entities.ts';
 import { DuplicateRequest, type FileIntake } from './file-intake.ts';
-import { checkPath, discardFile, findVisibleFile, maxPresignSeconds, stagingKeyOf } from './file-rules.ts';
+import { maxPresignSeconds } from '../platform/storage/sigv4.ts';
+import { checkPath, discardFile, findVisibleFile, stagingKeyOf } from './file-rules.ts';
 import type { filesSettings } from './files-settings.ts';
 import { fileReasons } from './file-reasons.ts';
 

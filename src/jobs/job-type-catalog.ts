@@ -12,6 +12,7 @@ import { checkUpdateMask } from '../platform/update-masks.ts';
 import { Job, JobTypeDeclaration } from './entities.ts';
 import { jobReasons } from './job-reasons.ts';
 import { jobTypeNamePattern, type JobTypeRegistry } from './job-types.ts';
+import { LatestLoads } from '../platform/latest-loads.ts';
 
 const channel = 'yardmaster_job_types';
 
@@ -80,6 +81,15 @@ const updatablePaths = [
 /** No params at all: what an unset params_schema means. */
 const emptyParamsSchema = { type: 'object', additionalProperties: false };
 
+/** What a declaration that leaves a policy unset gets, on create and on update alike. */
+const declarationDefaults = {
+  maxAttempts: 3,
+  timeoutMs: hour,
+  leaseMs: minute,
+  retryDelayMs: 5 * second,
+  retryDelayMaxMs: 10 * minute,
+};
+
 /**
  * Every job type: the in-process ones of the registry and those an admin declared for
  * external workers. Declarations live in `job_type_declarations`; every instance holds
@@ -95,8 +105,7 @@ export class JobTypeCatalog {
   readonly #inProcess: JobTypeView[];
   #declared = new Map<string, ExternalJobType>();
   /** Reloads started and the newest one applied: a slow reload never overwrites a newer one. */
-  #reloadsStarted = 0;
-  #reloadApplied = 0;
+  readonly #loads = new LatestLoads();
 
   constructor(deps: { orm: MikroORM; registry: JobTypeRegistry; boss: PgBoss; logger: Logger }) {
     this.#orm = deps.orm;
@@ -157,12 +166,12 @@ export class JobTypeCatalog {
       name: input.name,
       description: input.description.trim(),
       paramsSchema: input.paramsSchema ?? emptyParamsSchema,
-      maxAttempts: input.maxAttempts || 3,
-      timeoutMs: input.timeoutMs ?? hour,
-      leaseMs: input.leaseMs ?? minute,
-      retryDelayMs: input.retryDelayMs ?? 5 * second,
+      maxAttempts: input.maxAttempts || declarationDefaults.maxAttempts,
+      timeoutMs: input.timeoutMs ?? declarationDefaults.timeoutMs,
+      leaseMs: input.leaseMs ?? declarationDefaults.leaseMs,
+      retryDelayMs: input.retryDelayMs ?? declarationDefaults.retryDelayMs,
       retryBackoff: input.retryBackoff,
-      retryDelayMaxMs: input.retryDelayMaxMs ?? 10 * minute,
+      retryDelayMaxMs: input.retryDelayMaxMs ?? declarationDefaults.retryDelayMaxMs,
       minInputFiles: input.minInputFiles,
       maxInputFiles: input.maxInputFiles,
     };
@@ -205,12 +214,12 @@ export class JobTypeCatalog {
       const row = await this.#findDeclared(tx, name, LockMode.PESSIMISTIC_WRITE);
       if (paths.has('description')) row.description = input.description.trim();
       if (paths.has('params_schema')) row.paramsSchema = input.paramsSchema ?? emptyParamsSchema;
-      if (paths.has('max_attempts')) row.maxAttempts = input.maxAttempts || 3;
-      if (paths.has('timeout')) row.timeoutMs = input.timeoutMs ?? hour;
-      if (paths.has('lease')) row.leaseMs = input.leaseMs ?? minute;
-      if (paths.has('retry_delay')) row.retryDelayMs = input.retryDelayMs ?? 5 * second;
+      if (paths.has('max_attempts')) row.maxAttempts = input.maxAttempts || declarationDefaults.maxAttempts;
+      if (paths.has('timeout')) row.timeoutMs = input.timeoutMs ?? declarationDefaults.timeoutMs;
+      if (paths.has('lease')) row.leaseMs = input.leaseMs ?? declarationDefaults.leaseMs;
+      if (paths.has('retry_delay')) row.retryDelayMs = input.retryDelayMs ?? declarationDefaults.retryDelayMs;
       if (paths.has('retry_backoff')) row.retryBackoff = input.retryBackoff;
-      if (paths.has('retry_delay_max')) row.retryDelayMaxMs = input.retryDelayMaxMs ?? 10 * minute;
+      if (paths.has('retry_delay_max')) row.retryDelayMaxMs = input.retryDelayMaxMs ?? declarationDefaults.retryDelayMaxMs;
       if (paths.has('min_input_files')) row.minInputFiles = input.minInputFiles;
       if (paths.has('max_input_files')) row.maxInputFiles = input.maxInputFiles;
       checkDeclaration(row, violations);
@@ -273,11 +282,14 @@ export class JobTypeCatalog {
     }
   }
 
-  async #reload(): Promise<void> {
-    const ticket = ++this.#reloadsStarted;
-    const rows = await this.#orm.em.fork().find(JobTypeDeclaration, {});
-    if (ticket < this.#reloadApplied) return;
-    this.#reloadApplied = ticket;
+  #reload(): Promise<void> {
+    return this.#loads.run(
+      () => this.#orm.em.fork().find(JobTypeDeclaration, {}),
+      (rows) => this.#apply(rows),
+    );
+  }
+
+  #apply(rows: JobTypeDeclaration[]): void {
     const next = new Map<string, ExternalJobType>();
     for (const row of rows) {
       if (this.#registry.get(row.name)) {
@@ -333,7 +345,11 @@ type DeclarationFields = Omit<JobTypeDeclarationInput, 'name' | 'paramsSchema'> 
 
 function checkDeclaration(fields: DeclarationFields, violations: Violations): void {
   violations.check(fields.description.length <= 2000, 'job_type.description', 'must be at most 2000 characters');
-  violations.check(fields.maxAttempts >= 1 && fields.maxAttempts <= 20, 'job_type.max_attempts', 'must be 0 (the default, 3) to 20');
+  violations.check(
+    fields.maxAttempts >= 1 && fields.maxAttempts <= 20,
+    'job_type.max_attempts',
+    `must be 0 (the default, ${declarationDefaults.maxAttempts}) to 20`,
+  );
   violations.check(fields.timeoutMs >= second && fields.timeoutMs <= 7 * day, 'job_type.timeout', 'must be from 1 s to 7 days');
   violations.check(fields.leaseMs >= 5 * second && fields.leaseMs <= hour, 'job_type.lease', 'must be from 5 s to 1 hour');
   violations.check(fields.retryDelayMs >= 0 && fields.retryDelayMs <= hour, 'job_type.retry_delay', 'must be from 0 to 1 hour');

@@ -3,7 +3,7 @@ import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { jobsSettings } from './jobs-settings.ts';
 import { visibleTo, type Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { DomainError, failedPrecondition, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
+import { failedPrecondition, invalidArgument, invalidField, notFound, Violations } from '../platform/domain-errors.ts';
 import type { JobFiles } from './job-files.ts';
 import { idempotencyWindowMs, newId, requireId } from '../platform/ids.ts';
 import { findPage, parseOrderBy, type Page, type PageRequest } from '../platform/pagination.ts';
@@ -389,10 +389,7 @@ export class JobsService {
     violations.throwIfAny();
     const fileViolations =
       input.inputFileIds.length > 0 ? await this.#files.checkInputs(em, caller, input.inputFileIds, field('input_file_ids')) : [];
-    if (fileViolations.length > 0)
-      throw new DomainError('invalid_argument', fileViolations.map((v) => `${v.field}: ${v.description}`).join('; '), {
-        violations: fileViolations,
-      });
+    if (fileViolations.length > 0) throw invalidArgument(fileViolations);
     const name = input.name.trim();
     return {
       id: newId(),

@@ -3,6 +3,7 @@ import type { PgNotifications } from '../platform/events/pg-notifications.ts';
 import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
 import type { Logger } from '../platform/logger.ts';
 import { globalQueueName, QueueState } from './entities.ts';
+import { LatestLoads } from '../platform/latest-loads.ts';
 
 const channel = 'yardmaster_queue_pauses';
 
@@ -16,6 +17,7 @@ export class QueuePauses {
   readonly #logger: Logger;
   #paused = new Set<string>();
   readonly #listeners = new Listeners();
+  readonly #loads = new LatestLoads();
 
   constructor(orm: MikroORM, logger: Logger) {
     this.#orm = orm;
@@ -77,11 +79,15 @@ export class QueuePauses {
     }
   }
 
-  async #reload(): Promise<void> {
-    const rows = await this.#orm.em.fork().find(QueueState, { paused: true });
-    const next = new Set(rows.map((row) => row.name));
-    const changed = next.size !== this.#paused.size || [...next].some((name) => !this.#paused.has(name));
-    this.#paused = next;
-    if (changed) this.#listeners.notify();
+  #reload(): Promise<void> {
+    return this.#loads.run(
+      () => this.#orm.em.fork().find(QueueState, { paused: true }),
+      (rows) => {
+        const next = new Set(rows.map((row) => row.name));
+        const changed = next.size !== this.#paused.size || [...next].some((name) => !this.#paused.has(name));
+        this.#paused = next;
+        if (changed) this.#listeners.notify();
+      },
+    );
   }
 }

@@ -3,6 +3,7 @@ import type { PgNotifications } from '../platform/events/pg-notifications.ts';
 import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
 import type { Logger } from '../platform/logger.ts';
 import { PoolControl } from './entities.ts';
+import { LatestLoads } from '../platform/latest-loads.ts';
 
 const channel = 'yardmaster_pool_controls';
 
@@ -23,6 +24,7 @@ export class PoolControls {
   readonly #logger: Logger;
   #wanted = new Map<string, Wanted>();
   readonly #listeners = new Listeners();
+  readonly #loads = new LatestLoads();
 
   constructor(orm: MikroORM, logger: Logger) {
     this.#orm = orm;
@@ -72,16 +74,21 @@ export class PoolControls {
     }
   }
 
-  async #reload(): Promise<void> {
-    const rows = await this.#orm.em.fork().find(PoolControl, {});
-    const next = new Map(rows.map((row) => [row.queue, { stopped: row.stopped, restarts: row.restarts }]));
-    const changed =
-      next.size !== this.#wanted.size ||
-      [...next].some(([queue, wanted]) => {
-        const known = this.#wanted.get(queue);
-        return known?.stopped !== wanted.stopped || known.restarts !== wanted.restarts;
-      });
-    this.#wanted = next;
-    if (changed) this.#listeners.notify();
+  // A stale restart count applied after a newer one would move the count again and restart the pool twice.
+  #reload(): Promise<void> {
+    return this.#loads.run(
+      () => this.#orm.em.fork().find(PoolControl, {}),
+      (rows) => {
+        const next = new Map(rows.map((row) => [row.queue, { stopped: row.stopped, restarts: row.restarts }]));
+        const changed =
+          next.size !== this.#wanted.size ||
+          [...next].some(([queue, wanted]) => {
+            const known = this.#wanted.get(queue);
+            return known?.stopped !== wanted.stopped || known.restarts !== wanted.restarts;
+          });
+        this.#wanted = next;
+        if (changed) this.#listeners.notify();
+      },
+    );
   }
 }

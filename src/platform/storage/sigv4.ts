@@ -23,7 +23,8 @@ export type SignatureCheck =
 const algorithm = 'AWS4-HMAC-SHA256';
 /** How far a signed request's clock may be from ours (S3 allows 15 minutes). */
 const allowedSkewMs = 15 * 60_000;
-const maxPresignSeconds = 7 * 24 * 3600;
+/** The longest a presigned URL may live (Signature V4's limit). */
+export const maxPresignSeconds = 7 * 24 * 3600;
 
 /** The query parameters of a presigned request's own signature. */
 const presignParameters = new Set([
