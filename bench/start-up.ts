@@ -13,8 +13,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { median, repoRoot } from './support.ts';
 
-const repoRoot = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
 const rounds = Number(values.rounds);
 
@@ -66,11 +66,6 @@ async function timeStartUp(dataDir: string): Promise<StartUp> {
       return `${String(at).padStart(6)} ms  ${step}`;
     });
   return { ms, timeline };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 const fresh: StartUp[] = [];

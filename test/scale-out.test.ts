@@ -8,7 +8,8 @@ import { JobEventKind, JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient, type YardmasterClient } from '../clients/ts/src/node.ts';
 import { eventually } from './support/assertions.ts';
 import { startServerProcess, type ServerProcess } from './support/server-process.ts';
-import { createTestDatabase, queryDatabase, type TestDatabase } from './support/test-database.ts';
+import { queryDatabase } from './support/query-database.ts';
+import { createTestDatabase, type TestDatabase } from './support/test-database.ts';
 
 const adminPassword = 'scale-out-admin-password';
 let database: TestDatabase;

@@ -11,7 +11,7 @@ import { Code, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
 import { ServerReflection } from '../gen/grpc/reflection/v1/reflection_pb.ts';
-import { expectConnectError } from './support/assertions.ts';
+import { eventually, expectConnectError } from './support/assertions.ts';
 import { startTestServer, type TestServer } from './support/test-server.ts';
 
 /** A gRPC client of `service` on a connection of its own, sending `headers` with each call. */
@@ -55,12 +55,9 @@ async function openWatch(client: Client<typeof Health>): Promise<OpenWatch> {
   return { statuses, ended, close: () => abort.abort() };
 }
 
-async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
+/** Waits until `condition` holds, failing the test after `timeoutMs`. */
+async function holdsWithin(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  await eventually(async () => expect(await condition()).toBe(true), timeoutMs);
 }
 
 describe('dependency checks run on one shared schedule', () => {
@@ -103,7 +100,7 @@ describe('dependency checks run on one shared schedule', () => {
     const health = grpcClient(server, Health);
     const watches = await Promise.all(Array.from({ length: 10 }, () => openWatch(health)));
     failing = true;
-    await waitUntil(() => watches.every((watch) => watch.statuses.at(-1) === ServingStatus.NOT_SERVING), 3 * intervalMs);
+    await holdsWithin(() => watches.every((watch) => watch.statuses.at(-1) === ServingStatus.NOT_SERVING), 3 * intervalMs);
     const readyz = await fetch(`${server.url}/readyz`);
     expect(readyz.status).toBe(503);
     const body = (await readyz.json()) as { dependencies: { name: string; ok: boolean; detail: string }[] };
@@ -113,7 +110,7 @@ describe('dependency checks run on one shared schedule', () => {
     });
     expect((await health.check({ service: '' })).status).toBe(ServingStatus.NOT_SERVING);
     failing = false;
-    await waitUntil(() => watches.every((watch) => watch.statuses.at(-1) === ServingStatus.SERVING), 3 * intervalMs);
+    await holdsWithin(() => watches.every((watch) => watch.statuses.at(-1) === ServingStatus.SERVING), 3 * intervalMs);
     expect(watches.map((watch) => watch.statuses)).toEqual(
       watches.map(() => [ServingStatus.SERVING, ServingStatus.NOT_SERVING, ServingStatus.SERVING]),
     );
@@ -168,7 +165,7 @@ describe('anonymous streams are capped per client address and in total', () => {
     abort.abort();
 
     streamsOfA[0]!.close();
-    await waitUntil(async () => {
+    await holdsWithin(async () => {
       try {
         streamsOfB.push(await openWatch(clientB));
         return true;
@@ -178,7 +175,7 @@ describe('anonymous streams are capped per client address and in total', () => {
     }, 3000);
     for (const watch of [...streamsOfA, ...streamsOfB]) watch.close();
     // Every slot is free again: A may open three.
-    await waitUntil(async () => {
+    await holdsWithin(async () => {
       const reopened = await Promise.allSettled([openWatch(clientA), openWatch(clientA), openWatch(clientA)]);
       for (const result of reopened) if (result.status === 'fulfilled') result.value.close();
       return reopened.every((result) => result.status === 'fulfilled');
@@ -247,7 +244,7 @@ describe('connection timeouts', () => {
   test('an HTTP/1.1 connection is closed the keep-alive timeout after its last reply', async () => {
     const connection = await rawConnection(server.url);
     connection.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
-    await waitUntil(() => /\r\n0\r\n\r\n$/.test(connection.received()), 3000);
+    await holdsWithin(() => /\r\n0\r\n\r\n$/.test(connection.received()), 3000);
     const repliedAt = performance.now();
     await connection.closed;
     const closedAfter = performance.now() - repliedAt;
@@ -323,7 +320,7 @@ describe('connections per client address', () => {
     const before = connection.received().length;
     connection.socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
     const outcome = await Promise.race([
-      waitUntil(() => /HTTP\/1\.1 200/.test(connection.received().slice(before)), 3000).then(() => 'answered'),
+      holdsWithin(() => /HTTP\/1\.1 200/.test(connection.received().slice(before)), 3000).then(() => 'answered'),
       connection.closed.then(() => 'closed'),
     ]);
     return outcome;
@@ -348,7 +345,7 @@ describe('connections per client address', () => {
 
     held[0]!.socket.destroy();
     await held[0]!.closed;
-    await waitUntil(async () => {
+    await holdsWithin(async () => {
       const again = await rawConnection(server.url).catch(() => undefined);
       if (!again) return false;
       const outcome = await answers(again);

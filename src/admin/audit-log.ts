@@ -29,7 +29,7 @@ export interface AuditFilter {
 }
 
 /** Stands for the outcome of a call recorded before it ran, until its real outcome replaces it. */
-export const outcomeNotRecorded = { outcome: 'failure', errorCode: 'unknown', reason: adminReasons.OUTCOME_NOT_RECORDED } as const;
+const outcomeNotRecorded = { outcome: 'failure', errorCode: 'unknown', reason: adminReasons.OUTCOME_NOT_RECORDED } as const;
 
 /**
  * The audit trail: who did what to which target, when, from where, and how it ended.

@@ -36,7 +36,7 @@ function searchWords(search: string): string[] {
     .slice(0, 10);
 }
 
-export function checkJobFilter(filter: JobFilter, field: string): void {
+function checkJobFilter(filter: JobFilter, field: string): void {
   const violations = new Violations();
   violations.check(
     filter.statuses.every((status) => jobStatuses.includes(status)),

@@ -37,7 +37,7 @@ const eventKindOfName: Record<JobEventKindName, JobEventKind> = {
 };
 
 /** `JOB_STATUS_QUEUED`... for maps keyed by status name. */
-export function jobStatusKey(status: string): string {
+function jobStatusKey(status: string): string {
   return `JOB_STATUS_${status.toUpperCase()}`;
 }
 

@@ -306,7 +306,7 @@ export class JobTypeCatalog {
 }
 
 /** The pg-boss queue policy of a declared type: its expiry backstops a lease nobody renews. */
-export function queuePolicyOf(row: JobTypeDeclaration): QueuePolicy {
+function queuePolicyOf(row: JobTypeDeclaration): QueuePolicy {
   return {
     name: row.name,
     retry: { defaultMaxAttempts: row.maxAttempts, delayMs: row.retryDelayMs, backoff: row.retryBackoff, maxDelayMs: row.retryDelayMaxMs },

@@ -4,7 +4,7 @@ import type { Logger } from '../platform/logger.ts';
 import type { BuildInfo } from './build-info.ts';
 import { type InstanceRoleName, type PoolReport, ServerInstance } from './entities.ts';
 
-export const defaultInstanceHeartbeatMs = 10_000;
+const defaultInstanceHeartbeatMs = 10_000;
 /** Heartbeats an instance may miss before it counts as lost. */
 const missedHeartbeatsForLost = 3;
 /** How long a lost instance stays listed before housekeeping removes it. */

@@ -51,7 +51,7 @@ export interface ServiceView {
   heartbeatAt: Date;
 }
 
-export const poolPrefix = 'pool/';
+const poolPrefix = 'pool/';
 const instancePrefix = 'instance/';
 
 export interface SystemServiceDeps {

@@ -22,11 +22,11 @@ export let server: TestServer;
 export let admin: YardmasterClient;
 
 /** Settings every test starts from; a test that changes others gets them restored after it. */
-export const suiteSettings: Record<string, unknown> = {
+const suiteSettings: Record<string, unknown> = {
   'auth.address_failure_limit': 100_000,
   'auth.address_request_limit': 1_000_000,
 };
-export const changedSettings = new Set<string>();
+const changedSettings = new Set<string>();
 
 /** Starts the file's server (trusting one proxy hop, generous limits) before its tests, restores changed settings after each test and closes the server after them. */
 export function useAuthServer(): void {
@@ -50,7 +50,7 @@ export async function setSetting(key: string, value: unknown): Promise<void> {
   await server.setSetting(key, value);
 }
 
-export let addressCounter = 0;
+let addressCounter = 0;
 /** A client address no other test uses (TEST-NET-3), sent as X-Forwarded-For. */
 export function freshAddress(): string {
   addressCounter += 1;

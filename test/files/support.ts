@@ -39,16 +39,16 @@ export const mib = 1024 * 1024;
 // ---------------------------------------------------------------------------------------
 // The embedded store as seen from the test
 
-export async function readBody(stream: NodeJS.ReadableStream): Promise<Buffer> {
+async function readBody(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
   return Buffer.concat(chunks);
 }
 
-export const storeDirectories = new Map<string, string>();
+const storeDirectories = new Map<string, string>();
 
 /** s3rver's directory of a bucket: the run's store is a temporary folder (see global-setup.ts) holding it. */
-export function storeDirectoryOf(bucketName: string): string {
+function storeDirectoryOf(bucketName: string): string {
   const known = storeDirectories.get(bucketName);
   if (known) return known;
   for (const entry of readdirSync(os.tmpdir())) {
@@ -178,7 +178,7 @@ export function* slices(bytes: Uint8Array, sizes = [1, 1000, 64 * kib, 1 * mib +
 // ---------------------------------------------------------------------------------------
 // Helpers: calls
 
-export interface UploadInit {
+interface UploadInit {
   directory?: string;
   name: string;
   size?: number;
@@ -210,7 +210,7 @@ export async function uploadPresigned(client: YardmasterClient, init: UploadInit
 }
 
 export type UploadMessage = MessageInitShape<typeof UploadRequestSchema>;
-export type UploadMetadataInit = MessageInitShape<typeof UploadMetadataSchema>;
+type UploadMetadataInit = MessageInitShape<typeof UploadMetadataSchema>;
 
 export async function* uploadMessages(
   metadata: UploadMetadataInit,
@@ -260,7 +260,7 @@ export async function fetchBytes(url: string): Promise<{ res: Response; bytes: B
 // ---------------------------------------------------------------------------------------
 // Helpers: what the database and the bucket hold
 
-export interface FileRow extends Record<string, unknown> {
+interface FileRow extends Record<string, unknown> {
   id: string;
   owner_id: string;
   directory: string;

@@ -117,7 +117,7 @@ export const eventsOf = (messages: WatchJobsResponse[]) => messages.filter((mess
 export const statesOf = (messages: WatchJobResponse[]) => messages.filter((message) => !isHeartbeat(message));
 
 /** Highest sequence a heartbeat has vouched for so far (every visible event up to it was sent). */
-export function heartbeatPosition(messages: WatchJobsResponse[]): bigint {
+function heartbeatPosition(messages: WatchJobsResponse[]): bigint {
   let position = -1n;
   for (const message of messages) if (isHeartbeat(message) && message.sequence > position) position = message.sequence;
   return position;
@@ -146,7 +146,7 @@ export function expectOrdered(messages: WatchJobsResponse[]): void {
   });
 }
 
-export const kindOfName: Record<string, JobEventKind> = {
+const kindOfName: Record<string, JobEventKind> = {
   'job.created': JobEventKind.CREATED,
   'job.updated': JobEventKind.UPDATED,
   'job.deleted': JobEventKind.DELETED,

@@ -86,7 +86,7 @@ export async function create(client: YardmasterClient, request: CreateJobInit & 
   return job!;
 }
 
-export interface QueueEntryRow {
+interface QueueEntryRow {
   id: string;
   name: string;
   state: string;
@@ -104,7 +104,7 @@ export const queueEntriesOf = (jobId: string) =>
     [jobId],
   );
 
-export interface JobRow {
+interface JobRow {
   id: string;
   owner_id: string;
   type: string;

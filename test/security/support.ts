@@ -41,13 +41,13 @@ export function useSecurityServer(): void {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-export interface JsonErrorBody {
+interface JsonErrorBody {
   code?: string;
   message?: string;
   details?: { type: string; value: string; debug?: unknown }[];
 }
 
-export interface RawReply {
+interface RawReply {
   status: number;
   headers: Headers;
   text: string;

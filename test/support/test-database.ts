@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { inject } from 'vitest';
-
-export { queryDatabase } from './query-database.ts';
+import { randomHex } from './assertions.ts';
+import { queryDatabase } from './query-database.ts';
 
 export interface TestDatabase {
   url: string;
@@ -13,23 +11,13 @@ export interface TestDatabase {
 /** A fresh database of its own, cloned from the migrated template. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const adminUrl = inject('adminDatabaseUrl');
-  const name = `yardmaster_test_${randomBytes(6).toString('hex')}`;
-  await withAdminClient(adminUrl, (client) => client.query(`create database ${name} template ${inject('templateDatabase')}`));
+  const name = `yardmaster_test_${randomHex(6)}`;
+  await queryDatabase(adminUrl, `create database ${name} template ${inject('templateDatabase')}`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     name,
-    drop: () => withAdminClient(adminUrl, (client) => client.query(`drop database if exists ${name} with (force)`)).then(() => {}),
+    drop: () => queryDatabase(adminUrl, `drop database if exists ${name} with (force)`).then(() => {}),
   };
-}
-
-async function withAdminClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }

@@ -17,7 +17,8 @@ import type { ConnectionLimits } from '../../src/server/listener.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { listen, type Listener } from '../../src/server/listener.ts';
 import { uniqueName } from './assertions.ts';
-import { createTestDatabase, queryDatabase, type TestDatabase } from './test-database.ts';
+import { queryDatabase } from './query-database.ts';
+import { createTestDatabase, type TestDatabase } from './test-database.ts';
 
 export const adminPassword = 'admin-password-for-tests';
 
