@@ -6,6 +6,7 @@ import { jobEntities } from './jobs/entities.ts';
 import { queueEntities } from './queue/entities.ts';
 import { settingsEntities } from './platform/settings/entities.ts';
 import { systemEntities } from './system/entities.ts';
+import { workerEntities } from './worker/entities.ts';
 import { createOrm as createPlatformOrm, type MikroORM, type OrmOptions } from './platform/db/orm.ts';
 
 /** Every entity of every area: the ORM's model, and what migrations are checked against. */
@@ -18,6 +19,7 @@ export const allEntities = [
   ...queueEntities,
   ...fileEntities,
   ...systemEntities,
+  ...workerEntities,
 ];
 
 /** The ORM over every area's entities, for the server, the migration scripts and the tests. */

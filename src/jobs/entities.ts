@@ -114,4 +114,44 @@ const JobTypeDeclarationSchema = defineEntity({
 export class JobTypeDeclaration extends JobTypeDeclarationSchema.class {}
 JobTypeDeclarationSchema.setClass(JobTypeDeclaration);
 
-export const jobEntities = [Job, JobLogLine, JobTypeDeclaration];
+/**
+ * An external worker's claim on one attempt of a job: who holds it (the worker's id and
+ * the account it calls as), until when, and which queue entry to settle when it ends.
+ * A lease is active until `endedAt` is set; one whose `expiresAt` passed is ended by the
+ * lease sweeper (see JobLeases), which retries or fails the attempt. Ended leases stay
+ * with their job so that a late call about them is told LEASE_EXPIRED, not NotFound.
+ */
+const JobLeaseSchema = defineEntity({
+  name: 'JobLease',
+  tableName: 'job_leases',
+  indexes: [
+    {
+      name: 'job_leases_active_expiry',
+      expression: 'create index "job_leases_active_expiry" on "job_leases" ("expires_at") where "ended_at" is null',
+    },
+    {
+      name: 'job_leases_active_worker',
+      expression: 'create index "job_leases_active_worker" on "job_leases" ("worker_id") where "ended_at" is null',
+    },
+  ],
+  properties: {
+    job: () => p.manyToOne(Job).mapToPk().deleteRule('cascade').primary(),
+    attempt: p.integer().primary(),
+    workerId: p.string().length(128),
+    account: () => p.manyToOne(User).mapToPk().deleteRule('cascade').index(),
+    queue: p.string().length(64),
+    /** The pg-boss entry the attempt was fetched from. */
+    queueEntryId: p.uuid(),
+    /** How far each heartbeat extends the lease (the type's lease when it was claimed). */
+    leaseMs: p.integer(),
+    claimedAt: p.datetime(),
+    expiresAt: p.datetime(),
+    /** Start of the attempt plus the type's timeout: no heartbeat extends a lease past it. */
+    deadlineAt: p.datetime(),
+    endedAt: p.datetime().nullable(),
+  },
+});
+export class JobLease extends JobLeaseSchema.class {}
+JobLeaseSchema.setClass(JobLease);
+
+export const jobEntities = [Job, JobLogLine, JobTypeDeclaration, JobLease];

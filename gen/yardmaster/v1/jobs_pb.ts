@@ -61,7 +61,9 @@ export type JobError = Message<"yardmaster.v1.JobError"> & {
   /**
    * Stable cause: HANDLER_ERROR (the handler threw), DEADLINE_EXCEEDED (it ran past its
    * type's timeout), WORKER_LOST (the instance running it stopped answering),
-   * INVALID_PARAMS (the params were rejected by the handler).
+   * LEASE_EXPIRED (an external worker's lease lapsed without a heartbeat),
+   * INVALID_PARAMS (the params were rejected by the handler), or the code an external
+   * worker gave to FailJob.
    *
    * @generated from field: string code = 2;
    */

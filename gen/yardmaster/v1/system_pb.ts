@@ -13,7 +13,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/system.proto.
  */
 export const file_yardmaster_v1_system: GenFile = /*@__PURE__*/
-  fileDesc("Chp5YXJkbWFzdGVyL3YxL3N5c3RlbS5wcm90bxINeWFyZG1hc3Rlci52MSK4AQoPRGVwZW5kZW5jeUNoZWNrEgwKBG5hbWUYASABKAkSKwoGc3RhdHVzGAIgASgOMhsueWFyZG1hc3Rlci52MS5IZWFsdGhTdGF0dXMSKgoHbGF0ZW5jeRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZkZXRhaWwYBCABKAkSLgoKY2hlY2tfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi9AEKCEluc3RhbmNlEgoKAmlkGAEgASgJEikKBHJvbGUYAiABKA4yGy55YXJkbWFzdGVyLnYxLkluc3RhbmNlUm9sZRIMCgRob3N0GAMgASgJEgsKA3BpZBgEIAEoBRIPCgd2ZXJzaW9uGAUgASgJEg4KBmNvbW1pdBgGIAEoCRIuCgpzdGFydF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRsb3N0GAkgASgIIhgKFkdldFN5c3RlbVN0YXR1c1JlcXVlc3QiiQIKF0dldFN5c3RlbVN0YXR1c1Jlc3BvbnNlEisKBnN0YXR1cxgBIAEoDjIbLnlhcmRtYXN0ZXIudjEuSGVhbHRoU3RhdHVzEjQKDGRlcGVuZGVuY2llcxgCIAMoCzIeLnlhcmRtYXN0ZXIudjEuRGVwZW5kZW5jeUNoZWNrEioKCWluc3RhbmNlcxgDIAMoCzIXLnlhcmRtYXN0ZXIudjEuSW5zdGFuY2USDwoHdmVyc2lvbhgEIAEoCRIOCgZjb21taXQYBSABKAkSKQoGdXB0aW1lGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2luc3RhbmNlX2lkGAcgASgJIogCCgdTZXJ2aWNlEgwKBG5hbWUYASABKAkSKAoEa2luZBgCIAEoDjIaLnlhcmRtYXN0ZXIudjEuU2VydmljZUtpbmQSKgoFc3RhdGUYAyABKA4yGy55YXJkbWFzdGVyLnYxLlNlcnZpY2VTdGF0ZRITCgtpbnN0YW5jZV9pZBgEIAEoCRINCgVxdWV1ZRgFIAEoCRITCgtjb25jdXJyZW5jeRgGIAEoBRIUCgxqb2JzX3J1bm5pbmcYByABKAUSEQoJam9ic19kb25lGAggASgDEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhUKE0xpc3RTZXJ2aWNlc1JlcXVlc3QiQAoUTGlzdFNlcnZpY2VzUmVzcG9uc2USKAoIc2VydmljZXMYASADKAsyFi55YXJkbWFzdGVyLnYxLlNlcnZpY2UiIwoTU3RhcnRTZXJ2aWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIhYKFFN0YXJ0U2VydmljZVJlc3BvbnNlIiIKElN0b3BTZXJ2aWNlUmVxdWVzdBIMCgRuYW1lGAEgASgJIhUKE1N0b3BTZXJ2aWNlUmVzcG9uc2UiJQoVUmVzdGFydFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiGAoWUmVzdGFydFNlcnZpY2VSZXNwb25zZSpbCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEEhFQUxUSF9TVEFUVVNfT0sQARIWChJIRUFMVEhfU1RBVFVTX0RPV04QAip1CgxJbnN0YW5jZVJvbGUSHQoZSU5TVEFOQ0VfUk9MRV9VTlNQRUNJRklFRBAAEhUKEUlOU1RBTkNFX1JPTEVfQVBJEAESGAoUSU5TVEFOQ0VfUk9MRV9XT1JLRVIQAhIVChFJTlNUQU5DRV9ST0xFX0FMTBADKoYBCgtTZXJ2aWNlS2luZBIcChhTRVJWSUNFX0tJTkRfVU5TUEVDSUZJRUQQABIZChVTRVJWSUNFX0tJTkRfSU5TVEFOQ0UQARIcChhTRVJWSUNFX0tJTkRfV09SS0VSX1BPT0wQAhIgChxTRVJWSUNFX0tJTkRfRVhURVJOQUxfV09SS0VSEAMqnAEKDFNlcnZpY2VTdGF0ZRIdChlTRVJWSUNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVU0VSVklDRV9TVEFURV9SVU5OSU5HEAESGQoVU0VSVklDRV9TVEFURV9TVE9QUEVEEAISGgoWU0VSVklDRV9TVEFURV9EUkFJTklORxADEhsKF1NFUlZJQ0VfU1RBVEVfVU5IRUFMVEhZEAQynQQKDVN5c3RlbVNlcnZpY2USaQoPR2V0U3lzdGVtU3RhdHVzEiUueWFyZG1hc3Rlci52MS5HZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0GiYueWFyZG1hc3Rlci52MS5HZXRTeXN0ZW1TdGF0dXNSZXNwb25zZSIHwvMYAxIBAhJgCgxMaXN0U2VydmljZXMSIi55YXJkbWFzdGVyLnYxLkxpc3RTZXJ2aWNlc1JlcXVlc3QaIy55YXJkbWFzdGVyLnYxLkxpc3RTZXJ2aWNlc1Jlc3BvbnNlIgfC8xgDEgECEmgKDFN0YXJ0U2VydmljZRIiLnlhcmRtYXN0ZXIudjEuU3RhcnRTZXJ2aWNlUmVxdWVzdBojLnlhcmRtYXN0ZXIudjEuU3RhcnRTZXJ2aWNlUmVzcG9uc2UiD8LzGAsSAQIYASIEbmFtZRJlCgtTdG9wU2VydmljZRIhLnlhcmRtYXN0ZXIudjEuU3RvcFNlcnZpY2VSZXF1ZXN0GiIueWFyZG1hc3Rlci52MS5TdG9wU2VydmljZVJlc3BvbnNlIg/C8xgLEgECGAEiBG5hbWUSbgoOUmVzdGFydFNlcnZpY2USJC55YXJkbWFzdGVyLnYxLlJlc3RhcnRTZXJ2aWNlUmVxdWVzdBolLnlhcmRtYXN0ZXIudjEuUmVzdGFydFNlcnZpY2VSZXNwb25zZSIPwvMYCxIBAhgBIgRuYW1lYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_yardmaster_v1_access]);
+  fileDesc("Chp5YXJkbWFzdGVyL3YxL3N5c3RlbS5wcm90bxINeWFyZG1hc3Rlci52MSK4AQoPRGVwZW5kZW5jeUNoZWNrEgwKBG5hbWUYASABKAkSKwoGc3RhdHVzGAIgASgOMhsueWFyZG1hc3Rlci52MS5IZWFsdGhTdGF0dXMSKgoHbGF0ZW5jeRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZkZXRhaWwYBCABKAkSLgoKY2hlY2tfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi9AEKCEluc3RhbmNlEgoKAmlkGAEgASgJEikKBHJvbGUYAiABKA4yGy55YXJkbWFzdGVyLnYxLkluc3RhbmNlUm9sZRIMCgRob3N0GAMgASgJEgsKA3BpZBgEIAEoBRIPCgd2ZXJzaW9uGAUgASgJEg4KBmNvbW1pdBgGIAEoCRIuCgpzdGFydF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRsb3N0GAkgASgIIhgKFkdldFN5c3RlbVN0YXR1c1JlcXVlc3QiiQIKF0dldFN5c3RlbVN0YXR1c1Jlc3BvbnNlEisKBnN0YXR1cxgBIAEoDjIbLnlhcmRtYXN0ZXIudjEuSGVhbHRoU3RhdHVzEjQKDGRlcGVuZGVuY2llcxgCIAMoCzIeLnlhcmRtYXN0ZXIudjEuRGVwZW5kZW5jeUNoZWNrEioKCWluc3RhbmNlcxgDIAMoCzIXLnlhcmRtYXN0ZXIudjEuSW5zdGFuY2USDwoHdmVyc2lvbhgEIAEoCRIOCgZjb21taXQYBSABKAkSKQoGdXB0aW1lGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2luc3RhbmNlX2lkGAcgASgJIsYCCgdTZXJ2aWNlEgwKBG5hbWUYASABKAkSKAoEa2luZBgCIAEoDjIaLnlhcmRtYXN0ZXIudjEuU2VydmljZUtpbmQSKgoFc3RhdGUYAyABKA4yGy55YXJkbWFzdGVyLnYxLlNlcnZpY2VTdGF0ZRITCgtpbnN0YW5jZV9pZBgEIAEoCRINCgVxdWV1ZRgFIAEoCRITCgtjb25jdXJyZW5jeRgGIAEoBRIUCgxqb2JzX3J1bm5pbmcYByABKAUSEQoJam9ic19kb25lGAggASgDEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmFjY291bnRfaWQYCiABKAkSGAoQYWNjb3VudF91c2VybmFtZRgLIAEoCRIOCgZxdWV1ZXMYDCADKAkiFQoTTGlzdFNlcnZpY2VzUmVxdWVzdCJAChRMaXN0U2VydmljZXNSZXNwb25zZRIoCghzZXJ2aWNlcxgBIAMoCzIWLnlhcmRtYXN0ZXIudjEuU2VydmljZSIjChNTdGFydFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoUU3RhcnRTZXJ2aWNlUmVzcG9uc2UiIgoSU3RvcFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTU3RvcFNlcnZpY2VSZXNwb25zZSIlChVSZXN0YXJ0U2VydmljZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZSZXN0YXJ0U2VydmljZVJlc3BvbnNlKlsKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFAoQSEVBTFRIX1NUQVRVU19PSxABEhYKEkhFQUxUSF9TVEFUVVNfRE9XThACKnUKDEluc3RhbmNlUm9sZRIdChlJTlNUQU5DRV9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRSU5TVEFOQ0VfUk9MRV9BUEkQARIYChRJTlNUQU5DRV9ST0xFX1dPUktFUhACEhUKEUlOU1RBTkNFX1JPTEVfQUxMEAMqhgEKC1NlcnZpY2VLaW5kEhwKGFNFUlZJQ0VfS0lORF9VTlNQRUNJRklFRBAAEhkKFVNFUlZJQ0VfS0lORF9JTlNUQU5DRRABEhwKGFNFUlZJQ0VfS0lORF9XT1JLRVJfUE9PTBACEiAKHFNFUlZJQ0VfS0lORF9FWFRFUk5BTF9XT1JLRVIQAyqcAQoMU2VydmljZVN0YXRlEh0KGVNFUlZJQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVTRVJWSUNFX1NUQVRFX1JVTk5JTkcQARIZChVTRVJWSUNFX1NUQVRFX1NUT1BQRUQQAhIaChZTRVJWSUNFX1NUQVRFX0RSQUlOSU5HEAMSGwoXU0VSVklDRV9TVEFURV9VTkhFQUxUSFkQBDKdBAoNU3lzdGVtU2VydmljZRJpCg9HZXRTeXN0ZW1TdGF0dXMSJS55YXJkbWFzdGVyLnYxLkdldFN5c3RlbVN0YXR1c1JlcXVlc3QaJi55YXJkbWFzdGVyLnYxLkdldFN5c3RlbVN0YXR1c1Jlc3BvbnNlIgfC8xgDEgECEmAKDExpc3RTZXJ2aWNlcxIiLnlhcmRtYXN0ZXIudjEuTGlzdFNlcnZpY2VzUmVxdWVzdBojLnlhcmRtYXN0ZXIudjEuTGlzdFNlcnZpY2VzUmVzcG9uc2UiB8LzGAMSAQISaAoMU3RhcnRTZXJ2aWNlEiIueWFyZG1hc3Rlci52MS5TdGFydFNlcnZpY2VSZXF1ZXN0GiMueWFyZG1hc3Rlci52MS5TdGFydFNlcnZpY2VSZXNwb25zZSIPwvMYCxIBAhgBIgRuYW1lEmUKC1N0b3BTZXJ2aWNlEiEueWFyZG1hc3Rlci52MS5TdG9wU2VydmljZVJlcXVlc3QaIi55YXJkbWFzdGVyLnYxLlN0b3BTZXJ2aWNlUmVzcG9uc2UiD8LzGAsSAQIYASIEbmFtZRJuCg5SZXN0YXJ0U2VydmljZRIkLnlhcmRtYXN0ZXIudjEuUmVzdGFydFNlcnZpY2VSZXF1ZXN0GiUueWFyZG1hc3Rlci52MS5SZXN0YXJ0U2VydmljZVJlc3BvbnNlIg/C8xgLEgECGAEiBG5hbWViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_yardmaster_v1_access]);
 
 /**
  * The last check of one dependency.
@@ -288,6 +288,27 @@ export type Service = Message<"yardmaster.v1.Service"> & {
    * @generated from field: google.protobuf.Timestamp last_heartbeat_time = 9;
    */
   lastHeartbeatTime?: Timestamp | undefined;
+
+  /**
+   * The account an external worker calls as (its UUID); empty for other kinds.
+   *
+   * @generated from field: string account_id = 10;
+   */
+  accountId: string;
+
+  /**
+   * That account's username; empty for other kinds.
+   *
+   * @generated from field: string account_username = 11;
+   */
+  accountUsername: string;
+
+  /**
+   * The queues an external worker last claimed from; empty for other kinds.
+   *
+   * @generated from field: repeated string queues = 12;
+   */
+  queues: string[];
 };
 
 /**
@@ -341,8 +362,8 @@ export const ListServicesResponseSchema: GenMessage<ListServicesResponse> = /*@_
  */
 export type StartServiceRequest = Message<"yardmaster.v1.StartServiceRequest"> & {
   /**
-   * The service: `pool/<queue>`. Instances cannot be controlled from here
-   * (InvalidArgument); an unknown queue is NotFound.
+   * The service: `pool/<queue>` or `worker/<worker id>`. Instances cannot be
+   * controlled from here (InvalidArgument); an unknown queue or worker is NotFound.
    *
    * @generated from field: string name = 1;
    */
@@ -378,8 +399,8 @@ export const StartServiceResponseSchema: GenMessage<StartServiceResponse> = /*@_
  */
 export type StopServiceRequest = Message<"yardmaster.v1.StopServiceRequest"> & {
   /**
-   * The service: `pool/<queue>`. Instances cannot be controlled from here
-   * (InvalidArgument); an unknown queue is NotFound.
+   * The service: `pool/<queue>` or `worker/<worker id>`. Instances cannot be
+   * controlled from here (InvalidArgument); an unknown queue or worker is NotFound.
    *
    * @generated from field: string name = 1;
    */
@@ -415,8 +436,8 @@ export const StopServiceResponseSchema: GenMessage<StopServiceResponse> = /*@__P
  */
 export type RestartServiceRequest = Message<"yardmaster.v1.RestartServiceRequest"> & {
   /**
-   * The service: `pool/<queue>`. Instances cannot be controlled from here
-   * (InvalidArgument); an unknown queue is NotFound.
+   * The service: `pool/<queue>` or `worker/<worker id>`. Instances cannot be
+   * controlled from here (InvalidArgument); an unknown queue or worker is NotFound.
    *
    * @generated from field: string name = 1;
    */
@@ -664,7 +685,7 @@ export const SystemService: GenService<{
   /**
    * Lists the components that can be watched and controlled: every server instance, the
    * in-process worker pool of every queue on every instance that runs jobs, and the
-   * external workers (WorkerService), sorted by kind, then name, then instance.
+   * external workers (WorkerService) heard from in the last hour, sorted by kind, then name, then instance.
    *
    * @generated from rpc yardmaster.v1.SystemService.ListServices
    */
@@ -675,7 +696,9 @@ export const SystemService: GenService<{
   },
   /**
    * Starts a stopped worker pool (`pool/<queue>`) on every instance. The state is kept,
-   * so an instance that starts later runs the pool too.
+   * so an instance that starts later runs the pool too. For an external worker
+   * (`worker/<id>`) it lifts a stop: the worker may claim jobs again (a worker process
+   * that already exited must be started by its host).
    *
    * @generated from rpc yardmaster.v1.SystemService.StartService
    */
@@ -686,9 +709,13 @@ export const SystemService: GenService<{
   },
   /**
    * Stops a worker pool (`pool/<queue>`) on every instance: it takes no new job, and the
-   * jobs it is running finish (the pool shows as draining until they have). Unlike a
-   * queue pause, this stops only the in-process pools: external workers keep claiming.
-   * The state is kept, so an instance that starts later leaves the pool stopped.
+   * jobs it is running finish (the pool shows as draining until they have); those still
+   * running after the drain time (`jobs.pool_drain_time`) go back to their queue without
+   * counting the attempt. Unlike a queue pause, this stops only the in-process pools:
+   * external workers keep claiming. The state is kept, so an instance that starts later
+   * leaves the pool stopped. For an external worker (`worker/<id>`), the worker is told
+   * through its Heartbeat replies to drain (claim nothing more, finish its jobs) and,
+   * once it holds none, to stop; ClaimJobs hands it nothing until StartService.
    *
    * @generated from rpc yardmaster.v1.SystemService.StopService
    */
@@ -700,7 +727,8 @@ export const SystemService: GenService<{
   /**
    * Restarts a worker pool (`pool/<queue>`) on every instance: each instance stops
    * taking jobs for it and starts again at once; jobs already running finish. A stopped
-   * pool is started.
+   * pool is started. An external worker (`worker/<id>`) is told once, through its next
+   * Heartbeat or ClaimJobs reply, to finish its jobs and restart its process.
    *
    * @generated from rpc yardmaster.v1.SystemService.RestartService
    */
