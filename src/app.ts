@@ -10,6 +10,7 @@ import { JobsService as JobsServiceDesc } from '../gen/yardmaster/v1/jobs_pb.ts'
 import { QueueService as QueueServiceDesc } from '../gen/yardmaster/v1/queue_pb.ts';
 import { FilesService as FilesServiceDesc } from '../gen/yardmaster/v1/files_pb.ts';
 import { SystemService as SystemServiceDesc } from '../gen/yardmaster/v1/system_pb.ts';
+import { WorkerService as WorkerServiceDesc } from '../gen/yardmaster/v1/worker_pb.ts';
 import { createAdminRpc } from './admin/admin-rpc.ts';
 import { AuditLog } from './admin/audit-log.ts';
 import { SettingsStore } from './platform/settings/settings-store.ts';
@@ -37,11 +38,14 @@ import { FileHousekeeping } from './files/file-housekeeping.ts';
 import { FileIntake } from './files/file-intake.ts';
 import { FileUploads } from './files/file-uploads.ts';
 import { JobFileIo } from './files/job-file-io.ts';
+import { fileToProto } from './files/file-messages.ts';
 import { jobFilesOf } from './job-files-adapter.ts';
 import { newId } from './platform/ids.ts';
 import { builtinJobTypes } from './jobs/builtin-job-types.ts';
 import { JobAttempts } from './jobs/job-attempts.ts';
 import { JobChanges } from './jobs/job-changes.ts';
+import { JobLeases } from './jobs/job-leases.ts';
+import { LeaseSweeper } from './jobs/lease-sweeper.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobStreams } from './jobs/job-streams.ts';
 import { JobTypeRegistry, type JobType } from './jobs/job-types.ts';
@@ -82,6 +86,10 @@ import { InstanceRegistry } from './system/instance-registry.ts';
 import { PoolControls } from './system/pool-controls.ts';
 import { createSystemRpc } from './system/system-rpc.ts';
 import { SystemService } from './system/system-service.ts';
+import { ClaimWakeups } from './worker/claim-wakeups.ts';
+import { ExternalWorkers } from './worker/external-workers.ts';
+import { createWorkerRpc } from './worker/worker-rpc.ts';
+import { WorkerService } from './worker/worker-service.ts';
 
 export interface AppOptions {
   config: Config;
@@ -204,6 +212,32 @@ export async function createApp({
     const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
+    const leases = new JobLeases({
+      boss,
+      attempts,
+      changes,
+      files: jobFiles,
+      policyOf: (queue) => catalog.external(queue),
+      watchExpiry: (expiresAt) => leaseSweeper.watch(expiresAt),
+      logger,
+    });
+    const leaseSweeper = new LeaseSweeper({ orm, leases, logger, onExpired: (count) => metrics.countExpiredLeases(count) });
+    leaseSweeper.start();
+    cleanups.push(() => leaseSweeper.stop());
+    const claimWakeups = new ClaimWakeups({
+      onQueued: (listener) =>
+        hub.subscribe((event) => {
+          if (event.kind.startsWith('job.') && event.payload.status === 'queued') listener(String(event.payload.type));
+        }),
+      onPausesChanged: (listener) => pauses.onChange(listener),
+    });
+    cleanups.push(() => claimWakeups.close());
+    const workerService = new WorkerService({
+      jobs: leases,
+      workers: new ExternalWorkers(),
+      wakeups: claimWakeups,
+      isPaused: (queue) => pauses.isPaused(queue),
+    });
     const queues = new QueueService({ jobs: new QueuedJobs({ catalog, registry, boss, changes }), pauses, boss });
     const queueFeed = new QueueOverviewFeed({
       queues,
@@ -283,6 +317,7 @@ export async function createApp({
       QueueServiceDesc,
       FilesServiceDesc,
       SystemServiceDesc,
+      WorkerServiceDesc,
     ];
     const standardServices: DescService[] = [Health, ServerReflectionV1, ServerReflectionV1Alpha];
     const policies = new AccessPolicies(yardmasterServices, standardServices);
@@ -306,6 +341,14 @@ export async function createApp({
         router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed, jobToProto }));
         router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
         router.service(SystemServiceDesc, createSystemRpc(system));
+        router.service(
+          WorkerServiceDesc,
+          createWorkerRpc({
+            workers: workerService,
+            jobToProto,
+            inputFiles: async (em, job) => (await jobFileIo.availableFiles(em, job.ownerId, job.inputFileIds)).map(fileToProto),
+          }),
+        );
         router.service(
           Health,
           createHealthService(

@@ -2,7 +2,7 @@ import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
-import { Job } from './entities.ts';
+import { Job, JobLease } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
@@ -15,6 +15,18 @@ export interface StartInput {
   /** pg-boss's retry count of that entry. */
   retryCount: number;
   workerId: string;
+  /** Set when an external worker claims the job: the attempt starts with this lease. */
+  lease?: NewLease;
+}
+
+/** The lease an external worker's attempt starts with. */
+export interface NewLease {
+  /** The worker's own id (StartInput.workerId is the name the job row shows). */
+  workerId: string;
+  accountId: string;
+  queue: string;
+  leaseMs: number;
+  timeoutMs: number;
 }
 
 /** Identifies one attempt: later writes of a superseded attempt are ignored. */
@@ -112,6 +124,22 @@ export class JobAttempts {
     job.startedAt = new Date();
     job.workerId = input.workerId;
     job.abandoned = false;
+    if (input.lease) {
+      const now = job.startedAt;
+      const deadlineAt = new Date(now.getTime() + input.lease.timeoutMs);
+      tx.create(JobLease, {
+        job: job.id,
+        attempt,
+        workerId: input.lease.workerId,
+        account: input.lease.accountId,
+        queue: input.lease.queue,
+        queueEntryId: input.queueJobId,
+        leaseMs: input.lease.leaseMs,
+        claimedAt: now,
+        expiresAt: new Date(Math.min(now.getTime() + input.lease.leaseMs, deadlineAt.getTime())),
+        deadlineAt,
+      });
+    }
     return {
       kind: 'started',
       job: this.#changes.record(tx, job, 'updated'),
@@ -124,11 +152,16 @@ export class JobAttempts {
     return this.#changes.transact(em, async (tx) => {
       const job = await this.#lockAttempt(tx, ref);
       if (!job) return false;
-      job.progressPercent = Math.max(0, Math.min(100, Math.round(percent)));
-      job.progressMessage = message.slice(0, 500);
-      this.#changes.record(tx, job, 'updated');
+      this.progressInTransaction(tx, job, percent, message);
       return true;
     });
+  }
+
+  /** Records the progress of the attempt holding `job`, which the caller locked in `tx`. */
+  progressInTransaction(tx: EntityManager, job: Job, percent: number, message: string): void {
+    job.progressPercent = Math.max(0, Math.min(100, Math.round(percent)));
+    job.progressMessage = message.slice(0, 500);
+    this.#changes.record(tx, job, 'updated');
   }
 
   /** Is a cancellation pending for this attempt's job? */
@@ -155,15 +188,16 @@ export class JobAttempts {
       const dispositions: QueueDisposition[] = [];
       for (const { ref, result } of items) {
         const job = byId.get(ref.jobId);
-        dispositions.push(await this.#finishLocked(tx, job && holds(job, ref) ? job : undefined, result));
+        const held = job && holds(job, ref) ? job : undefined;
+        // A superseded attempt: the job moved on without it, so nothing here may change it.
+        dispositions.push(held ? (await this.finishInTransaction(tx, held, result)).disposition : 'completed');
       }
       return dispositions;
     });
   }
 
-  async #finishLocked(tx: EntityManager, job: Job | undefined, result: AttemptResult): Promise<QueueDisposition> {
-    // A superseded attempt: the job moved on without it, so nothing here may change it.
-    if (!job) return 'completed';
+  /** Ends the attempt holding `job`, which the caller locked in `tx`. */
+  async finishInTransaction(tx: EntityManager, job: Job, result: AttemptResult): Promise<{ disposition: QueueDisposition; view: JobView }> {
     const now = new Date();
     let disposition: QueueDisposition = 'completed';
     switch (result.kind) {
@@ -201,8 +235,7 @@ export class JobAttempts {
         await this.#requeue(tx, job);
         break;
     }
-    this.#changes.record(tx, job, 'updated');
-    return disposition;
+    return { disposition, view: this.#changes.record(tx, job, 'updated') };
   }
 
   /** The job, locked, if this attempt still holds it. */

@@ -24,4 +24,10 @@ export interface JobFiles {
     signal: AbortSignal,
   ): Promise<string>;
   discard(em: EntityManager, fileIds: string[]): Promise<void>;
+  /**
+   * Makes files an external worker uploaded the outputs of `job`, in `tx`: owned by the
+   * job's owner, within their quota; InvalidArgument (under `field`) for files that are
+   * not the uploader's available, unlinked files. Returns their ids.
+   */
+  adoptOutputs(tx: EntityManager, job: JobView, uploaderId: string, fileIds: string[], field: string): Promise<string[]>;
 }

@@ -16,6 +16,8 @@ export const jobReasons = {
   JOB_TYPE_BUILT_IN: 'JOB_TYPE_BUILT_IN',
   /** RetryJob of a job whose type was deleted since. */
   JOB_TYPE_GONE: 'JOB_TYPE_GONE',
+  /** A worker's call about a job whose lease lapsed or ended: the attempt is no longer its own. */
+  LEASE_EXPIRED: 'LEASE_EXPIRED',
 } as const;
 
 /** The error codes a failed job attempt records (job.error_code), as clients see them. */
@@ -27,4 +29,6 @@ export const jobErrorCodes = {
   INPUT_MISSING: 'INPUT_MISSING',
   INPUT_CORRUPT: 'INPUT_CORRUPT',
   OUTPUT_REFUSED: 'OUTPUT_REFUSED',
+  /** An external worker held the attempt but sent no heartbeat before its lease lapsed. */
+  LEASE_EXPIRED: 'LEASE_EXPIRED',
 } as const;

@@ -312,6 +312,8 @@ function queuePolicyOf(row: JobTypeDeclaration): QueuePolicy {
     retry: { defaultMaxAttempts: row.maxAttempts, delayMs: row.retryDelayMs, backoff: row.retryBackoff, maxDelayMs: row.retryDelayMaxMs },
     timeoutMs: row.timeoutMs,
     cancelGraceMs: row.leaseMs,
+    // Its workers' heartbeats keep leases (job_leases), not pg-boss entries.
+    leased: true,
   };
 }
 

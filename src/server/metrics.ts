@@ -57,6 +57,17 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  readonly #leasesExpired = new Counter({
+    name: 'yardmaster_job_leases_expired_total',
+    help: "External workers' leases that lapsed without a heartbeat (ended by this instance)",
+    registers: [this.registry],
+  });
+
+  /** Counts leases this instance's sweeper ended. */
+  countExpiredLeases(count: number): void {
+    this.#leasesExpired.inc(count);
+  }
+
   #figures: SystemFigures | undefined;
   #queueFigures: Promise<QueueFigures[] | undefined> | undefined;
   readonly #jobs = new Gauge({

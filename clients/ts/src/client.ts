@@ -7,6 +7,7 @@ import { JobsService } from '../../../gen/yardmaster/v1/jobs_pb.ts';
 import { QueueService } from '../../../gen/yardmaster/v1/queue_pb.ts';
 import { FilesService } from '../../../gen/yardmaster/v1/files_pb.ts';
 import { SystemService } from '../../../gen/yardmaster/v1/system_pb.ts';
+import { WorkerService } from '../../../gen/yardmaster/v1/worker_pb.ts';
 import { authInterceptor } from './auth-interceptor.ts';
 import { TokenSession, type SessionTokens } from './token-session.ts';
 
@@ -27,6 +28,7 @@ export interface YardmasterClient {
   queue: Client<typeof QueueService>;
   files: Client<typeof FilesService>;
   system: Client<typeof SystemService>;
+  worker: Client<typeof WorkerService>;
   health: Client<typeof Health>;
   /** Signs in and keeps the session's tokens for every later call. */
   login(username: string, password: string): Promise<LoginResponse>;
@@ -58,6 +60,7 @@ export function createClientOnTransport(
     queue: createClient(QueueService, transport),
     files: createClient(FilesService, transport),
     system: createClient(SystemService, transport),
+    worker: createClient(WorkerService, transport),
     health: createClient(Health, transport),
     async login(username, password) {
       const response = await plainAuth.login({ username, password });

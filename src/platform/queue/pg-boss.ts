@@ -12,6 +12,11 @@ export interface QueuePolicy {
   retry: { defaultMaxAttempts: number; delayMs: number; backoff: boolean; maxDelayMs: number };
   timeoutMs: number;
   cancelGraceMs: number;
+  /**
+   * Its entries are held under leases the application keeps (external workers): pg-boss
+   * must not fail an entry for want of its own heartbeat, only by the expiry backstop.
+   */
+  leased?: boolean;
 }
 
 export interface PgBossOptions {
@@ -56,14 +61,19 @@ export async function ensureQueues(boss: PgBoss, types: QueuePolicy[]): Promise<
       retryBackoff: type.retry.backoff,
       ...(type.retry.backoff ? { retryDelayMax: Math.ceil(type.retry.maxDelayMs / 1000) } : {}),
       expireInSeconds: Math.ceil((type.timeoutMs + type.cancelGraceMs) / 1000) + 60,
-      heartbeatSeconds: 30,
     };
+    const heartbeatSeconds = type.leased ? null : 30;
     if (await boss.getQueue(type.name)) {
-      // pg-boss fixes these two when a queue is created.
-      const { retryDelayMax: _max, heartbeatSeconds: _heartbeat, ...updatable } = options as typeof options & { retryDelayMax?: number };
-      await boss.updateQueue(type.name, updatable);
+      // pg-boss fixes the longest retry delay when a queue is created.
+      const { retryDelayMax: _max, ...updatable } = options as typeof options & { retryDelayMax?: number };
+      await boss.updateQueue(type.name, { ...updatable, heartbeatSeconds });
     } else {
-      await boss.createQueue(type.name, { ...options, policy: 'standard', notify: true });
+      await boss.createQueue(type.name, {
+        ...options,
+        ...(heartbeatSeconds === null ? {} : { heartbeatSeconds }),
+        policy: 'standard',
+        notify: true,
+      });
     }
   }
 }
