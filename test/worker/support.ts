@@ -57,7 +57,7 @@ export function workerId(label = 'worker'): string {
 export function waitForJob(client: YardmasterClient, id: string, status: JobStatus, timeoutMs = 10_000): Promise<Job> {
   return eventually(async () => {
     const { job } = await client.jobs.getJob({ id });
-    if (job!.status !== status) throw new Error(`job ${id} is ${JobStatus[job!.status]}, waiting for ${JobStatus[status]}`);
+    if (job!.status !== status) throw new Error(`job ${id} has status ${job!.status}, waiting for ${status}`);
     return job!;
   }, timeoutMs);
 }
