@@ -138,7 +138,8 @@ const JobLeaseSchema = defineEntity({
     job: () => p.manyToOne(Job).mapToPk().deleteRule('cascade').primary(),
     attempt: p.integer().primary(),
     workerId: p.string().length(128),
-    account: () => p.manyToOne(User).mapToPk().deleteRule('cascade').index(),
+    /** Null once the account is deleted: the lease then lapses and the sweeper ends it like any other. */
+    account: () => p.manyToOne(User).mapToPk().nullable().deleteRule('set null').index(),
     queue: p.string().length(64),
     /** The pg-boss entry the attempt was fetched from. */
     queueEntryId: p.uuid(),

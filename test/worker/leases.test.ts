@@ -6,6 +6,7 @@
 import { durationFromMs, timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
+import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobLogLevel, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { WorkerCommandKind } from '../../gen/yardmaster/v1/worker_pb.ts';
 import { expectConnectError, violatedFields } from '../support/assertions.ts';
@@ -174,6 +175,21 @@ describe('leases', () => {
     const done = await waitForJob(owner, job!.id, JobStatus.SUCCEEDED);
     expect(done.attempt).toBe(2);
     expect(done.result).toEqual({ ok: true });
+  });
+
+  test('deleting the worker account mid-lease loses nothing: the lease lapses and the job is retried', async () => {
+    const type = await declareType('orphan', { leaseMs: 5000 });
+    const owner = (await server.createUser()).client;
+    const doomed = await server.createUser({ role: Role.WORKER });
+    const { job } = await owner.jobs.createJob({ type, params: {} });
+    await doomed.client.worker.claimJobs({ workerId: workerId(), queues: [type] });
+    await admin.admin.deleteUser({ id: doomed.user.id, confirm: doomed.user.username });
+    const retried = await waitForJob(owner, job!.id, JobStatus.QUEUED, 15_000);
+    expect(retried.error).toMatchObject({ code: 'LEASE_EXPIRED' });
+    const next = await workerAccount();
+    expect((await next.worker.claimJobs({ workerId: workerId(), queues: [type], wait: durationFromMs(5000) })).jobs[0]!.job!.attempt).toBe(
+      2,
+    );
   });
 
   test('heartbeats keep a lease past its length; a lapsed lease with no attempts left fails the job', async () => {

@@ -6,7 +6,7 @@ import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
-import { type Job, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import type { Job, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { eventually, randomHex } from '../support/assertions.ts';
 import { startTestServer, type TestServer, type TestServerOptions } from '../support/test-server.ts';
 
