@@ -261,6 +261,17 @@ describe('leases', () => {
     // Failed for good with an attempt left: pg-boss must not offer it again.
     expect((await worker.worker.claimJobs({ workerId: id, queues: [type], wait: durationFromMs(1500) })).jobs).toEqual([]);
     expect(await server.countRows("select count(*) as n from pgboss.job where name = $1 and state < 'completed'", [type])).toBe(0);
+
+    // RetryJob starts a fresh series of attempts, numbered from 1 again, under new leases.
+    await owner.jobs.retryJob({ id: job!.id });
+    const fresh = await worker.worker.claimJobs({ workerId: id, queues: [type], wait: durationFromMs(10_000) });
+    expect(fresh.jobs.map((c) => c.job!.attempt)).toEqual([1]);
+    expect((await worker.worker.completeJob({ jobId: job!.id, result: {} })).job!.status).toBe(JobStatus.SUCCEEDED);
+    expect((await leaseRows(job!.id)).map((row) => [row.attempt, row.ended_at !== null])).toEqual([
+      [1, true],
+      [2, true],
+      [1, true],
+    ]);
   });
 });
 

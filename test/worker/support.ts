@@ -64,6 +64,6 @@ export function waitForJob(client: YardmasterClient, id: string, status: JobStat
 
 export const leaseRows = (jobId: string) =>
   server.query<{ attempt: number; worker_id: string; ended_at: Date | null; expires_at: Date }>(
-    'select attempt, worker_id, ended_at, expires_at from job_leases where job_id = $1 order by attempt',
+    'select attempt, worker_id, ended_at, expires_at from job_leases where job_id = $1 order by claimed_at',
     [jobId],
   );
