@@ -63,6 +63,7 @@ describe('instances and worker pools on one database', () => {
       ['database', HealthStatus.OK, ''],
       ['object storage', HealthStatus.OK, ''],
       ['queue', HealthStatus.OK, ''],
+      ['workers', HealthStatus.OK, ''],
     ]);
     expect(status.dependencies.every((dependency) => dependency.latency !== undefined && dependency.checkTime !== undefined)).toBe(true);
     expect(status.instances.map((instance) => instance.id)).toEqual([a.app.instanceId, b.app.instanceId]);
@@ -147,7 +148,7 @@ describe('instances and worker pools on one database', () => {
     expect(poolsOf(services, 'noop').map((pool) => pool.state)).toEqual([ServiceState.RUNNING, ServiceState.RUNNING]);
   });
 
-  test('names that are not a pool are InvalidArgument, an unknown queue NotFound, and nothing is written', async () => {
+  test('names that are neither a pool nor a worker are InvalidArgument, an unknown queue NotFound, and nothing is written', async () => {
     for (const name of ['', `instance/${b.app.instanceId}`, 'noop']) {
       const error = await expectConnectError(adminA.system.stopService({ name }), Code.InvalidArgument);
       expect(violatedFields(error)).toEqual(['name']);
