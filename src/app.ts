@@ -269,6 +269,7 @@ export async function createApp({
     metrics.reportSystem({
       queues: () => queues.figures(orm.em.fork()),
       liveInstances: () => instances.countLive(orm.em.fork()),
+      liveExternalWorkers: () => externalWorkers.countLive(orm.em.fork()),
     });
     // Deregisters first when closing: a stopping instance is no longer one to count on.
     cleanups.push(() => instances.stop());
