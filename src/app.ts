@@ -247,6 +247,7 @@ export async function createApp({
         notifications,
         logger,
         instanceId,
+        poolDrainMs: () => settings.get('jobs.pool_drain_time'),
       });
       runner = jobRunner;
       jobRunner.onPoolsChanged(() => instances.heartbeatNow());
