@@ -37,8 +37,8 @@ async function insertWorker(id: string, accountId: string, queues: string[], sec
 async function insertLease(workerId: string, accountId: string, queue: string): Promise<string> {
   const { job } = await admin.jobs.createJob({ type: queue });
   await server.query(
-    `insert into job_leases (job_id, attempt, worker_id, account_id, queue, queue_entry_id, lease_ms, claimed_at, expires_at, deadline_at)
-     values ($1, 1, $2, $3, $4, gen_random_uuid(), 30000, now(), now() + interval '30 seconds', now() + interval '1 hour')`,
+    `insert into job_leases (id, job_id, attempt, worker_id, account_id, queue, queue_entry_id, lease_ms, claimed_at, expires_at, deadline_at)
+     values (gen_random_uuid(), $1, 1, $2, $3, $4, gen_random_uuid(), 30000, now(), now() + interval '30 seconds', now() + interval '1 hour')`,
     [job!.id, workerId, accountId, queue],
   );
   return job!.id;

@@ -275,6 +275,34 @@ describe('leases', () => {
   });
 });
 
+describe('commands from admins', () => {
+  test('StopService tells a worker to drain while it holds jobs and to stop once it holds none, and hands it nothing; RestartService asks once', async () => {
+    const type = await declareType('stop');
+    const owner = (await server.createUser()).client;
+    const worker = await workerAccount();
+    const id = workerId();
+    const { job } = await owner.jobs.createJob({ type, params: {} });
+    const queued = (await owner.jobs.createJob({ type, params: {} })).job!;
+    await worker.worker.claimJobs({ workerId: id, queues: [type] });
+    await admin.system.stopService({ name: `worker/${id}` });
+    const kinds = async () => (await worker.worker.heartbeat({ workerId: id, jobIds: [job!.id] })).commands.map((command) => command.kind);
+    expect(await kinds()).toEqual([WorkerCommandKind.DRAIN]);
+    const refused = await worker.worker.claimJobs({ workerId: id, queues: [type], wait: durationFromMs(500) });
+    expect(refused.jobs).toEqual([]);
+    expect(refused.commands.map((command) => command.kind)).toEqual([WorkerCommandKind.DRAIN]);
+    await worker.worker.completeJob({ jobId: job!.id, result: {} });
+    expect(await kinds()).toEqual([WorkerCommandKind.STOP]);
+    expect((await owner.jobs.getJob({ id: queued.id })).job!.status).toBe(JobStatus.QUEUED);
+
+    await admin.system.startService({ name: `worker/${id}` });
+    await admin.system.restartService({ name: `worker/${id}` });
+    const claimed = await worker.worker.claimJobs({ workerId: id, queues: [type] });
+    expect(claimed.jobs.map((c) => c.job!.id)).toEqual([queued.id]);
+    expect(claimed.commands.map((command) => command.kind)).toEqual([WorkerCommandKind.RESTART]);
+    expect(await kinds()).toEqual([]);
+  });
+});
+
 describe('who may touch what', () => {
   test('a worker cannot touch a job it does not hold (NotFound) and a user cannot call WorkerService', async () => {
     const type = await declareType('mine');
