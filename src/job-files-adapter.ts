@@ -60,5 +60,10 @@ export function jobFilesOf(files: JobFileIo): JobFiles {
     discard(em, fileIds) {
       return files.deleteFiles(em, fileIds);
     },
+
+    async adoptOutputs(tx, job, uploaderId, fileIds, field) {
+      const adopted = await files.adoptOutputs(tx, { uploaderId, ownerId: job.ownerId, jobId: job.id, fileIds, field });
+      return adopted.map((file) => file.id);
+    },
   };
 }
