@@ -275,6 +275,54 @@ describe('leases', () => {
   });
 });
 
+describe('files', () => {
+  async function uploadText(client: Awaited<ReturnType<typeof workerAccount>>, name: string, content: string) {
+    const bytes = Buffer.from(content);
+    async function* messages() {
+      yield { content: { case: 'metadata' as const, value: { directory: '/', name, size: BigInt(bytes.byteLength) } } };
+      yield { content: { case: 'chunk' as const, value: bytes } };
+    }
+    return (await client.files.upload(messages())).file!;
+  }
+  async function downloadText(client: Awaited<ReturnType<typeof workerAccount>>, id: string) {
+    const chunks: Uint8Array[] = [];
+    for await (const message of client.files.download({ id })) if (message.chunk.byteLength > 0) chunks.push(message.chunk);
+    return Buffer.concat(chunks).toString();
+  }
+
+  test('a worker reads the inputs of the job it holds and hands its outputs to the job owner with CompleteJob', async () => {
+    const type = await declareType('files', { maxInputFiles: 1 });
+    const owner = (await server.createUser()).client;
+    const worker = await workerAccount();
+    const id = workerId();
+    const input = await uploadText(owner, 'words.txt', 'one two three');
+    const { job } = await owner.jobs.createJob({ type, params: {}, inputFileIds: [input.id] });
+    // Not held yet: the owner's file is none of the worker's business.
+    await expectConnectError(worker.files.getFile({ id: input.id }), Code.NotFound);
+    const [claimed] = (await worker.worker.claimJobs({ workerId: id, queues: [type] })).jobs;
+    expect(claimed!.inputFiles.map((file) => [file.id, file.name, file.size])).toEqual([[input.id, 'words.txt', 13n]]);
+    expect(await downloadText(worker, input.id)).toBe('one two three');
+
+    const output = await uploadText(worker, 'count.txt', '3');
+    // A file that is not the worker's is refused and nothing changes: the lease still holds.
+    const error = await expectConnectError(
+      worker.worker.completeJob({ jobId: job!.id, result: {}, outputFileIds: [output.id, input.id] }),
+      Code.InvalidArgument,
+    );
+    expect(violatedFields(error)).toEqual(['output_file_ids[1]']);
+    expect((await owner.jobs.getJob({ id: job!.id })).job!.status).toBe(JobStatus.RUNNING);
+
+    const { job: done } = await worker.worker.completeJob({ jobId: job!.id, result: { words: 3 }, outputFileIds: [output.id] });
+    expect(done!.outputFileIds).toEqual([output.id]);
+    const adopted = (await owner.files.getFile({ id: output.id })).file!;
+    expect(adopted.directory).toBe(`/jobs/${job!.id}`);
+    expect(await downloadText(owner, output.id)).toBe('3');
+    // Held no more: the input is closed to the worker again, and the output is the owner's.
+    await expectConnectError(worker.files.getFile({ id: input.id }), Code.NotFound);
+    await expectConnectError(worker.files.getFile({ id: output.id }), Code.NotFound);
+  });
+});
+
 describe('commands from admins', () => {
   test('StopService tells a worker to drain while it holds jobs and to stop once it holds none, and hands it nothing; RestartService asks once', async () => {
     const type = await declareType('stop');
