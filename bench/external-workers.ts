@@ -38,14 +38,17 @@ export const externalWorkerDefaults: ExternalWorkerOptions = { jobs: 2000, batch
 const benchType = 'bench-external';
 
 /** W worker loops: claim a batch, complete each job, until stopped. */
-function runWorkers(clients: YardmasterClient[], claim: number, signal: AbortSignal): Promise<void[]> {
+function runWorkers(clients: YardmasterClient[], claim: number, signal: AbortSignal): Promise<unknown> {
   return Promise.all(
     clients.map(async (client, index) => {
       const workerId = `bench-worker-${index}`;
       while (!signal.aborted) {
-        let jobs;
+        let jobs: Awaited<ReturnType<YardmasterClient['worker']['claimJobs']>>['jobs'];
         try {
-          ({ jobs } = await client.worker.claimJobs({ workerId, queues: [benchType], maxJobs: claim, wait: durationFromMs(2000) }, { signal }));
+          ({ jobs } = await client.worker.claimJobs(
+            { workerId, queues: [benchType], maxJobs: claim, wait: durationFromMs(2000) },
+            { signal },
+          ));
         } catch (error) {
           if (signal.aborted) return;
           throw error;
@@ -65,12 +68,19 @@ export async function measureExternalWorkers(postgres: BenchPostgres, options: E
   const admin = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
   const workers: YardmasterClient[] = [];
   const stopWorkers = new AbortController();
-  let running: Promise<void[]> | undefined;
+  let running: Promise<unknown> | undefined;
   const sides: { name: 'in-process' | 'external'; side: Side }[] = [];
   try {
     await admin.login('admin', adminPassword);
-    await admin.admin.createJobType({ jobType: { name: benchType, description: 'does nothing, elsewhere', lease: durationFromMs(60_000) } });
-    await admin.admin.createUser({ username: 'bench-worker', email: 'bench-worker@example.com', password: 'bench-worker-password', role: Role.WORKER });
+    await admin.admin.createJobType({
+      jobType: { name: benchType, description: 'does nothing, elsewhere', lease: durationFromMs(60_000) },
+    });
+    await admin.admin.createUser({
+      username: 'bench-worker',
+      email: 'bench-worker@example.com',
+      password: 'bench-worker-password',
+      role: Role.WORKER,
+    });
     for (let index = 0; index < options.workers; index++) {
       const client = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
       await client.login('bench-worker', 'bench-worker-password');

@@ -151,10 +151,7 @@ export async function startOurSide(server: ServerProcess, options: ThroughputOpt
   let live: () => void = () => {};
   const isLive = new Promise<void>((resolve) => (live = resolve));
   const stream = (async () => {
-    const messages = client.jobs.watchJobs(
-      { filter: { types: [type], statuses: [JobStatus.SUCCEEDED] } },
-      { signal: watching.signal },
-    );
+    const messages = client.jobs.watchJobs({ filter: { types: [type], statuses: [JobStatus.SUCCEEDED] } }, { signal: watching.signal });
     for await (const message of messages) {
       // The first message is a heartbeat: from then on, every matching event reaches this stream.
       live();

@@ -121,9 +121,9 @@ export class WorkerService<Job> {
     checkWorkerId(input.workerId, violations);
     const queues = [...new Set(input.queues)];
     violations.check(queues.length >= 1 && queues.length <= maxQueues, 'queues', `must name 1 to ${maxQueues} queues`);
-    input.queues.forEach((queue, index) =>
-      violations.check(jobs.isClaimable(queue), `queues[${index}]`, 'is not a job type declared for external workers'),
-    );
+    for (const [index, queue] of input.queues.entries()) {
+      violations.check(jobs.isClaimable(queue), `queues[${index}]`, 'is not a job type declared for external workers');
+    }
     const maxJobs = input.maxJobs === 0 ? 1 : input.maxJobs;
     violations.check(maxJobs >= 1 && maxJobs <= maxJobsPerClaim, 'max_jobs', `must be from 1 to ${maxJobsPerClaim}`);
     violations.check(input.waitMs >= 0 && input.waitMs <= maxWaitMs, 'wait', 'must be from 0 to 60 s');
@@ -165,7 +165,7 @@ export class WorkerService<Job> {
     const violations = new Violations();
     checkWorkerId(input.workerId, violations);
     violations.check(input.jobIds.length <= maxJobIds, 'job_ids', `must name at most ${maxJobIds} jobs`);
-    input.jobIds.forEach((id, index) => violations.check(isUuid(id), `job_ids[${index}]`, 'must be a UUID'));
+    for (const [index, id] of input.jobIds.entries()) violations.check(isUuid(id), `job_ids[${index}]`, 'must be a UUID');
     violations.throwIfAny();
     const control = await this.#deps.workers.touch(em, caller.userId, input.workerId, {});
     const outcome = await this.#deps.jobs.heartbeat(em, { workerId: input.workerId, accountId: caller.userId }, input.jobIds);
