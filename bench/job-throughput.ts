@@ -49,7 +49,7 @@ export const throughputDefaults: ThroughputOptions = { jobs: 5000, batch: 100, c
 const roundTimeoutMs = 90_000;
 
 /** One side of the comparison: submits `jobs` jobs and resolves when every one has finished. */
-interface Side {
+export interface Side {
   round(jobs: number): Promise<{ submitMs: number; totalMs: number }>;
   /** CPU time used so far by the processes that do this side's work, apart from PostgreSQL. */
   cpuMs(): number;
@@ -57,7 +57,7 @@ interface Side {
 }
 
 /** Resolves when a counter reaches a target; the counter only grows. */
-class Counter {
+export class Counter {
   value = 0;
   readonly #waiters: { target: number; resolve: () => void }[] = [];
 
@@ -139,8 +139,11 @@ async function startRawSide(databaseUrl: string, options: ThroughputOptions): Pr
   };
 }
 
-/** Our server as its own process: BatchCreateJobs (or CreateJob) over gRPC, SUCCEEDED counted on WatchJobs. */
-async function startOurSide(server: ServerProcess, options: ThroughputOptions): Promise<Side> {
+/**
+ * Our server as its own process: BatchCreateJobs (or CreateJob) of `type` (noop unless
+ * told) over gRPC, SUCCEEDED counted on WatchJobs.
+ */
+export async function startOurSide(server: ServerProcess, options: ThroughputOptions, type = noopJobType.name): Promise<Side> {
   const client: YardmasterClient = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
   await client.login('admin', adminPassword);
   const succeeded = new Counter();
@@ -149,7 +152,7 @@ async function startOurSide(server: ServerProcess, options: ThroughputOptions): 
   const isLive = new Promise<void>((resolve) => (live = resolve));
   const stream = (async () => {
     const messages = client.jobs.watchJobs(
-      { filter: { types: [noopJobType.name], statuses: [JobStatus.SUCCEEDED] } },
+      { filter: { types: [type], statuses: [JobStatus.SUCCEEDED] } },
       { signal: watching.signal },
     );
     for await (const message of messages) {
@@ -162,7 +165,7 @@ async function startOurSide(server: ServerProcess, options: ThroughputOptions): 
   });
   await isLive;
   const describe = async () => {
-    const stats = await client.jobs.getJobStats({ filter: { types: [noopJobType.name] } });
+    const stats = await client.jobs.getJobStats({ filter: { types: [type] } });
     return JSON.stringify(Object.fromEntries(Object.entries(stats.countsByStatus).map(([status, count]) => [status, Number(count)])));
   };
   let target = 0;
@@ -170,7 +173,7 @@ async function startOurSide(server: ServerProcess, options: ThroughputOptions): 
     async round(jobs) {
       target += jobs;
       const started = performance.now();
-      const requests = Array.from({ length: jobs }, () => ({ type: noopJobType.name }));
+      const requests = Array.from({ length: jobs }, () => ({ type }));
       await mapConcurrently(chunks(requests, options.batch), options.concurrency, async (chunk) => {
         if (chunk.length === 1) await client.jobs.createJob(chunk[0]!);
         else await client.jobs.batchCreateJobs({ requests: chunk });

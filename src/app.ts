@@ -44,6 +44,7 @@ import { newId } from './platform/ids.ts';
 import { builtinJobTypes } from './jobs/builtin-job-types.ts';
 import { JobAttempts } from './jobs/job-attempts.ts';
 import { JobChanges } from './jobs/job-changes.ts';
+import { heldInputFile } from './jobs/held-input-files.ts';
 import { JobLeases } from './jobs/job-leases.ts';
 import { LeaseSweeper } from './jobs/lease-sweeper.ts';
 import { JobRunner } from './jobs/job-runner.ts';
@@ -88,6 +89,7 @@ import { createSystemRpc } from './system/system-rpc.ts';
 import { SystemService } from './system/system-service.ts';
 import { ClaimWakeups } from './worker/claim-wakeups.ts';
 import { ExternalWorkers } from './worker/external-workers.ts';
+import { ExternalWorkersAdmin } from './worker/external-workers-admin.ts';
 import { createWorkerRpc } from './worker/worker-rpc.ts';
 import { WorkerService } from './worker/worker-service.ts';
 
@@ -202,8 +204,9 @@ export async function createApp({
     const authenticator = new Authenticator(signingKeys);
     const fileIntake = new FileIntake({ storage, settings });
     const fileUploads = new FileUploads({ storage, settings, intake: fileIntake });
-    const fileCatalogue = new FileCatalogue({ storage, settings });
-    const fileDownloads = new FileDownloads({ storage });
+    const heldInputs = { holds: heldInputFile };
+    const fileCatalogue = new FileCatalogue({ storage, settings, heldInputs });
+    const fileDownloads = new FileDownloads({ storage, heldInputs });
     const jobFileIo = new JobFileIo({ storage, intake: fileIntake });
     const fileHousekeeping = new FileHousekeeping({ storage });
     const userAdmin = new UserAdmin(settings, fileCatalogue);
@@ -246,6 +249,7 @@ export async function createApp({
       heartbeatIntervalMs: () => settings.get('jobs.stream_heartbeat_interval'),
     });
 
+    const externalWorkers = new ExternalWorkersAdmin();
     let runner: JobRunner | undefined;
     const instances = new InstanceRegistry({
       orm,
@@ -259,6 +263,7 @@ export async function createApp({
 
     const maintenanceTasks: MaintenanceTask[] = [
       { name: 'prune lost instances', run: () => instances.prune(orm.em.fork()) },
+      { name: 'prune lost external workers', run: () => externalWorkers.prune(orm.em.fork()) },
       { name: 'prune events', run: () => pruneEvents(orm.em.fork(), settings.get('jobs.event_retention')) },
       { name: 'prune sessions', run: () => authService.pruneSessions(orm.em.fork()) },
       { name: 'prune rate limit counters', run: () => rateLimiter.pruneExpired() },
@@ -278,6 +283,7 @@ export async function createApp({
         notifications,
         logger,
         instanceId,
+        poolDrainMs: () => settings.get('jobs.pool_drain_time'),
       });
       runner = jobRunner;
       jobRunner.onPoolsChanged(() => instances.heartbeatNow());
@@ -300,15 +306,31 @@ export async function createApp({
     metrics.reportSystem({
       queues: () => queues.figures(orm.em.fork()),
       liveInstances: () => instances.countLive(orm.em.fork()),
+      liveExternalWorkers: () => externalWorkers.countLive(orm.em.fork()),
     });
     // Deregisters first when closing: a stopping instance is no longer one to count on.
     cleanups.push(() => instances.stop());
+    // Whether every queue has workers is about the whole system, not this instance: it is
+    // checked on a schedule of its own, shown by GetSystemStatus, and left out of /readyz
+    // and the health service (a queue without workers makes no instance unready).
+    const workerCoverage = new Readiness(readinessIntervalMs);
+    const servesApi = config.role !== 'worker';
     const system = new SystemService({
       registry: instances,
       pools: poolControls,
-      checks: readiness,
+      checks: servesApi ? [readiness, workerCoverage] : [readiness],
+      externalWorkers,
+      readyQueues: (em) => queues.readyQueues(em),
       hasQueue: (queue) => registry.get(queue) !== undefined,
     });
+    if (servesApi) {
+      workerCoverage.add('workers', async () => {
+        const unserved = await system.queuesWithoutWorkers(orm.em.fork());
+        return unserved.length > 0 ? `no live worker for: ${unserved.join(', ')}` : undefined;
+      });
+      await workerCoverage.start();
+      cleanups.push(() => workerCoverage.stop());
+    }
 
     const yardmasterServices: DescService[] = [
       AuthServiceDesc,

@@ -1,6 +1,7 @@
 /**
  * /metrics over real servers on one database: the system-wide figures (jobs by queue and
- * status, queue depth, live instances) read from the jobs and server_instances tables.
+ * status, queue depth, live instances and external workers) read from the jobs,
+ * server_instances and external_workers tables.
  */
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -99,6 +100,27 @@ describe('/metrics reports the jobs, queues and instances of the whole system', 
         expect(later.get('yardmaster_instances_live')).toBe(1);
       },
       10_000 + renderedForMs,
+      100,
+    );
+  });
+
+  test('live external workers (a quiet one not counted) and expired leases, with HELP; the lease counter starts at 0', async () => {
+    const [{ id: adminId }] = await a.query<{ id: string }>(`select id from users where username = 'admin'`);
+    await a.query(
+      `insert into external_workers (id, account_id, queues, registered_at, last_seen_at)
+       values ('metrics-live', $1, '["noop"]', now(), now()), ('metrics-quiet', $1, '["noop"]', now(), now() - interval '5 minutes')`,
+      [adminId],
+    );
+    await eventually(
+      async () => {
+        const { text, samples } = await scrape(a);
+        expect(text).toContain('# HELP yardmaster_external_workers_live External workers');
+        expect(text).toContain('# TYPE yardmaster_external_workers_live gauge');
+        expect(text).toContain('# TYPE yardmaster_job_leases_expired_total counter');
+        expect(samples.get('yardmaster_external_workers_live')).toBe(1);
+        expect(samples.get('yardmaster_job_leases_expired_total')).toBe(0);
+      },
+      2 * renderedForMs,
       100,
     );
   });

@@ -9,7 +9,15 @@ import type { SettingsReader } from '../platform/settings/settings-store.ts';
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import { StoredFile } from './entities.ts';
 import { normalizeDirectory, rootDirectory } from '../platform/file-paths.ts';
-import { checkPath, discardFile, fileExists, findVisibleFile } from './file-rules.ts';
+import {
+  checkPath,
+  discardFile,
+  fileExists,
+  findReadableFile,
+  findVisibleFile,
+  noHeldInputFiles,
+  type HeldInputFiles,
+} from './file-rules.ts';
 import type { filesSettings } from './files-settings.ts';
 import { fileReasons } from './file-reasons.ts';
 
@@ -34,14 +42,16 @@ export interface StorageUsage {
 export class FileCatalogue {
   readonly #storage: ObjectStorage;
   readonly #settings: SettingsReader<typeof filesSettings>;
+  readonly #heldInputs: HeldInputFiles;
 
-  constructor(deps: { storage: ObjectStorage; settings: SettingsReader<typeof filesSettings> }) {
+  constructor(deps: { storage: ObjectStorage; settings: SettingsReader<typeof filesSettings>; heldInputs?: HeldInputFiles }) {
     this.#storage = deps.storage;
     this.#settings = deps.settings;
+    this.#heldInputs = deps.heldInputs ?? noHeldInputFiles;
   }
 
   async get(em: EntityManager, caller: Caller, id: string): Promise<StoredFile> {
-    return findVisibleFile(em, caller, id, 'id');
+    return findReadableFile(em, caller, id, 'id', this.#heldInputs);
   }
 
   async list(

@@ -5,7 +5,7 @@ import { failedPrecondition, invalidField, Violations } from '../platform/domain
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import type { StoredFile } from './entities.ts';
 import { maxPresignSeconds } from '../platform/storage/sigv4.ts';
-import { findVisibleFile } from './file-rules.ts';
+import { findReadableFile, noHeldInputFiles, type HeldInputFiles } from './file-rules.ts';
 import { fileReasons } from './file-reasons.ts';
 
 const defaultDownloadUrlMs = 15 * 60_000;
@@ -13,9 +13,11 @@ const defaultDownloadUrlMs = 15 * 60_000;
 /** Reading an AVAILABLE file: a presigned URL for browsers, or its bytes through the server. */
 export class FileDownloads {
   readonly #storage: ObjectStorage;
+  readonly #heldInputs: HeldInputFiles;
 
-  constructor(deps: { storage: ObjectStorage }) {
+  constructor(deps: { storage: ObjectStorage; heldInputs?: HeldInputFiles }) {
     this.#storage = deps.storage;
+    this.#heldInputs = deps.heldInputs ?? noHeldInputFiles;
   }
 
   async downloadUrl(
@@ -24,7 +26,7 @@ export class FileDownloads {
     id: string,
     expiresMs: number | undefined,
   ): Promise<{ url: string; expiresAt: Date }> {
-    const file = await availableFile(em, caller, id);
+    const file = await this.#availableFile(em, caller, id);
     const ms = expiresMs ?? defaultDownloadUrlMs;
     if (ms < 1000 || ms > maxPresignSeconds * 1000) throw invalidField('expires', 'must be from 1 second to 7 days');
     const seconds = Math.floor(ms / 1000);
@@ -40,7 +42,7 @@ export class FileDownloads {
     offset: number,
     length: number,
   ): Promise<{ file: StoredFile; bytes: Readable | undefined }> {
-    const file = await availableFile(em, caller, id);
+    const file = await this.#availableFile(em, caller, id);
     const violations = new Violations();
     violations.check(
       Number.isSafeInteger(offset) && offset >= 0 && offset <= file.size,
@@ -52,10 +54,10 @@ export class FileDownloads {
     const count = length === 0 ? file.size - offset : Math.min(length, file.size - offset);
     return { file, bytes: count === 0 ? undefined : await this.#storage.read(file.objectKey, offset, count) };
   }
-}
 
-async function availableFile(em: EntityManager, caller: Caller, id: string): Promise<StoredFile> {
-  const file = await findVisibleFile(em, caller, id, 'id');
-  if (file.status !== 'available') throw failedPrecondition(`the file is ${file.status}, not available`, fileReasons.FILE_NOT_AVAILABLE);
-  return file;
+  async #availableFile(em: EntityManager, caller: Caller, id: string): Promise<StoredFile> {
+    const file = await findReadableFile(em, caller, id, 'id', this.#heldInputs);
+    if (file.status !== 'available') throw failedPrecondition(`the file is ${file.status}, not available`, fileReasons.FILE_NOT_AVAILABLE);
+    return file;
+  }
 }

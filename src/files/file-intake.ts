@@ -68,20 +68,11 @@ export class FileIntake {
     const id = newId();
     try {
       return await em.transactional(async (tx) => {
-        await tx.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`files:${ownerId}`]);
+        await lockAccountFiles(tx, ownerId);
         // A retry that raced the first call: under the lock, the first one's row is visible.
         if (input.requestId && (await tx.count(StoredFile, { owner: ownerId, requestId: input.requestId })) > 0)
           throw new DuplicateRequest();
-        const quota = this.#settings.get('files.user_quota_bytes');
-        if (quota > 0) {
-          const used = await this.#usedBytes(tx, ownerId);
-          if (used + input.size > quota) {
-            throw new DomainError('resource_exhausted', `the upload would exceed the storage quota (${used} of ${quota} bytes used)`, {
-              reason: fileReasons.QUOTA_EXCEEDED,
-              metadata: { used_bytes: String(used), quota_bytes: String(quota) },
-            });
-          }
-        }
+        await this.#checkQuota(tx, ownerId, input.size, 'the upload');
         const file = tx.create(StoredFile, {
           id,
           owner: ownerId,
@@ -231,6 +222,28 @@ export class FileIntake {
     if (!isAllowedContentType(contentType, this.#settings.get('files.allowed_content_types'))) throw contentTypeNotAllowed(contentType);
   }
 
+  /**
+   * Checks that `addedBytes` more fit the account's quota, under the account's lock (so
+   * that concurrent additions cannot both slip under it): for files an account is given
+   * rather than uploads itself. Runs in the caller's transaction.
+   */
+  async checkQuotaFor(tx: EntityManager, ownerId: string, addedBytes: number, what: string): Promise<void> {
+    await lockAccountFiles(tx, ownerId);
+    await this.#checkQuota(tx, ownerId, addedBytes, what);
+  }
+
+  async #checkQuota(tx: EntityManager, ownerId: string, addedBytes: number, what: string): Promise<void> {
+    const quota = this.#settings.get('files.user_quota_bytes');
+    if (quota === 0) return;
+    const used = await this.#usedBytes(tx, ownerId);
+    if (used + addedBytes > quota) {
+      throw new DomainError('resource_exhausted', `${what} would exceed the storage quota (${used} of ${quota} bytes used)`, {
+        reason: fileReasons.QUOTA_EXCEEDED,
+        metadata: { used_bytes: String(used), quota_bytes: String(quota) },
+      });
+    }
+  }
+
   async #usedBytes(em: EntityManager, ownerId: string): Promise<number> {
     const [row] = await em.execute<{ bytes: string }[]>(
       `select coalesce(sum(size), 0) as bytes from files where owner_id = ? and status in ('available', 'uploading')`,
@@ -246,6 +259,11 @@ export class FileIntake {
     if (quota === 0) return maxUpload;
     return Math.max(0, Math.min(maxUpload, quota - (await this.#usedBytes(em.fork(), ownerId))));
   }
+}
+
+/** Serialises the quota checks of one account until the transaction ends. */
+async function lockAccountFiles(tx: EntityManager, ownerId: string): Promise<void> {
+  await tx.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`files:${ownerId}`]);
 }
 
 function sizeMismatch(message: string): DomainError {

@@ -36,6 +36,39 @@ export async function findVisibleFile(em: EntityManager, caller: Caller, id: str
   return file;
 }
 
+/**
+ * Whether a file is an input of a job whose active lease the account holds: what an
+ * external worker may read besides its own files. The jobs area keeps the leases; the
+ * composition root supplies this.
+ */
+export interface HeldInputFiles {
+  holds(em: EntityManager, accountId: string, fileId: string): Promise<boolean>;
+}
+
+/** For a files area that serves no external workers. */
+export const noHeldInputFiles: HeldInputFiles = { holds: async () => false };
+
+/**
+ * The file `id` if the caller may read it: one it may see, or, for a worker, an input of
+ * a job it holds. Only reads ask this; a worker changes and lists nothing but its own.
+ */
+export async function findReadableFile(
+  em: EntityManager,
+  caller: Caller,
+  id: string,
+  field: string,
+  heldInputs: HeldInputFiles,
+): Promise<StoredFile> {
+  requireId(id, field);
+  const file = await em.findOne(StoredFile, { id, ...visibleTo(caller) });
+  if (file) return file;
+  if (caller.role === 'worker' && (await heldInputs.holds(em, caller.userId, id))) {
+    const input = await em.findOne(StoredFile, { id });
+    if (input) return input;
+  }
+  throw notFound('file');
+}
+
 /** The cleaned directory and name, or violations (fields named with `prefix`) when nothing usable is left. */
 export function checkPath(
   directory: string,

@@ -1,16 +1,21 @@
 import type { Readable } from 'node:stream';
+import { LockMode } from '@mikro-orm/core';
 import type { Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { Violations, type FieldViolation } from '../platform/domain-errors.ts';
+import { invalidField, Violations, type FieldViolation } from '../platform/domain-errors.ts';
 import { isUuid } from '../platform/ids.ts';
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import { StoredFile } from './entities.ts';
 import type { FileIntake } from './file-intake.ts';
 import { checkPath, discardFile } from './file-rules.ts';
 
+/** How many outputs one CompleteJob may name (worker.proto's CompleteJobRequest). */
+const maxAdoptedOutputs = 100;
+
 /**
  * Files as jobs use them: inputs checked when a job is created and read while it runs,
- * outputs written (owned by the job's owner) and dropped when an attempt fails.
+ * outputs written (owned by the job's owner) or handed over by an external worker, and
+ * dropped when an attempt fails.
  */
 export class JobFileIo {
   readonly #storage: ObjectStorage;
@@ -67,6 +72,70 @@ export class JobFileIo {
       jobId: output.jobId,
     });
     return this.#intake.receive(em, file, chunks, signal, { declaredSize: undefined });
+  }
+
+  /**
+   * Hands files an external worker uploaded to the owner of the job they are outputs of:
+   * each becomes the owner's, linked to the job, in `/jobs/<job id>` under its own name,
+   * and counts against the owner's quota from then on. Every file must be the uploader's,
+   * AVAILABLE and not yet linked to a job; one violation (under `field[i]`) per one that
+   * is not, and nothing changes. Runs in the caller's transaction: the files stay locked
+   * until it ends, and nothing is committed here. The bytes stay where they are (the
+   * object key names the uploader, as keys never move).
+   */
+  async adoptOutputs(
+    tx: EntityManager,
+    input: { uploaderId: string; ownerId: string; jobId: string; fileIds: string[]; field: string },
+  ): Promise<StoredFile[]> {
+    const { uploaderId, ownerId, jobId, fileIds, field } = input;
+    if (fileIds.length > maxAdoptedOutputs) throw invalidField(field, `must name at most ${maxAdoptedOutputs} files`);
+    if (fileIds.length === 0) return [];
+    // In id order, so that two transactions adopting overlapping files cannot deadlock.
+    const locked = await tx.find(
+      StoredFile,
+      { id: { $in: fileIds.filter((id) => isUuid(id)) }, owner: uploaderId },
+      { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' }, disableIdentityMap: true },
+    );
+    const byId = new Map(locked.map((file) => [file.id, file]));
+    const directory = `/jobs/${jobId}`;
+    const taken = new Set(
+      (
+        await tx.find(
+          StoredFile,
+          {
+            owner: ownerId,
+            directory,
+            name: { $in: locked.map((file) => file.name) },
+            status: { $ne: 'failed' },
+            id: { $nin: locked.map((file) => file.id) },
+          },
+          { fields: ['name'], disableIdentityMap: true },
+        )
+      ).map((file) => file.name),
+    );
+    const violations = new Violations();
+    const firstIndex = new Map<string, number>();
+    fileIds.forEach((id, index) => {
+      const at = `${field}[${index}]`;
+      const file = byId.get(id);
+      const first = firstIndex.get(id);
+      if (first === undefined) firstIndex.set(id, index);
+      if (!isUuid(id)) violations.add(at, 'must be a UUID');
+      else if (first !== undefined) violations.add(at, `repeats ${field}[${first}]`);
+      else if (!file) violations.add(at, 'no such file');
+      else if (file.status !== 'available') violations.add(at, `the file is ${file.status}, not available`);
+      else if (file.job) violations.add(at, 'the file is already an output of a job');
+      else if (taken.has(file.name)) violations.add(at, `an output named ${file.name} already exists for this job`);
+      else taken.add(file.name);
+    });
+    violations.throwIfAny();
+    if (ownerId !== uploaderId) {
+      const adoptedBytes = locked.reduce((total, file) => total + file.size, 0);
+      await this.#intake.checkQuotaFor(tx, ownerId, adoptedBytes, 'the outputs');
+    }
+    const changes = { owner: ownerId, job: jobId, directory, updatedAt: new Date() };
+    await tx.nativeUpdate(StoredFile, { id: { $in: [...byId.keys()] } }, changes);
+    return fileIds.map((id) => Object.assign(byId.get(id)!, changes));
   }
 
   /** Removes files with their bytes (outputs of an attempt that failed). */

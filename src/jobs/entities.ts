@@ -135,10 +135,13 @@ const JobLeaseSchema = defineEntity({
     },
   ],
   properties: {
-    job: () => p.manyToOne(Job).mapToPk().deleteRule('cascade').primary(),
-    attempt: p.integer().primary(),
+    id: p.uuid().primary(),
+    // A retried job numbers its attempts from 1 again, so (job, attempt) is not unique.
+    job: () => p.manyToOne(Job).mapToPk().deleteRule('cascade').index(),
+    attempt: p.integer(),
     workerId: p.string().length(128),
-    account: () => p.manyToOne(User).mapToPk().deleteRule('cascade').index(),
+    /** Null once the account is deleted: the lease then lapses and the sweeper ends it like any other. */
+    account: () => p.manyToOne(User).mapToPk().nullable().deleteRule('set null').index(),
     queue: p.string().length(64),
     /** The pg-boss entry the attempt was fetched from. */
     queueEntryId: p.uuid(),

@@ -6,6 +6,7 @@ import { Job, JobLease } from './entities.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
+import { newId } from '../platform/ids.ts';
 import { jobErrorCodes } from './job-reasons.ts';
 
 export interface StartInput {
@@ -128,6 +129,7 @@ export class JobAttempts {
       const now = job.startedAt;
       const deadlineAt = new Date(now.getTime() + input.lease.timeoutMs);
       tx.create(JobLease, {
+        id: newId(),
         job: job.id,
         attempt,
         workerId: input.lease.workerId,

@@ -6,8 +6,8 @@ import type { JobView } from './job-view.ts';
 
 /**
  * What the jobs area needs from the files area: a check of a new job's input files, and
- * for running jobs their inputs, a way to store outputs, and a way to drop the outputs of
- * an attempt that did not succeed. The composition root implements it over the files
+ * for running jobs their inputs, a way to store outputs (or take over those an external
+ * worker uploaded), and a way to drop the outputs of an attempt that did not succeed. The composition root implements it over the files
  * area; the jobs area knows nothing of storage.
  */
 export interface JobFiles {
@@ -25,9 +25,10 @@ export interface JobFiles {
   ): Promise<string>;
   discard(em: EntityManager, fileIds: string[]): Promise<void>;
   /**
-   * Makes files an external worker uploaded the outputs of `job`, in `tx`: owned by the
-   * job's owner, within their quota; InvalidArgument (under `field`) for files that are
-   * not the uploader's available, unlinked files. Returns their ids.
+   * Makes files an external worker (account `uploaderId`) uploaded the outputs of `job`:
+   * its owner's, in `/jobs/<job id>`, within the owner's quota. Runs in the caller's
+   * transaction; InvalidArgument (one violation per bad id, under `field[i]`) or
+   * ResourceExhausted (QUOTA_EXCEEDED) change nothing. Returns the file ids, in order.
    */
   adoptOutputs(tx: EntityManager, job: JobView, uploaderId: string, fileIds: string[], field: string): Promise<string[]>;
 }

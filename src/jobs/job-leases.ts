@@ -268,15 +268,15 @@ export class JobLeases {
   async expireLapsed(em: EntityManager): Promise<number> {
     return this.#deps.changes.transact(em, async (tx) => {
       const now = new Date();
-      const rows = await tx.execute<{ job_id: string; attempt: number }[]>(
-        `select l.job_id, l.attempt from job_leases l join jobs j on j.id = l.job_id
+      const rows = await tx.execute<{ id: string; job_id: string }[]>(
+        `select l.id, l.job_id from job_leases l join jobs j on j.id = l.job_id
           where l.ended_at is null and l.expires_at <= ?
           order by l.job_id limit ? for update of j, l skip locked`,
         [now, sweepBatchSize],
       );
       if (rows.length === 0) return 0;
       const jobs = new Map((await tx.find(Job, { id: { $in: rows.map((row) => row.job_id) } })).map((job) => [job.id, job]));
-      const leases = await tx.find(JobLease, { $or: rows.map((row) => ({ job: row.job_id, attempt: row.attempt })) });
+      const leases = await tx.find(JobLease, { id: { $in: rows.map((row) => row.id) } });
       for (const lease of leases) {
         const job = jobs.get(lease.job)!;
         if (job.status !== 'running' || job.attempt !== lease.attempt) {
@@ -322,7 +322,7 @@ export class JobLeases {
     const lease = await em.findOne(
       JobLease,
       { job: jobId, account: holder.accountId, ...(holder.workerId ? { workerId: holder.workerId } : {}) },
-      { orderBy: { attempt: 'desc' }, ...(lockMode ? { lockMode } : {}) },
+      { orderBy: { claimedAt: 'desc' }, ...(lockMode ? { lockMode } : {}) },
     );
     // A job the caller never held is none of its business.
     if (!lease) throw notFound('job');

@@ -60,13 +60,15 @@ export interface JobRunnerDeps {
   logger: Logger;
   /** Names this instance in the job rows it runs. */
   instanceId: string;
+  /** How long a pool an admin stopped lets its running jobs finish before it hands them back (read at each stop). */
+  poolDrainMs: () => number;
 }
 
 /**
  * Runs this instance's share of the jobs: one pg-boss worker per job type whose queue
  * is not paused, each attempt under its own AbortSignal (cancellation, timeout,
- * shutdown), with a grace period after which a handler that ignores the signal is
- * abandoned.
+ * shutdown, the drain time of a stopped pool), with a grace period after which a
+ * handler that ignores the signal is abandoned.
  */
 export class JobRunner {
   readonly #deps: JobRunnerDeps;
@@ -78,6 +80,12 @@ export class JobRunner {
   /** Attempts finished here per queue since this instance started. */
   readonly #done = new Map<string, number>();
   readonly #running = new Map<string, RunningAttempt>();
+  /**
+   * The drain timer of each pool an admin stopped: when it fires, the jobs still running
+   * there go back to their queue. Kept after it fired (until the pool starts) so that a
+   * later sync does not start another; a start or restart clears it, cancelling the hand-back.
+   */
+  readonly #drains = new Map<string, NodeJS.Timeout>();
   #syncing: Promise<void> = Promise.resolve();
   #stopping = false;
   #timers: NodeJS.Timeout[] = [];
@@ -108,6 +116,7 @@ export class JobRunner {
   async stop(graceMs: number): Promise<void> {
     this.#stopping = true;
     for (const timer of this.#timers) clearInterval(timer);
+    // Clears the pools' drain timers too: the shutdown's own grace applies from here.
     await this.#syncWorkers();
     const deadline = Date.now() + graceMs;
     while (this.#running.size > 0 && Date.now() < deadline) await sleep(50);
@@ -146,6 +155,7 @@ export class JobRunner {
       const { pauses, pools, boss } = this.#deps;
       for (const type of this.#deps.registry.all()) {
         const wanted = !this.#stopping && !pauses.isPaused(type.name) && !pools.isStopped(type.name);
+        this.#planDrain(type.name, !this.#stopping && pools.isStopped(type.name));
         const worker = this.#workers.get(type.name);
         const restarts = pools.restarts(type.name);
         try {
@@ -275,6 +285,29 @@ export class JobRunner {
       this.#running.delete(job.id);
       this.#done.set(type.name, (this.#done.get(type.name) ?? 0) + 1);
     }
+  }
+
+  /**
+   * Starts the drain time of a pool an admin stopped (once per stop), or cancels it when
+   * the pool runs again. A pause has none: the jobs of a paused queue finish however long
+   * they take, as a pause is not meant to interrupt work.
+   */
+  #planDrain(queue: string, stopped: boolean): void {
+    const timer = this.#drains.get(queue);
+    if (!stopped) {
+      clearTimeout(timer);
+      this.#drains.delete(queue);
+      return;
+    }
+    if (timer !== undefined) return;
+    const drainMs = this.#deps.poolDrainMs();
+    const handBack = () => {
+      const jobIds = [...this.#running].filter(([, attempt]) => attempt.queue === queue).map(([jobId]) => jobId);
+      if (jobIds.length === 0) return;
+      this.#logger.info({ queue, jobs: jobIds.length, drainMs }, 'the stopped pool drained for its drain time: handing its jobs back');
+      for (const jobId of jobIds) this.#stop(jobId, 'shutdown');
+    };
+    this.#drains.set(queue, setTimeout(handBack, drainMs).unref());
   }
 
   /** Aborts the attempt of `jobId` running here, if any, remembering why. */

@@ -15,4 +15,9 @@ export const jobsSettings = {
     minMs: 100,
     maxMs: 15 * second,
   }),
+  'jobs.pool_drain_time': durationSetting(
+    60 * second,
+    'How long a worker pool stopped by an admin lets its running jobs finish before it hands them back to their queue',
+    { minMs: second, maxMs: day },
+  ),
 };

@@ -150,6 +150,14 @@ export class QueueService<Job> {
     });
   }
 
+  /** Queues with jobs ready to run now (queued and due), paused ones left out: what needs a live worker. */
+  async readyQueues(em: EntityManager): Promise<string[]> {
+    const rows = await em.execute<{ type: string }[]>(
+      `select distinct type from jobs where status = 'queued' and (run_after is null or run_after <= now())`,
+    );
+    return rows.map((row) => row.type).filter((queue) => !this.#pauses.isPaused(queue));
+  }
+
   /**
    * Queued jobs of a queue (or, empty name, of all) in the order they will run: highest
    * priority first, then the longest waiting.

@@ -23,6 +23,8 @@ export interface SystemFigures {
   queues(): Promise<QueueFigures[]>;
   /** Instances whose heartbeat is recent enough not to count as lost. */
   liveInstances(): Promise<number>;
+  /** External workers heard from recently (or waiting in a long poll). */
+  liveExternalWorkers(): Promise<number>;
 }
 
 /**
@@ -56,17 +58,11 @@ export class ServerMetrics {
     labelNames: ['kind', 'outcome'] as const,
     registers: [this.registry],
   });
-
   readonly #leasesExpired = new Counter({
     name: 'yardmaster_job_leases_expired_total',
-    help: "External workers' leases that lapsed without a heartbeat (ended by this instance)",
+    help: 'Leases of external workers that lapsed (the worker stopped heartbeating) and were ended by this instance',
     registers: [this.registry],
   });
-
-  /** Counts leases this instance's sweeper ended. */
-  countExpiredLeases(count: number): void {
-    this.#leasesExpired.inc(count);
-  }
 
   #figures: SystemFigures | undefined;
   #queueFigures: Promise<QueueFigures[] | undefined> | undefined;
@@ -95,12 +91,27 @@ export class ServerMetrics {
       else this.#instancesLive.set(live);
     },
   });
+  readonly #externalWorkersLive = new Gauge({
+    name: 'yardmaster_external_workers_live',
+    help: 'External workers (WorkerService) heard from in the last 30 s or waiting in ClaimJobs, stopped ones included',
+    registers: [this.registry],
+    collect: async () => {
+      const live = await this.#figures?.liveExternalWorkers().catch(() => undefined);
+      if (live === undefined) this.#externalWorkersLive.remove();
+      else this.#externalWorkersLive.set(live);
+    },
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'yardmaster_' });
   }
 
-  /** From now on, /metrics reports the jobs, queues and instances of the whole system. */
+  /** Counts `count` leases that lapsed and were ended here (the lease sweeper calls it). */
+  countExpiredLeases(count: number): void {
+    this.#leasesExpired.inc(count);
+  }
+
+  /** From now on, /metrics reports the jobs, queues, instances and external workers of the whole system. */
   reportSystem(figures: SystemFigures): void {
     this.#figures = figures;
   }

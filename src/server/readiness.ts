@@ -3,9 +3,12 @@ import { Listeners, type Unsubscribe } from '../platform/listeners.ts';
 /** The result of checking one dependency. */
 export interface DependencyStatus {
   name: string;
+  /** Whether it works (answered in time). */
   ok: boolean;
+  /** It works, but something needs attention (`detail` says what). */
+  degraded: boolean;
   latencyMs: number;
-  /** Why it is not ok; empty when it is. Safe to show: no connection strings or stacks. */
+  /** Why it is not ok or degraded; empty when it is neither. Safe to show: no connection strings or stacks. */
   detail: string;
 }
 
@@ -16,7 +19,11 @@ export interface ReadinessReport {
   dependencies: DependencyStatus[];
 }
 
-export type DependencyCheck = () => Promise<void>;
+/**
+ * Resolves when the dependency works: with nothing when all is well, or with what needs
+ * attention (the dependency is then degraded, which does not make the report not ok).
+ */
+export type DependencyCheck = () => Promise<string | undefined | void>;
 
 const checkTimeoutMs = 3000;
 const defaultReadinessIntervalMs = 3000;
@@ -26,6 +33,8 @@ const defaultReadinessIntervalMs = 3000;
  * one schedule per instance, and keeps the last result for every reader: /readyz, the
  * gRPC health service and system status. Readers never start a check, so however many
  * there are (anonymous ones included), the dependencies see one check per interval.
+ * Checks that are not about this instance's readiness (whether queues have workers) run
+ * in an instance of their own, on the same terms.
  */
 export class Readiness {
   readonly #checks = new Map<string, DependencyCheck>();
@@ -99,16 +108,16 @@ async function runCheck(name: string, check: DependencyCheck): Promise<Dependenc
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
+    const attention = await Promise.race([
       check(),
-      new Promise((_, reject) => {
+      new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${checkTimeoutMs} ms`)), checkTimeoutMs);
       }),
     ]);
-    return { name, ok: true, latencyMs: performance.now() - started, detail: '' };
+    return { name, ok: true, degraded: Boolean(attention), latencyMs: performance.now() - started, detail: attention || '' };
   } catch (error) {
     const detail = error instanceof Error && error.message.startsWith('no answer') ? error.message : 'unreachable';
-    return { name, ok: false, latencyMs: performance.now() - started, detail };
+    return { name, ok: false, degraded: false, latencyMs: performance.now() - started, detail };
   } finally {
     clearTimeout(timer);
   }

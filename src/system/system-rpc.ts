@@ -9,7 +9,7 @@ import {
 } from '../../gen/yardmaster/v1/system_pb.ts';
 import { callerOf, entityManagerOf } from '../server/context.ts';
 import type { InstanceRoleName, PoolStateName } from './entities.ts';
-import type { InstanceView, ServiceKindName, ServiceView, SystemService } from './system-service.ts';
+import type { HealthName, InstanceView, ServiceKindName, ServiceView, SystemService } from './system-service.ts';
 
 const roles: Record<InstanceRoleName, InstanceRole> = { api: InstanceRole.API, worker: InstanceRole.WORKER, all: InstanceRole.ALL };
 const kinds: Record<ServiceKindName, ServiceKind> = {
@@ -23,7 +23,7 @@ const states: Record<PoolStateName, ServiceState> = {
   draining: ServiceState.DRAINING,
   unhealthy: ServiceState.UNHEALTHY,
 };
-const health = (ok: boolean) => (ok ? HealthStatus.OK : HealthStatus.DOWN);
+const healths: Record<HealthName, HealthStatus> = { ok: HealthStatus.OK, degraded: HealthStatus.DEGRADED, down: HealthStatus.DOWN };
 
 function instanceToProto(instance: InstanceView) {
   return {
@@ -50,6 +50,9 @@ function serviceToProto(service: ServiceView) {
     jobsRunning: service.jobsRunning,
     jobsDone: BigInt(service.jobsDone),
     lastHeartbeatTime: timestampFromDate(service.heartbeatAt),
+    accountId: service.accountId,
+    accountUsername: service.accountUsername,
+    queues: service.queues,
   };
 }
 
@@ -57,15 +60,14 @@ export function createSystemRpc(system: SystemService): ServiceImpl<typeof Syste
   return {
     async getSystemStatus(_req, ctx) {
       const status = await system.status(entityManagerOf(ctx));
-      const checkTime = timestampFromDate(status.checkedAt);
       return {
-        status: health(status.ok),
+        status: healths[status.health],
         dependencies: status.dependencies.map((dependency) => ({
           name: dependency.name,
-          status: health(dependency.ok),
+          status: healths[dependency.health],
           latency: durationFromMs(Math.round(dependency.latencyMs)),
           detail: dependency.detail,
-          checkTime,
+          checkTime: timestampFromDate(dependency.checkedAt),
         })),
         instances: status.instances.map(instanceToProto),
         version: status.version,

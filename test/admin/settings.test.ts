@@ -39,6 +39,7 @@ describe('settings', () => {
     'files.user_quota_bytes': [SettingType.BYTES, 0],
     'jobs.event_retention': [SettingType.DURATION, '7d'],
     'jobs.max_params_bytes': [SettingType.BYTES, 65536],
+    'jobs.pool_drain_time': [SettingType.DURATION, '1m'],
     'jobs.stream_heartbeat_interval': [SettingType.DURATION, '15s'],
     'limits.heavy_calls_per_account': [SettingType.INTEGER, 4],
   };

@@ -63,6 +63,7 @@ describe('instances and worker pools on one database', () => {
       ['database', HealthStatus.OK, ''],
       ['object storage', HealthStatus.OK, ''],
       ['queue', HealthStatus.OK, ''],
+      ['workers', HealthStatus.OK, ''],
     ]);
     expect(status.dependencies.every((dependency) => dependency.latency !== undefined && dependency.checkTime !== undefined)).toBe(true);
     expect(status.instances.map((instance) => instance.id)).toEqual([a.app.instanceId, b.app.instanceId]);
@@ -147,7 +148,7 @@ describe('instances and worker pools on one database', () => {
     expect(poolsOf(services, 'noop').map((pool) => pool.state)).toEqual([ServiceState.RUNNING, ServiceState.RUNNING]);
   });
 
-  test('names that are not a pool are InvalidArgument, an unknown queue NotFound, and nothing is written', async () => {
+  test('names that are neither a pool nor a worker are InvalidArgument, an unknown queue NotFound, and nothing is written', async () => {
     for (const name of ['', `instance/${b.app.instanceId}`, 'noop']) {
       const error = await expectConnectError(adminA.system.stopService({ name }), Code.InvalidArgument);
       expect(violatedFields(error)).toEqual(['name']);
@@ -232,6 +233,54 @@ describe('a pool stopped while it runs a job', () => {
       expect([pool?.state, pool?.jobsRunning, pool?.jobsDone]).toEqual([ServiceState.STOPPED, 0, 1n]);
     }, 3000);
     expect((await admin.jobs.getJob({ id: job!.id })).job!.attempt).toBe(1);
+  });
+
+  test('after the drain time, a job still running goes back to its queue without counting the attempt, and runs again after StartService', async () => {
+    const admin = await server.adminClient();
+    await server.setSetting('jobs.pool_drain_time', '1s');
+    const { job } = await admin.jobs.createJob({ type: 'sleep', params: { seconds: 30 } });
+    const getJob = async () => (await admin.jobs.getJob({ id: job!.id })).job!;
+    await eventually(async () => expect([(await getJob()).status, (await getJob()).attempt]).toEqual([JobStatus.RUNNING, 1]), 10_000);
+
+    const stoppedAt = Date.now();
+    await admin.system.stopService({ name: 'pool/sleep' });
+    await eventually(async () => expect((await getJob()).status).toBe(JobStatus.QUEUED), 5000, 50);
+    const handedBackAfterMs = Date.now() - stoppedAt;
+    expect(handedBackAfterMs).toBeGreaterThanOrEqual(900);
+    expect(handedBackAfterMs).toBeLessThan(5000);
+    const requeued = await getJob();
+    expect([requeued.attempt, requeued.error, requeued.finishTime, requeued.abandoned]).toEqual([0, undefined, undefined, false]);
+    await eventually(async () => {
+      const [pool] = poolsOf((await admin.system.listServices({})).services, 'sleep');
+      expect([pool?.state, pool?.jobsRunning]).toEqual([ServiceState.STOPPED, 0]);
+    }, 3000);
+    // The pool stays stopped: the job waits in its queue.
+    await sleep(1500);
+    expect((await getJob()).status).toBe(JobStatus.QUEUED);
+
+    await admin.system.startService({ name: 'pool/sleep' });
+    await eventually(async () => expect([(await getJob()).status, (await getJob()).attempt]).toEqual([JobStatus.RUNNING, 1]), 10_000);
+    await admin.jobs.cancelJob({ id: job!.id });
+  });
+
+  test('a start before the drain time is over cancels the hand-back: the running job keeps its attempt', async () => {
+    const admin = await server.adminClient();
+    await server.setSetting('jobs.pool_drain_time', '2s');
+    const key = `kept-${randomHex()}`;
+    // Stopped by the test above.
+    await admin.system.startService({ name: 'pool/runs-until-released' });
+    const { job } = await admin.jobs.createJob({ type: 'runs-until-released', params: { key } });
+    await eventually(async () => expect(releases.get(key)?.started).toBe(true), 10_000);
+    const { startTime } = (await admin.jobs.getJob({ id: job!.id })).job!;
+    await admin.system.stopService({ name: 'pool/runs-until-released' });
+    await sleep(500);
+    await admin.system.startService({ name: 'pool/runs-until-released' });
+    await sleep(2500);
+    // The same attempt still runs: a hand-back would have queued the job again and run it anew (a later start time).
+    const kept = (await admin.jobs.getJob({ id: job!.id })).job!;
+    expect([kept.status, kept.attempt, kept.startTime]).toEqual([JobStatus.RUNNING, 1, startTime]);
+    release(key);
+    await eventually(async () => expect((await admin.jobs.getJob({ id: job!.id })).job!.status).toBe(JobStatus.SUCCEEDED), 10_000);
   });
 });
 

@@ -6,6 +6,7 @@
 import { durationFromMs, timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
+import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobLogLevel, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { WorkerCommandKind } from '../../gen/yardmaster/v1/worker_pb.ts';
 import { expectConnectError, violatedFields } from '../support/assertions.ts';
@@ -176,6 +177,21 @@ describe('leases', () => {
     expect(done.result).toEqual({ ok: true });
   });
 
+  test('deleting the worker account mid-lease loses nothing: the lease lapses and the job is retried', async () => {
+    const type = await declareType('orphan', { leaseMs: 5000 });
+    const owner = (await server.createUser()).client;
+    const doomed = await server.createUser({ role: Role.WORKER });
+    const { job } = await owner.jobs.createJob({ type, params: {} });
+    await doomed.client.worker.claimJobs({ workerId: workerId(), queues: [type] });
+    await admin.admin.deleteUser({ id: doomed.user.id, confirm: doomed.user.username });
+    const retried = await waitForJob(owner, job!.id, JobStatus.QUEUED, 15_000);
+    expect(retried.error).toMatchObject({ code: 'LEASE_EXPIRED' });
+    const next = await workerAccount();
+    expect((await next.worker.claimJobs({ workerId: workerId(), queues: [type], wait: durationFromMs(5000) })).jobs[0]!.job!.attempt).toBe(
+      2,
+    );
+  });
+
   test('heartbeats keep a lease past its length; a lapsed lease with no attempts left fails the job', async () => {
     const type = await declareType('beats', { leaseMs: 5000, maxAttempts: 1 });
     const owner = (await server.createUser()).client;
@@ -245,6 +261,45 @@ describe('leases', () => {
     // Failed for good with an attempt left: pg-boss must not offer it again.
     expect((await worker.worker.claimJobs({ workerId: id, queues: [type], wait: durationFromMs(1500) })).jobs).toEqual([]);
     expect(await server.countRows("select count(*) as n from pgboss.job where name = $1 and state < 'completed'", [type])).toBe(0);
+
+    // RetryJob starts a fresh series of attempts, numbered from 1 again, under new leases.
+    await owner.jobs.retryJob({ id: job!.id });
+    const fresh = await worker.worker.claimJobs({ workerId: id, queues: [type], wait: durationFromMs(10_000) });
+    expect(fresh.jobs.map((c) => c.job!.attempt)).toEqual([1]);
+    expect((await worker.worker.completeJob({ jobId: job!.id, result: {} })).job!.status).toBe(JobStatus.SUCCEEDED);
+    expect((await leaseRows(job!.id)).map((row) => [row.attempt, row.ended_at !== null])).toEqual([
+      [1, true],
+      [2, true],
+      [1, true],
+    ]);
+  });
+});
+
+describe('commands from admins', () => {
+  test('StopService tells a worker to drain while it holds jobs and to stop once it holds none, and hands it nothing; RestartService asks once', async () => {
+    const type = await declareType('stop');
+    const owner = (await server.createUser()).client;
+    const worker = await workerAccount();
+    const id = workerId();
+    const { job } = await owner.jobs.createJob({ type, params: {} });
+    const queued = (await owner.jobs.createJob({ type, params: {} })).job!;
+    await worker.worker.claimJobs({ workerId: id, queues: [type] });
+    await admin.system.stopService({ name: `worker/${id}` });
+    const kinds = async () => (await worker.worker.heartbeat({ workerId: id, jobIds: [job!.id] })).commands.map((command) => command.kind);
+    expect(await kinds()).toEqual([WorkerCommandKind.DRAIN]);
+    const refused = await worker.worker.claimJobs({ workerId: id, queues: [type], wait: durationFromMs(500) });
+    expect(refused.jobs).toEqual([]);
+    expect(refused.commands.map((command) => command.kind)).toEqual([WorkerCommandKind.DRAIN]);
+    await worker.worker.completeJob({ jobId: job!.id, result: {} });
+    expect(await kinds()).toEqual([WorkerCommandKind.STOP]);
+    expect((await owner.jobs.getJob({ id: queued.id })).job!.status).toBe(JobStatus.QUEUED);
+
+    await admin.system.startService({ name: `worker/${id}` });
+    await admin.system.restartService({ name: `worker/${id}` });
+    const claimed = await worker.worker.claimJobs({ workerId: id, queues: [type] });
+    expect(claimed.jobs.map((c) => c.job!.id)).toEqual([queued.id]);
+    expect(claimed.commands.map((command) => command.kind)).toEqual([WorkerCommandKind.RESTART]);
+    expect(await kinds()).toEqual([]);
   });
 });
 

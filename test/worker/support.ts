@@ -6,7 +6,7 @@ import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
-import { type Job, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import type { Job, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { eventually, randomHex } from '../support/assertions.ts';
 import { startTestServer, type TestServer, type TestServerOptions } from '../support/test-server.ts';
 
@@ -57,13 +57,13 @@ export function workerId(label = 'worker'): string {
 export function waitForJob(client: YardmasterClient, id: string, status: JobStatus, timeoutMs = 10_000): Promise<Job> {
   return eventually(async () => {
     const { job } = await client.jobs.getJob({ id });
-    if (job!.status !== status) throw new Error(`job ${id} is ${JobStatus[job!.status]}, waiting for ${JobStatus[status]}`);
+    if (job!.status !== status) throw new Error(`job ${id} has status ${job!.status}, waiting for ${status}`);
     return job!;
   }, timeoutMs);
 }
 
 export const leaseRows = (jobId: string) =>
   server.query<{ attempt: number; worker_id: string; ended_at: Date | null; expires_at: Date }>(
-    'select attempt, worker_id, ended_at, expires_at from job_leases where job_id = $1 order by attempt',
+    'select attempt, worker_id, ended_at, expires_at from job_leases where job_id = $1 order by claimed_at',
     [jobId],
   );

@@ -13,7 +13,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file yardmaster/v1/system.proto.
  */
 export const file_yardmaster_v1_system: GenFile = /*@__PURE__*/
-  fileDesc("Chp5YXJkbWFzdGVyL3YxL3N5c3RlbS5wcm90bxINeWFyZG1hc3Rlci52MSK4AQoPRGVwZW5kZW5jeUNoZWNrEgwKBG5hbWUYASABKAkSKwoGc3RhdHVzGAIgASgOMhsueWFyZG1hc3Rlci52MS5IZWFsdGhTdGF0dXMSKgoHbGF0ZW5jeRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZkZXRhaWwYBCABKAkSLgoKY2hlY2tfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi9AEKCEluc3RhbmNlEgoKAmlkGAEgASgJEikKBHJvbGUYAiABKA4yGy55YXJkbWFzdGVyLnYxLkluc3RhbmNlUm9sZRIMCgRob3N0GAMgASgJEgsKA3BpZBgEIAEoBRIPCgd2ZXJzaW9uGAUgASgJEg4KBmNvbW1pdBgGIAEoCRIuCgpzdGFydF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRsb3N0GAkgASgIIhgKFkdldFN5c3RlbVN0YXR1c1JlcXVlc3QiiQIKF0dldFN5c3RlbVN0YXR1c1Jlc3BvbnNlEisKBnN0YXR1cxgBIAEoDjIbLnlhcmRtYXN0ZXIudjEuSGVhbHRoU3RhdHVzEjQKDGRlcGVuZGVuY2llcxgCIAMoCzIeLnlhcmRtYXN0ZXIudjEuRGVwZW5kZW5jeUNoZWNrEioKCWluc3RhbmNlcxgDIAMoCzIXLnlhcmRtYXN0ZXIudjEuSW5zdGFuY2USDwoHdmVyc2lvbhgEIAEoCRIOCgZjb21taXQYBSABKAkSKQoGdXB0aW1lGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2luc3RhbmNlX2lkGAcgASgJIsYCCgdTZXJ2aWNlEgwKBG5hbWUYASABKAkSKAoEa2luZBgCIAEoDjIaLnlhcmRtYXN0ZXIudjEuU2VydmljZUtpbmQSKgoFc3RhdGUYAyABKA4yGy55YXJkbWFzdGVyLnYxLlNlcnZpY2VTdGF0ZRITCgtpbnN0YW5jZV9pZBgEIAEoCRINCgVxdWV1ZRgFIAEoCRITCgtjb25jdXJyZW5jeRgGIAEoBRIUCgxqb2JzX3J1bm5pbmcYByABKAUSEQoJam9ic19kb25lGAggASgDEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmFjY291bnRfaWQYCiABKAkSGAoQYWNjb3VudF91c2VybmFtZRgLIAEoCRIOCgZxdWV1ZXMYDCADKAkiFQoTTGlzdFNlcnZpY2VzUmVxdWVzdCJAChRMaXN0U2VydmljZXNSZXNwb25zZRIoCghzZXJ2aWNlcxgBIAMoCzIWLnlhcmRtYXN0ZXIudjEuU2VydmljZSIjChNTdGFydFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoUU3RhcnRTZXJ2aWNlUmVzcG9uc2UiIgoSU3RvcFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTU3RvcFNlcnZpY2VSZXNwb25zZSIlChVSZXN0YXJ0U2VydmljZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZSZXN0YXJ0U2VydmljZVJlc3BvbnNlKlsKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFAoQSEVBTFRIX1NUQVRVU19PSxABEhYKEkhFQUxUSF9TVEFUVVNfRE9XThACKnUKDEluc3RhbmNlUm9sZRIdChlJTlNUQU5DRV9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRSU5TVEFOQ0VfUk9MRV9BUEkQARIYChRJTlNUQU5DRV9ST0xFX1dPUktFUhACEhUKEUlOU1RBTkNFX1JPTEVfQUxMEAMqhgEKC1NlcnZpY2VLaW5kEhwKGFNFUlZJQ0VfS0lORF9VTlNQRUNJRklFRBAAEhkKFVNFUlZJQ0VfS0lORF9JTlNUQU5DRRABEhwKGFNFUlZJQ0VfS0lORF9XT1JLRVJfUE9PTBACEiAKHFNFUlZJQ0VfS0lORF9FWFRFUk5BTF9XT1JLRVIQAyqcAQoMU2VydmljZVN0YXRlEh0KGVNFUlZJQ0VfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVTRVJWSUNFX1NUQVRFX1JVTk5JTkcQARIZChVTRVJWSUNFX1NUQVRFX1NUT1BQRUQQAhIaChZTRVJWSUNFX1NUQVRFX0RSQUlOSU5HEAMSGwoXU0VSVklDRV9TVEFURV9VTkhFQUxUSFkQBDKdBAoNU3lzdGVtU2VydmljZRJpCg9HZXRTeXN0ZW1TdGF0dXMSJS55YXJkbWFzdGVyLnYxLkdldFN5c3RlbVN0YXR1c1JlcXVlc3QaJi55YXJkbWFzdGVyLnYxLkdldFN5c3RlbVN0YXR1c1Jlc3BvbnNlIgfC8xgDEgECEmAKDExpc3RTZXJ2aWNlcxIiLnlhcmRtYXN0ZXIudjEuTGlzdFNlcnZpY2VzUmVxdWVzdBojLnlhcmRtYXN0ZXIudjEuTGlzdFNlcnZpY2VzUmVzcG9uc2UiB8LzGAMSAQISaAoMU3RhcnRTZXJ2aWNlEiIueWFyZG1hc3Rlci52MS5TdGFydFNlcnZpY2VSZXF1ZXN0GiMueWFyZG1hc3Rlci52MS5TdGFydFNlcnZpY2VSZXNwb25zZSIPwvMYCxIBAhgBIgRuYW1lEmUKC1N0b3BTZXJ2aWNlEiEueWFyZG1hc3Rlci52MS5TdG9wU2VydmljZVJlcXVlc3QaIi55YXJkbWFzdGVyLnYxLlN0b3BTZXJ2aWNlUmVzcG9uc2UiD8LzGAsSAQIYASIEbmFtZRJuCg5SZXN0YXJ0U2VydmljZRIkLnlhcmRtYXN0ZXIudjEuUmVzdGFydFNlcnZpY2VSZXF1ZXN0GiUueWFyZG1hc3Rlci52MS5SZXN0YXJ0U2VydmljZVJlc3BvbnNlIg/C8xgLEgECGAEiBG5hbWViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_yardmaster_v1_access]);
+  fileDesc("Chp5YXJkbWFzdGVyL3YxL3N5c3RlbS5wcm90bxINeWFyZG1hc3Rlci52MSK4AQoPRGVwZW5kZW5jeUNoZWNrEgwKBG5hbWUYASABKAkSKwoGc3RhdHVzGAIgASgOMhsueWFyZG1hc3Rlci52MS5IZWFsdGhTdGF0dXMSKgoHbGF0ZW5jeRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZkZXRhaWwYBCABKAkSLgoKY2hlY2tfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi9AEKCEluc3RhbmNlEgoKAmlkGAEgASgJEikKBHJvbGUYAiABKA4yGy55YXJkbWFzdGVyLnYxLkluc3RhbmNlUm9sZRIMCgRob3N0GAMgASgJEgsKA3BpZBgEIAEoBRIPCgd2ZXJzaW9uGAUgASgJEg4KBmNvbW1pdBgGIAEoCRIuCgpzdGFydF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI3ChNsYXN0X2hlYXJ0YmVhdF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRsb3N0GAkgASgIIhgKFkdldFN5c3RlbVN0YXR1c1JlcXVlc3QiiQIKF0dldFN5c3RlbVN0YXR1c1Jlc3BvbnNlEisKBnN0YXR1cxgBIAEoDjIbLnlhcmRtYXN0ZXIudjEuSGVhbHRoU3RhdHVzEjQKDGRlcGVuZGVuY2llcxgCIAMoCzIeLnlhcmRtYXN0ZXIudjEuRGVwZW5kZW5jeUNoZWNrEioKCWluc3RhbmNlcxgDIAMoCzIXLnlhcmRtYXN0ZXIudjEuSW5zdGFuY2USDwoHdmVyc2lvbhgEIAEoCRIOCgZjb21taXQYBSABKAkSKQoGdXB0aW1lGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2luc3RhbmNlX2lkGAcgASgJIsYCCgdTZXJ2aWNlEgwKBG5hbWUYASABKAkSKAoEa2luZBgCIAEoDjIaLnlhcmRtYXN0ZXIudjEuU2VydmljZUtpbmQSKgoFc3RhdGUYAyABKA4yGy55YXJkbWFzdGVyLnYxLlNlcnZpY2VTdGF0ZRITCgtpbnN0YW5jZV9pZBgEIAEoCRINCgVxdWV1ZRgFIAEoCRITCgtjb25jdXJyZW5jeRgGIAEoBRIUCgxqb2JzX3J1bm5pbmcYByABKAUSEQoJam9ic19kb25lGAggASgDEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmFjY291bnRfaWQYCiABKAkSGAoQYWNjb3VudF91c2VybmFtZRgLIAEoCRIOCgZxdWV1ZXMYDCADKAkiFQoTTGlzdFNlcnZpY2VzUmVxdWVzdCJAChRMaXN0U2VydmljZXNSZXNwb25zZRIoCghzZXJ2aWNlcxgBIAMoCzIWLnlhcmRtYXN0ZXIudjEuU2VydmljZSIjChNTdGFydFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiFgoUU3RhcnRTZXJ2aWNlUmVzcG9uc2UiIgoSU3RvcFNlcnZpY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkiFQoTU3RvcFNlcnZpY2VSZXNwb25zZSIlChVSZXN0YXJ0U2VydmljZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZSZXN0YXJ0U2VydmljZVJlc3BvbnNlKncKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFAoQSEVBTFRIX1NUQVRVU19PSxABEhYKEkhFQUxUSF9TVEFUVVNfRE9XThACEhoKFkhFQUxUSF9TVEFUVVNfREVHUkFERUQQAyp1CgxJbnN0YW5jZVJvbGUSHQoZSU5TVEFOQ0VfUk9MRV9VTlNQRUNJRklFRBAAEhUKEUlOU1RBTkNFX1JPTEVfQVBJEAESGAoUSU5TVEFOQ0VfUk9MRV9XT1JLRVIQAhIVChFJTlNUQU5DRV9ST0xFX0FMTBADKoYBCgtTZXJ2aWNlS2luZBIcChhTRVJWSUNFX0tJTkRfVU5TUEVDSUZJRUQQABIZChVTRVJWSUNFX0tJTkRfSU5TVEFOQ0UQARIcChhTRVJWSUNFX0tJTkRfV09SS0VSX1BPT0wQAhIgChxTRVJWSUNFX0tJTkRfRVhURVJOQUxfV09SS0VSEAMqnAEKDFNlcnZpY2VTdGF0ZRIdChlTRVJWSUNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVU0VSVklDRV9TVEFURV9SVU5OSU5HEAESGQoVU0VSVklDRV9TVEFURV9TVE9QUEVEEAISGgoWU0VSVklDRV9TVEFURV9EUkFJTklORxADEhsKF1NFUlZJQ0VfU1RBVEVfVU5IRUFMVEhZEAQynQQKDVN5c3RlbVNlcnZpY2USaQoPR2V0U3lzdGVtU3RhdHVzEiUueWFyZG1hc3Rlci52MS5HZXRTeXN0ZW1TdGF0dXNSZXF1ZXN0GiYueWFyZG1hc3Rlci52MS5HZXRTeXN0ZW1TdGF0dXNSZXNwb25zZSIHwvMYAxIBAhJgCgxMaXN0U2VydmljZXMSIi55YXJkbWFzdGVyLnYxLkxpc3RTZXJ2aWNlc1JlcXVlc3QaIy55YXJkbWFzdGVyLnYxLkxpc3RTZXJ2aWNlc1Jlc3BvbnNlIgfC8xgDEgECEmgKDFN0YXJ0U2VydmljZRIiLnlhcmRtYXN0ZXIudjEuU3RhcnRTZXJ2aWNlUmVxdWVzdBojLnlhcmRtYXN0ZXIudjEuU3RhcnRTZXJ2aWNlUmVzcG9uc2UiD8LzGAsSAQIYASIEbmFtZRJlCgtTdG9wU2VydmljZRIhLnlhcmRtYXN0ZXIudjEuU3RvcFNlcnZpY2VSZXF1ZXN0GiIueWFyZG1hc3Rlci52MS5TdG9wU2VydmljZVJlc3BvbnNlIg/C8xgLEgECGAEiBG5hbWUSbgoOUmVzdGFydFNlcnZpY2USJC55YXJkbWFzdGVyLnYxLlJlc3RhcnRTZXJ2aWNlUmVxdWVzdBolLnlhcmRtYXN0ZXIudjEuUmVzdGFydFNlcnZpY2VSZXNwb25zZSIPwvMYCxIBAhgBIgRuYW1lYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_yardmaster_v1_access]);
 
 /**
  * The last check of one dependency.
@@ -22,14 +22,15 @@ export const file_yardmaster_v1_system: GenFile = /*@__PURE__*/
  */
 export type DependencyCheck = Message<"yardmaster.v1.DependencyCheck"> & {
   /**
-   * The dependency: `database`, `queue` or `object storage`.
+   * The dependency: `database`, `queue`, `object storage` or `workers` (live consumers
+   * for every queue with jobs ready to run).
    *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
-   * Whether it answered.
+   * Whether it answered (OK or DOWN); `workers` is DEGRADED when a queue has none.
    *
    * @generated from field: yardmaster.v1.HealthStatus status = 2;
    */
@@ -43,7 +44,8 @@ export type DependencyCheck = Message<"yardmaster.v1.DependencyCheck"> & {
   latency?: Duration | undefined;
 
   /**
-   * Why it is down (for example `no answer within 3000 ms`); empty when it is ok.
+   * Why it is down (for example `no answer within 3000 ms`) or degraded (for example
+   * `no live worker for: render`); empty when it is ok.
    *
    * @generated from field: string detail = 4;
    */
@@ -164,7 +166,8 @@ export const GetSystemStatusRequestSchema: GenMessage<GetSystemStatusRequest> = 
  */
 export type GetSystemStatusResponse = Message<"yardmaster.v1.GetSystemStatusResponse"> & {
   /**
-   * OK when every dependency is ok, DOWN otherwise.
+   * DOWN when a dependency is down, DEGRADED when none is but one is degraded (a queue
+   * without live workers), OK otherwise.
    *
    * @generated from field: yardmaster.v1.HealthStatus status = 1;
    */
@@ -269,7 +272,7 @@ export type Service = Message<"yardmaster.v1.Service"> & {
   concurrency: number;
 
   /**
-   * Jobs it runs now.
+   * Jobs it runs now (for an external worker, the jobs whose lease it holds).
    *
    * @generated from field: int32 jobs_running = 7;
    */
@@ -283,7 +286,7 @@ export type Service = Message<"yardmaster.v1.Service"> & {
   jobsDone: bigint;
 
   /**
-   * When it last reported.
+   * When it last reported (for an external worker, its last call).
    *
    * @generated from field: google.protobuf.Timestamp last_heartbeat_time = 9;
    */
@@ -492,6 +495,14 @@ export const HealthStatus = {
    * @generated from enum value: HEALTH_STATUS_DOWN = 2;
    */
   DOWN: 2,
+
+  /**
+   * Working, but something needs attention; `detail` says what (for example
+   * `no live worker for: render, transcode`).
+   *
+   * @generated from enum value: HEALTH_STATUS_DEGRADED = 3;
+   */
+  DEGRADED: 3,
 } as const;
 
 /**
@@ -640,8 +651,8 @@ export const ServiceState = {
   DRAINING: 3,
 
   /**
-   * Not working as it should: an instance that stopped reporting, or a pool that could
-   * not start.
+   * Not working as it should: an instance that stopped reporting, a pool that could
+   * not start, or an external worker (not stopped) that stopped calling.
    *
    * @generated from enum value: SERVICE_STATE_UNHEALTHY = 4;
    */
@@ -673,7 +684,12 @@ export const SystemService: GenService<{
   /**
    * The version, commit, uptime and id of the instance that answers, the last result of
    * its dependency checks (run on a schedule, never per call, so a dependency that is
-   * down costs this call nothing), the overall status and the live instances.
+   * down costs this call nothing), the overall status and the live instances. Besides
+   * this instance's own dependencies (database, queue, object storage), which /readyz and
+   * grpc.health.v1 report, it checks `workers`: whether every queue with jobs ready to run
+   * (queued, due, the queue not paused) has a live consumer (a running in-process pool on
+   * a live instance, or a live external worker that is not stopped). That check is
+   * DEGRADED, not DOWN, when one has none, and never makes an instance unready.
    *
    * @generated from rpc yardmaster.v1.SystemService.GetSystemStatus
    */

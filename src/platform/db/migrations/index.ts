@@ -3,7 +3,7 @@ import { Migration20261122221837_jobs } from './Migration20261122221837_jobs.ts'
 import { Migration20261122222306_files } from './Migration20261122222306_files.ts';
 import { Migration20261203090051_job_types } from './Migration20261203090051_job_types.ts';
 import { Migration20261203090354_system } from './Migration20261203090354_system.ts';
-import { Migration20261203101042_worker } from './Migration20261203101042_worker.ts';
+import { Migration20261203102209_worker } from './Migration20261203102209_worker.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
@@ -12,5 +12,5 @@ export const migrations = [
   { name: 'Migration20261122222306_files', class: Migration20261122222306_files },
   { name: 'Migration20261203090051_job_types', class: Migration20261203090051_job_types },
   { name: 'Migration20261203090354_system', class: Migration20261203090354_system },
-  { name: 'Migration20261203101042_worker', class: Migration20261203101042_worker },
+  { name: 'Migration20261203102209_worker', class: Migration20261203102209_worker },
 ];

@@ -1,12 +1,13 @@
 import { Migration } from '@mikro-orm/migrations';
 
-export class Migration20261203101042_worker extends Migration {
-  override name = 'Migration20261203101042_worker';
+export class Migration20261203102209_worker extends Migration {
+  override name = 'Migration20261203102209_worker';
 
   override up(): void | Promise<void> {
     this.addSql(
-      `create table "job_leases" ("job_id" uuid not null, "attempt" int not null, "worker_id" varchar(128) not null, "account_id" uuid not null, "queue" varchar(64) not null, "queue_entry_id" uuid not null, "lease_ms" int not null, "claimed_at" timestamptz not null, "expires_at" timestamptz not null, "deadline_at" timestamptz not null, "ended_at" timestamptz null, primary key ("job_id", "attempt"));`,
+      `create table "job_leases" ("id" uuid not null, "job_id" uuid not null, "attempt" int not null, "worker_id" varchar(128) not null, "account_id" uuid null, "queue" varchar(64) not null, "queue_entry_id" uuid not null, "lease_ms" int not null, "claimed_at" timestamptz not null, "expires_at" timestamptz not null, "deadline_at" timestamptz not null, "ended_at" timestamptz null, primary key ("id"));`,
     );
+    this.addSql(`create index "job_leases_job_id_index" on "job_leases" ("job_id");`);
     this.addSql(`create index "job_leases_account_id_index" on "job_leases" ("account_id");`);
     this.addSql(`create index "job_leases_active_expiry" on "job_leases" ("expires_at") where "ended_at" is null;`);
     this.addSql(`create index "job_leases_active_worker" on "job_leases" ("worker_id") where "ended_at" is null;`);
@@ -21,7 +22,7 @@ export class Migration20261203101042_worker extends Migration {
       `alter table "job_leases" add constraint "job_leases_job_id_foreign" foreign key ("job_id") references "jobs" ("id") on delete cascade;`,
     );
     this.addSql(
-      `alter table "job_leases" add constraint "job_leases_account_id_foreign" foreign key ("account_id") references "users" ("id") on delete cascade;`,
+      `alter table "job_leases" add constraint "job_leases_account_id_foreign" foreign key ("account_id") references "users" ("id") on delete set null;`,
     );
 
     this.addSql(
