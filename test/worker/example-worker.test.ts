@@ -243,7 +243,7 @@ describe('the example worker', () => {
     expect(await worker.exited).toBe(0);
   }, 60_000);
 
-  test('RESTART makes it exit 75 for its supervisor; StopService worker/<id> makes it exit 0', async () => {
+  test('RestartService worker/<id> makes it exit 75 for its supervisor; StopService worker/<id> makes it exit 0', async () => {
     const type = await declareTextStats();
     const apiKey = await workerApiKey();
     const id = workerId('example');
@@ -252,13 +252,13 @@ describe('the example worker', () => {
       async () => expect(await server.countRows('select count(*) as n from external_workers where id = $1', [id])).toBe(1),
       10_000,
     );
-    await server.query('update external_workers set restart_pending = true where id = $1', [id]);
+    await admin.system.restartService({ name: `worker/${id}` });
     expect(await restarted.exited, restarted.output()).toBe(restartExitCode);
 
     const stopped = startWorker({ WORKER_API_KEY: apiKey, WORKER_ID: id, WORKER_QUEUES: type });
     await eventually(async () => expect(stopped.output()).toContain(`worker ${id} claims`), 10_000);
-    // Stands for SystemService.StopService {name: "worker/<id>"}, which sets this flag (built in parallel).
-    await server.query('update external_workers set stopped = true where id = $1', [id]);
+    await admin.system.stopService({ name: `worker/${id}` });
     expect(await stopped.exited, stopped.output()).toBe(0);
+    expect(stopped.output()).toContain('stop (an admin stopped this worker)');
   }, 60_000);
 });
