@@ -135,7 +135,8 @@ export class WorkerService<Job> {
       queues,
       waitingUntil: input.waitMs > 0 ? new Date(deadline) : null,
     });
-    const restart = control.restart;
+    // Every touch clears the restart flag it reads: remember one seen by any of them.
+    let restart = control.restart;
     const claimed: ClaimReply<Job>['jobs'] = [];
     for (;;) {
       const ticket = wakeups.ticket(queues);
@@ -150,6 +151,7 @@ export class WorkerService<Job> {
       await wakeups.wait(queues, ticket, Math.min(deadline, Date.now() + this.#recheckMs), signal);
       if (signal.aborted) break;
       control = await workers.touch(em, caller.userId, input.workerId, {});
+      restart ||= control.restart;
     }
     if (input.waitMs > 0) control = await workers.touch(em, caller.userId, input.workerId, { waitingUntil: null });
     const { held, shortestLeaseMs } = await jobs.heartbeat(em, holder, []);
