@@ -103,6 +103,8 @@ export function startServerProcess(databaseUrl: string, { env = {}, inspect = fa
 /** Runs `script` with Node and resolves once it logs a JSON line with its "url" and the word "serving". */
 export async function startNodeProcess(script: string, { env = {}, inspect = false }: NodeProcessOptions = {}): Promise<ServerProcess> {
   const nodeArgs = inspect ? ['--inspect=127.0.0.1:0'] : [];
+  // BENCH_CPU_PROFILE_DIR=dir: the processes under test write a CPU profile there when they stop.
+  if (process.env.BENCH_CPU_PROFILE_DIR) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`);
   const child = spawn(process.execPath, [...nodeArgs, script], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
