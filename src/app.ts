@@ -1,5 +1,6 @@
 import { createContextValues, type ServiceImpl } from '@connectrpc/connect';
 import type { DescService } from '@bufbuild/protobuf';
+import path from 'node:path';
 import pg from 'pg';
 import { Health } from '../gen/grpc/health/v1/health_pb.ts';
 import { ServerReflection as ServerReflectionV1 } from '../gen/grpc/reflection/v1/reflection_pb.ts';
@@ -81,6 +82,7 @@ import { metricsRoute, ServerMetrics } from './server/metrics.ts';
 import { Readiness } from './server/readiness.ts';
 import { createReflectionV1, createReflectionV1Alpha, ReflectionIndex } from './server/reflection-service.ts';
 import { createRpcHandler } from './server/rpc-handler.ts';
+import { createWebConsole } from './server/web-console.ts';
 import { ObjectStorage, type StorageConfig } from './platform/storage/object-storage.ts';
 import { type BuildInfo, packageVersion } from './system/build-info.ts';
 import { InstanceRegistry } from './system/instance-registry.ts';
@@ -113,6 +115,8 @@ export interface AppOptions {
   instanceHeartbeatMs?: number;
   /** Caps on open streams per account, per anonymous client address and for all anonymous callers. */
   streamLimits?: Partial<StreamLimits>;
+  /** Where the built web console is (clients/web/dist unless told). */
+  webConsoleDir?: string;
 }
 
 export interface App {
@@ -148,6 +152,7 @@ export async function createApp({
   build = { version: packageVersion(), commit: '' },
   instanceHeartbeatMs,
   streamLimits,
+  webConsoleDir = path.join(import.meta.dirname, '..', 'clients', 'web', 'dist'),
 }: AppOptions): Promise<App> {
   const instanceId = newId();
   const orm = await createOrm({ url: databaseUrl, logger });
@@ -347,6 +352,7 @@ export async function createApp({
     const shutdownController = new AbortController();
 
     const audit = auditInterceptors(auditLog, policies);
+    const webConsole = createWebConsole({ distDir: webConsoleDir, storageOrigins: [new URL(storageConfig.publicEndpoint).origin] });
     const rpc = createRpcHandler({
       logger,
       routes: (router) => {
@@ -410,7 +416,18 @@ export async function createApp({
       shutdownSignal: shutdownController.signal,
       jsonOptions: { ignoreUnknownFields: false },
       readMaxBytes: 8 * 1024 * 1024,
-      fallback: (_req, res) => sendJson(res, 404, { code: 'not_found', message: 'no such route' }),
+      fallback: (req, res) => {
+        const notFound = () => sendJson(res, 404, { code: 'not_found', message: 'no such route' });
+        if (config.role === 'worker') return notFound();
+        webConsole(req, res).then(
+          (served) => served || notFound(),
+          (error: unknown) => {
+            logger.warn({ err: error }, 'serving the web console failed');
+            if (!res.headersSent) notFound();
+            else res.destroy();
+          },
+        );
+      },
     });
 
     const routes: Record<string, PlainRoute> = {

@@ -3,6 +3,7 @@
  * temporary directory) unless TEST_DATABASE_URL points at one, and migrates a
  * template database that every test file clones for itself.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -29,8 +30,15 @@ declare module 'vitest' {
 
 export const templateDatabase = 'yardmaster_test_template';
 
+const repoRoot = path.resolve(import.meta.dirname, '../..');
+
 export default async function setup(project: TestProject) {
   const logger = createLogger('warn');
+  // The console the test servers serve at / is built from the sources under test, never a stale build.
+  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], {
+    cwd: path.join(repoRoot, 'clients/web'),
+    stdio: 'inherit',
+  });
   let scratchDir: string | undefined;
   let stopPostgres: (() => Promise<void>) | undefined;
   let adminUrl = process.env.TEST_DATABASE_URL;

@@ -30,6 +30,8 @@ export interface YardmasterClient {
   system: Client<typeof SystemService>;
   worker: Client<typeof WorkerService>;
   health: Client<typeof Health>;
+  /** The transport every service client above uses, credentials included (for connect-query and other Connect tooling). */
+  transport: Transport;
   /** Signs in and keeps the session's tokens for every later call. */
   login(username: string, password: string): Promise<LoginResponse>;
   /** Ends the current session (or all, with `allSessions`) and forgets its tokens. */
@@ -62,6 +64,7 @@ export function createClientOnTransport(
     system: createClient(SystemService, transport),
     worker: createClient(WorkerService, transport),
     health: createClient(Health, transport),
+    transport,
     async login(username, password) {
       const response = await plainAuth.login({ username, password });
       session.tokens = tokensOf(response);

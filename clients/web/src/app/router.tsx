@@ -1,0 +1,24 @@
+import { createBrowserRouter } from 'react-router';
+import { NotFoundPage } from '../pages/not-found-page.tsx';
+import { SignInPage } from '../pages/sign-in-page.tsx';
+import { Loading } from '../ui/states.tsx';
+import { Shell } from './shell.tsx';
+
+/** A page loaded when first visited: each page is its own chunk. */
+function page<T extends Record<string, unknown>>(load: () => Promise<T>, name: keyof T) {
+  return async () => ({ Component: (await load())[name] as React.ComponentType });
+}
+
+export const router = createBrowserRouter([
+  { path: '/sign-in', Component: SignInPage },
+  {
+    path: '/',
+    Component: Shell,
+    // Shown while the first page's chunk loads.
+    HydrateFallback: Loading,
+    children: [
+      { index: true, lazy: page(() => import('../pages/overview-page.tsx'), 'OverviewPage') },
+      { path: '*', Component: NotFoundPage },
+    ],
+  },
+]);

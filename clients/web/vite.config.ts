@@ -1,0 +1,29 @@
+import { fileURLToPath } from 'node:url';
+import react from '@vitejs/plugin-react';
+import { defineConfig } from 'vite';
+
+/** Where `npm run dev:web` sends API calls: a running server (npm start). */
+const apiTarget = process.env.YARDMASTER_URL ?? 'http://127.0.0.1:8080';
+
+export default defineConfig({
+  plugins: [react()],
+  resolve: {
+    // The generated contract, as the server and the typed client use it.
+    alias: { '@gen': fileURLToPath(new URL('../../gen', import.meta.url)) },
+  },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    // Each page is its own chunk (React.lazy); the libraries every page needs go in one.
+    chunkSizeWarningLimit: 700,
+  },
+  server: {
+    port: 5173,
+    // RPC paths are /<package>.<Service>/<Method>: everything with a dot in its first segment.
+    proxy: {
+      '^/[a-z0-9_]+(\\.[A-Za-z0-9_]+)+/': { target: apiTarget, changeOrigin: false },
+      '/healthz': apiTarget,
+      '/readyz': apiTarget,
+    },
+  },
+});

@@ -1,0 +1,104 @@
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { HttpRequest, HttpResponse } from './http-handler.ts';
+
+const contentTypes: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.json': 'application/json',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+/** Paths of the app's own pages: anything else that is not a file is a 404, never the app. */
+const appRoutePattern = /^\/(?:[a-z0-9-]+(?:\/[^/.]*)*)?$/i;
+
+export interface WebConsoleOptions {
+  /** The built app (clients/web/dist). */
+  distDir: string;
+  /** Origins the page may talk to besides its own: the object storage of presigned transfers. */
+  storageOrigins: string[];
+}
+
+/**
+ * Serves the web console on the API's own port and origin: hashed assets cached for a
+ * year, `index.html` never cached and returned for the app's routes (a reload of
+ * /jobs/123 works), and headers that keep the page to what it needs: a
+ * Content-Security-Policy allowing only its own origin and the storage endpoint,
+ * no framing, no sniffing. Called for GET and HEAD requests that no RPC or plain route took.
+ */
+export function createWebConsole(options: WebConsoleOptions): (req: HttpRequest, res: HttpResponse) => Promise<boolean> {
+  const distDir = path.resolve(options.distDir);
+  const connectSources = ["'self'", ...options.storageOrigins].join(' ');
+  const policy = [
+    "default-src 'self'",
+    "script-src 'self'",
+    // Mantine sets CSS variables and positions through style attributes.
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    `connect-src ${connectSources}`,
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+  const common = {
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'same-origin',
+  };
+  let indexHtml: Buffer | undefined;
+
+  const sendIndex = async (req: HttpRequest, res: HttpResponse) => {
+    indexHtml ??= await readFile(path.join(distDir, 'index.html')).catch(() => undefined);
+    if (!indexHtml) {
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', ...common });
+      res.end('The web console is not built: run `npm run build:web` (npm install does it).\n');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': contentTypes['.html']!,
+      'content-length': String(indexHtml.byteLength),
+      'cache-control': 'no-cache',
+      'content-security-policy': policy,
+      ...common,
+    });
+    if (req.method === 'HEAD') res.end();
+    else res.end(indexHtml);
+  };
+
+  return async (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    let pathname: string;
+    try {
+      pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://console').pathname);
+    } catch {
+      return false;
+    }
+    const file = path.resolve(distDir, `.${pathname}`);
+    if (pathname !== '/' && file.startsWith(distDir + path.sep) && !pathname.includes('\0')) {
+      const info = await stat(file).catch(() => undefined);
+      if (info?.isFile() && path.basename(file) !== 'index.html') {
+        const hashed = pathname.startsWith('/assets/');
+        res.writeHead(200, {
+          'content-type': contentTypes[path.extname(file)] ?? 'application/octet-stream',
+          'content-length': String(info.size),
+          'cache-control': hashed ? 'public, max-age=31536000, immutable' : 'public, max-age=3600',
+          ...common,
+        });
+        if (req.method === 'HEAD') res.end();
+        else createReadStream(file).pipe(res);
+        return true;
+      }
+    }
+    if (!appRoutePattern.test(pathname) || pathname.startsWith('/assets/')) return false;
+    await sendIndex(req, res);
+    return true;
+  };
+}

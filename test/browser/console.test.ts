@@ -1,0 +1,117 @@
+/**
+ * The web console as served at /: headers, the SPA fallback, signing in and out, a
+ * session kept across reloads, and navigation that shows each caller only what they may use.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
+import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
+import { adminPassword, startTestServer, type TestServer } from '../support/test-server.ts';
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server?.close());
+useBrowser();
+
+describe('serving', () => {
+  test('index.html is never cached and carries a CSP allowing only the page and the storage endpoint', async () => {
+    for (const route of ['/', '/jobs', '/jobs/01a23b85-14e6-75ac-ada6-a639700f7993', '/admin/users']) {
+      const response = await fetch(`${server.url}${route}`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toContain('text/html');
+      expect(response.headers.get('cache-control')).toBe('no-cache');
+      const csp = response.headers.get('content-security-policy')!;
+      expect(csp).toContain("default-src 'self'");
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(csp).toMatch(/connect-src 'self' http:\/\/127\.0\.0\.1:\d+/);
+      expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    }
+    const html = await (await fetch(server.url)).text();
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1]!;
+    const asset = await fetch(`${server.url}${script}`);
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(asset.headers.get('content-type')).toContain('text/javascript');
+  });
+
+  test('the fallback never shadows an RPC, a plain route or a missing asset', async () => {
+    expect((await fetch(`${server.url}/assets/missing-0000.js`)).status).toBe(404);
+    expect((await fetch(`${server.url}/favicon-missing.png`)).status).toBe(404);
+    expect((await fetch(`${server.url}/yardmaster.v1.NoSuchService/Nope`)).status).toBe(404);
+    expect((await fetch(`${server.url}/healthz`)).headers.get('content-type')).toContain('application/json');
+    const rpc = await fetch(`${server.url}/yardmaster.v1.AuthService/GetMe`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(rpc.status).toBe(401);
+    expect((await fetch(`${server.url}/..%2f..%2fpackage.json`)).status).toBe(404);
+  });
+});
+
+describe('signing in', () => {
+  test('an admin signs in, sees every section, keeps the session across a reload, and signs out', async () => {
+    const browser = await openPage(server.url);
+    try {
+      const { page } = browser;
+      await page.goto('/jobs');
+      await page.waitForURL(/\/sign-in\?next=%2Fjobs/);
+      await browser.screenshot('sign-in');
+      await signIn(page, 'admin', adminPassword);
+      const nav = page.getByRole('navigation', { name: 'Main' });
+      for (const section of ['Overview', 'Jobs', 'Files', 'Queues', 'Users', 'Settings', 'Audit log', 'System']) {
+        await nav.getByRole('link', { name: section, exact: true }).waitFor();
+      }
+      await page.getByText('object storage').waitFor();
+      await browser.screenshot('overview-admin');
+      await page.reload();
+      await page.getByRole('heading', { name: 'Welcome, admin' }).waitFor();
+      await page.getByTestId('account-menu').click();
+      await page.getByRole('menuitem', { name: 'Sign out' }).click();
+      await page.waitForURL(/\/sign-in/);
+      await page.goto('/');
+      await page.waitForURL(/\/sign-in/);
+      expectNoProblems(browser);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test('a wrong password is shown on the form, and nothing else breaks', async () => {
+    const browser = await openPage(server.url, { expectedStatuses: [401] });
+    try {
+      const { page } = browser;
+      await page.goto('/sign-in');
+      await page.locator('input[name=username]').fill('admin');
+      await page.locator('input[name=password]').fill('not the password');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('alert').waitFor();
+      expect(await page.getByRole('alert').textContent()).toMatch(/password/i);
+      expect(browser.problems.filter((problem) => !problem.includes('401'))).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test('a plain user sees no administration and gets the not-found page at an admin URL', async () => {
+    const user = await server.createUser({ role: Role.USER });
+    const browser = await openPage(server.url);
+    try {
+      const { page } = browser;
+      await signIn(page, user.user.username, user.password);
+      const nav = page.getByRole('navigation', { name: 'Main' });
+      await nav.getByRole('link', { name: 'Jobs', exact: true }).waitFor();
+      expect(await nav.getByText('Administration').count()).toBe(0);
+      expect(await nav.getByRole('link', { name: 'Users' }).count()).toBe(0);
+      await browser.screenshot('overview-user');
+      await page.goto('/admin/users');
+      await page.getByText('No such page').waitFor();
+      expectNoProblems(browser);
+    } finally {
+      await browser.close();
+    }
+  });
+});
