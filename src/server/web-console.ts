@@ -15,8 +15,17 @@ const contentTypes: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-/** Paths of the app's own pages: anything else that is not a file is a 404, never the app. */
-const appRoutePattern = /^\/(?:[a-z0-9-]+(?:\/[^/.]*)*)?$/i;
+/**
+ * The first path segments of the app's own pages (clients/web/src/app/router.tsx): only
+ * these get index.html, so every other path (a mistyped API route, /metrics when it is
+ * off) stays a plain 404.
+ */
+const appSections = new Set(['', 'sign-in', 'jobs', 'files', 'queues', 'admin', 'account']);
+
+function isAppRoute(pathname: string): boolean {
+  const [, section = ''] = pathname.split('/');
+  return appSections.has(section) && !pathname.slice(1).includes('.');
+}
 
 export interface WebConsoleOptions {
   /** The built app (clients/web/dist). */
@@ -97,7 +106,7 @@ export function createWebConsole(options: WebConsoleOptions): (req: HttpRequest,
         return true;
       }
     }
-    if (!appRoutePattern.test(pathname) || pathname.startsWith('/assets/')) return false;
+    if (!isAppRoute(pathname)) return false;
     await sendIndex(req, res);
     return true;
   };

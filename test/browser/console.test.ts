@@ -39,6 +39,8 @@ describe('serving', () => {
 
   test('the fallback never shadows an RPC, a plain route or a missing asset', async () => {
     expect((await fetch(`${server.url}/assets/missing-0000.js`)).status).toBe(404);
+    expect((await fetch(`${server.url}/no/such/route`)).status).toBe(404);
+    expect((await fetch(`${server.url}/metricz`)).status).toBe(404);
     expect((await fetch(`${server.url}/favicon-missing.png`)).status).toBe(404);
     expect((await fetch(`${server.url}/yardmaster.v1.NoSuchService/Nope`)).status).toBe(404);
     expect((await fetch(`${server.url}/healthz`)).headers.get('content-type')).toContain('application/json');
