@@ -18,6 +18,9 @@ export const router = createBrowserRouter([
     HydrateFallback: Loading,
     children: [
       { index: true, lazy: page(() => import('../pages/overview-page.tsx'), 'OverviewPage') },
+      { path: 'jobs', lazy: page(() => import('../pages/jobs/jobs-page.tsx'), 'JobsPage') },
+      { path: 'jobs/new', lazy: page(() => import('../pages/jobs/submit-job-page.tsx'), 'SubmitJobPage') },
+      { path: 'jobs/:id', lazy: page(() => import('../pages/jobs/job-detail-page.tsx'), 'JobDetailPage') },
       { path: '*', Component: NotFoundPage },
     ],
   },
