@@ -15,8 +15,6 @@ import type { filesSettings } from './files-settings.ts';
 import { fileReasons } from './file-reasons.ts';
 
 const mib = 1024 * 1024;
-/** Larger files are uploaded in parts, each with its own presigned URL. */
-export const multipartThresholdBytes = 64 * mib;
 const minPartBytes = 16 * mib;
 const maxParts = 10_000;
 
@@ -70,7 +68,8 @@ export class FileUploads {
         await em.flush();
       }
     }
-    const mode: UploadMode = input.size > multipartThresholdBytes ? 'multipart' : 'single';
+    // Larger files are uploaded in parts, each with its own presigned URL.
+    const mode: UploadMode = input.size > this.#settings.get('files.multipart_threshold_bytes') ? 'multipart' : 'single';
     let file: StoredFile;
     try {
       file = await this.#intake.reserve(em, caller.userId, {

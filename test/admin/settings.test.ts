@@ -35,6 +35,7 @@ describe('settings', () => {
     'auth.refresh_reuse_grace': [SettingType.DURATION, '10s'],
     'files.allowed_content_types': [SettingType.STRING_LIST, []],
     'files.max_upload_bytes': [SettingType.BYTES, 5 * 1024 ** 3],
+    'files.multipart_threshold_bytes': [SettingType.BYTES, 64 * 1024 ** 2],
     'files.upload_expiry': [SettingType.DURATION, '1d'],
     'files.user_quota_bytes': [SettingType.BYTES, 0],
     'jobs.event_retention': [SettingType.DURATION, '7d'],

@@ -26,20 +26,46 @@ export function embeddedS3Secret(dataDir: string): Promise<string> {
 }
 
 /**
- * Browsers upload and download straight to storage with presigned URLs, so the bucket
- * must answer cross-origin requests and let scripts read the ETag of each uploaded part.
+ * Browsers upload and download straight to storage with presigned URLs, from the console's
+ * origin to this one, so the front answers CORS itself, for every bucket (s3rver would only
+ * do it for buckets configured at start, and drops the headers from its error replies).
+ *
+ * Any origin may read the replies: every request the front passes on must carry a valid
+ * Signature V4 (in its headers or in a presigned URL), and no cookie or other ambient
+ * credential is involved (no Access-Control-Allow-Credentials), so an origin gains nothing
+ * from CORS that it would not have with the URL alone: the signature is the permission.
+ * Listing origins (the server's public URL, CORS_ORIGINS) would add configuration without
+ * adding protection. Only what presigned URLs can do is offered: GET, PUT and HEAD, and the
+ * ETag of each part is exposed so that a page can complete a multipart upload.
  */
-const bucketCors = `<CORSConfiguration>
-  <CORSRule>
-    <AllowedOrigin>*</AllowedOrigin>
-    <AllowedMethod>GET</AllowedMethod>
-    <AllowedMethod>PUT</AllowedMethod>
-    <AllowedMethod>HEAD</AllowedMethod>
-    <AllowedHeader>*</AllowedHeader>
-    <ExposeHeader>ETag</ExposeHeader>
-    <MaxAgeSeconds>3000</MaxAgeSeconds>
-  </CORSRule>
-</CORSConfiguration>`;
+const corsAllowedMethods = ['GET', 'PUT', 'HEAD'];
+const corsMaxAgeSeconds = 3000;
+
+/** The headers of every reply to a cross-origin request (one with an Origin header). */
+function setCorsHeaders(req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.headers.origin === undefined) return;
+  res.setHeader('access-control-allow-origin', '*');
+  res.setHeader('access-control-expose-headers', 'ETag');
+}
+
+/** Answers a CORS preflight as S3 does: 200 with what is allowed, or 403 CORSResponse. */
+function answerPreflight(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const method = req.headers['access-control-request-method'];
+  if (req.headers.origin === undefined) {
+    sendError(res, 400, 'BadRequest', 'Insufficient information. Origin request header needed.');
+  } else if (method === undefined) {
+    sendError(res, 400, 'BadRequest', 'Invalid Access-Control-Request-Method: null');
+  } else if (!corsAllowedMethods.includes(method)) {
+    sendError(res, 403, 'CORSResponse', 'This CORS request is not allowed: only GET, PUT and HEAD are.');
+  } else {
+    res.setHeader('access-control-allow-methods', corsAllowedMethods.join(', '));
+    const requestedHeaders = req.headers['access-control-request-headers'];
+    // Any header may be sent: one the signature does not cover is refused by the signature check.
+    if (requestedHeaders) res.setHeader('access-control-allow-headers', requestedHeaders);
+    res.setHeader('access-control-max-age', String(corsMaxAgeSeconds));
+    res.writeHead(200, { 'content-length': 0 }).end();
+  }
+}
 
 const maxCompleteBodyBytes = 2 * 1024 * 1024;
 
@@ -65,7 +91,8 @@ export interface EmbeddedS3 {
  * accepts any ETag, and it implements neither aborting an upload nor listing its parts.
  * The front checks the parts against s3rver's own store, lists them from there, and
  * removes aborted uploads itself; every other signed request passes through unchanged.
- * Only CORS preflights need no signature.
+ * It also answers CORS (see `setCorsHeaders`): preflights, which carry no signature,
+ * never reach s3rver.
  */
 export async function startEmbeddedS3(options: {
   directory: string;
@@ -80,7 +107,7 @@ export async function startEmbeddedS3(options: {
     port: 0,
     directory: options.directory,
     silent: true,
-    configureBuckets: [{ name: options.bucket, configs: [bucketCors] }],
+    configureBuckets: [{ name: options.bucket, configs: [] }],
   });
   const { port: storePort } = await store.run();
   const uploadsOf = (bucket: string) => path.join(options.directory, bucket, '._S3rver_uploads');
@@ -90,12 +117,15 @@ export async function startEmbeddedS3(options: {
 
   let serialized = Promise.resolve();
   const front = http.createServer((req, res) => {
-    if (req.method !== 'OPTIONS') {
-      const check = verifySigV4({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, secretOf);
-      if (!check.ok) {
-        req.resume();
-        return sendError(res, check.status, check.code, check.message, check.headersNotSigned);
-      }
+    setCorsHeaders(req, res);
+    if (req.method === 'OPTIONS') {
+      req.resume();
+      return answerPreflight(req, res);
+    }
+    const check = verifySigV4({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, secretOf);
+    if (!check.ok) {
+      req.resume();
+      return sendError(res, check.status, check.code, check.message, check.headersNotSigned);
     }
     const url = new URL(req.url ?? '/', 'http://front');
     const bucket = decodeURIComponent(url.pathname.split('/')[1] ?? '');
@@ -147,7 +177,9 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, storePort:
   const upstream = http.request(
     { host: '127.0.0.1', port: storePort, method: req.method, path: req.url, headers: req.headers },
     (reply) => {
-      res.writeHead(reply.statusCode ?? 502, reply.headers);
+      // The front's CORS headers (set on `res`) are the only ones.
+      const headers = Object.fromEntries(Object.entries(reply.headers).filter(([name]) => !name.startsWith('access-control-')));
+      res.writeHead(reply.statusCode ?? 502, headers);
       // A client that goes away mid-reply must not leave the upstream reply hanging.
       pipeline(reply, res).catch(() => upstream.destroy());
     },
