@@ -18,6 +18,12 @@ export const router = createBrowserRouter([
     HydrateFallback: Loading,
     children: [
       { index: true, lazy: page(() => import('../pages/overview-page.tsx'), 'OverviewPage') },
+      { path: 'queues', lazy: page(() => import('../pages/queues/queues-page.tsx'), 'QueuesPage') },
+      { path: 'admin/users', lazy: page(() => import('../pages/admin/users-page.tsx'), 'UsersPage') },
+      { path: 'admin/settings', lazy: page(() => import('../pages/admin/settings-page.tsx'), 'SettingsPage') },
+      { path: 'admin/audit', lazy: page(() => import('../pages/admin/audit-page.tsx'), 'AuditPage') },
+      { path: 'admin/system', lazy: page(() => import('../pages/admin/system-page.tsx'), 'SystemPage') },
+      { path: 'account', lazy: page(() => import('../pages/account/account-page.tsx'), 'AccountPage') },
       { path: '*', Component: NotFoundPage },
     ],
   },
