@@ -10,6 +10,8 @@ export interface Session {
   isAdmin: boolean;
   /** Whether the caller may call a method, e.g. `yardmaster.v1.QueueService.PauseQueue`. */
   can(method: string): boolean;
+  /** Whether `can` answers from the caller's permissions (false while they load). */
+  permissionsLoaded: boolean;
   signIn(username: string, password: string): Promise<void>;
   signOut(): Promise<void>;
 }
@@ -61,6 +63,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
       user: me.data,
       isAdmin: me.data?.role === Role.ADMIN,
       can: (method) => permissions.data?.has(method) ?? false,
+      permissionsLoaded: permissions.data !== undefined,
       signIn,
       signOut,
     }),
