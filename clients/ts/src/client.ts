@@ -10,8 +10,9 @@ import { SystemService } from '../../../gen/yardmaster/v1/system_pb.ts';
 import { WorkerService } from '../../../gen/yardmaster/v1/worker_pb.ts';
 import { authInterceptor } from './auth-interceptor.ts';
 import { TokenSession, type SessionTokens } from './token-session.ts';
+import type { TokenStorage } from './token-storage.ts';
 
-export type { SessionTokens };
+export type { SessionTokens, TokenStorage };
 
 /** How a client authenticates: an API key, or session tokens it refreshes by itself. */
 export interface CredentialOptions {
@@ -19,6 +20,12 @@ export interface CredentialOptions {
   tokens?: SessionTokens;
   /** Called whenever the session tokens change (after login, refresh, logout), e.g. to persist them. */
   onTokensChange?: (tokens: SessionTokens | undefined) => void;
+  /**
+   * Where the session tokens are kept between runs: loaded when the client is made (unless
+   * `tokens` is given), saved on every change, re-read before a refresh. See
+   * `localStorageTokenStorage` (browsers, shared by tabs) and `fileTokenStorage` (Node.js).
+   */
+  tokenStorage?: TokenStorage;
 }
 
 export interface YardmasterClient {
@@ -50,7 +57,12 @@ export function createClientOnTransport(
   credentials: CredentialOptions,
   close: () => void,
 ): YardmasterClient {
-  const session = new TokenSession({ apiKey: credentials.apiKey, tokens: credentials.tokens, onChange: credentials.onTokensChange });
+  const session = new TokenSession({
+    apiKey: credentials.apiKey,
+    tokens: credentials.tokens,
+    onChange: credentials.onTokensChange,
+    storage: credentials.tokenStorage,
+  });
   const plainAuth = createClient(AuthService, makeTransport([]));
   session.setRefresher(async (refreshToken) => tokensOf(await plainAuth.refresh({ refreshToken })));
   const transport = makeTransport([authInterceptor(session)]);
@@ -78,7 +90,10 @@ export function createClientOnTransport(
     get tokens() {
       return session.tokens;
     },
-    close,
+    close() {
+      session.close();
+      close();
+    },
   };
 }
 

@@ -1,7 +1,21 @@
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { createHash } from 'node:crypto';
+import { openAsBlob } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { File as StoredFile } from '../../../gen/yardmaster/v1/files_pb.ts';
 import { createClientOnTransport, type CredentialOptions, type YardmasterClient } from './client.ts';
+import type { Hasher } from './sha256.ts';
+import {
+  downloadFile as downloadFileTo,
+  uploadFile as uploadFrom,
+  type DownloadFileOptions,
+  type UploadFileOptions,
+  type UploadSource,
+} from './transfers.ts';
 
-export type { CredentialOptions, SessionTokens, YardmasterClient } from './client.ts';
+export * from './common.ts';
+export { fileTokenStorage } from './file-token-storage.ts';
 
 export interface NodeClientOptions extends CredentialOptions {
   /** Server address, e.g. http://127.0.0.1:8080. */
@@ -42,4 +56,61 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
     options,
     () => sessionManager?.abort(),
   );
+}
+
+/** SHA-256 from node:crypto (native speed). */
+export function nodeSha256(): Hasher {
+  const hash = createHash('sha256');
+  return {
+    update: (bytes) => void hash.update(bytes),
+    digest: () => hash.digest('hex'),
+  };
+}
+
+export interface NodeUploadFileOptions extends Omit<UploadFileOptions, 'data'> {
+  /** The bytes, as in browsers; or use `path`. */
+  data?: UploadSource;
+  /** A file on disk, read slice by slice (`fs.openAsBlob`); the name defaults to its base name. */
+  path?: string;
+}
+
+/**
+ * Uploads a file (see the browser variant): from `data` or a file on disk (`path`), hashing
+ * with node:crypto. Returns the file, AVAILABLE.
+ */
+export async function uploadFile(client: YardmasterClient, options: NodeUploadFileOptions): Promise<StoredFile> {
+  const data = options.path !== undefined ? await openAsBlob(options.path) : options.data;
+  if (data === undefined) throw new TypeError('uploadFile needs `data` or `path`');
+  const name = options.name ?? (options.path !== undefined ? path.basename(options.path) : undefined);
+  return uploadFrom(client, { hasher: nodeSha256, ...options, name, data });
+}
+
+export interface NodeDownloadFileOptions extends Omit<DownloadFileOptions, 'sink'> {
+  sink?: DownloadFileOptions['sink'];
+  /** Write to this file (created or truncated, mode 0644); removed again when the download fails. */
+  path?: string;
+}
+
+/** Downloads a file into a sink or a file on disk (`path`), hashing with node:crypto. Returns the file's metadata. */
+export async function downloadFile(client: YardmasterClient, options: NodeDownloadFileOptions): Promise<StoredFile> {
+  if (options.path === undefined) {
+    if (!options.sink) throw new TypeError('downloadFile needs `sink` or `path`');
+    return downloadFileTo(client, { hasher: nodeSha256, ...options, sink: options.sink });
+  }
+  const handle = await open(options.path, 'w');
+  try {
+    const file = await downloadFileTo(client, {
+      hasher: nodeSha256,
+      ...options,
+      sink: async (chunk) => {
+        await handle.write(chunk);
+      },
+    });
+    await handle.close();
+    return file;
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await rm(options.path, { force: true });
+    throw error;
+  }
 }

@@ -6,6 +6,8 @@ export interface SessionTokens {
   accessTokenExpiresAt: Date | undefined;
 }
 
+import type { TokenStorage } from './token-storage.ts';
+
 type Refresher = (refreshToken: string) => Promise<SessionTokens>;
 
 /** Refresh this long before the access token expires, so calls never carry a dying token. */
@@ -23,11 +25,33 @@ export class TokenSession {
   #refreshing: Promise<SessionTokens> | undefined;
   #refresher: Refresher | undefined;
   readonly #onChange: ((tokens: SessionTokens | undefined) => void) | undefined;
+  readonly #storage: TokenStorage | undefined;
+  readonly #unsubscribe: (() => void) | undefined;
 
-  constructor(options: { apiKey?: string; tokens?: SessionTokens; onChange?: (tokens: SessionTokens | undefined) => void }) {
+  constructor(options: {
+    apiKey?: string;
+    tokens?: SessionTokens;
+    onChange?: (tokens: SessionTokens | undefined) => void;
+    storage?: TokenStorage;
+  }) {
     this.#apiKey = options.apiKey;
-    this.#tokens = options.tokens;
+    this.#storage = options.storage;
+    this.#tokens = options.tokens ?? (options.apiKey ? undefined : options.storage?.load());
+    if (options.tokens && options.storage) options.storage.save(options.tokens);
     this.#onChange = options.onChange;
+    // Another holder of the same storage (another tab) changed the tokens: take them over.
+    this.#unsubscribe = options.storage?.subscribe?.((tokens) => this.#adopt(tokens));
+  }
+
+  #adopt(tokens: SessionTokens | undefined): void {
+    if (tokens?.refreshToken === this.#tokens?.refreshToken && tokens?.accessToken === this.#tokens?.accessToken) return;
+    this.#tokens = tokens;
+    this.#onChange?.(tokens);
+  }
+
+  /** Stops following the storage's changes. */
+  close(): void {
+    this.#unsubscribe?.();
   }
 
   setRefresher(refresher: Refresher): void {
@@ -40,6 +64,7 @@ export class TokenSession {
 
   set tokens(tokens: SessionTokens | undefined) {
     this.#tokens = tokens;
+    this.#storage?.save(tokens);
     this.#onChange?.(tokens);
   }
 
@@ -59,15 +84,29 @@ export class TokenSession {
 
   /** Exchanges the refresh token for new tokens, once however many callers ask at the same time. */
   refresh(): Promise<SessionTokens> {
+    if (this.#refreshing) return this.#refreshing;
+    // Another holder of the storage may have refreshed already: its pair is the newer one,
+    // and our refresh token is spent.
+    const stored = this.#storage?.load();
+    if (stored && stored.refreshToken !== this.#tokens?.refreshToken) {
+      this.#adopt(stored);
+      return Promise.resolve(stored);
+    }
     const refresher = this.#refresher;
     const tokens = this.#tokens;
     if (!refresher || !tokens) return Promise.reject(new Error('no session to refresh'));
-    this.#refreshing ??= refresher(tokens.refreshToken)
+    this.#refreshing = refresher(tokens.refreshToken)
       .then((fresh) => {
         this.tokens = fresh;
         return fresh;
       })
       .catch((error: unknown) => {
+        // Lost a race with another holder that refreshed at the same moment: keep its pair.
+        const stored = this.#storage?.load();
+        if (stored && stored.refreshToken !== tokens.refreshToken) {
+          this.#adopt(stored);
+          return stored;
+        }
         this.tokens = undefined;
         throw error;
       })

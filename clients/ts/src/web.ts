@@ -1,7 +1,11 @@
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-web';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { createClientOnTransport, type CredentialOptions, type YardmasterClient } from './client.ts';
+import { YardmasterError } from './errors.ts';
+import { storageError, type PutFunction } from './transfers.ts';
 
-export type { CredentialOptions, SessionTokens, YardmasterClient } from './client.ts';
+export * from './common.ts';
+export { downloadFile, uploadFile } from './transfers.ts';
 
 export interface WebClientOptions extends CredentialOptions {
   /** Server address, e.g. https://yardmaster.example.com (its CORS_ORIGINS must list this page's origin). */
@@ -21,3 +25,23 @@ export function createYardmasterClient(options: WebClientOptions): YardmasterCli
     () => {},
   );
 }
+
+/**
+ * A PUT with XMLHttpRequest, for `uploadFile({ put: xhrPut })` in browsers: unlike fetch it
+ * reports upload progress as the bytes go. Storage's CORS rule must expose the ETag header.
+ */
+export const xhrPut: PutFunction = ({ url, body, signal, onProgress }) =>
+  new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', url);
+    xhr.upload.onprogress = (event) => onProgress(event.loaded);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve({ etag: xhr.getResponseHeader('ETag') ?? '' });
+      else reject(storageError(xhr.status, xhr.responseText));
+    };
+    xhr.onerror = () => reject(new YardmasterError(new ConnectError('the upload to storage failed (network or CORS)', Code.Unavailable)));
+    xhr.onabort = () => reject(YardmasterError.from(signal.reason, Code.Canceled));
+    if (signal.aborted) return xhr.onabort(new ProgressEvent('abort'));
+    signal.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(body as XMLHttpRequestBodyInit);
+  });
