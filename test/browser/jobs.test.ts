@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
-import { startTestServer, type TestServer, type TestUser } from '../support/test-server.ts';
+import { adminPassword, startTestServer, type TestServer, type TestUser } from '../support/test-server.ts';
 
 let server: TestServer;
 let user: TestUser;
@@ -66,6 +66,24 @@ describe('jobs table', () => {
       expect(await page.getByText('other-noop').count()).toBe(0);
       expect(await page.getByLabel('Search', { exact: true }).inputValue()).toBe('noop');
       await page.getByText('team=data').first().waitFor();
+      expectNoProblems(browser);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe('as an admin', () => {
+  test("the table shows every user's jobs with their owner's username", async () => {
+    const { job } = await user.client.jobs.createJob({ type: 'noop', name: 'owned by a user' });
+    const browser = await openPage(server.url);
+    try {
+      const { page } = browser;
+      page.setDefaultTimeout(10_000);
+      await signIn(page, 'admin', adminPassword);
+      await page.goto('/jobs');
+      await page.getByRole('columnheader', { name: 'Owner' }).waitFor();
+      await page.locator(`tr[data-job-id="${job!.id}"]`).getByText(user.user.username).waitFor();
       expectNoProblems(browser);
     } finally {
       await browser.close();
