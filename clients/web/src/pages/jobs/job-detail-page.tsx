@@ -1,4 +1,3 @@
-import { create } from '@bufbuild/protobuf';
 import { createConnectQueryKey, useMutation, useQuery, useTransport } from '@connectrpc/connect-query';
 import {
   ActionIcon,
@@ -36,13 +35,14 @@ import { useQueryClient } from '@tanstack/react-query';
 import { type ReactNode, useEffect, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router';
 import { FilesService } from '@gen/yardmaster/v1/files_pb.ts';
-import { GetJobResponseSchema, type Job, JobStatus, JobsService } from '@gen/yardmaster/v1/jobs_pb.ts';
+import { type Job, JobStatus, JobsService } from '@gen/yardmaster/v1/jobs_pb.ts';
 import { client } from '../../api/client.ts';
 import { isNotFound, problemOf } from '../../api/errors.ts';
 import { useSession } from '../../app/session.tsx';
 import { formatBytes, formatDateTime, formatRelative } from '../../ui/format.ts';
 import { ErrorState, Loading } from '../../ui/states.tsx';
 import { NotFoundPage } from '../not-found-page.tsx';
+import { jobQueryKey, putJob } from './job-cache.ts';
 import { JobLogPanel } from './job-log-panel.tsx';
 import { isFinished, JobStatusBadge } from './job-status.tsx';
 import { followStream } from './resumable-stream.ts';
@@ -60,12 +60,12 @@ function useWatchJob(id: string, watching: boolean) {
   useEffect(() => {
     if (!watching) return;
     const controller = new AbortController();
-    const key = createConnectQueryKey({ schema: JobsService.method.getJob, transport, input: { id }, cardinality: 'finite' });
+    const key = jobQueryKey(transport, id);
     void followStream(
       {
         open: (signal) => client.jobs.watchJob({ id }, { signal }),
         onMessage: (message) => {
-          if (message.job) queryClient.setQueryData(key, create(GetJobResponseSchema, { job: message.job }));
+          if (message.job) putJob(queryClient, transport, message.job);
         },
         // Deleted meanwhile, or no longer visible: the page shows what GetJob now says.
         onFatal: () => void queryClient.invalidateQueries({ queryKey: key }),
@@ -175,11 +175,7 @@ function CancelModal({ job, opened, onClose }: { job: Job; opened: boolean; onCl
   const [reason, setReason] = useState('');
   const cancel = useMutation(JobsService.method.cancelJob, {
     onSuccess: ({ job: cancelled }) => {
-      if (cancelled)
-        queryClient.setQueryData(
-          createConnectQueryKey({ schema: JobsService.method.getJob, transport, input: { id: job.id }, cardinality: 'finite' }),
-          create(GetJobResponseSchema, { job: cancelled }),
-        );
+      if (cancelled) putJob(queryClient, transport, cancelled);
       notifications.show({
         color: 'orange',
         title: 'Cancellation requested',
@@ -293,11 +289,7 @@ export function JobDetailPage() {
   useWatchJob(id, job !== undefined && !finished);
   const retry = useMutation(JobsService.method.retryJob, {
     onSuccess: ({ job: retried }) => {
-      if (retried)
-        queryClient.setQueryData(
-          createConnectQueryKey({ schema: JobsService.method.getJob, transport, input: { id }, cardinality: 'finite' }),
-          create(GetJobResponseSchema, { job: retried }),
-        );
+      if (retried) putJob(queryClient, transport, retried);
       notifications.show({ color: 'blue', title: 'Job queued again', message: 'It runs with a fresh set of attempts.' });
     },
     onError: (error) => failed('The job could not be retried', error),
@@ -443,7 +435,13 @@ export function JobDetailPage() {
           <JsonCard
             title="Result"
             value={job.result}
-            empty={job.status === JobStatus.SUCCEEDED ? 'The job returned nothing.' : 'Not finished with a result (yet).'}
+            empty={
+              job.status === JobStatus.SUCCEEDED
+                ? 'The job returned nothing.'
+                : finished
+                  ? 'None: the job did not succeed.'
+                  : 'Comes when the job succeeds.'
+            }
           />
         </SimpleGrid>
         {(job.inputFileIds.length > 0 || job.outputFileIds.length > 0) && (

@@ -97,7 +97,7 @@ export function JobLogPanel({ jobId, finished }: { jobId: string; finished: bool
         </Box>
       ) : (
         <ScrollArea
-          h={320}
+          h={280}
           viewportRef={viewport}
           onScrollPositionChange={({ y }) => {
             const element = viewport.current;

@@ -194,7 +194,7 @@ export function JobsPage() {
         <ErrorState error={jobs.error} onRetry={() => void jobs.refetch()} title="The jobs could not be listed" />
       ) : (
         <Paper withBorder radius="md">
-          <Table.ScrollContainer minWidth={820}>
+          <Table.ScrollContainer minWidth={820} type="native">
             <Table highlightOnHover verticalSpacing="sm" horizontalSpacing="md" aria-label="Jobs">
               <Table.Thead>
                 <Table.Tr>

@@ -1,17 +1,11 @@
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { createConnectQueryKey, useTransport } from '@connectrpc/connect-query';
 import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
-import {
-  GetJobResponseSchema,
-  type Job,
-  JobEventKind,
-  JobsService,
-  type ListJobsRequestSchema,
-  type ListJobsResponse,
-} from '@gen/yardmaster/v1/jobs_pb.ts';
+import { type Job, JobEventKind, JobsService, type ListJobsRequestSchema, type ListJobsResponse } from '@gen/yardmaster/v1/jobs_pb.ts';
 import { client } from '../../api/client.ts';
+import { isNewerOrSame, putJob } from './job-cache.ts';
 import { followStream } from './resumable-stream.ts';
 
 const createdMs = (job: Job) => (job.createTime ? timestampMs(job.createTime) : 0);
@@ -61,15 +55,10 @@ export function useLiveJobs(
         const jobs =
           kind === JobEventKind.DELETED
             ? page.jobs.filter((row) => row.id !== job.id)
-            : page.jobs.map((row) => (row.id === job.id ? job : row));
+            : page.jobs.map((row) => (row.id === job.id && isNewerOrSame(job, row) ? job : row));
         return { ...page, jobs };
       });
-      if (kind !== JobEventKind.DELETED) {
-        queryClient.setQueryData(
-          createConnectQueryKey({ schema: JobsService.method.getJob, transport, input: { id: job.id }, cardinality: 'finite' }),
-          (cached) => (cached ? create(GetJobResponseSchema, { job }) : cached),
-        );
-      }
+      if (kind !== JobEventKind.DELETED) putJob(queryClient, transport, job, { onlyIfCached: true });
       if (shown || kind === JobEventKind.DELETED || !wantedStatus) return;
       if (!onFirstPage) {
         if (kind === JobEventKind.CREATED) setNewJobs((count) => count + 1);

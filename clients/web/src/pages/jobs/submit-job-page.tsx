@@ -1,6 +1,6 @@
-import { create, type JsonObject } from '@bufbuild/protobuf';
+import type { JsonObject } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { createConnectQueryKey, useMutation, useQuery, useTransport } from '@connectrpc/connect-query';
+import { useMutation, useQuery, useTransport } from '@connectrpc/connect-query';
 import {
   Alert,
   Badge,
@@ -27,11 +27,12 @@ import { type FormEvent, useMemo, useState } from 'react';
 import { Link, useNavigate, useSearchParams } from 'react-router';
 import { FileStatus, FilesService } from '@gen/yardmaster/v1/files_pb.ts';
 import { JobTypeRuntime } from '@gen/yardmaster/v1/job_types_pb.ts';
-import { GetJobResponseSchema, JobsService } from '@gen/yardmaster/v1/jobs_pb.ts';
+import { JobsService } from '@gen/yardmaster/v1/jobs_pb.ts';
 import { problemOf } from '../../api/errors.ts';
 import { formatBytes, formatDuration } from '../../ui/format.ts';
 import { PageHeader } from '../../ui/page-header.tsx';
 import { ErrorState, Loading } from '../../ui/states.tsx';
+import { putJob } from './job-cache.ts';
 import { parseLabel } from './job-filter-params.ts';
 import { defaultParams, ParamsForm, paramsSchemaOf } from './params-form.tsx';
 
@@ -141,10 +142,7 @@ export function SubmitJobPage() {
   const submit = useMutation(JobsService.method.createJob, {
     onSuccess: ({ job }) => {
       if (!job) return;
-      queryClient.setQueryData(
-        createConnectQueryKey({ schema: JobsService.method.getJob, transport, input: { id: job.id }, cardinality: 'finite' }),
-        create(GetJobResponseSchema, { job }),
-      );
+      putJob(queryClient, transport, job);
       notifications.show({ color: 'teal', title: 'Job submitted', message: `${job.name || job.type} is queued.` });
       void navigate(`/jobs/${job.id}`);
     },
@@ -205,6 +203,11 @@ export function SubmitJobPage() {
     .map(([field, message]) => `${field}: ${message}`)
     .join('\n');
   const takesFiles = (jobType?.maxInputFiles ?? 0) > 0;
+  // Violations no field of the form shows (the form has one for each request field it sends).
+  const placed = ['type', 'name', 'params', 'labels', 'priority', 'input_file_ids', 'run_after'];
+  const unplacedErrors = Object.entries(fieldErrors).filter(
+    ([field]) => !placed.some((name) => field === name || field.startsWith(`${name}.`) || field.startsWith(`${name}[`)),
+  );
 
   return (
     <>
@@ -216,7 +219,11 @@ export function SubmitJobPage() {
               <Stack gap="md">
                 {problem && (
                   <Alert color="red" variant="light" icon={<IconAlertTriangle size={18} />} title="The job was not submitted" role="alert">
-                    {problem.message}
+                    {unplacedErrors.length > 0
+                      ? unplacedErrors.map(([field, message]) => `${field}: ${message}`).join('; ')
+                      : Object.keys(fieldErrors).length > 0
+                        ? 'Correct the fields marked below.'
+                        : problem.message}
                   </Alert>
                 )}
                 <Select
@@ -322,12 +329,12 @@ export function SubmitJobPage() {
                     <TextInput
                       type="datetime-local"
                       label="Run after"
-                      description="Optional: the job waits in its queue until then."
+                      description="Optional: it waits in its queue until then."
                       value={runAfter}
                       onChange={(event) => setRunAfter(event.currentTarget.value)}
                       error={fieldErrors.run_after}
                       name="run_after"
-                      w={260}
+                      w={320}
                     />
                   </>
                 )}
