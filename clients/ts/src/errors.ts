@@ -25,8 +25,8 @@ export class YardmasterError extends ConnectError {
   readonly retryAfterMs: number | undefined;
 
   constructor(error: ConnectError) {
+    // The name stays "ConnectError": ConnectError's own instanceof check looks for it.
     super(error.rawMessage, error.code, error.metadata, undefined, error.cause ?? error);
-    this.name = 'YardmasterError';
     (this as { details: ConnectError['details'] }).details = error.details;
     const info = error.findDetails(ErrorInfoSchema)[0];
     this.reason = info?.reason || undefined;
@@ -36,6 +36,11 @@ export class YardmasterError extends ConnectError {
       .flatMap((detail) => detail.fieldViolations.map(({ field, description }) => ({ field, description })));
     const delay = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
     this.retryAfterMs = delay ? Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1_000_000) : undefined;
+  }
+
+  /** ConnectError answers instanceof by shape, which every ConnectError has; this class by its prototype chain. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(YardmasterError, value);
   }
 
   /** The name of the Connect code, e.g. `InvalidArgument`. */

@@ -43,9 +43,10 @@ export interface UploadFileOptions {
   contentType?: string;
   /**
    * A hex SHA-256 the server checks, or `true` to compute it: for a Blob or Uint8Array
-   * before the upload (the server then checks it), for a stream while it is read (the
-   * client then compares it with the digest the server computed, and deletes the file
-   * and throws DataLoss CHECKSUM_MISMATCH when they differ).
+   * before the upload (one extra read; the server then checks it); for a stream sent with
+   * `method: 'stream'` while it is read (the client then compares it with the digest the
+   * server computed, and deletes the file and throws DataLoss CHECKSUM_MISMATCH when they
+   * differ). A stream sent presigned cannot be hashed up front: pass its hex digest instead.
    */
   sha256?: boolean | string;
   onProgress?: (progress: TransferProgress) => void;
@@ -217,7 +218,16 @@ export async function uploadFile(client: YardmasterClient, options: UploadFileOp
   let streamHasher: Hasher | undefined;
   if (options.sha256 === true) {
     if (isBlob || data instanceof Uint8Array) sha256 = await digestOf(data as Blob | Uint8Array, hasher(), signal);
-    else streamHasher = hasher();
+    else if (options.method === 'stream') streamHasher = hasher();
+    else {
+      // Storage computes no digest of a presigned upload unless one was declared up front.
+      throw new YardmasterError(
+        new ConnectError(
+          'sha256: true needs a Blob or bytes for a presigned upload of a stream (or method "stream", or the hex digest)',
+          Code.InvalidArgument,
+        ),
+      );
+    }
   }
   const meter = new ProgressMeter(size, options.onProgress);
   const reader = isBlob || data instanceof Uint8Array ? undefined : new SequentialReader(data as AsyncIterable<Uint8Array>, streamHasher);
