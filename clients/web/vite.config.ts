@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
-import { defineConfig } from 'vite';
+import { defaultClientConditions, defineConfig } from 'vite';
 
 /** Where `npm run dev:web` sends API calls: a running server (npm start). */
 const apiTarget = process.env.YARDMASTER_URL ?? 'http://127.0.0.1:8080';
@@ -10,6 +10,9 @@ export default defineConfig({
   resolve: {
     // The generated contract, as the server and the typed client use it.
     alias: { '@gen': fileURLToPath(new URL('../../gen', import.meta.url)) },
+    // @yardmaster/client from its TypeScript sources (its package exports them under this
+    // condition), not from its build: the console always runs the client of the same commit.
+    conditions: ['@yardmaster/source', ...defaultClientConditions],
   },
   build: {
     outDir: 'dist',

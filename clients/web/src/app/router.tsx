@@ -18,6 +18,8 @@ export const router = createBrowserRouter([
     HydrateFallback: Loading,
     children: [
       { index: true, lazy: page(() => import('../pages/overview-page.tsx'), 'OverviewPage') },
+      // `/files` and `/files/<directory>`: a directory can be linked and reloaded.
+      { path: 'files/*', lazy: page(() => import('../pages/files/files-page.tsx'), 'FilesPage') },
       { path: '*', Component: NotFoundPage },
     ],
   },
