@@ -27,6 +27,8 @@ export const router = createBrowserRouter([
       { path: 'admin/audit', lazy: page(() => import('../pages/admin/audit-page.tsx'), 'AuditPage') },
       { path: 'admin/system', lazy: page(() => import('../pages/admin/system-page.tsx'), 'SystemPage') },
       { path: 'account', lazy: page(() => import('../pages/account/account-page.tsx'), 'AccountPage') },
+      // `/files` and `/files/<directory>`: a directory can be linked and reloaded.
+      { path: 'files/*', lazy: page(() => import('../pages/files/files-page.tsx'), 'FilesPage') },
       { path: '*', Component: NotFoundPage },
     ],
   },
