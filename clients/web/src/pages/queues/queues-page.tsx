@@ -122,15 +122,14 @@ export function QueuesPage() {
       ) : (
         <Card withBorder padding={0} radius="md">
           <Table.ScrollContainer minWidth={900}>
-            <Table verticalSpacing="sm" highlightOnHover>
+            <Table verticalSpacing="sm" highlightOnHover style={{ whiteSpace: 'nowrap' }}>
               <Table.Thead>
                 <Table.Tr>
                   <Table.Th>Queue</Table.Th>
                   <Table.Th>State</Table.Th>
                   <Table.Th ta="right">Queued</Table.Th>
                   <Table.Th ta="right">Running</Table.Th>
-                  <Table.Th ta="right">Succeeded 1 h</Table.Th>
-                  <Table.Th ta="right">Failed 1 h</Table.Th>
+                  <Table.Th ta="right">Last hour</Table.Th>
                   <Table.Th ta="right">Oldest queued</Table.Th>
                   <Table.Th ta="right">Concurrency</Table.Th>
                   <Table.Th ta="right">Workers</Table.Th>
@@ -232,14 +231,14 @@ function QueueRow({ queue, pausedGlobally, actions }: { queue: Queue; pausedGlob
           {queue.name}
         </Text>
         {queue.description && (
-          <Text size="xs" c="dimmed" lineClamp={1} maw={320}>
+          <Text size="xs" c="dimmed" truncate maw={220} title={queue.description}>
             {queue.description}
           </Text>
         )}
       </Table.Td>
       <Table.Td>
         <Badge color={paused ? 'yellow' : 'teal'} variant="light">
-          {queue.paused ? 'Paused' : pausedGlobally ? 'Paused (all)' : 'Active'}
+          {paused ? 'Paused' : 'Active'}
         </Badge>
       </Table.Td>
       <Table.Td ta="right" ff="monospace">
@@ -248,11 +247,16 @@ function QueueRow({ queue, pausedGlobally, actions }: { queue: Queue; pausedGlob
       <Table.Td ta="right" ff="monospace">
         {queue.running.toLocaleString()}
       </Table.Td>
-      <Table.Td ta="right" ff="monospace">
-        {queue.succeededLastHour.toLocaleString()}
-      </Table.Td>
-      <Table.Td ta="right" ff="monospace" c={queue.failedLastHour > 0n ? 'red' : undefined}>
-        {queue.failedLastHour.toLocaleString()}
+      <Table.Td ta="right">
+        <Text size="sm" ff="monospace" span title="Succeeded in the last hour">
+          {queue.succeededLastHour.toLocaleString()} ok
+        </Text>
+        <Text size="sm" c="dimmed" span>
+          {' · '}
+        </Text>
+        <Text size="sm" ff="monospace" span c={queue.failedLastHour > 0n ? 'red' : 'dimmed'} title="Failed in the last hour">
+          {queue.failedLastHour.toLocaleString()} failed
+        </Text>
       </Table.Td>
       <Table.Td ta="right">{queue.queued > 0n ? formatDuration(queue.oldestQueuedAge) : '–'}</Table.Td>
       <Table.Td ta="right" ff="monospace">
