@@ -178,6 +178,8 @@ describe('audit log', () => {
       const drawer = page.getByRole('dialog');
       await drawer.getByText('yardmaster.v1.AdminService.CreateUser').waitFor();
       await drawer.getByText('Request id').waitFor();
+      // The drawer has slid in.
+      await page.waitForFunction(() => document.querySelector('.mantine-Drawer-content')?.getAnimations().length === 0);
       await browser.screenshot('admin-audit-detail');
       await page.keyboard.press('Escape');
       await page.getByLabel('Target').fill('nothing-has-this-target');
