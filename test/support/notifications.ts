@@ -6,10 +6,13 @@ import type { Page } from 'playwright-core';
  * resting on them keeps them open.
  */
 export async function seeNotification(page: Page, text: string | RegExp): Promise<void> {
-  const notifications = page.locator('.mantine-Notification-root');
-  await notifications.filter({ hasText: text }).first().waitFor();
-  for (let count = await notifications.count(); count > 0; count = await notifications.count()) {
-    await notifications.first().locator('.mantine-Notification-closeButton').click();
-    await page.waitForFunction((before) => document.querySelectorAll('.mantine-Notification-root').length < before, count);
+  // A closed notification collapses before it leaves the DOM: count the visible ones.
+  const visible = page.locator('.mantine-Notification-root:visible');
+  await visible.filter({ hasText: text }).first().waitFor();
+  while ((await visible.count()) > 0) {
+    const notification = visible.first();
+    const id = await notification.getAttribute('id');
+    await notification.locator('.mantine-Notification-closeButton').click();
+    await page.locator(`[id="${id}"]`).waitFor({ state: 'hidden' });
   }
 }

@@ -1,8 +1,8 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { useQuery } from '@connectrpc/connect-query';
-import { Badge, Card, Code, Drawer, Group, Select, SimpleGrid, Stack, Table, Text, TextInput } from '@mantine/core';
+import { Badge, Card, Code, Drawer, Group, Select, Table, Text, TextInput } from '@mantine/core';
 import { useDebouncedValue } from '@mantine/hooks';
-import { useState } from 'react';
+import { type ReactNode, useState } from 'react';
 import { type AuditEvent, AuditOutcome, AdminService } from '@gen/yardmaster/v1/admin_pb.ts';
 import { formatDateTime, formatRelative } from '../../ui/format.ts';
 import { PageHeader } from '../../ui/page-header.tsx';
@@ -179,7 +179,7 @@ function OutcomeBadge({ event }: { event: AuditEvent }) {
 }
 
 function EventDetail({ event }: { event: AuditEvent }) {
-  const rows: [string, React.ReactNode][] = [
+  const rows: [string, ReactNode][] = [
     ['When', formatDateTime(event.createTime)],
     ['Actor', event.actorUsername ? `${event.actorUsername}` : 'anonymous'],
     ['Actor id', <Code key="actor">{event.actorId || '–'}</Code>],
@@ -192,17 +192,15 @@ function EventDetail({ event }: { event: AuditEvent }) {
     ['Event id', <Code key="id">{event.id}</Code>],
   ];
   return (
-    <Stack gap="sm">
-      {rows.map(([label, value]) => (
-        <SimpleGrid key={label} cols={2} spacing="xs" style={{ gridTemplateColumns: '130px 1fr' }}>
-          <Text size="sm" c="dimmed">
-            {label}
-          </Text>
-          <Text size="sm" component="div" style={{ wordBreak: 'break-all' }}>
-            {value}
-          </Text>
-        </SimpleGrid>
-      ))}
-    </Stack>
+    <Table variant="vertical" layout="fixed" withTableBorder>
+      <Table.Tbody>
+        {rows.map(([label, value]) => (
+          <Table.Tr key={label}>
+            <Table.Th w={130}>{label}</Table.Th>
+            <Table.Td style={{ wordBreak: 'break-all' }}>{value}</Table.Td>
+          </Table.Tr>
+        ))}
+      </Table.Tbody>
+    </Table>
   );
 }

@@ -24,9 +24,9 @@ const groupTitles: Record<string, string> = {
   auth: 'Sign-in and credentials',
   files: 'Files and storage',
   jobs: 'Jobs',
-  queue: 'Queues',
-  workers: 'Workers',
+  limits: 'Limits',
 };
+const titleOf = (prefix: string) => groupTitles[prefix] ?? prefix.charAt(0).toUpperCase() + prefix.slice(1);
 
 /** The runtime settings, grouped by their key's prefix, each with an editor of its type. */
 function Settings() {
@@ -48,10 +48,10 @@ function Settings() {
       ) : (
         <Stack gap="xl">
           {[...groups].map(([prefix, members]) => (
-            <section key={prefix} aria-label={groupTitles[prefix] ?? prefix}>
+            <section key={prefix} aria-label={titleOf(prefix)}>
               <Group gap="xs" mb="xs">
                 <Title order={3} fz={16}>
-                  {groupTitles[prefix] ?? prefix}
+                  {titleOf(prefix)}
                 </Title>
                 <Text size="sm" c="dimmed" ff="monospace">
                   {prefix}.*

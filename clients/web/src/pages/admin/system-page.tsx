@@ -109,7 +109,7 @@ function System() {
                   {status.data.instances.map((instance) => (
                     <Table.Tr key={instance.id}>
                       <Table.Td>
-                        <Text size="sm" ff="monospace" title={instance.id}>
+                        <Text size="sm" ff="monospace" title={instance.id} component="div">
                           {short(instance.id)}
                           {instance.id === status.data.instanceId && (
                             <Badge ml="xs" size="xs" variant="light">

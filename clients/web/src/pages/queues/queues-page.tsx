@@ -2,7 +2,7 @@ import { useMutation, useQuery } from '@connectrpc/connect-query';
 import { ActionIcon, Alert, Badge, Button, Card, Group, Table, Text, Tooltip } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconPlayerPause, IconPlayerPlay, IconPlayerPauseFilled, IconTrash } from '@tabler/icons-react';
-import { useState } from 'react';
+import { type ReactNode, useState } from 'react';
 import { type Queue, QueueService } from '@gen/yardmaster/v1/queue_pb.ts';
 import { problemOf } from '../../api/errors.ts';
 import { useSession } from '../../app/session.tsx';
@@ -222,7 +222,7 @@ export function QueuesPage() {
   );
 }
 
-function QueueRow({ queue, pausedGlobally, actions }: { queue: Queue; pausedGlobally: boolean; actions: React.ReactNode }) {
+function QueueRow({ queue, pausedGlobally, actions }: { queue: Queue; pausedGlobally: boolean; actions: ReactNode }) {
   const paused = queue.paused || pausedGlobally;
   return (
     <Table.Tr data-testid={`queue-${queue.name}`}>
