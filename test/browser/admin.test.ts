@@ -10,7 +10,7 @@ import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { ServiceState } from '../../gen/yardmaster/v1/system_pb.ts';
 import { uniqueName } from '../support/assertions.ts';
-import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
+import { expectNoProblems, inConsole, openPage, signIn, useBrowser } from '../support/browser.ts';
 import { seeNotification } from '../support/notifications.ts';
 import { adminPassword, startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -90,8 +90,7 @@ describe('users', () => {
 
   test('search and role filter narrow the table', async () => {
     const worker = await server.createUser({ role: Role.WORKER, username: uniqueName('robot') });
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, 'admin', adminPassword);
       await page.goto('/admin/users');
@@ -101,10 +100,7 @@ describe('users', () => {
       await page.getByTestId('user-admin').waitFor({ state: 'detached' });
       await page.getByLabel('Search users').fill('no-such-account');
       await page.getByText('No matching accounts').waitFor();
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });
 
@@ -163,8 +159,7 @@ describe('audit log', () => {
   test('filters by action and shows an event in detail', async () => {
     const target = uniqueName('audited');
     await admin.admin.createUser({ username: target, email: `${target}@example.com`, password: `password-of-${target}`, role: Role.USER });
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, 'admin', adminPassword);
       await page.goto('/admin/audit');
@@ -184,17 +179,13 @@ describe('audit log', () => {
       await page.keyboard.press('Escape');
       await page.getByLabel('Target').fill('nothing-has-this-target');
       await page.getByText('No events').waitFor();
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });
 
 describe('system', () => {
   test('shows dependencies, instances and services; stops and starts a worker pool', async () => {
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, 'admin', adminPassword);
       await page.goto('/admin/system');
@@ -215,18 +206,14 @@ describe('system', () => {
       await seeNotification(page, 'pool/noop started');
       await pool.getByText('Running').waitFor();
       expect(await states()).toEqual([ServiceState.RUNNING]);
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });
 
 describe('account', () => {
   test('a user creates an API key (its secret shown once) that works over the API, and revokes it', async () => {
     const user = await server.createUser();
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, user.user.username, user.password);
       await page.getByTestId('account-menu').click();
@@ -254,10 +241,7 @@ describe('account', () => {
       await seeNotification(page, 'API key revoked');
       await row.waitFor({ state: 'detached' });
       await expect(server.bearerClient(secret).auth.getMe({})).rejects.toThrow();
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 
   test('a user changes their password (field errors first) and signs in with the new one; another session can be ended', async () => {

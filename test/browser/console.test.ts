@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
-import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
+import { inConsole, openPage, signIn, useBrowser } from '../support/browser.ts';
 import { adminPassword, startTestServer, type TestServer } from '../support/test-server.ts';
 
 let server: TestServer;
@@ -56,8 +56,7 @@ describe('serving', () => {
 
 describe('signing in', () => {
   test('an admin signs in, sees every section, keeps the session across a reload, and signs out', async () => {
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await page.goto('/jobs');
       await page.waitForURL(/\/sign-in\?next=%2Fjobs/);
@@ -76,10 +75,27 @@ describe('signing in', () => {
       await page.waitForURL(/\/sign-in/);
       await page.goto('/');
       await page.waitForURL(/\/sign-in/);
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
+  });
+
+  test('tabs share the session: a second tab is signed in, and signing out in one signs out the other', async () => {
+    await inConsole(server.url, async (browser) => {
+      const { page } = browser;
+      await signIn(page, 'admin', adminPassword);
+      const other = await browser.context.newPage();
+      const otherErrors: string[] = [];
+      other.on('response', (response) => {
+        if (response.status() >= 400) otherErrors.push(`${response.status()} ${response.url()}`);
+      });
+      await other.goto('/jobs');
+      await other.getByRole('heading', { name: 'Jobs' }).waitFor();
+      await page.getByTestId('account-menu').click();
+      await page.getByRole('menuitem', { name: 'Sign out' }).click();
+      await page.waitForURL(/\/sign-in/);
+      // The other tab learns it from the shared storage, without a reload or a failed call.
+      await other.waitForURL(/\/sign-in/);
+      expect(otherErrors).toEqual([]);
+    });
   });
 
   test('a wrong password is shown on the form, and nothing else breaks', async () => {
@@ -100,8 +116,7 @@ describe('signing in', () => {
 
   test('a plain user sees no administration and gets the not-found page at an admin URL', async () => {
     const user = await server.createUser({ role: Role.USER });
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, user.user.username, user.password);
       const nav = page.getByRole('navigation', { name: 'Main' });
@@ -111,9 +126,6 @@ describe('signing in', () => {
       await browser.screenshot('overview-user');
       await page.goto('/admin/users');
       await page.getByText('No such page').waitFor();
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });

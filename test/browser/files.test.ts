@@ -13,7 +13,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { FileStatus } from '../../gen/yardmaster/v1/files_pb.ts';
 import { expectConnectError } from '../support/assertions.ts';
-import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
+import { inConsole, signIn, useBrowser } from '../support/browser.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 
 const mib = 1024 * 1024;
@@ -49,8 +49,7 @@ describe('files page', () => {
     const smallPath = path.join(scratch, 'notes.txt');
     writeFileSync(smallPath, small);
 
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, user.username, password);
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Files', exact: true }).click();
@@ -117,16 +116,12 @@ describe('files page', () => {
       await page.getByText('File deleted').waitFor();
       await page.getByText('This directory is empty').waitFor();
       await expectConnectError(client.files.getFile({ id: moved.id }), Code.NotFound);
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 
   test('an upload in flight shows its progress and can be cancelled: the server keeps nothing', async () => {
     const { user, password, client } = await server.createUser();
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, user.username, password);
       await page.goto('/files/slow/uploads');
@@ -155,9 +150,6 @@ describe('files page', () => {
       await page.getByRole('button', { name: 'Cancel upload of slow.bin' }).click();
       await transfer.and(page.locator('[data-state=cancelled]')).waitFor();
       await expect.poll(() => client.files.listFiles({ directory: '/slow/uploads' }).then((reply) => reply.files.length)).toBe(0);
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
-import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
+import { inConsole, openPage, signIn, useBrowser } from '../support/browser.ts';
 import { adminPassword, startTestServer, type TestServer, type TestUser } from '../support/test-server.ts';
 
 let server: TestServer;
@@ -21,8 +21,7 @@ useBrowser();
 
 describe('jobs table', () => {
   test('a job created over the API appears without a reload and goes RUNNING then SUCCEEDED on screen', async () => {
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       page.setDefaultTimeout(10_000);
       await signIn(page, user.user.username, user.password);
@@ -39,17 +38,13 @@ describe('jobs table', () => {
       await row.getByRole('progressbar').waitFor();
       await browser.screenshot('jobs-list');
       await row.getByTestId('job-status').getByText('Succeeded').waitFor({ timeout: 15_000 });
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 
   test('filters live in the URL and survive a reload', async () => {
     await user.client.jobs.createJob({ type: 'noop', name: 'filtered-noop', labels: { team: 'data' } });
     await user.client.jobs.createJob({ type: 'noop', name: 'other-noop', labels: { team: 'web' } });
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       page.setDefaultTimeout(10_000);
       await signIn(page, user.user.username, user.password);
@@ -66,35 +61,27 @@ describe('jobs table', () => {
       expect(await page.getByText('other-noop').count()).toBe(0);
       expect(await page.getByLabel('Search', { exact: true }).inputValue()).toBe('noop');
       await page.getByText('team=data').first().waitFor();
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });
 
 describe('as an admin', () => {
   test("the table shows every user's jobs with their owner's username", async () => {
     const { job } = await user.client.jobs.createJob({ type: 'noop', name: 'owned by a user' });
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       page.setDefaultTimeout(10_000);
       await signIn(page, 'admin', adminPassword);
       await page.goto('/jobs');
       await page.getByRole('columnheader', { name: 'Owner' }).waitFor();
       await page.locator(`tr[data-job-id="${job!.id}"]`).getByText(user.user.username).waitFor();
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });
 
 describe('submitting and following a job', () => {
   test('a sleep job submitted from the form shows progress and log lines, and is cancelled from its page', async () => {
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       page.setDefaultTimeout(10_000);
       await signIn(page, user.user.username, user.password);
@@ -136,10 +123,7 @@ describe('submitting and following a job', () => {
       const cancelled = (await user.client.jobs.getJob({ id })).job!;
       expect(cancelled.status).toBe(JobStatus.CANCELLED);
       expect(cancelled.cancelReason).toBe('not needed after all');
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   }, 60_000);
 
   test("the server's params violations are shown on the matching form field, and nothing is queued", async () => {

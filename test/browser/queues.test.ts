@@ -4,9 +4,9 @@
  */
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import { type Job, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
-import { expectNoProblems, openPage, signIn, useBrowser } from '../support/browser.ts';
+import { inConsole, signIn, useBrowser } from '../support/browser.ts';
 import { seeNotification } from '../support/notifications.ts';
 import { adminPassword, startTestServer, type TestServer } from '../support/test-server.ts';
 
@@ -22,8 +22,7 @@ useBrowser();
 
 describe('queues page', () => {
   test('an admin pauses a queue and resumes it; the page follows the server live', async () => {
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, 'admin', adminPassword);
       await page.goto('/queues');
@@ -56,21 +55,17 @@ describe('queues page', () => {
       await page.getByRole('button', { name: 'Resume all' }).click();
       await page.getByRole('button', { name: 'Pause all' }).waitFor();
       expect((await admin.queue.getQueueStatus({})).pausedGlobally).toBe(false);
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 
   test('clearing a queue shows the dry-run count, asks for the queue name, and cancels the queued jobs', async () => {
     // Due in a day: they stay queued while the test looks at them.
     const runAfter = timestampFromDate(new Date(Date.now() + 86_400_000));
-    const jobs = [];
+    const jobs: Job[] = [];
     for (let index = 0; index < 3; index++) {
       jobs.push((await admin.jobs.createJob({ type: 'noop', params: {}, runAfter })).job!);
     }
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, 'admin', adminPassword);
       await page.goto('/queues');
@@ -91,16 +86,12 @@ describe('queues page', () => {
       for (const job of jobs) {
         expect((await admin.jobs.getJob({ id: job.id })).job!.status).toBe(JobStatus.CANCELLED);
       }
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 
   test('a plain user sees the queues, read-only', async () => {
     const user = await server.createUser();
-    const browser = await openPage(server.url);
-    try {
+    await inConsole(server.url, async (browser) => {
       const { page } = browser;
       await signIn(page, user.user.username, user.password);
       await page.goto('/queues');
@@ -109,9 +100,6 @@ describe('queues page', () => {
       expect(await page.getByRole('button', { name: /^(Pause|Resume|Clear)/ }).count()).toBe(0);
       expect(await page.getByRole('columnheader', { name: 'Actions' }).count()).toBe(0);
       await browser.screenshot('queues-user');
-      expectNoProblems(browser);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 });

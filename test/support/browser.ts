@@ -80,6 +80,24 @@ export async function openPage(baseUrl: string, options: { expectedStatuses?: nu
   };
 }
 
+/**
+ * Runs `steps` in a new visitor's page (see openPage), then checks that nothing went wrong
+ * in the page, and closes it whatever happened.
+ */
+export async function inConsole(
+  baseUrl: string,
+  steps: (consolePage: ConsolePage) => Promise<void>,
+  options: { expectedStatuses?: number[] } = {},
+): Promise<void> {
+  const consolePage = await openPage(baseUrl, options);
+  try {
+    await steps(consolePage);
+    expectNoProblems(consolePage);
+  } finally {
+    await consolePage.close();
+  }
+}
+
 /** Signs in through the form and waits for the overview. */
 export async function signIn(page: Page, username: string, password: string): Promise<void> {
   await page.goto('/sign-in');

@@ -2,8 +2,8 @@ import type { Page } from 'playwright-core';
 
 /**
  * Waits for a notification saying `text`, then closes every notification, as a person
- * would: they sit over the top right of the page (where page actions are) and a pointer
- * resting on them keeps them open.
+ * would: they sit over the bottom right of the page (where a table's last rows and
+ * actions are) and a pointer resting on them keeps them open.
  */
 export async function seeNotification(page: Page, text: string | RegExp): Promise<void> {
   // A closed notification collapses before it leaves the DOM: count the visible ones.

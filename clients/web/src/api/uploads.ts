@@ -56,26 +56,8 @@ export function startUpload(
       enter(progress.loaded >= progress.total ? 'completing' : 'sending');
       events.onProgress?.(progress);
     },
-  }).catch((error: unknown) => {
-    throw asConnectError(error);
   });
   return { done, abort: () => controller.abort() };
-}
-
-/**
- * The client's errors as plain ConnectErrors. A YardmasterError is named `YardmasterError`,
- * and ConnectError's `Symbol.hasInstance` accepts only its own prototype or that name, so
- * `instanceof ConnectError` (and so `ConnectError.from`, which the console's error display
- * uses) does not recognise it: its code would read as Unknown.
- */
-function asConnectError(error: unknown): unknown {
-  if (error instanceof ConnectError || !(error instanceof Error)) return error;
-  const { code, rawMessage, metadata, details } = error as Partial<ConnectError>;
-  if (typeof code !== 'number' || typeof rawMessage !== 'string') return error;
-  const converted = new ConnectError(rawMessage, code, metadata, undefined, error);
-  // Incoming details (still encoded) are kept as they came, for findDetails.
-  (converted as { details: ConnectError['details'] }).details = details ?? [];
-  return converted;
 }
 
 /** Whether a transfer ended because `abort()` was called. */

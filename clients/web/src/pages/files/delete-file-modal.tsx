@@ -1,8 +1,9 @@
 import { useMutation } from '@connectrpc/connect-query';
-import { Alert, Button, Group, Modal, Stack, Text } from '@mantine/core';
+import { Alert, Stack, Text } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { type File as StoredFile, FilesService } from '@gen/yardmaster/v1/files_pb.ts';
 import { problemOf } from '../../api/errors.ts';
+import { ConfirmActionModal } from '../../ui/confirm-action-modal.tsx';
 import { formatBytes } from '../../ui/format.ts';
 import { pathOf } from './file-paths.ts';
 
@@ -14,9 +15,28 @@ export function DeleteFileModal({ file, onClose, onDeleted }: { file: StoredFile
     onClose();
   };
   return (
-    <Modal opened={file !== undefined} onClose={close} title="Delete file" centered>
+    <ConfirmActionModal
+      opened={file !== undefined}
+      onClose={close}
+      title="Delete file"
+      confirmLabel="Delete"
+      loading={remove.isPending}
+      onConfirm={() => {
+        if (!file) return;
+        remove.mutate(
+          { id: file.id },
+          {
+            onSuccess: () => {
+              notifications.show({ color: 'teal', title: 'File deleted', message: file.name });
+              onDeleted();
+              close();
+            },
+          },
+        );
+      }}
+    >
       {file && (
-        <Stack>
+        <Stack gap="sm">
           <Text size="sm">
             Delete <b>{pathOf(file.directory, file.name)}</b> ({formatBytes(file.size)})? Its bytes are removed from storage; this cannot be
             undone.
@@ -26,31 +46,8 @@ export function DeleteFileModal({ file, onClose, onDeleted }: { file: StoredFile
               {problemOf(remove.error).message}
             </Alert>
           )}
-          <Group justify="flex-end">
-            <Button variant="default" onClick={close}>
-              Cancel
-            </Button>
-            <Button
-              color="red"
-              loading={remove.isPending}
-              onClick={() =>
-                remove.mutate(
-                  { id: file.id },
-                  {
-                    onSuccess: () => {
-                      notifications.show({ color: 'teal', title: 'File deleted', message: file.name });
-                      onDeleted();
-                      close();
-                    },
-                  },
-                )
-              }
-            >
-              Delete
-            </Button>
-          </Group>
         </Stack>
       )}
-    </Modal>
+    </ConfirmActionModal>
   );
 }
