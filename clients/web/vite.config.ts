@@ -17,8 +17,9 @@ export default defineConfig({
   build: {
     outDir: 'dist',
     emptyOutDir: true,
-    // Each page is its own chunk (React.lazy); the libraries every page needs go in one.
-    chunkSizeWarningLimit: 700,
+    // Each page is its own chunk (React.lazy); the libraries every page needs go in one,
+    // about 800 kB minified and 245 kB gzip'd: the budget is 300 kB gzip'd for a first load.
+    chunkSizeWarningLimit: 900,
   },
   server: {
     port: 5173,

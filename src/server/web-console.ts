@@ -22,6 +22,34 @@ const contentTypes: Record<string, string> = {
  */
 const appSections = new Set(['', 'sign-in', 'jobs', 'files', 'queues', 'admin', 'account']);
 
+/** Encodings the build holds beside each text asset (clients/web/scripts/precompress.ts), best first. */
+const precompressed = [
+  { encoding: 'br', suffix: '.br' },
+  { encoding: 'gzip', suffix: '.gz' },
+];
+
+/** The encodings an Accept-Encoding header allows (a `q=0` refuses one). */
+function acceptedEncodings(header: string | string[] | undefined): Set<string> {
+  const accepted = new Set<string>();
+  for (const part of String(header ?? '').split(',')) {
+    const [name = '', ...params] = part.trim().toLowerCase().split(';');
+    const refused = params.some((param) => /^\s*q=0(\.0*)?\s*$/.test(param));
+    if (name && !refused) accepted.add(name);
+  }
+  return accepted;
+}
+
+/** The smallest precompressed copy of `file` the browser accepts, if the build made one. */
+async function encodedCopy(file: string, acceptEncoding: string | string[] | undefined) {
+  const accepted = acceptedEncodings(acceptEncoding);
+  for (const { encoding, suffix } of precompressed) {
+    if (!accepted.has(encoding)) continue;
+    const info = await stat(file + suffix).catch(() => undefined);
+    if (info?.isFile()) return { file: file + suffix, size: info.size, encoding };
+  }
+  return undefined;
+}
+
 function isAppRoute(pathname: string): boolean {
   const [, section = ''] = pathname.split('/');
   return appSections.has(section) && !pathname.slice(1).includes('.');
@@ -95,14 +123,18 @@ export function createWebConsole(options: WebConsoleOptions): (req: HttpRequest,
       const info = await stat(file).catch(() => undefined);
       if (info?.isFile() && path.basename(file) !== 'index.html') {
         const hashed = pathname.startsWith('/assets/');
+        const encoded = await encodedCopy(file, req.headers['accept-encoding']);
         res.writeHead(200, {
           'content-type': contentTypes[path.extname(file)] ?? 'application/octet-stream',
-          'content-length': String(info.size),
+          'content-length': String(encoded?.size ?? info.size),
           'cache-control': hashed ? 'public, max-age=31536000, immutable' : 'public, max-age=3600',
+          ...(encoded && { 'content-encoding': encoded.encoding }),
+          // Caches keep one copy per encoding.
+          vary: 'accept-encoding',
           ...common,
         });
         if (req.method === 'HEAD') res.end();
-        else createReadStream(file).pipe(res);
+        else createReadStream(encoded?.file ?? file).pipe(res);
         return true;
       }
     }

@@ -2,12 +2,26 @@
  * The web console as served at /: headers, the SPA fallback, signing in and out, a
  * session kept across reloads, and navigation that shows each caller only what they may use.
  */
+import { get, type IncomingHttpHeaders } from 'node:http';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { inConsole, openPage, signIn, useBrowser } from '../support/browser.ts';
 import { adminPassword, startTestServer, type TestServer } from '../support/test-server.ts';
 
 let server: TestServer;
+
+/** A GET whose body arrives as sent (fetch would decode it). */
+function rawGet(url: string, acceptEncoding: string): Promise<{ headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    get(url, { headers: { 'accept-encoding': acceptEncoding } }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ headers: response.headers, body: Buffer.concat(chunks) }));
+      response.on('error', reject);
+    }).on('error', reject);
+  });
+}
 
 beforeAll(async () => {
   server = await startTestServer();
@@ -35,6 +49,22 @@ describe('serving', () => {
     expect(asset.status).toBe(200);
     expect(asset.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
     expect(asset.headers.get('content-type')).toContain('text/javascript');
+  });
+
+  test('assets go precompressed in the best encoding the browser accepts, and plain to one that accepts none', async () => {
+    const html = await (await fetch(server.url)).text();
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1]!;
+    const plain = await rawGet(`${server.url}${script}`, 'identity');
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.headers.vary).toBe('accept-encoding');
+    const brotli = await rawGet(`${server.url}${script}`, 'gzip, deflate, br, zstd');
+    expect(brotli.headers['content-encoding']).toBe('br');
+    expect(Number(brotli.headers['content-length'])).toBe(brotli.body.byteLength);
+    expect(brotli.body.byteLength).toBeLessThan(plain.body.byteLength / 2);
+    expect(brotliDecompressSync(brotli.body).equals(plain.body)).toBe(true);
+    const gzipped = await rawGet(`${server.url}${script}`, 'gzip, br;q=0');
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(gzipped.body).equals(plain.body)).toBe(true);
   });
 
   test('the fallback never shadows an RPC, a plain route or a missing asset', async () => {

@@ -35,10 +35,13 @@ const repoRoot = path.resolve(import.meta.dirname, '../..');
 export default async function setup(project: TestProject) {
   const logger = createLogger('warn');
   // The console the test servers serve at / is built from the sources under test, never a stale build.
+  // As shipped: vitest sets NODE_ENV=test, which would make Vite bundle React's development build.
   execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'error'], {
     cwd: path.join(repoRoot, 'clients/web'),
+    env: { ...process.env, NODE_ENV: 'production' },
     stdio: 'inherit',
   });
+  execFileSync(process.execPath, ['scripts/precompress.ts'], { cwd: path.join(repoRoot, 'clients/web'), stdio: 'ignore' });
   let scratchDir: string | undefined;
   let stopPostgres: (() => Promise<void>) | undefined;
   let adminUrl = process.env.TEST_DATABASE_URL;
