@@ -1,2 +1,4 @@
 #!/usr/bin/env node
-console.log("yard: under construction");
+// The compiled CLI (dist/, built by `npm run build`); under the `@yardmaster/source`
+// condition (node --conditions=@yardmaster/source) its TypeScript sources instead.
+import '#main';
