@@ -74,7 +74,6 @@ export function registerFileCommands(program: Command, context: ContextFactory):
               signal: ctx.signal,
               onProgress: ({ loaded }) => bar.update(loaded),
             });
-            bar.update(size);
             uploaded.push(file);
           } finally {
             bar.stop();
@@ -120,7 +119,6 @@ export function registerFileCommands(program: Command, context: ContextFactory):
             signal: ctx.signal,
             onProgress: ({ loaded }) => bar.update(loaded),
           });
-          bar.update(total);
         } finally {
           bar.stop();
         }
