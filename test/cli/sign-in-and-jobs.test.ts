@@ -41,6 +41,9 @@ describe('signing in', () => {
       const whoami = await terminal.run(['whoami', '--json']);
       expect(whoami.code).toBe(0);
       expect(JSON.parse(whoami.stdout)).toMatchObject({ username: 'admin', role: 'ROLE_ADMIN' });
+      // The session says where it comes from.
+      const { sessions } = await (await server.adminClient()).auth.listSessions({});
+      expect(sessions.map((session) => session.userAgent)).toContainEqual(expect.stringMatching(/^yard\/\d+\.\d+\.\d+ \(node v\d+/));
 
       expect((await terminal.run(['logout'])).code).toBe(0);
       await expect(stat(sessionFile)).rejects.toMatchObject({ code: 'ENOENT' });

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CliFailure, ExitCode } from './exit-codes.ts';
 import { Output } from './output.ts';
 import { ProfileStore } from './profiles.ts';
+import { cliVersion } from './version.ts';
 
 /** The options every command accepts (declared on the program). */
 export interface GlobalOptions {
@@ -45,6 +46,7 @@ export class CommandContext {
     this.#client ??= createYardmasterClient({
       baseUrl: this.server,
       protocol: this.#protocol,
+      userAgent: `yard/${cliVersion} (node ${process.version})`,
       apiKey,
       tokenStorage: apiKey ? undefined : fileTokenStorage(this.profiles.sessionFile(this.profileName)),
     });

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerAuthCommands } from './commands/auth.ts';
@@ -8,8 +7,7 @@ import { registerQueueCommands } from './commands/queue.ts';
 import { registerSystemCommands } from './commands/system.ts';
 import { CommandContext, defaultServer, type GlobalOptions } from './context.ts';
 import { describeFailure, ExitCode } from './exit-codes.ts';
-
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+import { cliVersion } from './version.ts';
 
 /** Runs `yard` with these arguments (without node and the script) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -30,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const program = new Command('yard')
     .description('Yardmaster from a terminal: jobs, files, queues, administration and system.')
-    .version(version, '-V, --version')
+    .version(cliVersion, '-V, --version')
     .option('--server <url>', `server address (default: YARD_SERVER, the profile's, or ${defaultServer})`)
     .option('--profile <name>', 'saved server and session to use (default: YARD_PROFILE, the current one, or "default")')
     .option('--json', 'print JSON for scripts (streams: one JSON document per line)')

@@ -1,4 +1,5 @@
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import type { Interceptor } from '@connectrpc/connect';
 import { createHash } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
@@ -33,6 +34,8 @@ export interface NodeClientOptions extends CredentialOptions {
   httpVersion?: '1.1' | '2';
   /** Protobuf binary instead of JSON. Default: JSON for Connect, binary for gRPC and gRPC-Web (their standard forms). */
   binary?: boolean;
+  /** The User-Agent of every call, e.g. `my-tool/1.2.0`: the server shows it in the account's session list. Default connect-es's. */
+  userAgent?: string;
 }
 
 /** A typed Yardmaster client for Node.js: every service, with credentials and token refresh. */
@@ -48,8 +51,21 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
     httpVersion === '2'
       ? new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }, { settings: { initialWindowSize: 4 * 1024 * 1024 } })
       : undefined;
-  const makeTransport = (interceptors: Parameters<typeof createConnectTransport>[0]['interceptors']) => {
-    const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? protocol !== 'connect' };
+  const userAgent = options.userAgent;
+  const naming: Interceptor[] = userAgent
+    ? [
+        (next) => (request) => {
+          request.header.set('user-agent', userAgent);
+          return next(request);
+        },
+      ]
+    : [];
+  const makeTransport = (interceptors: Interceptor[]) => {
+    const common = {
+      baseUrl: options.baseUrl,
+      interceptors: [...naming, ...interceptors],
+      useBinaryFormat: options.binary ?? protocol !== 'connect',
+    };
     if (protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager });
     if (sessionManager) {
       const http2 = { ...common, httpVersion: '2' as const, sessionManager };
