@@ -1,4 +1,5 @@
-import { Role, type User } from '@yardmaster/client';
+import { rmSync } from 'node:fs';
+import { Role, YardmasterError, type User } from '@yardmaster/client';
 import type { Command } from 'commander';
 import { examples, pointInTime } from '../arguments.ts';
 import type { ContextFactory } from '../context.ts';
@@ -43,7 +44,13 @@ export function registerAuthCommands(program: Command, context: ContextFactory):
     .action(async (options: { all?: boolean }, command: Command) => {
       const ctx = context(command);
       if (!ctx.client.tokens) throw new CliFailure(`not signed in (profile "${ctx.profileName}")`, 3);
-      await ctx.client.logout({ allSessions: options.all ?? false });
+      try {
+        await ctx.client.logout({ allSessions: options.all ?? false });
+      } catch (error) {
+        // A session the server already ended (expired, revoked) is forgotten here too.
+        if (YardmasterError.from(error).codeName !== 'Unauthenticated') throw error;
+        rmSync(ctx.profiles.sessionFile(ctx.profileName), { force: true });
+      }
       if (ctx.out.json) return ctx.out.printJson({ profile: ctx.profileName, signedOut: true });
       ctx.out.line(`Signed out (profile "${ctx.profileName}").`);
     });
