@@ -1,14 +1,22 @@
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import type { Interceptor } from '@connectrpc/connect';
 import { createHash } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { File as StoredFile } from '../../../gen/yardmaster/v1/files_pb.ts';
 import { createClientOnTransport, type CredentialOptions, type YardmasterClient } from './client.ts';
 import type { Hasher } from './sha256.ts';
 import {
   downloadFile as downloadFileTo,
+  storageError,
   uploadFile as uploadFrom,
+  type PutFunction,
   type DownloadFileOptions,
   type UploadFileOptions,
   type UploadSource,
@@ -26,6 +34,8 @@ export interface NodeClientOptions extends CredentialOptions {
   httpVersion?: '1.1' | '2';
   /** Protobuf binary instead of JSON. Default: JSON for Connect, binary for gRPC and gRPC-Web (their standard forms). */
   binary?: boolean;
+  /** The User-Agent of every call, e.g. `my-tool/1.2.0`: the server shows it in the account's session list. Default connect-es's. */
+  userAgent?: string;
 }
 
 /** A typed Yardmaster client for Node.js: every service, with credentials and token refresh. */
@@ -41,8 +51,21 @@ export function createYardmasterClient(options: NodeClientOptions): YardmasterCl
     httpVersion === '2'
       ? new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }, { settings: { initialWindowSize: 4 * 1024 * 1024 } })
       : undefined;
-  const makeTransport = (interceptors: Parameters<typeof createConnectTransport>[0]['interceptors']) => {
-    const common = { baseUrl: options.baseUrl, interceptors, useBinaryFormat: options.binary ?? protocol !== 'connect' };
+  const userAgent = options.userAgent;
+  const naming: Interceptor[] = userAgent
+    ? [
+        (next) => (request) => {
+          request.header.set('user-agent', userAgent);
+          return next(request);
+        },
+      ]
+    : [];
+  const makeTransport = (interceptors: Interceptor[]) => {
+    const common = {
+      baseUrl: options.baseUrl,
+      interceptors: [...naming, ...interceptors],
+      useBinaryFormat: options.binary ?? protocol !== 'connect',
+    };
     if (protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager });
     if (sessionManager) {
       const http2 = { ...common, httpVersion: '2' as const, sessionManager };
@@ -75,14 +98,45 @@ export interface NodeUploadFileOptions extends Omit<UploadFileOptions, 'data'> {
 }
 
 /**
+ * PUT with node:http(s), streaming the body and reporting progress as the bytes are
+ * written (fetch reports a body only once it is sent, so a single-PUT upload would show
+ * nothing until it ends). The Content-Length is always sent: S3 refuses chunked PUTs.
+ */
+export const nodePut: PutFunction = async ({ url, body, size, signal, onProgress }) => {
+  const target = new URL(url);
+  const request = (target.protocol === 'https:' ? https : http).request(target, {
+    method: 'PUT',
+    headers: { 'content-length': String(size) },
+    signal,
+  });
+  const answered = new Promise<http.IncomingMessage>((resolve, reject) => {
+    request.once('response', resolve);
+    request.once('error', reject);
+  });
+  let sent = 0;
+  const source = body instanceof Uint8Array ? Readable.from([body]) : Readable.fromWeb(body.stream() as WebReadableStream);
+  source.on('data', (chunk: Uint8Array) => {
+    sent += chunk.length;
+    onProgress(sent);
+  });
+  const [response] = await Promise.all([answered, pipeline(source, request)]);
+  let reply = '';
+  for await (const chunk of response) reply += String(chunk);
+  const status = response.statusCode ?? 0;
+  if (status < 200 || status >= 300) throw storageError(status, reply);
+  return { etag: String(response.headers.etag ?? '') };
+};
+
+/**
  * Uploads a file (see the browser variant): from `data` or a file on disk (`path`), hashing
- * with node:crypto. Returns the file, AVAILABLE.
+ * with node:crypto and sending presigned parts with `nodePut` (progress as the bytes go)
+ * unless `put` says otherwise. Returns the file, AVAILABLE.
  */
 export async function uploadFile(client: YardmasterClient, options: NodeUploadFileOptions): Promise<StoredFile> {
   const data = options.path !== undefined ? await openAsBlob(options.path) : options.data;
   if (data === undefined) throw new TypeError('uploadFile needs `data` or `path`');
   const name = options.name ?? (options.path !== undefined ? path.basename(options.path) : undefined);
-  return uploadFrom(client, { hasher: nodeSha256, ...options, name, data });
+  return uploadFrom(client, { hasher: nodeSha256, put: nodePut, ...options, name, data });
 }
 
 export interface NodeDownloadFileOptions extends Omit<DownloadFileOptions, 'sink'> {
