@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-console.log("yard: under construction");
+console.log('yard: under construction');
