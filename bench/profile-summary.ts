@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 
 interface ProfileNode {
   id: number;
+  children?: number[];
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
 }
@@ -40,6 +41,25 @@ for (const node of profile.nodes) {
   byPlace.set(place, (byPlace.get(place) ?? 0) + count);
 }
 
+// Inclusive time of our own source files: samples with a frame of the file anywhere on the stack.
+const parents = new Map<number, number>();
+for (const node of profile.nodes) for (const child of node.children ?? []) parents.set(child, node.id);
+const nodesById = new Map(profile.nodes.map((node) => [node.id, node]));
+const inclusive = new Map<string, number>();
+for (const [id, count] of hits) {
+  const seen = new Set<string>();
+  for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
+    const { functionName, url } = nodesById.get(at)!.callFrame;
+    const place = where(url);
+    if (!/^(src|gen)\//.test(place) && !place.startsWith('@mikro-orm') && place !== 'pino' && place !== 'prom-client') continue;
+    const name = place.startsWith('src/') ? `${functionName || '(anonymous)'} ${place}` : place;
+    if (!seen.has(name)) {
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + count);
+    }
+  }
+}
+
 const print = (title: string, counts: Map<string, number>) => {
   console.log(`\n${title}`);
   for (const [name, count] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, top))
@@ -48,3 +68,4 @@ const print = (title: string, counts: Map<string, number>) => {
 console.log(`${total} samples`);
 print('self time by package / file', byPlace);
 print('self time by function', byFunction);
+print('inclusive time of our functions (and the ORM, pino, prom-client)', inclusive);

@@ -15,6 +15,7 @@
  * medians are reported with p50/p99 latency, the server's CPU time per call and RSS.
  *
  *   npx node bench/request-path.ts [--rpc-seconds 5] [--rpc-rounds 3] [--rpc-connections 16] [--rpc-streams 8]
+ *                                  [--rpc-only 'GetJob over gRPC']
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -50,9 +51,11 @@ export interface RequestPathOptions {
   connections: number;
   /** Calls in flight per HTTP/2 session. */
   streams: number;
+  /** Only the scenarios whose name contains this (to profile one alone). */
+  only: string | undefined;
 }
 
-export const requestPathDefaults: RequestPathOptions = { seconds: 5, rounds: 3, connections: 16, streams: 8 };
+export const requestPathDefaults: RequestPathOptions = { seconds: 5, rounds: 3, connections: 16, streams: 8, only: undefined };
 
 /** One run of one side: OK calls per second, latency percentiles and the server's CPU time per call. */
 interface Run {
@@ -188,7 +191,7 @@ export async function measureRequestPath(postgres: BenchPostgres, options: Reque
     const { job } = await client.jobs.createJob({ type: 'noop', runAfter });
     client.close();
     const headers = { authorization: `Bearer ${accessToken}` };
-    const scenarios = [
+    const allScenarios = [
       grpcScenario(
         'GetJob over gRPC',
         getJobPath,
@@ -205,6 +208,7 @@ export async function measureRequestPath(postgres: BenchPostgres, options: Reque
         options,
       ),
     ];
+    const scenarios = allScenarios.filter((scenario) => options.only === undefined || scenario.name.includes(options.only));
     const rssBefore = { ours: await ours.retainedRssBytes(), bare: await bare.retainedRssBytes() };
     const figures: Figure[] = [];
     for (const scenario of scenarios) {
@@ -235,7 +239,7 @@ export async function measureRequestPath(postgres: BenchPostgres, options: Reque
       });
     }
     const rssAfter = { ours: await ours.retainedRssBytes(), bare: await bare.retainedRssBytes() };
-    figures[0]!.notes.push(
+    figures[0]?.notes.push(
       `server RSS after a full GC, before / after all request-path runs: ours ${mib(rssBefore.ours)} / ${mib(rssAfter.ours)}, bare ${mib(rssBefore.bare)} / ${mib(rssAfter.bare)}`,
     );
     return figures;
@@ -250,6 +254,7 @@ export const requestPathFlags = {
   'rpc-rounds': { type: 'string' },
   'rpc-connections': { type: 'string' },
   'rpc-streams': { type: 'string' },
+  'rpc-only': { type: 'string' },
 } as const;
 
 export function requestPathOptionsFrom(values: Record<string, unknown>): RequestPathOptions {
@@ -258,6 +263,7 @@ export function requestPathOptionsFrom(values: Record<string, unknown>): Request
     rounds: positiveFlag(values, 'rpc-rounds', requestPathDefaults.rounds),
     connections: positiveFlag(values, 'rpc-connections', requestPathDefaults.connections),
     streams: positiveFlag(values, 'rpc-streams', requestPathDefaults.streams),
+    only: values['rpc-only'] as string | undefined,
   };
 }
 
