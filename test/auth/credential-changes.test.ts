@@ -108,3 +108,14 @@ test('a change missed while the LISTEN connections were down is not served from 
   await client.auth.revokeSession({ id: sessions[0]!.id });
   await expectRefusedOnB(() => onB.auth.getMe({}), Code.Unauthenticated);
 });
+
+test('a refresh, which only extends a session, makes no instance forget what it checked', async () => {
+  const { client } = await a.createUser();
+  const other = await a.createUser();
+  const { sessions } = await other.client.auth.listSessions({});
+  const before = received;
+  await a.authClient().refresh({ refreshToken: client.tokens!.refreshToken });
+  // Notifications arrive in commit order: once the revocation's has come, a refresh's would have too.
+  await changeAndWaitForNotification(() => other.client.auth.revokeSession({ id: sessions[0]!.id }));
+  expect(received).toBe(before + 1);
+});
