@@ -19,6 +19,7 @@ import { settingsCatalog } from './settings-catalog.ts';
 import { createAuthRpc } from './auth/auth-rpc.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { Authenticator } from './auth/authenticator.ts';
+import { CheckedCredentials } from './auth/checked-credentials.ts';
 import { CredentialRateLimiter } from './auth/credential-rate-limiter.ts';
 import { ensureFirstAdmin } from './auth/first-admin.ts';
 import { SigningKeys } from './auth/signing-keys.ts';
@@ -66,7 +67,7 @@ import { createQueueRpc } from './queue/queue-rpc.ts';
 import { QueueService } from './queue/queue-service.ts';
 import { AccessPolicies } from './server/access-policies.ts';
 import { clientAddressOf } from './server/client-address.ts';
-import { clientKey, entityManagerKey, loggerKey, requestIdKey } from './server/context.ts';
+import { clientKey, entityManagerKey, forkOnFirstUse, loggerKey, requestIdKey } from './server/context.ts';
 import { createHealthService } from './server/health-service.ts';
 import { createHttpHandler, sendJson, type HttpHandler, type PlainRoute } from './server/http-handler.ts';
 import { auditInterceptors } from './server/interceptors/audit.ts';
@@ -204,9 +205,12 @@ export async function createApp({
 
     const metrics = new ServerMetrics();
     const auditLog = new AuditLog(orm, logger);
-    const authService = new AuthService({ settings, signingKeys, refreshTokenTtlMs: config.refreshTokenTtlMs });
+    const checkedCredentials = new CheckedCredentials();
+    await checkedCredentials.start(notifications);
+    const credentialsChanged = () => checkedCredentials.forgetAll();
+    const authService = new AuthService({ settings, signingKeys, refreshTokenTtlMs: config.refreshTokenTtlMs, credentialsChanged });
     const rateLimiter = new CredentialRateLimiter(rateLimitPool, settings);
-    const authenticator = new Authenticator(signingKeys);
+    const authenticator = new Authenticator(signingKeys, checkedCredentials);
     const fileIntake = new FileIntake({ storage, settings });
     const fileUploads = new FileUploads({ storage, settings, intake: fileIntake });
     const heldInputs = { holds: heldInputFile };
@@ -214,7 +218,7 @@ export async function createApp({
     const fileDownloads = new FileDownloads({ storage, heldInputs });
     const jobFileIo = new JobFileIo({ storage, intake: fileIntake });
     const fileHousekeeping = new FileHousekeeping({ storage });
-    const userAdmin = new UserAdmin(settings, fileCatalogue);
+    const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
     const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles });
@@ -411,7 +415,10 @@ export async function createApp({
             userAgent: String(req.headers['user-agent'] ?? ''),
           })
           .set(loggerKey, logger.child({ requestId }))
-          .set(entityManagerKey, orm.em.fork());
+          .set(
+            entityManagerKey,
+            forkOnFirstUse(() => orm.em.fork()),
+          );
       },
       shutdownSignal: shutdownController.signal,
       jsonOptions: { ignoreUnknownFields: false },

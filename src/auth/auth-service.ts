@@ -50,6 +50,11 @@ export interface AuthServiceDeps {
   settings: SettingsReader<typeof authSettings>;
   signingKeys: SigningKeys;
   refreshTokenTtlMs: number;
+  /**
+   * Told after a change that ends a credential has committed, so that this instance stops
+   * accepting it before its own notification comes back (the others learn by NOTIFY).
+   */
+  credentialsChanged?: () => void;
 }
 
 const invalidCredentials = () => unauthenticated('wrong username or password', authReasons.INVALID_CREDENTIALS);
@@ -65,11 +70,13 @@ export class AuthService {
   readonly #settings: SettingsReader<typeof authSettings>;
   readonly #signingKeys: SigningKeys;
   readonly #refreshTokenTtlMs: number;
+  readonly #credentialsChanged: () => void;
 
   constructor(deps: AuthServiceDeps) {
     this.#settings = deps.settings;
     this.#signingKeys = deps.signingKeys;
     this.#refreshTokenTtlMs = deps.refreshTokenTtlMs;
+    this.#credentialsChanged = deps.credentialsChanged ?? (() => {});
   }
 
   async login(em: EntityManager, input: { username: string; password: string }, client: ClientInfo): Promise<TokenGrant> {
@@ -163,7 +170,10 @@ export class AuthService {
       return grant;
     });
     // A revocation for reuse must be committed even though the call fails.
-    if (outcome instanceof DomainError) throw outcome;
+    if (outcome instanceof DomainError) {
+      this.#credentialsChanged();
+      throw outcome;
+    }
     return outcome;
   }
 
@@ -187,20 +197,18 @@ export class AuthService {
       sessionId = session.id;
     }
     if (input.allSessions) {
-      return {
-        revoked: await em.nativeUpdate(
-          Session,
-          { user: caller.userId, revokedAt: null },
-          { revokedAt: new Date(), revokeReason: 'logout' },
-        ),
-        sessionId: undefined,
-      };
+      const revoked = await em.nativeUpdate(
+        Session,
+        { user: caller.userId, revokedAt: null },
+        { revokedAt: new Date(), revokeReason: 'logout' },
+      );
+      this.#credentialsChanged();
+      return { revoked, sessionId: undefined };
     }
     if (!sessionId) throw invalidField('refresh_token', 'is required to end one session when calling with an API key');
-    return {
-      revoked: await em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' }),
-      sessionId,
-    };
+    const revoked = await em.nativeUpdate(Session, { id: sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'logout' });
+    this.#credentialsChanged();
+    return { revoked, sessionId };
   }
 
   async getUser(em: EntityManager, caller: Caller): Promise<User> {
@@ -225,7 +233,9 @@ export class AuthService {
     const others = caller.sessionId
       ? { user: user.id, revokedAt: null, id: { $ne: caller.sessionId } }
       : { user: user.id, revokedAt: null };
-    return em.nativeUpdate(Session, others, { revokedAt: new Date(), revokeReason: 'password_changed' });
+    const revoked = await em.nativeUpdate(Session, others, { revokedAt: new Date(), revokeReason: 'password_changed' });
+    this.#credentialsChanged();
+    return revoked;
   }
 
   async createApiKey(
@@ -276,6 +286,7 @@ export class AuthService {
     const apiKey = await findOwned(em, ApiKey, id, caller.userId, 'API key');
     apiKey.revokedAt ??= new Date();
     await em.flush();
+    this.#credentialsChanged();
     return apiKey;
   }
 
@@ -293,6 +304,7 @@ export class AuthService {
     session.revokedAt ??= new Date();
     session.revokeReason ??= 'revoked';
     await em.flush();
+    this.#credentialsChanged();
   }
 
   /** Deletes sessions that can no longer be used; their refresh tokens go with them. */

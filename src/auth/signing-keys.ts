@@ -104,7 +104,7 @@ export class SigningKeys {
   }
 
   /** Verifies signature, algorithm, issuer, audience and expiry. Throws Unauthenticated. */
-  async verify(token: string): Promise<AccessClaims> {
+  async verify(token: string): Promise<AccessClaims & { expiresAtMs: number }> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, (header) => this.#keyFor(header.kid), {
@@ -139,7 +139,7 @@ export class SigningKeys {
         authReasons.ACCESS_TOKEN_INVALID,
       );
     }
-    return { userId: sub, sessionId: sid, role };
+    return { userId: sub, sessionId: sid, role, expiresAtMs: exp * 1000 };
   }
 
   /** The public keys, as served at /.well-known/jwks.json. */

@@ -52,10 +52,13 @@ export interface AccountFiles {
 export class UserAdmin {
   readonly #settings: SettingsReader<typeof authSettings>;
   readonly #accountFiles: AccountFiles;
+  readonly #credentialsChanged: () => void;
 
-  constructor(settings: SettingsReader<typeof authSettings>, accountFiles: AccountFiles) {
+  /** `credentialsChanged` is told after a change to an account's credentials has committed (see AuthServiceDeps). */
+  constructor(settings: SettingsReader<typeof authSettings>, accountFiles: AccountFiles, credentialsChanged: () => void = () => {}) {
     this.#settings = settings;
     this.#accountFiles = accountFiles;
+    this.#credentialsChanged = credentialsChanged;
   }
 
   listUsers(em: EntityManager, filter: UserFilter, page: PageRequest): Promise<Page<User>> {
@@ -107,7 +110,7 @@ export class UserAdmin {
     if (paths.has('role') && !changes.role) violations.add('user.role', 'must be a role');
     violations.throwIfAny();
 
-    return em.transactional(async (tx) => {
+    const updated = await em.transactional(async (tx) => {
       await tx.execute('select pg_advisory_xact_lock(?)', [adminChangeLockKey]);
       const user = await tx.findOne(User, id);
       if (!user) throw notFound('user');
@@ -133,6 +136,8 @@ export class UserAdmin {
       await tx.flush();
       return user;
     });
+    this.#credentialsChanged();
+    return updated;
   }
 
   /**
@@ -157,6 +162,7 @@ export class UserAdmin {
       tx.remove(await checkAllowed(tx));
       await tx.flush();
     });
+    this.#credentialsChanged();
   }
 
   /**
@@ -178,6 +184,7 @@ export class UserAdmin {
     await em.flush();
     await em.nativeUpdate(Session, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: 'password_reset' });
     await em.nativeUpdate(ApiKey, { user: user.id, revokedAt: null }, { revokedAt: new Date() });
+    this.#credentialsChanged();
     return { user, generatedPassword };
   }
 

@@ -64,6 +64,76 @@ export function jobView(job: Job): JobView {
   };
 }
 
+/** A `jobs` row as `jobViewColumns` selects it. */
+export interface JobRow {
+  id: string;
+  owner_id: string;
+  type: string;
+  name: string;
+  params: Record<string, unknown>;
+  labels: Record<string, string>;
+  priority: number;
+  status: JobStatusName;
+  progress_percent: number;
+  progress_message: string;
+  attempt: number;
+  max_attempts: number;
+  input_file_ids: string[];
+  output_file_ids: string[];
+  result: Record<string, unknown> | null;
+  error_message: string | null;
+  error_code: string | null;
+  created_at: Date | string;
+  started_at: Date | string | null;
+  finished_at: Date | string | null;
+  updated_at: Date | string;
+  run_after: Date | string | null;
+  cancel_requested: boolean;
+  cancel_reason: string | null;
+  abandoned: boolean;
+  version: number;
+}
+
+/** The columns of the view, for reads that skip the ORM (GetJob: one statement, no entity to hydrate). */
+export const jobViewColumns =
+  'id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message, attempt, max_attempts, ' +
+  'input_file_ids, output_file_ids, result, error_message, error_code, created_at, started_at, finished_at, updated_at, ' +
+  'run_after, cancel_requested, cancel_reason, abandoned, version';
+
+const dateOf = (value: Date | string) => (value instanceof Date ? value : new Date(value));
+const optionalDateOf = (value: Date | string | null) => (value === null ? null : dateOf(value));
+
+export function jobViewFromRow(row: JobRow): JobView {
+  return {
+    id: row.id,
+    ownerId: row.owner_id,
+    type: row.type,
+    name: row.name,
+    params: row.params,
+    labels: row.labels,
+    priority: row.priority,
+    status: row.status,
+    progressPercent: row.progress_percent,
+    progressMessage: row.progress_message,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    inputFileIds: row.input_file_ids,
+    outputFileIds: row.output_file_ids,
+    result: row.result,
+    errorMessage: row.error_message,
+    errorCode: row.error_code,
+    createdAt: dateOf(row.created_at),
+    startedAt: optionalDateOf(row.started_at),
+    finishedAt: optionalDateOf(row.finished_at),
+    updatedAt: dateOf(row.updated_at),
+    runAfter: optionalDateOf(row.run_after),
+    cancelRequested: row.cancel_requested,
+    cancelReason: row.cancel_reason,
+    abandoned: row.abandoned,
+    version: row.version,
+  };
+}
+
 const dateFields = ['createdAt', 'startedAt', 'finishedAt', 'updatedAt', 'runAfter'] as const;
 
 /** The view as JSON for an event's payload (dates as ISO strings). */

@@ -11,7 +11,14 @@ export const requestIdKey = createContextKey<string>('', { description: 'request
 export const clientKey = createContextKey<ClientInfo>({ clientAddress: '', userAgent: '' }, { description: 'client' });
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: 'caller' });
 export const loggerKey = createContextKey<Logger | undefined>(undefined, { description: 'logger' });
-export const entityManagerKey = createContextKey<EntityManager | undefined>(undefined, { description: 'entity manager' });
+/** The call's EntityManager, forked the first time something asks for it (many calls never do). */
+export const entityManagerKey = createContextKey<(() => EntityManager) | undefined>(undefined, { description: 'entity manager' });
+
+/** `fork`, called once and only when first needed. */
+export function forkOnFirstUse(fork: () => EntityManager): () => EntityManager {
+  let em: EntityManager | undefined;
+  return () => (em ??= fork());
+}
 /**
  * What a call did that neither its request nor its caller says, for its audit record.
  * Handlers add to it with `recordCall`; the audit interceptor reads it when the call ends.
@@ -42,7 +49,7 @@ export function callRecordOf(values: ContextValues): CallRecord {
 export function entityManagerOf(ctx: HandlerContext): EntityManager {
   const em = ctx.values.get(entityManagerKey);
   if (!em) throw new Error('no EntityManager in the call context');
-  return em;
+  return em();
 }
 
 /** The authenticated caller; the authorization interceptor guarantees one on non-public methods. */

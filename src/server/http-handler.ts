@@ -1,5 +1,5 @@
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
-import { newId } from '../platform/ids.ts';
+import { randomUUID } from 'node:crypto';
 import { applyCors } from './cors.ts';
 
 /** The request and response types of Node's http and http2 servers, as Connect's adapter takes them. */
@@ -30,7 +30,9 @@ export function createHttpHandler(options: {
 }): HttpHandler {
   return (req, res) => {
     const incoming = req.headers['x-request-id'];
-    const requestId = typeof incoming === 'string' && requestIdPattern.test(incoming) ? incoming : newId();
+    // An id of our own only needs to be unique: a random UUID from Node's batched entropy,
+    // not a time-ordered one (uuid's v7 asks the system for randomness on every call).
+    const requestId = typeof incoming === 'string' && requestIdPattern.test(incoming) ? incoming : randomUUID();
     req.headers['x-request-id'] = requestId;
     res.setHeader('x-request-id', requestId);
     if (applyCors(req, res, options.corsOrigins)) return;

@@ -92,6 +92,12 @@ describe('GetJob and ListJobs', () => {
     await expectConnectError(owner.client.jobs.getJob({ id: '01a20540-c425-76c3-9669-8051ead8987d' }), Code.NotFound);
   });
 
+  test('GetJob shows a job field for field as ListJobs does (its own read skips the ORM)', async () => {
+    const { jobs } = await owner.client.jobs.listJobs({ pageSize: 1000 });
+    expect(jobs.length).toBeGreaterThan(0);
+    for (const listed of jobs) expect((await owner.client.jobs.getJob({ id: listed.id })).job).toEqual(listed);
+  });
+
   test('a user never sees another user job: GetJob is NotFound, exactly as for a job that does not exist', async () => {
     const foreign = await expectConnectError(other.client.jobs.getJob({ id: a.id }), Code.NotFound);
     const missing = await expectConnectError(other.client.jobs.getJob({ id: '01a20540-c425-76c3-9669-8051ead8987d' }), Code.NotFound);

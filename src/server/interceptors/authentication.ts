@@ -10,7 +10,8 @@ import { serverReasons } from '../server-reasons.ts';
 
 /** Turns a bearer credential (an access token or an API key) into its caller, or throws (the auth area's authenticator). */
 export interface CredentialVerifier {
-  authenticate(em: EntityManager, bearer: string): Promise<Caller>;
+  /** `em` is called only when the credential has to be looked up. */
+  authenticate(em: () => EntityManager, bearer: string): Promise<Caller>;
 }
 
 const bearerPattern = /^Bearer\s+(\S+)\s*$/i;
@@ -35,7 +36,7 @@ export function authenticationInterceptor(
 ): Interceptor {
   // Streams of one credential (a dashboard's thousand streams on one key) share each re-check.
   const rechecks = new Map<string, Promise<Caller>>();
-  const recheck = async (em: EntityManager, bearer: string, caller: Caller) => {
+  const recheck = async (em: () => EntityManager, bearer: string, caller: Caller) => {
     let pending = rechecks.get(bearer);
     if (!pending) {
       pending = authenticator.authenticate(em, bearer).finally(() => rechecks.delete(bearer));
@@ -71,7 +72,7 @@ export function authenticationInterceptor(
     return observeStream(res, req.signal, {
       beforeMessage: async () => {
         if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
-        await recheck(em.fork(), bearer, caller);
+        await recheck(() => em().fork(), bearer, caller);
         checkedAt = Date.now();
       },
     });
