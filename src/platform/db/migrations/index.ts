@@ -4,6 +4,7 @@ import { Migration20261122222306_files } from './Migration20261122222306_files.t
 import { Migration20261203090051_job_types } from './Migration20261203090051_job_types.ts';
 import { Migration20261203090354_system } from './Migration20261203090354_system.ts';
 import { Migration20261203102209_worker } from './Migration20261203102209_worker.ts';
+import { Migration20261203140500_event_sequencing } from './Migration20261203140500_event_sequencing.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
@@ -13,4 +14,5 @@ export const migrations = [
   { name: 'Migration20261203090051_job_types', class: Migration20261203090051_job_types },
   { name: 'Migration20261203090354_system', class: Migration20261203090354_system },
   { name: 'Migration20261203102209_worker', class: Migration20261203102209_worker },
+  { name: 'Migration20261203140500_event_sequencing', class: Migration20261203140500_event_sequencing },
 ];
