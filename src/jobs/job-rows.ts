@@ -103,6 +103,57 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
   );
 }
 
+/** A job about to be created: its row, with what only the table keeps. */
+export interface NewJobRow extends JobRow {
+  searchText: string;
+  requestId: string | null;
+}
+
+/** Inserts new jobs and one `job.created` event each, in one statement, in the caller's transaction. */
+export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.execute(
+    `with created as (
+       insert into jobs (id, owner_id, type, name, params, labels, search_text, priority, status, progress_percent, progress_message,
+              attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
+              cancel_requested, abandoned, request_id, queue_job_id, version, log_count)
+       select id, owner_id, type, name, params, labels, search_text, priority, status, progress_percent, progress_message,
+              attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
+              cancel_requested, abandoned, request_id, queue_job_id, version, 0
+         from jsonb_to_recordset(?::jsonb) as j(id uuid, owner_id uuid, type varchar(64), name varchar(200), params jsonb, labels jsonb,
+              search_text text, priority int, status text, progress_percent int, progress_message varchar(500), attempt int,
+              max_attempts int, input_file_ids jsonb, output_file_ids jsonb, result jsonb, created_at timestamptz,
+              updated_at timestamptz, run_after timestamptz, queued_at timestamptz, cancel_requested boolean, abandoned boolean,
+              request_id varchar(128), queue_job_id uuid, version int))
+     insert into events (created_at, kind, subject_id, owner_id, payload)
+     select ?::timestamptz, 'job.created', e.subject_id, e.owner_id, e.payload
+       from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
+      order by e.n`,
+    [
+      JSON.stringify(
+        rows.map((row) => ({
+          ...storedChangeOf(row),
+          owner_id: row.ownerId,
+          type: row.type,
+          name: row.name,
+          params: row.params,
+          labels: row.labels,
+          search_text: row.searchText,
+          priority: row.priority,
+          max_attempts: row.maxAttempts,
+          input_file_ids: row.inputFileIds,
+          created_at: row.createdAt,
+          run_after: row.runAfter,
+          cancel_requested: row.cancelRequested,
+          request_id: row.requestId,
+        })),
+      ),
+      new Date(),
+      JSON.stringify(rows.map((row, n) => ({ n, subject_id: row.id, owner_id: row.ownerId, payload: toSnapshot(viewOfRow(row)) }))),
+    ],
+  );
+}
+
 function storedChangeOf(row: JobRow) {
   return {
     id: row.id,
@@ -128,8 +179,34 @@ function storedChangeOf(row: JobRow) {
 
 /** The row as a view (a copy: later changes to the row do not reach it). */
 export function viewOfRow(row: JobRow): JobView {
-  const { queueJobId: _queueJobId, queueRetryCount: _retries, workerId: _workerId, queuedAt: _queuedAt, ...view } = row;
-  return { ...view };
+  return {
+    id: row.id,
+    ownerId: row.ownerId,
+    type: row.type,
+    name: row.name,
+    params: row.params,
+    labels: row.labels,
+    priority: row.priority,
+    status: row.status,
+    progressPercent: row.progressPercent,
+    progressMessage: row.progressMessage,
+    attempt: row.attempt,
+    maxAttempts: row.maxAttempts,
+    inputFileIds: row.inputFileIds,
+    outputFileIds: row.outputFileIds,
+    result: row.result,
+    errorMessage: row.errorMessage,
+    errorCode: row.errorCode,
+    createdAt: row.createdAt,
+    startedAt: row.startedAt,
+    finishedAt: row.finishedAt,
+    updatedAt: row.updatedAt,
+    runAfter: row.runAfter,
+    cancelRequested: row.cancelRequested,
+    cancelReason: row.cancelReason,
+    abandoned: row.abandoned,
+    version: row.version,
+  };
 }
 
 function rowOf(stored: StoredJobRow): JobRow {
