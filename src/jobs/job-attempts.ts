@@ -2,7 +2,8 @@ import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
-import { Job, JobLease } from './entities.ts';
+import { Job } from './entities.ts';
+import { lockJobRows, touchRow, writeJobRows, type JobRow } from './job-rows.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
@@ -81,25 +82,37 @@ export class JobAttempts {
    */
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
     return this.#changes.transact(em, async (tx) => {
-      // Locked in id order, so that two batches sharing jobs cannot deadlock.
-      const jobs = await tx.find(
-        Job,
-        { id: { $in: inputs.map((input) => input.jobId) } },
-        { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } },
+      const rows = await lockJobRows(
+        tx,
+        inputs.map((input) => input.jobId),
       );
-      const byId = new Map(jobs.map((job) => [job.id, job]));
+      const byId = new Map(rows.map((row) => [row.id, row]));
       const paused = new Set<string>();
-      for (const type of new Set(jobs.map((job) => job.type))) {
+      for (const type of new Set(rows.map((row) => row.type))) {
         if (await this.#pauses.isPausedInTransaction(tx, type)) paused.add(type);
       }
       const outcomes: StartOutcome[] = [];
-      for (const input of inputs)
-        outcomes.push(await this.#startLocked(tx, byId.get(input.jobId), input, paused.has(byId.get(input.jobId)?.type ?? '')));
+      const views: JobView[] = [];
+      const leases: StoredLease[] = [];
+      const changed: JobRow[] = [];
+      for (const input of inputs) {
+        const row = byId.get(input.jobId);
+        const outcome = await this.#startLocked(tx, row, input, paused.has(row?.type ?? ''));
+        outcomes.push(outcome);
+        if (!row || outcome.kind === 'skip') continue;
+        changed.push(row);
+        // A deferred job goes back to its queue without an event: nothing a watcher sees changed.
+        if (outcome.kind !== 'started') continue;
+        views.push(outcome.job);
+        if (input.lease) leases.push(leaseOf(row, input, input.lease));
+      }
+      await writeJobRows(tx, changed, views);
+      await insertLeases(tx, leases);
       return outcomes;
     });
   }
 
-  async #startLocked(tx: EntityManager, job: Job | undefined, input: StartInput, paused: boolean): Promise<StartOutcome> {
+  async #startLocked(tx: EntityManager, job: JobRow | undefined, input: StartInput, paused: boolean): Promise<StartOutcome> {
     if (!job) return { kind: 'skip', reason: 'the job no longer exists' };
     if (job.queueJobId !== input.queueJobId) return { kind: 'skip', reason: 'the queue entry was replaced' };
     if (isFinal(job.status)) return { kind: 'skip', reason: `the job is ${job.status}` };
@@ -125,26 +138,9 @@ export class JobAttempts {
     job.startedAt = new Date();
     job.workerId = input.workerId;
     job.abandoned = false;
-    if (input.lease) {
-      const now = job.startedAt;
-      const deadlineAt = new Date(now.getTime() + input.lease.timeoutMs);
-      tx.create(JobLease, {
-        id: newId(),
-        job: job.id,
-        attempt,
-        workerId: input.lease.workerId,
-        account: input.lease.accountId,
-        queue: input.lease.queue,
-        queueEntryId: input.queueJobId,
-        leaseMs: input.lease.leaseMs,
-        claimedAt: now,
-        expiresAt: new Date(Math.min(now.getTime() + input.lease.leaseMs, deadlineAt.getTime())),
-        deadlineAt,
-      });
-    }
     return {
       kind: 'started',
-      job: this.#changes.record(tx, job, 'updated'),
+      job: touchRow(job),
       attempt: { jobId: job.id, attempt, workerId: input.workerId },
     };
   }
@@ -178,65 +174,56 @@ export class JobAttempts {
     return (await this.finishMany(em, [{ ref, result }]))[0]!;
   }
 
-  /** Ends several attempts in one transaction. */
+  /** Ends several attempts in one transaction: one locking read, one write of the rows with their events. */
   async finishMany(em: EntityManager, items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
     return this.#changes.transact(em, async (tx) => {
-      const jobs = await tx.find(
-        Job,
-        { id: { $in: items.map((item) => item.ref.jobId) } },
-        { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' } },
+      const rows = await lockJobRows(
+        tx,
+        items.map((item) => item.ref.jobId),
       );
-      const byId = new Map(jobs.map((job) => [job.id, job]));
-      const dispositions: QueueDisposition[] = [];
-      for (const { ref, result } of items) {
-        const job = byId.get(ref.jobId);
-        const held = job && holds(job, ref) ? job : undefined;
-        // A superseded attempt: the job moved on without it, so nothing here may change it.
-        dispositions.push(held ? (await this.finishInTransaction(tx, held, result)).disposition : 'completed');
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      const held: { row: JobRow; result: AttemptResult }[] = [];
+      const positions: number[] = [];
+      for (const [index, { ref, result }] of items.entries()) {
+        const row = byId.get(ref.jobId);
+        // A superseded attempt (or the same one twice): the job moved on without it, so nothing here may change it.
+        if (!row || !holds(row, ref) || held.some((item) => item.row === row)) continue;
+        held.push({ row, result });
+        positions.push(index);
       }
+      const ended = await this.finishRows(tx, held);
+      const dispositions = items.map((): QueueDisposition => 'completed');
+      for (const [index, position] of positions.entries()) dispositions[position] = ended[index]!.disposition;
       return dispositions;
     });
   }
 
+  /**
+   * Ends the attempts holding `rows`, which the caller locked in `tx`: the rows and their
+   * events are written in one statement.
+   */
+  async finishRows(
+    tx: EntityManager,
+    items: { row: JobRow; result: AttemptResult }[],
+  ): Promise<{ disposition: QueueDisposition; view: JobView }[]> {
+    const ended: { disposition: QueueDisposition; view: JobView }[] = [];
+    for (const { row, result } of items) {
+      const { disposition, requeue } = applyResult(row, result);
+      if (requeue) await this.#requeue(tx, row);
+      ended.push({ disposition, view: touchRow(row) });
+    }
+    await writeJobRows(
+      tx,
+      items.map((item) => item.row),
+      ended.map((end) => end.view),
+    );
+    return ended;
+  }
+
   /** Ends the attempt holding `job`, which the caller locked in `tx`. */
   async finishInTransaction(tx: EntityManager, job: Job, result: AttemptResult): Promise<{ disposition: QueueDisposition; view: JobView }> {
-    const now = new Date();
-    let disposition: QueueDisposition = 'completed';
-    switch (result.kind) {
-      case 'succeeded':
-        Object.assign(job, {
-          status: 'succeeded',
-          result: result.result,
-          outputFileIds: result.outputFileIds ?? [],
-          finishedAt: now,
-          errorMessage: null,
-          errorCode: null,
-          progressPercent: 100,
-        });
-        break;
-      case 'cancelled':
-        Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });
-        break;
-      case 'failed': {
-        job.errorMessage = result.message.slice(0, 4000);
-        job.errorCode = result.code;
-        job.abandoned = result.abandoned ?? false;
-        const retried = result.retryable && job.attempt < job.maxAttempts && !job.cancelRequested;
-        if (retried) {
-          job.status = 'queued';
-          job.workerId = null;
-          disposition = 'failed';
-        } else {
-          Object.assign(job, { status: 'failed', finishedAt: now });
-          disposition = job.attempt < job.maxAttempts ? 'deadletter' : 'failed';
-        }
-        break;
-      }
-      case 'interrupted':
-        Object.assign(job, { status: 'queued', attempt: job.attempt - 1, workerId: null });
-        await this.#requeue(tx, job);
-        break;
-    }
+    const { disposition, requeue } = applyResult(job, result);
+    if (requeue) await this.#requeue(tx, job);
     return { disposition, view: this.#changes.record(tx, job, 'updated') };
   }
 
@@ -247,13 +234,114 @@ export class JobAttempts {
   }
 
   /** A fresh queue entry for the job, so that the current one can be settled as done. */
-  async #requeue(tx: EntityManager, job: Job, delayMs = 0): Promise<void> {
+  async #requeue(tx: EntityManager, job: Job | JobRow, delayMs = 0): Promise<void> {
     const { data, ...options } = nextQueueEntry(job, delayMs > 0 ? new Date(Date.now() + delayMs) : undefined);
     await this.#boss.send(job.type, data, { ...options, db: transactionDb(tx) });
   }
 }
 
 /** Whether the attempt `ref` still holds the job (a superseded one must not change it). */
-function holds(job: Job, ref: AttemptRef): boolean {
+function holds(job: Job | JobRow, ref: AttemptRef): boolean {
   return job.status === 'running' && job.attempt === ref.attempt && job.workerId === ref.workerId;
+}
+
+/** The fields of a job an attempt's end changes: a Job entity or a plain JobRow. */
+type AttemptState = Pick<
+  Job,
+  | 'status'
+  | 'result'
+  | 'outputFileIds'
+  | 'finishedAt'
+  | 'errorMessage'
+  | 'errorCode'
+  | 'progressPercent'
+  | 'abandoned'
+  | 'attempt'
+  | 'maxAttempts'
+  | 'workerId'
+  | 'cancelRequested'
+>;
+
+/**
+ * Applies the attempt's result to the job; says what pg-boss does with the entry and
+ * whether the job needs a fresh one (an interrupted attempt, which does not count).
+ */
+function applyResult(job: AttemptState, result: AttemptResult): { disposition: QueueDisposition; requeue: boolean } {
+  const now = new Date();
+  switch (result.kind) {
+    case 'succeeded':
+      Object.assign(job, {
+        status: 'succeeded',
+        result: result.result,
+        outputFileIds: result.outputFileIds ?? [],
+        finishedAt: now,
+        errorMessage: null,
+        errorCode: null,
+        progressPercent: 100,
+      });
+      return { disposition: 'completed', requeue: false };
+    case 'cancelled':
+      Object.assign(job, { status: 'cancelled', finishedAt: now, abandoned: result.abandoned });
+      return { disposition: 'completed', requeue: false };
+    case 'failed': {
+      job.errorMessage = result.message.slice(0, 4000);
+      job.errorCode = result.code;
+      job.abandoned = result.abandoned ?? false;
+      const retried = result.retryable && job.attempt < job.maxAttempts && !job.cancelRequested;
+      if (retried) {
+        job.status = 'queued';
+        job.workerId = null;
+        return { disposition: 'failed', requeue: false };
+      }
+      Object.assign(job, { status: 'failed', finishedAt: now });
+      return { disposition: job.attempt < job.maxAttempts ? 'deadletter' : 'failed', requeue: false };
+    }
+    case 'interrupted':
+      Object.assign(job, { status: 'queued', attempt: job.attempt - 1, workerId: null });
+      return { disposition: 'completed', requeue: true };
+  }
+}
+
+interface StoredLease {
+  id: string;
+  job_id: string;
+  attempt: number;
+  worker_id: string;
+  account_id: string;
+  queue: string;
+  queue_entry_id: string;
+  lease_ms: number;
+  claimed_at: Date;
+  expires_at: Date;
+  deadline_at: Date;
+}
+
+/** The lease an external worker's attempt of `job` (just started) begins with. */
+function leaseOf(job: JobRow, input: StartInput, lease: NewLease): StoredLease {
+  const now = job.startedAt!;
+  const deadlineAt = new Date(now.getTime() + lease.timeoutMs);
+  return {
+    id: newId(),
+    job_id: job.id,
+    attempt: job.attempt,
+    worker_id: lease.workerId,
+    account_id: lease.accountId,
+    queue: lease.queue,
+    queue_entry_id: input.queueJobId,
+    lease_ms: lease.leaseMs,
+    claimed_at: now,
+    expires_at: new Date(Math.min(now.getTime() + lease.leaseMs, deadlineAt.getTime())),
+    deadline_at: deadlineAt,
+  };
+}
+
+async function insertLeases(tx: EntityManager, leases: StoredLease[]): Promise<void> {
+  if (leases.length === 0) return;
+  await tx.execute(
+    `insert into job_leases (id, job_id, attempt, worker_id, account_id, queue, queue_entry_id, lease_ms, claimed_at, expires_at, deadline_at)
+     select id, job_id, attempt, worker_id, account_id, queue, queue_entry_id, lease_ms, claimed_at, expires_at, deadline_at
+       from jsonb_to_recordset(?::jsonb) as l(id uuid, job_id uuid, attempt int, worker_id varchar(128), account_id uuid, queue varchar(64),
+            queue_entry_id uuid, lease_ms int, claimed_at timestamptz, expires_at timestamptz, deadline_at timestamptz)`,
+    [JSON.stringify(leases)],
+  );
 }

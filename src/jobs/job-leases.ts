@@ -12,6 +12,8 @@ import type { JobFiles } from './job-files.ts';
 import { appendLogLines } from './job-logs.ts';
 import { jobErrorCodes, jobReasons } from './job-reasons.ts';
 import { jobView, type JobView } from './job-view.ts';
+import { lockJobRows, type JobRow } from './job-rows.ts';
+import { Batcher, type Settled } from './batcher.ts';
 
 /** Who holds a lease: an external worker (its own id) and the account it calls as. */
 export interface LeaseHolder {
@@ -78,6 +80,8 @@ export function leaseHolderName(workerId: string): string {
 
 /** Most lapsed leases ended in one transaction. */
 const sweepBatchSize = 100;
+/** Most CompleteJob / FailJob calls ended in one transaction. */
+const endGroupSize = 200;
 
 /**
  * Jobs of declared types as external workers run them: claimed from pg-boss with a lease,
@@ -91,9 +95,12 @@ export class JobLeases {
   readonly #deps: JobLeasesDeps;
   readonly #logger: Logger;
 
+  readonly #endings: Batcher<PendingEnd, JobView>;
+
   constructor(deps: JobLeasesDeps) {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'job-leases' });
+    this.#endings = new Batcher(endGroupSize, (em, items) => this.#endHeld(em, items));
   }
 
   /** Whether external workers may claim from `queue` (it is a declared type). */
@@ -231,14 +238,16 @@ export class JobLeases {
     result: Record<string, unknown>,
     outputFileIds: string[],
   ): Promise<JobView> {
+    if (outputFileIds.length === 0) {
+      return this.#endBatched(em, holder, jobId, (job) =>
+        job.cancelRequested ? { kind: 'cancelled', abandoned: false } : { kind: 'succeeded', result, outputFileIds: [] },
+      );
+    }
     return this.#deps.changes.transact(em, async (tx) => {
       const { job, lease } = await this.#lockHeld(tx, holder, jobId);
       let outcome: AttemptResult = { kind: 'cancelled', abandoned: false };
       if (!job.cancelRequested) {
-        const outputs =
-          outputFileIds.length === 0
-            ? []
-            : await this.#deps.files.adoptOutputs(tx, jobView(job), holder.accountId, outputFileIds, 'output_file_ids');
+        const outputs = await this.#deps.files.adoptOutputs(tx, jobView(job), holder.accountId, outputFileIds, 'output_file_ids');
         outcome = { kind: 'succeeded', result, outputFileIds: outputs };
       }
       return this.#end(tx, job, lease, outcome);
@@ -246,16 +255,85 @@ export class JobLeases {
   }
 
   /** Ends a held job's attempt with an error: retried or failed by its policy; CANCELLED when a cancel was asked. */
-  async fail(
+  fail(
     em: EntityManager,
     holder: LeaseHolder,
     jobId: string,
     failure: { message: string; code: string; retryable: boolean },
   ): Promise<JobView> {
-    return this.#deps.changes.transact(em, async (tx) => {
-      const { job, lease } = await this.#lockHeld(tx, holder, jobId);
-      const outcome: AttemptResult = job.cancelRequested ? { kind: 'cancelled', abandoned: false } : { kind: 'failed', ...failure };
-      return this.#end(tx, job, lease, outcome);
+    return this.#endBatched(em, holder, jobId, (job) =>
+      job.cancelRequested ? { kind: 'cancelled', abandoned: false } : { kind: 'failed', ...failure },
+    );
+  }
+
+  /** Ends the held attempt in the next group of CompleteJob / FailJob calls. */
+  #endBatched(em: EntityManager, holder: LeaseHolder, jobId: string, outcome: PendingEnd['outcome']): Promise<JobView> {
+    if (!isUuid(jobId)) return Promise.reject(notFound('job'));
+    return this.#endings.add(em, { holder, jobId, outcome });
+  }
+
+  /**
+   * Ends the held attempts of a group of CompleteJob / FailJob calls that arrived
+   * together, in one transaction: jobs locked, then their leases (the order used
+   * everywhere), the rows and their events written in one statement, the leases ended in
+   * another, and the pg-boss entries settled with one call per queue and disposition.
+   * A call whose lease no longer holds its job is refused on its own; the others go on.
+   */
+  async #endHeld(em: EntityManager, items: PendingEnd[]): Promise<Settled<JobView>[]> {
+    const { attempts, changes } = this.#deps;
+    return changes.transact(em, async (tx) => {
+      const jobIds = [...new Set(items.map((item) => item.jobId))];
+      const rows = new Map((await lockJobRows(tx, jobIds)).map((row) => [row.id, row]));
+      const leases = await tx.execute<StoredLease[]>(
+        `select id, job_id, attempt, worker_id, account_id, queue, queue_entry_id, claimed_at, expires_at, ended_at from job_leases
+          where job_id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) order by id for update`,
+        [JSON.stringify(jobIds)],
+      );
+      const now = new Date();
+      const settled: Settled<JobView>[] = [];
+      const held: { index: number; row: JobRow; lease: StoredLease; result: AttemptResult }[] = [];
+      for (const [index, item] of items.entries()) {
+        const row = rows.get(item.jobId);
+        const lease = row ? latestLeaseOf(leases, item.holder, item.jobId) : undefined;
+        if (!row || !lease) {
+          settled.push({ error: notFound('job') });
+          continue;
+        }
+        const holds =
+          !lease.ended_at &&
+          new Date(lease.expires_at).getTime() > now.getTime() &&
+          row.status === 'running' &&
+          row.attempt === lease.attempt &&
+          row.workerId === leaseHolderName(lease.worker_id);
+        if (!holds) {
+          settled.push({ error: leaseExpired(lease) });
+          continue;
+        }
+        // Ended here: a second call about the same lease in this group is told it ended.
+        lease.ended_at = now;
+        held.push({ index, row, lease, result: item.outcome(row) });
+        settled.push({ error: undefined });
+      }
+      if (held.length === 0) return settled;
+      const ended = await attempts.finishRows(tx, held);
+      await tx.execute('update job_leases set ended_at = ? where id in (select value::uuid from jsonb_array_elements_text(?::jsonb))', [
+        now,
+        JSON.stringify(held.map((item) => item.lease.id)),
+      ]);
+      const settlements = new Map<
+        string,
+        { queue: string; disposition: QueueDisposition; entries: { id: string; retryCount: number }[] }
+      >();
+      for (const [position, { index, row, lease }] of held.entries()) {
+        const { disposition, view } = ended[position]!;
+        settled[index] = { value: view };
+        const key = `${disposition}\u0000${lease.queue}`;
+        const settlement = settlements.get(key) ?? { queue: lease.queue, disposition, entries: [] };
+        settlement.entries.push({ id: lease.queue_entry_id, retryCount: row.queueRetryCount ?? 0 });
+        settlements.set(key, settlement);
+      }
+      for (const { queue, disposition, entries } of settlements.values()) await this.#settleEntries(tx, queue, entries, disposition);
+      return settled;
     });
   }
 
@@ -307,13 +385,16 @@ export class JobLeases {
 
   /** Settles the attempt's pg-boss entry in `tx`, as the in-process runner's result does. */
   async #settle(tx: EntityManager, lease: JobLease, job: Job, disposition: QueueDisposition): Promise<void> {
+    await this.#settleEntries(tx, lease.queue, [{ id: lease.queueEntryId, retryCount: job.queueRetryCount ?? 0 }], disposition);
+  }
+
+  async #settleEntries(tx: EntityManager, queue: string, entries: { id: string; retryCount: number }[], disposition: QueueDisposition) {
     const { boss } = this.#deps;
-    const entry = { id: lease.queueEntryId, retryCount: job.queueRetryCount ?? 0 };
     const db = transactionDb(tx);
-    if (disposition === 'completed') await boss.complete(lease.queue, entry, null, { db });
-    else if (disposition === 'failed') await boss.fail(lease.queue, entry, null, { db });
+    if (disposition === 'completed') await boss.complete(queue, entries, null, { db });
+    else if (disposition === 'failed') await boss.fail(queue, entries, null, { db });
     // Failed for good with attempts left: nothing may offer the entry again.
-    else await boss.cancel(lease.queue, entry, { db });
+    else await boss.cancel(queue, entries, { db });
   }
 
   /** The caller's lease on the job, if it is its latest one. */
@@ -353,7 +434,7 @@ export class JobLeases {
   }
 }
 
-function leaseExpired(lease: JobLease): Error {
+function leaseExpired(lease: { attempt: number }): Error {
   return failedPrecondition(
     `the lease on attempt ${lease.attempt} of this job has lapsed or ended: the attempt is no longer the caller's`,
     jobReasons.LEASE_EXPIRED,
@@ -377,4 +458,36 @@ function lapsedOutcome(job: Job, lease: JobLease, now: Date): AttemptResult {
     code: jobErrorCodes.LEASE_EXPIRED,
     retryable: true,
   };
+}
+
+/** A CompleteJob or FailJob call waiting for its group's transaction. */
+interface PendingEnd {
+  holder: LeaseHolder;
+  jobId: string;
+  /** What the attempt amounts to, read from the locked job (a cancel asked meanwhile wins). */
+  outcome: (job: JobRow) => AttemptResult;
+}
+
+interface StoredLease {
+  id: string;
+  job_id: string;
+  attempt: number;
+  worker_id: string;
+  account_id: string | null;
+  queue: string;
+  queue_entry_id: string;
+  claimed_at: Date | string;
+  expires_at: Date | string;
+  ended_at: Date | string | null;
+}
+
+/** The holder's latest lease on the job, as #latestLease picks it. */
+function latestLeaseOf(leases: StoredLease[], holder: LeaseHolder, jobId: string): StoredLease | undefined {
+  let latest: StoredLease | undefined;
+  for (const lease of leases) {
+    if (lease.job_id !== jobId || lease.account_id !== holder.accountId) continue;
+    if (holder.workerId && lease.worker_id !== holder.workerId) continue;
+    if (!latest || new Date(lease.claimed_at).getTime() > new Date(latest.claimed_at).getTime()) latest = lease;
+  }
+  return latest;
 }

@@ -17,6 +17,7 @@ import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts
 import type { JobTypeRegistry } from './job-types.ts';
 import { addParamsViolations, type JobTypeCatalog } from './job-type-catalog.ts';
 import { isFinal, jobView, jobViewColumns, jobViewFromRow, type JobRow, type JobView } from './job-view.ts';
+import { insertJobRows, viewOfRow, type NewJobRow } from './job-rows.ts';
 import { jobReasons } from './job-reasons.ts';
 import { checkUpdateMask } from '../platform/update-masks.ts';
 
@@ -313,40 +314,35 @@ export class JobsService {
     try {
       return await this.#changes.transact(em, async (tx) => {
         const views: JobView[] = [];
-        const created: Job[] = [];
+        const created: NewJobRow[] = [];
         // Jobs by request id: earlier calls', then this batch's (a repeated id in one batch is one job).
         await this.#lockTypes(
           tx,
           prepared.map((candidate) => candidate.type),
         );
-        const byRequestId = await this.#earlierRequests(tx, caller, prepared);
+        const byRequestId = new Map<string, JobView>(
+          [...(await this.#earlierRequests(tx, caller, prepared))].map(([requestId, job]) => [requestId, jobView(job)]),
+        );
         for (const candidate of prepared) {
           const earlier = candidate.requestId ? byRequestId.get(candidate.requestId) : undefined;
           if (earlier) {
-            views.push(jobView(earlier));
+            views.push(earlier);
             continue;
           }
-          const now = new Date();
-          const job = tx.create(Job, {
-            ...candidate,
-            owner: caller.userId,
-            status: 'queued',
-            outputFileIds: [],
-            createdAt: now,
-            updatedAt: now,
-            queueJobId: newId(),
-            queuedAt: now,
-          });
-          if (candidate.requestId) byRequestId.set(candidate.requestId, job);
-          created.push(job);
-          views.push(this.#changes.record(tx, job, 'created'));
+          const row = newJobRow(candidate, caller.userId);
+          const view = viewOfRow(row);
+          if (candidate.requestId) byRequestId.set(candidate.requestId, view);
+          created.push(row);
+          views.push(view);
         }
+        // One statement for the rows and their events, then one queue insert per type.
+        await insertJobRows(tx, created);
         await this.#enqueueNew(tx, created);
         return views;
       });
     } catch (error) {
       // Two identical requests raced: the loser returns what the winner created.
-      if (error instanceof UniqueConstraintViolationException && prepared.some((candidate) => candidate.requestId)) {
+      if (isUniqueViolation(error) && prepared.some((candidate) => candidate.requestId)) {
         const winners = await this.#earlierRequests(em.fork(), caller, prepared);
         return prepared.map((candidate) => {
           const earlier = candidate.requestId ? winners.get(candidate.requestId) : undefined;
@@ -445,7 +441,7 @@ export class JobsService {
   }
 
   /** Puts new jobs (with their queue entry ids set) in their pg-boss queues: one insert per queue, in the caller's transaction. */
-  async #enqueueNew(tx: EntityManager, jobs: Job[]): Promise<void> {
+  async #enqueueNew(tx: EntityManager, jobs: NewJobRow[]): Promise<void> {
     for (const [type, ofType] of Map.groupBy(jobs, (job) => job.type)) {
       await this.#boss.insert(
         type,
@@ -460,6 +456,40 @@ export class JobsService {
     const { data, ...options } = nextQueueEntry(job, job.runAfter);
     await this.#boss.send(job.type, data, { ...options, db: transactionDb(tx) });
   }
+}
+
+/** A new job's row, queued under a fresh queue entry id. */
+function newJobRow(candidate: PreparedJob, ownerId: string): NewJobRow {
+  const now = new Date();
+  return {
+    ...candidate,
+    ownerId,
+    status: 'queued',
+    progressPercent: 0,
+    progressMessage: '',
+    attempt: 0,
+    outputFileIds: [],
+    result: null,
+    errorMessage: null,
+    errorCode: null,
+    createdAt: now,
+    startedAt: null,
+    finishedAt: null,
+    updatedAt: now,
+    cancelRequested: false,
+    cancelReason: null,
+    abandoned: false,
+    version: 1,
+    queueJobId: newId(),
+    queueRetryCount: null,
+    workerId: null,
+    queuedAt: now,
+  };
+}
+
+/** A unique constraint broke: through the ORM (converted) or a plain statement (PostgreSQL's code). */
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof UniqueConstraintViolationException || (error as { code?: unknown } | null)?.code === '23505';
 }
 
 function checkName(name: string, field: string, violations: Violations): void {

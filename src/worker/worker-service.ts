@@ -131,10 +131,9 @@ export class WorkerService<Job> {
 
     const holder = { workerId: input.workerId, accountId: caller.userId };
     const deadline = Date.now() + input.waitMs;
-    let control = await workers.touch(em, caller.userId, input.workerId, {
-      queues,
-      waitingUntil: input.waitMs > 0 ? new Date(deadline) : null,
-    });
+    // Marked waiting only once it waits: a claim that finds jobs at once writes the row once.
+    let control = await workers.touch(em, caller.userId, input.workerId, { queues, waitingUntil: null });
+    let waiting = false;
     // Every touch clears the restart flag it reads: remember one seen by any of them.
     let restart = control.restart;
     const claimed: ClaimReply<Job>['jobs'] = [];
@@ -148,12 +147,17 @@ export class WorkerService<Job> {
         }
       }
       if (claimed.length > 0 || Date.now() >= deadline || signal.aborted) break;
+      if (!waiting) {
+        waiting = true;
+        control = await workers.touch(em, caller.userId, input.workerId, { waitingUntil: new Date(deadline) });
+        restart ||= control.restart;
+      }
       await wakeups.wait(queues, ticket, Math.min(deadline, Date.now() + this.#recheckMs), signal);
       if (signal.aborted) break;
       control = await workers.touch(em, caller.userId, input.workerId, {});
       restart ||= control.restart;
     }
-    if (input.waitMs > 0) control = await workers.touch(em, caller.userId, input.workerId, { waitingUntil: null });
+    if (waiting) control = await workers.touch(em, caller.userId, input.workerId, { waitingUntil: null });
     const { held, shortestLeaseMs } = await jobs.heartbeat(em, holder, []);
     return {
       jobs: claimed,

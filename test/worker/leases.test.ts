@@ -4,7 +4,7 @@
  * cancels delivered through heartbeats, pauses, and who may touch what.
  */
 import { durationFromMs, timestampDate } from '@bufbuild/protobuf/wkt';
-import { Code } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, test } from 'vitest';
 import { Role } from '../../gen/yardmaster/v1/common_pb.ts';
 import { JobLogLevel, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
@@ -145,6 +145,52 @@ describe('claiming', () => {
 });
 
 describe('leases', () => {
+  test('CompleteJob and FailJob calls sent at once each end their own job; a second call about the same lease and a job not held are refused alone', async () => {
+    const type = await declareType('together', { maxAttempts: 2 });
+    const owner = (await server.createUser()).client;
+    const worker = await workerAccount();
+    const id = workerId();
+    const created = await owner.jobs.batchCreateJobs({ requests: Array.from({ length: 6 }, () => ({ type })) });
+    const ids = created.jobs.map((job) => job.id);
+    const { jobs } = await worker.worker.claimJobs({ workerId: id, queues: [type], maxJobs: 6 });
+    expect(jobs.map((claimed) => claimed.job!.id).sort()).toEqual([...ids].sort());
+    const [first, second, third, ...rest] = ids as [string, string, string, ...string[]];
+    const stranger = await owner.jobs.createJob({ type });
+
+    const calls = await Promise.allSettled([
+      worker.worker.completeJob({ jobId: first, workerId: id, result: { n: 1 } }),
+      worker.worker.completeJob({ jobId: first, workerId: id, result: { n: 2 } }),
+      worker.worker.failJob({ jobId: second, workerId: id, error: 'try again', retryable: true }),
+      worker.worker.failJob({ jobId: third, workerId: id, error: 'broken', retryable: false }),
+      worker.worker.completeJob({ jobId: stranger.job!.id, workerId: id }),
+      ...rest.map((jobId) => worker.worker.completeJob({ jobId, workerId: id })),
+    ]);
+    const statusOf = (index: number) => (calls[index]!.status === 'fulfilled' ? calls[index].value.job!.status : undefined);
+    // Exactly one of the two calls about the same lease ends it; the other is told it ended.
+    const onFirst = [calls[0]!, calls[1]!];
+    expect(onFirst.filter((call) => call.status === 'fulfilled')).toHaveLength(1);
+    const refused = onFirst.find((call) => call.status === 'rejected');
+    expect(ConnectError.from((refused as PromiseRejectedResult).reason).code).toBe(Code.FailedPrecondition);
+    expect(statusOf(2)).toBe(JobStatus.QUEUED);
+    expect(statusOf(3)).toBe(JobStatus.FAILED);
+    expect(calls[4]!.status).toBe('rejected');
+    expect(ConnectError.from((calls[4] as PromiseRejectedResult).reason).code).toBe(Code.NotFound);
+    for (const index of rest.keys()) expect(statusOf(5 + index)).toBe(JobStatus.SUCCEEDED);
+
+    expect((await owner.jobs.getJob({ id: first })).job!.status).toBe(JobStatus.SUCCEEDED);
+    for (const jobId of [first, third, ...rest]) expect((await leaseRows(jobId))[0]!.ended_at).not.toBeNull();
+    // Each job's events still come one per transition, in order: created, running, then its end.
+    const events = await server.query<{ subject_id: string; version: number }>(
+      "select subject_id, (payload->>'version')::int as version from events where subject_id = any($1::uuid[]) order by id",
+      [ids],
+    );
+    for (const jobId of ids) {
+      expect(events.filter((event) => event.subject_id === jobId).map((event) => event.version)).toEqual([1, 2, 3]);
+    }
+    // Settled in pg-boss: the retried job's entry waits for its retry, nothing else is left to hand out.
+    expect(await server.countRows("select count(*) as n from pgboss.job where name = $1 and state = 'active'", [type])).toBe(0);
+  });
+
   test('a worker that stops heartbeating loses the job: it is retried, the next worker runs attempt 2, the first is refused', async () => {
     const type = await declareType('lapse', { leaseMs: 5000 });
     const owner = (await server.createUser()).client;

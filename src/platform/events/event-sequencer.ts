@@ -64,24 +64,15 @@ export class EventSequencer {
     } while (this.#again);
   }
 
+  /** One round trip: the database function `sequence_events` locks, numbers, moves the position and notifies. */
   async #sequenceBatch(): Promise<number> {
-    return this.#orm.em.fork().transactional(async (tx) => {
-      await tx.execute('select pg_advisory_xact_lock(?)', [sequencerLockKey]);
-      const assigned = await tx.execute<{ count: string; last: string | null }[]>(
-        `with base as (select last_sequence from event_positions where id = 1),
-              pending as (select id, row_number() over (order by id) as n from events where sequence is null order by id limit ${batchSize}),
-              assigned as (
-                update events e set sequence = base.last_sequence + pending.n
-                  from pending, base where e.id = pending.id
-                returning e.sequence)
-         select count(*) as count, max(sequence) as last from assigned`,
-      );
-      const count = Number(assigned[0]?.count ?? 0);
-      if (count === 0) return 0;
-      const last = assigned[0]!.last!;
-      await tx.execute('update event_positions set last_sequence = ? where id = 1', [last]);
-      await tx.execute('select pg_notify(?, ?)', [eventsChannel, String(last)]);
-      return count;
-    });
+    const [row] = await this.#orm.em
+      .fork()
+      .execute<{ assigned: string | number }[]>('select assigned from sequence_events(?, ?, ?)', [
+        sequencerLockKey,
+        batchSize,
+        eventsChannel,
+      ]);
+    return Number(row?.assigned ?? 0);
   }
 }

@@ -5,6 +5,7 @@ import { Migration20261203090051_job_types } from './Migration20261203090051_job
 import { Migration20261203090354_system } from './Migration20261203090354_system.ts';
 import { Migration20261203102209_worker } from './Migration20261203102209_worker.ts';
 import { Migration20261203140000_credential_notifications } from './Migration20261203140000_credential_notifications.ts';
+import { Migration20261203140500_event_sequencing } from './Migration20261203140500_event_sequencing.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
@@ -15,4 +16,5 @@ export const migrations = [
   { name: 'Migration20261203090354_system', class: Migration20261203090354_system },
   { name: 'Migration20261203102209_worker', class: Migration20261203102209_worker },
   { name: 'Migration20261203140000_credential_notifications', class: Migration20261203140000_credential_notifications },
+  { name: 'Migration20261203140500_event_sequencing', class: Migration20261203140500_event_sequencing },
 ];

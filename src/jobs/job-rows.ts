@@ -1,0 +1,249 @@
+import type { EntityManager } from '../platform/db/orm.ts';
+import type { JobStatusName } from './entities.ts';
+import { toSnapshot, type JobView } from './job-view.ts';
+
+/**
+ * A job row as the hot transitions (start and end of attempts) read and write it: plain
+ * SQL on plain objects, a whole batch per statement, without the ORM's unit of work,
+ * which cost more CPU per job than everything else on this path.
+ */
+export interface JobRow extends JobView {
+  queueJobId: string | null;
+  queueRetryCount: number | null;
+  workerId: string | null;
+  queuedAt: Date | null;
+}
+
+const selectColumns = `id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message, attempt,
+  max_attempts, input_file_ids, output_file_ids, result, error_message, error_code, created_at, started_at, finished_at,
+  updated_at, run_after, cancel_requested, cancel_reason, abandoned, version, queue_job_id, queue_retry_count, worker_id, queued_at`;
+
+interface StoredJobRow {
+  id: string;
+  owner_id: string;
+  type: string;
+  name: string;
+  params: Record<string, unknown>;
+  labels: Record<string, string>;
+  priority: number;
+  status: JobStatusName;
+  progress_percent: number;
+  progress_message: string;
+  attempt: number;
+  max_attempts: number;
+  input_file_ids: string[];
+  output_file_ids: string[];
+  result: Record<string, unknown> | null;
+  error_message: string | null;
+  error_code: string | null;
+  created_at: Date | string;
+  started_at: Date | string | null;
+  finished_at: Date | string | null;
+  updated_at: Date | string;
+  run_after: Date | string | null;
+  cancel_requested: boolean;
+  cancel_reason: string | null;
+  abandoned: boolean;
+  version: number;
+  queue_job_id: string | null;
+  queue_retry_count: number | null;
+  worker_id: string | null;
+  queued_at: Date | string | null;
+}
+
+/** The jobs among `ids` that exist, locked for update in id order (two batches sharing jobs cannot deadlock). */
+export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<JobRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await tx.execute<StoredJobRow[]>(
+    `select ${selectColumns} from jobs where id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) order by id for update`,
+    [JSON.stringify(ids)],
+  );
+  return rows.map(rowOf);
+}
+
+/** Bumps the row's version and update time (call after changing it); returns the job as its event shows it. */
+export function touchRow(row: JobRow): JobView {
+  row.version += 1;
+  row.updatedAt = new Date();
+  return viewOfRow(row);
+}
+
+/**
+ * Writes the changed rows and one `job.updated` event per change, in one statement, in
+ * the caller's transaction. `views` are the states the events carry, in order (a job
+ * changed twice in a batch has two); each row is written once, as it stands now.
+ */
+export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: JobView[]): Promise<void> {
+  if (rows.length === 0) return;
+  const latest = new Map(rows.map((row) => [row.id, row]));
+  const now = new Date();
+  await tx.execute(
+    `with changed as (
+       select * from jsonb_to_recordset(?::jsonb) as c(
+         id uuid, status text, attempt int, progress_percent int, progress_message varchar(500), output_file_ids jsonb,
+         result jsonb, error_message text, error_code varchar(64), started_at timestamptz, finished_at timestamptz,
+         updated_at timestamptz, queued_at timestamptz, abandoned boolean, queue_job_id uuid, queue_retry_count int,
+         worker_id varchar(128), version int)),
+     updated as (
+       update jobs j set status = c.status, attempt = c.attempt, progress_percent = c.progress_percent,
+              progress_message = c.progress_message, output_file_ids = c.output_file_ids, result = c.result,
+              error_message = c.error_message, error_code = c.error_code, started_at = c.started_at,
+              finished_at = c.finished_at, updated_at = c.updated_at, queued_at = c.queued_at, abandoned = c.abandoned,
+              queue_job_id = c.queue_job_id, queue_retry_count = c.queue_retry_count, worker_id = c.worker_id, version = c.version
+         from changed c where j.id = c.id)
+     insert into events (created_at, kind, subject_id, owner_id, payload)
+     select ?::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
+       from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
+      order by e.n`,
+    [
+      JSON.stringify([...latest.values()].map(storedChangeOf)),
+      now,
+      JSON.stringify(views.map((view, n) => ({ n, subject_id: view.id, owner_id: view.ownerId, payload: toSnapshot(view) }))),
+    ],
+  );
+}
+
+/** A job about to be created: its row, with what only the table keeps. */
+export interface NewJobRow extends JobRow {
+  searchText: string;
+  requestId: string | null;
+}
+
+/** Inserts new jobs and one `job.created` event each, in one statement, in the caller's transaction. */
+export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.execute(
+    `with created as (
+       insert into jobs (id, owner_id, type, name, params, labels, search_text, priority, status, progress_percent, progress_message,
+              attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
+              cancel_requested, abandoned, request_id, queue_job_id, version, log_count)
+       select id, owner_id, type, name, params, labels, search_text, priority, status, progress_percent, progress_message,
+              attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
+              cancel_requested, abandoned, request_id, queue_job_id, version, 0
+         from jsonb_to_recordset(?::jsonb) as j(id uuid, owner_id uuid, type varchar(64), name varchar(200), params jsonb, labels jsonb,
+              search_text text, priority int, status text, progress_percent int, progress_message varchar(500), attempt int,
+              max_attempts int, input_file_ids jsonb, output_file_ids jsonb, result jsonb, created_at timestamptz,
+              updated_at timestamptz, run_after timestamptz, queued_at timestamptz, cancel_requested boolean, abandoned boolean,
+              request_id varchar(128), queue_job_id uuid, version int))
+     insert into events (created_at, kind, subject_id, owner_id, payload)
+     select ?::timestamptz, 'job.created', e.subject_id, e.owner_id, e.payload
+       from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
+      order by e.n`,
+    [
+      JSON.stringify(
+        rows.map((row) => ({
+          ...storedChangeOf(row),
+          owner_id: row.ownerId,
+          type: row.type,
+          name: row.name,
+          params: row.params,
+          labels: row.labels,
+          search_text: row.searchText,
+          priority: row.priority,
+          max_attempts: row.maxAttempts,
+          input_file_ids: row.inputFileIds,
+          created_at: row.createdAt,
+          run_after: row.runAfter,
+          cancel_requested: row.cancelRequested,
+          request_id: row.requestId,
+        })),
+      ),
+      new Date(),
+      JSON.stringify(rows.map((row, n) => ({ n, subject_id: row.id, owner_id: row.ownerId, payload: toSnapshot(viewOfRow(row)) }))),
+    ],
+  );
+}
+
+function storedChangeOf(row: JobRow) {
+  return {
+    id: row.id,
+    status: row.status,
+    attempt: row.attempt,
+    progress_percent: row.progressPercent,
+    progress_message: row.progressMessage,
+    output_file_ids: row.outputFileIds,
+    result: row.result,
+    error_message: row.errorMessage,
+    error_code: row.errorCode,
+    started_at: row.startedAt,
+    finished_at: row.finishedAt,
+    updated_at: row.updatedAt,
+    queued_at: row.queuedAt,
+    abandoned: row.abandoned,
+    queue_job_id: row.queueJobId,
+    queue_retry_count: row.queueRetryCount,
+    worker_id: row.workerId,
+    version: row.version,
+  };
+}
+
+/** The row as a view (a copy: later changes to the row do not reach it). */
+export function viewOfRow(row: JobRow): JobView {
+  return {
+    id: row.id,
+    ownerId: row.ownerId,
+    type: row.type,
+    name: row.name,
+    params: row.params,
+    labels: row.labels,
+    priority: row.priority,
+    status: row.status,
+    progressPercent: row.progressPercent,
+    progressMessage: row.progressMessage,
+    attempt: row.attempt,
+    maxAttempts: row.maxAttempts,
+    inputFileIds: row.inputFileIds,
+    outputFileIds: row.outputFileIds,
+    result: row.result,
+    errorMessage: row.errorMessage,
+    errorCode: row.errorCode,
+    createdAt: row.createdAt,
+    startedAt: row.startedAt,
+    finishedAt: row.finishedAt,
+    updatedAt: row.updatedAt,
+    runAfter: row.runAfter,
+    cancelRequested: row.cancelRequested,
+    cancelReason: row.cancelReason,
+    abandoned: row.abandoned,
+    version: row.version,
+  };
+}
+
+function rowOf(stored: StoredJobRow): JobRow {
+  return {
+    id: stored.id,
+    ownerId: stored.owner_id,
+    type: stored.type,
+    name: stored.name,
+    params: stored.params,
+    labels: stored.labels,
+    priority: stored.priority,
+    status: stored.status,
+    progressPercent: stored.progress_percent,
+    progressMessage: stored.progress_message,
+    attempt: stored.attempt,
+    maxAttempts: stored.max_attempts,
+    inputFileIds: stored.input_file_ids,
+    outputFileIds: stored.output_file_ids,
+    result: stored.result ?? null,
+    errorMessage: stored.error_message ?? null,
+    errorCode: stored.error_code ?? null,
+    createdAt: new Date(stored.created_at),
+    startedAt: dateOrNull(stored.started_at),
+    finishedAt: dateOrNull(stored.finished_at),
+    updatedAt: new Date(stored.updated_at),
+    runAfter: dateOrNull(stored.run_after),
+    cancelRequested: stored.cancel_requested,
+    cancelReason: stored.cancel_reason ?? null,
+    abandoned: stored.abandoned,
+    version: stored.version,
+    queueJobId: stored.queue_job_id ?? null,
+    queueRetryCount: stored.queue_retry_count ?? null,
+    workerId: stored.worker_id ?? null,
+    queuedAt: dateOrNull(stored.queued_at),
+  };
+}
+
+function dateOrNull(value: Date | string | null): Date | null {
+  return value === null ? null : new Date(value);
+}
