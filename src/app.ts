@@ -33,7 +33,7 @@ import { EventHub } from './platform/events/event-hub.ts';
 import { pruneEvents } from './platform/events/event-retention.ts';
 import { EventSequencer } from './platform/events/event-sequencer.ts';
 import { PgNotifications } from './platform/events/pg-notifications.ts';
-import { createFilesRpc } from './files/files-rpc.ts';
+import { createFilesRpc, filesServiceOptions } from './files/files-rpc.ts';
 import { FileCatalogue } from './files/file-catalogue.ts';
 import { FileDownloads } from './files/file-downloads.ts';
 import { FileHousekeeping } from './files/file-housekeeping.ts';
@@ -371,7 +371,11 @@ export async function createApp({
         } satisfies ServiceImpl<typeof AdminService>);
         router.service(JobsServiceDesc, createJobsRpc(jobs, streams, catalog));
         router.service(QueueServiceDesc, createQueueRpc({ queues, feed: queueFeed, jobToProto }));
-        router.service(FilesServiceDesc, createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }));
+        router.service(
+          FilesServiceDesc,
+          createFilesRpc({ uploads: fileUploads, catalogue: fileCatalogue, downloads: fileDownloads }),
+          filesServiceOptions,
+        );
         router.service(SystemServiceDesc, createSystemRpc(system));
         router.service(
           WorkerServiceDesc,

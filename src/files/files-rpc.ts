@@ -1,4 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
+import type { UniversalHandlerOptions } from '@connectrpc/connect/protocol';
 import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { FilesService as FilesServiceDesc, UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
 import { invalidField } from '../platform/domain-errors.ts';
@@ -8,8 +9,23 @@ import type { FileCatalogue } from './file-catalogue.ts';
 import type { FileDownloads } from './file-downloads.ts';
 import type { FileUploads } from './file-uploads.ts';
 
-/** Bytes per Download message: large enough to be cheap, small enough for any client. */
-const downloadChunkBytes = 1024 * 1024;
+/**
+ * Bytes per Download message: large enough to be cheap, small enough for any client. Just
+ * under 1 MiB so that a message (the chunk with its 4-byte field header) fits the 1 MiB
+ * buffer protobuf-es's writer grows to: at exactly 1 MiB of chunk it would allocate and
+ * zero 2 MiB for every message, garbage that the collector then has to chase.
+ */
+export const downloadChunkBytes = 1024 * 1024 - 16;
+
+/**
+ * How FilesService answers: never compressed. Its bulk is file bytes, mostly compressed
+ * already (archives, images, models), and gzip of every Download message cost the server
+ * about 30 ms of CPU per MiB and the client as much again to undo, for nothing: a client
+ * that offers gzip (connect-node does by default) got a quarter of the download rate of one
+ * that did not. Its other answers are a few KiB of metadata. Compressed requests are still
+ * accepted.
+ */
+export const filesServiceOptions: Partial<UniversalHandlerOptions> = { compressMinBytes: Number.MAX_SAFE_INTEGER };
 
 function bigintNumber(value: bigint, field: string): number {
   if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) throw invalidField(field, 'is out of range');
@@ -26,22 +42,27 @@ async function* chunksOf(messages: AsyncIterator<UploadRequest>): AsyncGenerator
   }
 }
 
-/** Re-cuts a byte stream into messages of at most downloadChunkBytes, holding one at a time. */
+/**
+ * Re-cuts a byte stream into messages of downloadChunkBytes (the last one shorter), each
+ * byte copied once into a buffer of its own, one being filled at a time.
+ */
 async function* rechunk(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of source) {
-    pending.push(chunk);
-    size += chunk.byteLength;
-    while (size >= downloadChunkBytes) {
-      const joined = Buffer.concat(pending, size);
-      yield joined.subarray(0, downloadChunkBytes);
-      const rest = joined.subarray(downloadChunkBytes);
-      pending = rest.byteLength > 0 ? [rest] : [];
-      size = rest.byteLength;
+  let filling = Buffer.allocUnsafe(downloadChunkBytes);
+  let filled = 0;
+  for await (const piece of source) {
+    for (let offset = 0; offset < piece.byteLength; ) {
+      const take = Math.min(piece.byteLength - offset, downloadChunkBytes - filled);
+      piece.copy(filling, filled, offset, offset + take);
+      filled += take;
+      offset += take;
+      if (filled === downloadChunkBytes) {
+        yield filling;
+        filling = Buffer.allocUnsafe(downloadChunkBytes);
+        filled = 0;
+      }
     }
   }
-  if (size > 0) yield Buffer.concat(pending, size);
+  if (filled > 0) yield filling.subarray(0, filled);
 }
 
 export function createFilesRpc({

@@ -73,6 +73,36 @@ describe('GetDownloadUrl', () => {
 // =======================================================================================
 
 describe('Upload and Download streams', () => {
+  test('Download is sent uncompressed even to a client that offers gzip, in messages of just under 1 MiB', async () => {
+    const { client } = await server.createUser();
+    // Highly compressible bytes: had the server compressed anything, it would be these.
+    const bytes = Buffer.alloc(3 * mib, 'yardmaster ');
+    const file = await uploadStream(client, { name: 'plain.bin' }, bytes);
+    const id = Buffer.from(file.id);
+    const request = Buffer.concat([Buffer.from([0, 0, 0, 0, id.length + 2, 0x0a, id.length]), id]);
+    const reply = await fetch(`${server.url}/yardmaster.v1.FilesService/Download`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/connect+proto',
+        'connect-accept-encoding': 'gzip, br',
+        authorization: `Bearer ${client.tokens!.accessToken}`,
+      },
+      body: request,
+    });
+    expect(reply.status).toBe(200);
+    const body = Buffer.from(await reply.arrayBuffer());
+    const frames: { flags: number; size: number }[] = [];
+    for (let offset = 0; offset < body.length; offset += 5 + body.readUInt32BE(offset + 1))
+      frames.push({ flags: body[offset]!, size: body.readUInt32BE(offset + 1) });
+    const messages = frames.slice(0, -1);
+    expect(frames.at(-1)!.flags).toBe(2); // the end of the stream
+    expect(messages.map((frame) => frame.flags & 1)).toEqual(messages.map(() => 0));
+    expect(messages.length).toBe(4);
+    // The chunk with its 4-byte field header fits 1 MiB exactly (the first message also carries the file).
+    expect(messages.slice(1, 3).map((frame) => frame.size)).toEqual([mib - 12, mib - 12]);
+    expect((await download(client, file.id)).bytes.equals(bytes)).toBe(true);
+  });
+
   for (const protocol of ['connect', 'grpc'] as const) {
     test(`${protocol}: Upload computes the sha256 and sniffs the type; Download returns the bytes, or exactly a range`, async () => {
       const { user, client } = await server.createUser({ clientOptions: { protocol } });
