@@ -27,6 +27,7 @@ import {
   describeMachine,
   percentile,
   printSummary,
+  processCpuMs,
   startBenchPostgres,
   startNodeProcess,
   startServerProcess,
@@ -222,6 +223,8 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         `(all open after ${Math.round(openMs)} ms): ${(bytesPerStream / 1024).toFixed(1)} KiB per stream`,
     );
 
+    const serverCpuBefore = processCpuMs(server.pid);
+    const clientCpuBefore = process.cpuUsage();
     const started = performance.now();
     for (let index = 0; index < options.jobs; index++) {
       const due = started + index * options.intervalMs;
@@ -237,6 +240,15 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         `only ${watchers.recorded} of ${options.streams * options.jobs} SUCCEEDED deliveries arrived within ${deliveryTimeoutMs / 1000} s of the last submission`,
       );
     }
+    // CPU per delivered event (each job's three events reach every stream): far steadier than
+    // the latencies when other work shares the machine, and it says which side the time is on.
+    const deliveries = options.jobs * 3 * options.streams;
+    const serverCpuUs = ((processCpuMs(server.pid) - serverCpuBefore) * 1000) / deliveries;
+    const clientCpu = process.cpuUsage(clientCpuBefore);
+    const clientCpuUs = (clientCpu.user + clientCpu.system) / deliveries;
+    console.log(
+      `  CPU per event delivered to one stream: server ${serverCpuUs.toFixed(1)} µs, benchmark process (the ${options.connections} clients reading every stream) ${clientCpuUs.toFixed(1)} µs`,
+    );
     const delays = [...watchers.delays];
     const rssAfter = await server.retainedRssBytes();
     console.log(
@@ -260,7 +272,10 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         ours: percentile(delays, 99),
         baseline: percentile(notifyDelays, 99),
         baselineName: 'NOTIFY to a LISTEN client, p99',
-        notes: [`baseline: autocommit pg_notify sent to its arrival on a LISTEN connection, ${notifySamples} samples on the same database`],
+        notes: [
+          `baseline: autocommit pg_notify sent to its arrival on a LISTEN connection, ${notifySamples} samples on the same database`,
+          `CPU per event delivered to one stream: server ${serverCpuUs.toFixed(1)} µs, the benchmark's clients ${clientCpuUs.toFixed(1)} µs`,
+        ],
       },
       {
         name: 'memory per stream',
