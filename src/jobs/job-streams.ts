@@ -73,6 +73,8 @@ class WatchJobsStream implements JobWatcher {
   readonly buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
   /** The highest sequence sent, either way. */
   last: number;
+  /** When the last message was sent, either way: a heartbeat is due after a quiet interval. */
+  sentAt = Date.now();
   /** Set while the generator waits on `buffer`: Connect has written everything it was given. */
   waiting = false;
   readonly #match: JobMatch;
@@ -100,6 +102,7 @@ class WatchJobsStream implements JobWatcher {
       }
       if (direct.send(eventItem(event))) {
         this.last = event.sequence;
+        this.sentAt = Date.now();
         return;
       }
     }
@@ -163,6 +166,7 @@ export class JobStreams {
         stream.last = read;
       }
       // A safe resume point: everything up to the hub's position is delivered unless still buffered.
+      stream.sentAt = Date.now();
       yield { type: 'heartbeat', sequence: stream.buffer.size === 0 ? Math.max(stream.last, this.#hub.position) : stream.last };
       yield* this.#live(stream, signal);
     } finally {
@@ -262,17 +266,22 @@ export class JobStreams {
   /** Live events from the hub after the stream's last, with heartbeats when quiet. */
   async *#live(stream: WatchJobsStream, signal: AbortSignal): AsyncGenerator<WatchItem> {
     for (;;) {
+      const interval = this.#settings.get('jobs.stream_heartbeat_interval');
       stream.waiting = true;
-      const next = await stream.buffer.next(this.#settings.get('jobs.stream_heartbeat_interval'), signal).finally(() => {
+      const next = await stream.buffer.next(Math.max(1, interval - (Date.now() - stream.sentAt)), signal).finally(() => {
         stream.waiting = false;
       });
       if ('aborted' in next) return;
       if ('timeout' in next) {
+        // Events sent directly meanwhile count as traffic: a heartbeat only after a quiet interval.
+        if (Date.now() - stream.sentAt < interval) continue;
+        stream.sentAt = Date.now();
         yield { type: 'heartbeat', sequence: Math.max(stream.last, this.#hub.position) };
         continue;
       }
       if (next.item.sequence <= stream.last) continue;
       stream.last = next.item.sequence;
+      stream.sentAt = Date.now();
       yield eventItem(next.item);
     }
   }
