@@ -11,15 +11,28 @@
  * open, each read right after a full garbage collection, divided by their number. Baseline: the same for a bare node:http2 server that
  * holds the same number of open streams (bench/bare-stream-server.ts).
  *
- *   npx node bench/event-latency.ts [--streams 1000] [--connections 10] [--latency-jobs 60] [--interval-ms 500]
+ * The streams are read as raw gRPC frames (what the server sends, as curl would read it),
+ * or with `--reader client` by the typed client (connect-node), which adds its own
+ * decoding of every message of every stream to the figure.
+ *
+ *   npx node bench/event-latency.ts [--streams 1000] [--connections 10] [--latency-jobs 60] [--interval-ms 500] [--reader raw|client]
  */
 import http2 from 'node:http2';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { encodeEnvelope } from '@connectrpc/connect/protocol';
 import pg from 'pg';
-import { JobEventKind, JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
+import {
+  JobEventKind,
+  JobStatus,
+  WatchJobsRequestSchema,
+  WatchJobsResponseSchema,
+  type WatchJobsResponse,
+} from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient, type YardmasterClient } from '../clients/ts/src/node.ts';
 import {
   adminPassword,
@@ -27,6 +40,7 @@ import {
   describeMachine,
   percentile,
   printSummary,
+  processCpuMs,
   startBenchPostgres,
   startNodeProcess,
   startServerProcess,
@@ -45,9 +59,11 @@ export interface LatencyOptions {
   jobs: number;
   /** Pause between two job submissions. */
   intervalMs: number;
+  /** What reads the streams: raw gRPC frames (what the server sends) or the typed client (what an application gets). */
+  reader: StreamReader;
 }
 
-export const latencyDefaults: LatencyOptions = { streams: 1000, connections: 10, jobs: 60, intervalMs: 500 };
+export const latencyDefaults: LatencyOptions = { streams: 1000, connections: 10, jobs: 60, intervalMs: 500, reader: 'raw' };
 
 const notifySamples = 1000;
 const deliveryTimeoutMs = 60_000;
@@ -117,6 +133,10 @@ async function measureBareStreamMemory(options: LatencyOptions): Promise<number>
   }
 }
 
+/** Which client reads the streams: raw gRPC frames over node:http2, or the typed client. */
+export type StreamReader = 'raw' | 'client';
+const readerNames: Record<StreamReader, string> = { raw: 'as raw frames', client: 'by the typed client' };
+
 /**
  * Streams that time every SUCCEEDED event they receive. They open after the warm-up
  * jobs have finished and receive only live events, so every such event is a timed job's.
@@ -133,6 +153,9 @@ class Watchers {
   readonly delivered: Promise<void>;
   readonly #loops: Promise<void>[] = [];
   readonly #controller = new AbortController();
+  readonly #sessions: http2.ClientHttp2Session[] = [];
+  /** Each event's message, decoded by the first raw stream that receives it (every stream gets the same bytes). */
+  readonly #decoded = new Map<string, WatchJobsResponse>();
 
   constructor(streams: number, jobs: number) {
     this.#streams = streams;
@@ -146,22 +169,26 @@ class Watchers {
     return this.#recorded;
   }
 
-  open(client: YardmasterClient): void {
+  /** Handles one message of a stream that arrived at `arrivedAt`; returns whether the stream is now ready. */
+  #receive(message: WatchJobsResponse, arrivedAt: number, announced: boolean): boolean {
+    // The first message is a heartbeat: from then on, every matching event reaches this stream.
+    if (!announced && message.kind === JobEventKind.HEARTBEAT) {
+      if (++this.#ready === this.#streams) this.#allReady();
+      return true;
+    }
+    const job = message.job;
+    if (job?.status !== JobStatus.SUCCEEDED || !job.finishTime || this.#recorded === this.#expected) return announced;
+    this.delays[this.#recorded++] = arrivedAt - timestampMs(job.finishTime);
+    if (this.#recorded === this.#expected) this.#allDelivered();
+    return announced;
+  }
+
+  /** A stream read by the typed client (connect-node, gRPC): what an application gets. */
+  openTyped(client: YardmasterClient): void {
     const loop = async () => {
       let announced = false;
       const messages = client.jobs.watchJobs({ filter: { types: ['noop'] } }, { signal: this.#controller.signal });
-      for await (const message of messages) {
-        // The first message is a heartbeat: from then on, every matching event reaches this stream.
-        if (!announced && message.kind === JobEventKind.HEARTBEAT) {
-          announced = true;
-          if (++this.#ready === this.#streams) this.#allReady();
-          continue;
-        }
-        const job = message.job;
-        if (job?.status !== JobStatus.SUCCEEDED || !job.finishTime || this.#recorded === this.#expected) continue;
-        this.delays[this.#recorded++] = wallClockMs() - timestampMs(job.finishTime);
-        if (this.#recorded === this.#expected) this.#allDelivered();
-      }
+      for await (const message of messages) announced = this.#receive(message, wallClockMs(), announced);
     };
     this.#loops.push(
       loop().catch((error: unknown) => {
@@ -170,9 +197,72 @@ class Watchers {
     );
   }
 
+  /** An HTTP/2 connection for raw streams, with the typed client's receive windows. */
+  connect(url: string): http2.ClientHttp2Session {
+    const session = http2.connect(url, { settings: { initialWindowSize: 4 * 2 ** 20 } });
+    session.on('error', () => {});
+    session.on('connect', () => session.setLocalWindowSize(64 * 2 ** 20));
+    this.#sessions.push(session);
+    return session;
+  }
+
+  /**
+   * A stream read as raw gRPC frames, as a curl-like client would: the arrival time is
+   * that of the bytes, not of a client library's decoding. Each frame's sequence is read
+   * from its first bytes; the message of an event is decoded once, by the first stream
+   * that receives it.
+   */
+  openRaw(session: http2.ClientHttp2Session, apiKey: string): void {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/yardmaster.v1.JobsService/WatchJobs',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization: `Bearer ${apiKey}`,
+    });
+    stream.end(encodeEnvelope(0, toBinary(WatchJobsRequestSchema, create(WatchJobsRequestSchema, { filter: { types: ['noop'] } }))));
+    let pending: Buffer = Buffer.alloc(0);
+    let announced = false;
+    stream.on('data', (chunk: Buffer) => {
+      const arrivedAt = wallClockMs();
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      let offset = 0;
+      while (pending.length - offset >= 5) {
+        const length = pending.readUInt32BE(offset + 1);
+        if (pending.length - offset - 5 < length) break;
+        const bytes = pending.subarray(offset + 5, offset + 5 + length);
+        offset += 5 + length;
+        announced = this.#receive(this.#decode(bytes), arrivedAt, announced);
+      }
+      pending = pending.subarray(offset);
+    });
+    stream.on('error', () => {});
+    this.#loops.push(
+      new Promise((resolve) => {
+        stream.on('close', () => resolve());
+        this.#controller.signal.addEventListener('abort', () => stream.close(), { once: true });
+      }),
+    );
+  }
+
+  #decode(bytes: Uint8Array): WatchJobsResponse {
+    // An event: field 1 (sequence, varint), then field 2 (the job). A heartbeat has no job.
+    const reader = new BinaryReader(bytes);
+    if (reader.uint32() !== 0x08) return fromBinary(WatchJobsResponseSchema, bytes);
+    const sequence = String(reader.uint64());
+    if (reader.pos >= bytes.length || bytes[reader.pos] !== 0x12) return fromBinary(WatchJobsResponseSchema, bytes);
+    let message = this.#decoded.get(sequence);
+    if (!message) {
+      message = fromBinary(WatchJobsResponseSchema, bytes);
+      this.#decoded.set(sequence, message);
+    }
+    return message;
+  }
+
   async close(): Promise<void> {
     this.#controller.abort();
     await Promise.all(this.#loops);
+    for (const session of this.#sessions) session.destroy();
   }
 }
 
@@ -185,7 +275,7 @@ async function createJobAndWait(client: YardmasterClient): Promise<void> {
 
 export async function measureEventLatency(postgres: BenchPostgres, options: LatencyOptions): Promise<Figure[]> {
   console.log(
-    `event latency: ${options.streams} WatchJobs streams over ${options.connections} HTTP/2 connections (gRPC), ` +
+    `event latency: ${options.streams} WatchJobs streams over ${options.connections} HTTP/2 connections (gRPC, read ${readerNames[options.reader]}), ` +
       `${options.jobs} noop jobs submitted one every ${options.intervalMs} ms`,
   );
   const databaseUrl = await postgres.createDatabase('bench_latency');
@@ -208,10 +298,15 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
     const { secret } = await admin.auth.createApiKey({ name: 'bench-watchers' });
     const rssBefore = await server.retainedRssBytes();
 
-    for (let index = 0; index < options.connections; index++) {
-      clients.push(createYardmasterClient({ baseUrl: server.url, protocol: 'grpc', apiKey: secret }));
+    if (options.reader === 'client') {
+      for (let index = 0; index < options.connections; index++) {
+        clients.push(createYardmasterClient({ baseUrl: server.url, protocol: 'grpc', apiKey: secret }));
+      }
+      for (let index = 0; index < options.streams; index++) watchers.openTyped(clients[1 + (index % options.connections)]!);
+    } else {
+      const sessions = Array.from({ length: options.connections }, () => watchers.connect(server.url));
+      for (let index = 0; index < options.streams; index++) watchers.openRaw(sessions[index % options.connections]!, secret);
     }
-    for (let index = 0; index < options.streams; index++) watchers.open(clients[1 + (index % options.connections)]!);
     const openStarted = performance.now();
     await watchers.ready;
     const openMs = performance.now() - openStarted;
@@ -222,6 +317,8 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         `(all open after ${Math.round(openMs)} ms): ${(bytesPerStream / 1024).toFixed(1)} KiB per stream`,
     );
 
+    const serverCpuBefore = processCpuMs(server.pid);
+    const clientCpuBefore = process.cpuUsage();
     const started = performance.now();
     for (let index = 0; index < options.jobs; index++) {
       const due = started + index * options.intervalMs;
@@ -237,6 +334,15 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         `only ${watchers.recorded} of ${options.streams * options.jobs} SUCCEEDED deliveries arrived within ${deliveryTimeoutMs / 1000} s of the last submission`,
       );
     }
+    // CPU per delivered event (each job's three events reach every stream): far steadier than
+    // the latencies when other work shares the machine, and it says which side the time is on.
+    const deliveries = options.jobs * 3 * options.streams;
+    const serverCpuUs = ((processCpuMs(server.pid) - serverCpuBefore) * 1000) / deliveries;
+    const clientCpu = process.cpuUsage(clientCpuBefore);
+    const clientCpuUs = (clientCpu.user + clientCpu.system) / deliveries;
+    console.log(
+      `  CPU per event delivered to one stream: server ${serverCpuUs.toFixed(1)} µs, benchmark process (the ${options.connections} clients reading every stream) ${clientCpuUs.toFixed(1)} µs`,
+    );
     const delays = [...watchers.delays];
     const rssAfter = await server.retainedRssBytes();
     console.log(
@@ -244,7 +350,7 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         `over ${delays.length} deliveries; server RSS ${(rssAfter / 2 ** 20).toFixed(1)} MiB after them`,
     );
 
-    const setting = `${options.streams} streams on ${options.connections} HTTP/2 connections, ${options.jobs} jobs one every ${options.intervalMs} ms, every noop event sent to every stream`;
+    const setting = `${options.streams} streams on ${options.connections} HTTP/2 connections read ${readerNames[options.reader]}, ${options.jobs} jobs one every ${options.intervalMs} ms, every noop event sent to every stream`;
     return [
       {
         name: 'event latency p50',
@@ -260,7 +366,10 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
         ours: percentile(delays, 99),
         baseline: percentile(notifyDelays, 99),
         baselineName: 'NOTIFY to a LISTEN client, p99',
-        notes: [`baseline: autocommit pg_notify sent to its arrival on a LISTEN connection, ${notifySamples} samples on the same database`],
+        notes: [
+          `baseline: autocommit pg_notify sent to its arrival on a LISTEN connection, ${notifySamples} samples on the same database`,
+          `CPU per event delivered to one stream: server ${serverCpuUs.toFixed(1)} µs, the benchmark's clients ${clientCpuUs.toFixed(1)} µs`,
+        ],
       },
       {
         name: 'memory per stream',
@@ -286,7 +395,14 @@ export const latencyFlags = {
   connections: { type: 'string' },
   'latency-jobs': { type: 'string' },
   'interval-ms': { type: 'string' },
+  reader: { type: 'string' },
 } as const;
+
+function readerFlag(value: unknown): StreamReader {
+  if (value === undefined) return latencyDefaults.reader;
+  if (value === 'raw' || value === 'client') return value;
+  throw new Error(`--reader must be raw or client, not ${String(value)}`);
+}
 
 export function latencyOptionsFrom(values: Record<string, unknown>): LatencyOptions {
   return {
@@ -294,6 +410,7 @@ export function latencyOptionsFrom(values: Record<string, unknown>): LatencyOpti
     connections: positiveFlag(values, 'connections', latencyDefaults.connections),
     jobs: positiveFlag(values, 'latency-jobs', latencyDefaults.jobs),
     intervalMs: positiveFlag(values, 'interval-ms', latencyDefaults.intervalMs),
+    reader: readerFlag(values.reader),
   };
 }
 

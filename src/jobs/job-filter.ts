@@ -74,22 +74,33 @@ export function jobWhere(filter: JobFilter, caller: Caller, field = 'filter'): F
   return conditions.length > 0 ? { $and: conditions } : {};
 }
 
-/**
- * The filter as a test on a job's state, for streams. Returns a function; throws
- * InvalidArgument for a filter the caller may not use.
- */
-export function jobMatcher(filter: JobFilter, caller: Caller, field = 'filter'): (job: JobView) => boolean {
+/** The filter as a test on a job's state, for streams, with the owner and types it is limited to. */
+export interface JobMatch {
+  /** The only owner whose jobs can match; undefined for any (admins). */
+  ownerId: string | undefined;
+  /** The only types that can match; empty for any. */
+  types: readonly string[];
+  matches(job: JobView): boolean;
+}
+
+/** The filter as a test on a job's state, for streams. Throws InvalidArgument for a filter the caller may not use. */
+export function jobMatch(filter: JobFilter, caller: Caller, field = 'filter'): JobMatch {
   checkJobFilter(filter, field);
   const owner = visibleOwner(filter, caller, field);
   const words = searchWords(filter.search);
-  return (job) =>
-    (!owner || job.ownerId === owner) &&
-    (filter.statuses.length === 0 || filter.statuses.includes(job.status)) &&
-    (filter.types.length === 0 || filter.types.includes(job.type)) &&
-    Object.entries(filter.labels).every(([key, value]) => job.labels[key] === value) &&
-    (!filter.createdAfter || job.createdAt >= filter.createdAfter) &&
-    (!filter.createdBefore || job.createdAt < filter.createdBefore) &&
-    (words.length === 0 || containsAll(searchTextOf(job), words));
+  const labels = Object.entries(filter.labels);
+  return {
+    ownerId: owner,
+    types: [...new Set(filter.types)],
+    matches: (job) =>
+      (!owner || job.ownerId === owner) &&
+      (filter.statuses.length === 0 || filter.statuses.includes(job.status)) &&
+      (filter.types.length === 0 || filter.types.includes(job.type)) &&
+      labels.every(([key, value]) => job.labels[key] === value) &&
+      (!filter.createdAfter || job.createdAt >= filter.createdAfter) &&
+      (!filter.createdBefore || job.createdAt < filter.createdBefore) &&
+      (words.length === 0 || containsAll(searchTextOf(job), words)),
+  };
 }
 
 /** The search text of a job as an event carries it, made once per event however many streams test it. */

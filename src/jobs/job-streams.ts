@@ -12,47 +12,102 @@ import { StreamBuffer } from '../platform/events/stream-buffer.ts';
 import { requireId } from '../platform/ids.ts';
 import { Job } from './entities.ts';
 import type { JobEventKind } from './job-changes.ts';
-import { jobMatcher, type JobFilter } from './job-filter.ts';
+import { jobMatch, type JobFilter, type JobMatch } from './job-filter.ts';
 import { jobLogsChannel, readLogLines, type StoredLogLine } from './job-logs.ts';
-import { fromSnapshot, isFinal, jobView, type JobView } from './job-view.ts';
+import { isFinal, jobView, type JobView } from './job-view.ts';
+import { jobOf, JobWatchIndex, type JobWatcher } from './job-watch-index.ts';
 import { jobReasons } from './job-reasons.ts';
 
-export type WatchItem =
-  | { type: 'event'; sequence: number; kind: JobEventKind; job: JobView; at: Date }
-  | { type: 'heartbeat'; sequence: number };
+export type EventItem = { type: 'event'; sequence: number; kind: JobEventKind; job: JobView; at: Date };
+export type WatchItem = EventItem | { type: 'heartbeat'; sequence: number };
+
+/**
+ * A way to hand an event to a stream's client at once, without going through the
+ * stream's generator (see `DirectFrames` in the server): the transport encodes each
+ * event once and writes the same bytes to every stream that sees it.
+ */
+export interface DirectDelivery {
+  /** Bytes sent this way that the client has not taken yet. */
+  readonly backlogBytes: number;
+  /** Sends the event now; false when it must go through the stream's generator instead. */
+  send(item: EventItem): boolean;
+}
 
 /** Most events a stream may hold for a slow client before it is cut off. */
 const streamBufferLimit = 10_000;
+/** Most bytes sent directly that a slow client may leave in its socket before it is cut off. */
+const defaultDirectBacklogLimitBytes = 4 * 2 ** 20;
 const replayPageSize = 500;
 const logPageSize = 500;
+const allJobs: JobMatch = { ownerId: undefined, types: [], matches: () => true };
 
-function eventItem(event: SequencedEvent): WatchItem & { type: 'event' } {
-  return {
-    type: 'event',
-    sequence: event.sequence,
-    kind: event.kind.slice('job.'.length) as JobEventKind,
-    job: jobOf(event),
-    at: event.createdAt,
-  };
-}
+/** The stream item of an event, made once per event: every stream that sees it shares it (and its encodings). */
+const eventItems = new WeakMap<SequencedEvent, EventItem>();
 
-/**
- * The job an event carries, read once per event: the hub hands the same event to every
- * stream, and streams only read the view, never change it.
- */
-const eventJobs = new WeakMap<SequencedEvent, JobView>();
-
-function jobOf(event: SequencedEvent): JobView {
-  let job = eventJobs.get(event);
-  if (!job) {
-    job = fromSnapshot(event.payload);
-    eventJobs.set(event, job);
+function eventItem(event: SequencedEvent): EventItem {
+  let item = eventItems.get(event);
+  if (!item) {
+    item = {
+      type: 'event',
+      sequence: event.sequence,
+      kind: event.kind.slice('job.'.length) as JobEventKind,
+      job: jobOf(event),
+      at: event.createdAt,
+    };
+    eventItems.set(event, item);
   }
-  return job;
+  return item;
 }
 
 function isJobEvent(event: SequencedEvent): boolean {
   return event.kind.startsWith('job.');
+}
+
+/**
+ * The state of one WatchJobs stream: its filter, what it has sent, and its queue of live
+ * events. While its generator waits for the next event and nothing is queued, a live
+ * event goes straight to the client through `direct`; otherwise it is queued and the
+ * generator sends it, so the two ways never reorder events.
+ */
+class WatchJobsStream implements JobWatcher {
+  readonly buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
+  /** The highest sequence sent, either way. */
+  last: number;
+  /** When the last message was sent, either way: a heartbeat is due after a quiet interval. */
+  sentAt = Date.now();
+  /** Set while the generator waits on `buffer`: Connect has written everything it was given. */
+  waiting = false;
+  readonly #match: JobMatch;
+  readonly #direct: DirectDelivery | undefined;
+  readonly #directBacklogLimitBytes: number;
+
+  constructor(match: JobMatch, afterSequence: number, direct: DirectDelivery | undefined, directBacklogLimitBytes: number) {
+    this.#match = match;
+    this.last = afterSequence;
+    this.#direct = direct;
+    this.#directBacklogLimitBytes = directBacklogLimitBytes;
+  }
+
+  matches(job: JobView): boolean {
+    return this.#match.matches(job);
+  }
+
+  deliver(event: SequencedEvent): void {
+    const direct = this.#direct;
+    if (direct && this.waiting && this.buffer.size === 0) {
+      if (event.sequence <= this.last) return;
+      if (direct.backlogBytes > this.#directBacklogLimitBytes) {
+        this.buffer.cutOff();
+        return;
+      }
+      if (direct.send(eventItem(event))) {
+        this.last = event.sequence;
+        this.sentAt = Date.now();
+        return;
+      }
+    }
+    this.buffer.push(event);
+  }
 }
 
 /**
@@ -61,20 +116,29 @@ function isJobEvent(event: SequencedEvent): boolean {
  */
 export class JobStreams {
   readonly #hub: EventHub;
+  readonly #index: JobWatchIndex;
   readonly #notifications: PgNotifications;
   readonly #settings: SettingsReader<typeof jobsSettings>;
+  readonly #directBacklogLimitBytes: number;
 
-  constructor(deps: { hub: EventHub; notifications: PgNotifications; settings: SettingsReader<typeof jobsSettings> }) {
+  constructor(deps: {
+    hub: EventHub;
+    notifications: PgNotifications;
+    settings: SettingsReader<typeof jobsSettings>;
+    directBacklogLimitBytes?: number;
+  }) {
     this.#hub = deps.hub;
+    this.#index = new JobWatchIndex(deps.hub);
     this.#notifications = deps.notifications;
     this.#settings = deps.settings;
+    this.#directBacklogLimitBytes = deps.directBacklogLimitBytes ?? defaultDirectBacklogLimitBytes;
   }
 
   /**
    * Every job event the caller may see and the filter lets through, in sequence order:
    * first those after `afterSequence` from the log, then live ones. Subscribing before
    * reading the log, and skipping live events at or below the last replayed one, leaves
-   * no gap and no repeat between the two.
+   * no gap and no repeat between the two. Live events go through `direct` when given.
    */
   async *watchJobs(
     em: EntityManager,
@@ -82,29 +146,29 @@ export class JobStreams {
     filter: JobFilter,
     afterSequence: number,
     signal: AbortSignal,
+    direct?: DirectDelivery,
   ): AsyncGenerator<WatchItem> {
-    const matches = jobMatcher(filter, caller);
-    const visible = (event: SequencedEvent) => isJobEvent(event) && matches(jobOf(event));
-    const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
-    const unsubscribe = this.#hub.subscribe((event) => {
-      if (visible(event)) buffer.push(event);
-    });
+    const match = jobMatch(filter, caller);
+    const stream = new WatchJobsStream(match, afterSequence, direct, this.#directBacklogLimitBytes);
+    const unsubscribe = this.#index.watchJobs(stream, match.ownerId, match.types);
     try {
-      let last = afterSequence;
       if (afterSequence > 0) {
         await this.#checkResumePoint(em, afterSequence);
+        let read = afterSequence;
         for (;;) {
-          const page = await readEvents(em, last, replayPageSize, visibleTo(caller).owner);
+          const page = await readEvents(em, read, replayPageSize, visibleTo(caller).owner);
           for (const event of page) {
-            last = event.sequence;
-            if (visible(event)) yield eventItem(event);
+            read = event.sequence;
+            if (isJobEvent(event) && match.matches(jobOf(event))) yield eventItem(event);
           }
           if (page.length < replayPageSize || signal.aborted) break;
         }
+        stream.last = read;
       }
       // A safe resume point: everything up to the hub's position is delivered unless still buffered.
-      yield { type: 'heartbeat', sequence: buffer.size === 0 ? Math.max(last, this.#hub.position) : last };
-      yield* this.#live(buffer, last, signal);
+      stream.sentAt = Date.now();
+      yield { type: 'heartbeat', sequence: stream.buffer.size === 0 ? Math.max(stream.last, this.#hub.position) : stream.last };
+      yield* this.#live(stream, signal);
     } finally {
       unsubscribe();
     }
@@ -113,9 +177,9 @@ export class JobStreams {
   /** One job: its current state, then each change, ending after a final state. */
   async *watchJob(em: EntityManager, caller: Caller, id: string, signal: AbortSignal): AsyncGenerator<WatchItem> {
     requireId(id, 'id');
-    const buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
-    const unsubscribe = this.#hub.subscribe((event) => {
-      if (event.subjectId === id && isJobEvent(event)) buffer.push(event);
+    const stream = new WatchJobsStream(allJobs, 0, undefined, this.#directBacklogLimitBytes);
+    const unsubscribe = this.#index.watchSubject(id, (event) => {
+      if (isJobEvent(event)) stream.buffer.push(event);
     });
     try {
       const job = await em.findOne(Job, { id, ...visibleTo(caller) });
@@ -128,7 +192,7 @@ export class JobStreams {
       yield { type: 'event', sequence: Number(latest?.sequence ?? 0), kind: 'updated', job: current, at: current.updatedAt };
       if (isFinal(current.status)) return;
       let seenVersion = current.version;
-      for await (const item of this.#live(buffer, 0, signal)) {
+      for await (const item of this.#live(stream, signal)) {
         if (item.type === 'heartbeat') {
           yield item;
           continue;
@@ -162,9 +226,7 @@ export class JobStreams {
     const unsubscribeLogs = await this.#notifications.subscribe(jobLogsChannel, (jobId) => {
       if (jobId === id) changed.set();
     });
-    const unsubscribeEvents = this.#hub.subscribe((event) => {
-      if (event.subjectId === id) changed.set();
-    });
+    const unsubscribeEvents = this.#index.watchSubject(id, () => changed.set());
     try {
       let cursor = Math.max(0, afterSequence);
       let finished = false;
@@ -201,18 +263,25 @@ export class JobStreams {
     }
   }
 
-  /** Live events from the hub after `after`, with heartbeats when quiet. */
-  async *#live(buffer: StreamBuffer<SequencedEvent>, after: number, signal: AbortSignal): AsyncGenerator<WatchItem> {
-    let last = after;
+  /** Live events from the hub after the stream's last, with heartbeats when quiet. */
+  async *#live(stream: WatchJobsStream, signal: AbortSignal): AsyncGenerator<WatchItem> {
     for (;;) {
-      const next = await buffer.next(this.#settings.get('jobs.stream_heartbeat_interval'), signal);
+      const interval = this.#settings.get('jobs.stream_heartbeat_interval');
+      stream.waiting = true;
+      const next = await stream.buffer.next(Math.max(1, interval - (Date.now() - stream.sentAt)), signal).finally(() => {
+        stream.waiting = false;
+      });
       if ('aborted' in next) return;
       if ('timeout' in next) {
-        yield { type: 'heartbeat', sequence: Math.max(last, this.#hub.position) };
+        // Events sent directly meanwhile count as traffic: a heartbeat only after a quiet interval.
+        if (Date.now() - stream.sentAt < interval) continue;
+        stream.sentAt = Date.now();
+        yield { type: 'heartbeat', sequence: Math.max(stream.last, this.#hub.position) };
         continue;
       }
-      if (next.item.sequence <= last) continue;
-      last = next.item.sequence;
+      if (next.item.sequence <= stream.last) continue;
+      stream.last = next.item.sequence;
+      stream.sentAt = Date.now();
       yield eventItem(next.item);
     }
   }

@@ -1,11 +1,19 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { requestTime } from '../platform/timestamps.ts';
-import type { JsonObject } from '@bufbuild/protobuf';
-import { JobEventKind, type JobsService as JobsServiceDesc, type CreateJobRequest } from '../../gen/yardmaster/v1/jobs_pb.ts';
-import { callerOf, entityManagerOf } from '../server/context.ts';
+import { create, toBinary, toJsonString, type JsonObject } from '@bufbuild/protobuf';
+import type { HandlerContext } from '@connectrpc/connect';
+import { encodeEnvelope } from '@connectrpc/connect/protocol';
+import {
+  JobEventKind,
+  WatchJobsResponseSchema,
+  type JobsService as JobsServiceDesc,
+  type CreateJobRequest,
+} from '../../gen/yardmaster/v1/jobs_pb.ts';
+import { callerOf, directFramesKey, entityManagerOf } from '../server/context.ts';
+import type { MessageFormat } from '../server/direct-frames.ts';
 import { countsByStatusToProto, eventKindToProto, jobFilterFromProto, jobToProto, logLineToProto } from './job-messages.ts';
-import type { JobStreams, WatchItem } from './job-streams.ts';
+import type { DirectDelivery, EventItem, JobStreams, WatchItem } from './job-streams.ts';
 import type { CreateJobInput, JobsService } from './jobs-service.ts';
 import type { JobTypeCatalog } from './job-type-catalog.ts';
 import { jobTypeToProto } from './job-types-rpc.ts';
@@ -34,7 +42,51 @@ function watchMessage(item: WatchItem) {
   };
 }
 
+/**
+ * Each event's WatchJobs message, encoded and enveloped once per format however many
+ * streams send it: the same bytes Connect would produce for it, for every protocol.
+ */
+function watchJobsFrames() {
+  const textEncoder = new TextEncoder();
+  const encoded = new WeakMap<EventItem, Partial<Record<MessageFormat, Uint8Array>>>();
+  return (item: EventItem, format: MessageFormat): Uint8Array => {
+    let frames = encoded.get(item);
+    if (!frames) {
+      frames = {};
+      encoded.set(item, frames);
+    }
+    let frame = frames[format];
+    if (!frame) {
+      const message = create(WatchJobsResponseSchema, watchMessage(item));
+      const bytes =
+        format === 'binary'
+          ? toBinary(WatchJobsResponseSchema, message)
+          : textEncoder.encode(toJsonString(WatchJobsResponseSchema, message));
+      frame = encodeEnvelope(0, bytes);
+      frames[format] = frame;
+    }
+    return frame;
+  };
+}
+
+/** Live WatchJobs events written around Connect's pipeline, on the transports that allow it. */
+function directWatchJobs(ctx: HandlerContext, frameOf: ReturnType<typeof watchJobsFrames>): DirectDelivery | undefined {
+  const frames = ctx.values.get(directFramesKey);
+  if (!frames) return undefined;
+  return {
+    get backlogBytes() {
+      return frames.backlogBytes;
+    },
+    send(item) {
+      if (!frames.writable) return false;
+      frames.write(frameOf(item, frames.format));
+      return true;
+    },
+  };
+}
+
 export function createJobsRpc(jobs: JobsService, streams: JobStreams, catalog: JobTypeCatalog): ServiceImpl<typeof JobsServiceDesc> {
+  const watchJobsFrameOf = watchJobsFrames();
   return {
     async listJobTypes() {
       return { jobTypes: catalog.all().map(jobTypeToProto) };
@@ -122,7 +174,15 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams, catalog: J
 
     async *watchJobs(req, ctx) {
       const filter = jobFilterFromProto(req.filter);
-      for await (const item of streams.watchJobs(entityManagerOf(ctx), callerOf(ctx), filter, Number(req.afterSequence), ctx.signal)) {
+      const direct = directWatchJobs(ctx, watchJobsFrameOf);
+      for await (const item of streams.watchJobs(
+        entityManagerOf(ctx),
+        callerOf(ctx),
+        filter,
+        Number(req.afterSequence),
+        ctx.signal,
+        direct,
+      )) {
         yield watchMessage(item);
       }
     },

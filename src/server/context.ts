@@ -2,6 +2,7 @@ import { createContextKey, type ContextValues, type HandlerContext } from '@conn
 import type { Caller, ClientInfo } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import type { Logger } from '../platform/logger.ts';
+import type { DirectFrames } from './direct-frames.ts';
 
 /**
  * Per-call values that the plumbing establishes and handlers read. Handlers pass what
@@ -19,6 +20,9 @@ export function forkOnFirstUse(fork: () => EntityManager): () => EntityManager {
   let em: EntityManager | undefined;
   return () => (em ??= fork());
 }
+
+/** Set on server-streaming calls: their response, for frames written around Connect's pipeline. */
+export const directFramesKey = createContextKey<DirectFrames | undefined>(undefined, { description: 'direct frames' });
 /**
  * What a call did that neither its request nor its caller says, for its audit record.
  * Handlers add to it with `recordCall`; the audit interceptor reads it when the call ends.

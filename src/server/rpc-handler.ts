@@ -20,6 +20,8 @@ import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { createTrailerSerialization, trailerFlag } from '@connectrpc/connect/protocol-grpc-web';
 import type { Logger } from '../platform/logger.ts';
 import type { HttpHandler } from './http-handler.ts';
+import { directFramesKey } from './context.ts';
+import { DirectFrames } from './direct-frames.ts';
 
 /**
  * What one call has shown of its request's decoding: its handler context (to read the
@@ -77,6 +79,7 @@ export function createRpcHandler(options: ConnectNodeAdapterOptions & { logger: 
     }
     const values = contextValues?.(req) ?? createContextValues();
     values.set(requestDecodingKey, { context: undefined, reachedInterceptors: false });
+    if (handler.method.methodKind === 'server_streaming') values.set(directFramesKey, new DirectFrames(res, req.headers['content-type']));
     handler(universalRequestFromNodeRequest(req, res, undefined, values))
       .then((response) => universalResponseToNodeResponse(response, res))
       .catch((error: unknown) => {

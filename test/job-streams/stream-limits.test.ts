@@ -93,68 +93,81 @@ describe('streams per account', () => {
 });
 
 describe('slow clients', () => {
-  test('a WatchJobs client that stops reading is cut off with ResourceExhausted STREAM_OVERFLOW, and resumes from its last sequence', async () => {
-    const { user, client } = await server.createUser();
-    const job = await createNoop(client);
-    await waitFinished([job.id]);
-    const start = await flushedPosition();
+  // Live events are written to the response as they come while the stream waits (over
+  // HTTP/1.1 into the socket, over HTTP/2 into the stream's flow-controlled queue): both
+  // must bound what a client that does not read leaves behind.
+  test.each([
+    { name: 'Connect JSON over HTTP/1.1', options: {} },
+    { name: 'gRPC over HTTP/2', options: { protocol: 'grpc' } },
+  ] as const)(
+    '$name: a WatchJobs client that stops reading is cut off with ResourceExhausted STREAM_OVERFLOW, and resumes from its last sequence',
+    async ({ options }) => {
+      const { user, password } = await server.createUser();
+      const client = server.client(options);
+      await client.login(user.username, password);
+      const job = await createNoop(client);
+      await waitFinished([job.id]);
+      const start = await flushedPosition();
 
-    // A stream read by hand: one message, then no reading at all for a while.
-    const abort = new AbortController();
-    const iterator = client.jobs.watchJobs({}, { signal: abort.signal })[Symbol.asyncIterator]();
-    try {
-      const first = await iterator.next();
-      expect(first.value?.kind).toBe(JobEventKind.HEARTBEAT);
-      // A cheap stream that reads, whose heartbeats tell when this instance has handed the
-      // whole burst to every subscribed stream (its filter matches none of the burst).
-      const witness = watchJobs(client, { filter: { types: ['chatty'] } });
-      await witness.waitFor((items) => items.length >= 1, 'the first heartbeat');
+      // A stream read by hand: one message, then no reading at all for a while.
+      const abort = new AbortController();
+      const iterator = client.jobs.watchJobs({}, { signal: abort.signal })[Symbol.asyncIterator]();
+      try {
+        const first = await iterator.next();
+        expect(first.value?.kind).toBe(JobEventKind.HEARTBEAT);
+        // A cheap stream that reads, whose heartbeats tell when this instance has handed the
+        // whole burst to every subscribed stream (its filter matches none of the burst).
+        const witness = watchJobs(client, { filter: { types: ['chatty'] } });
+        await witness.waitFor((items) => items.length >= 1, 'the first heartbeat');
 
-      // A burst of the user's events far larger than the per-stream bound (10,000) plus what
-      // the sockets hold (about 11,000 such messages here). Through the API this would take minutes, so the rows are written the
-      // way the writing transactions write them (unsequenced) and the sequencer numbers them.
-      const burst = 40_000;
-      await server.query(
-        `insert into events (created_at, kind, subject_id, owner_id, payload)
+        // A burst of the user's events far larger than the per-stream bounds (10,000 queued
+        // events; 4 MiB written and not taken) plus what the sockets hold (about 11,000 such
+        // messages here). Through the API this would take minutes, so the rows are written the
+        // way the writing transactions write them (unsequenced) and the sequencer numbers them.
+        const burst = 40_000;
+        await server.query(
+          `insert into events (created_at, kind, subject_id, owner_id, payload)
          select now(), 'job.updated', subject_id, owner_id, payload from events, generate_series(1, $2)
           where sequence = (select max(sequence) from events where subject_id = $1)`,
-        [job.id, burst],
-      );
-      const position = await flushedPosition();
-      expect(position - start).toBe(BigInt(burst));
-      await caughtUp(witness, position, 20_000);
+          [job.id, burst],
+        );
+        const position = await flushedPosition();
+        expect(position - start).toBe(BigInt(burst));
+        await caughtUp(witness, position, 20_000);
 
-      // Reading again: what the sockets held arrives, then the stream ends with the overflow.
-      let received = 1;
-      let lastSequence = first.value!.sequence;
-      let failure: ConnectError | undefined;
-      try {
-        for (;;) {
-          const next = await iterator.next();
-          if (next.done) break;
-          received++;
-          if (next.value.kind !== JobEventKind.HEARTBEAT) lastSequence = next.value.sequence;
+        // Reading again: what the sockets held arrives, then the stream ends with the overflow.
+        let received = 1;
+        let lastSequence = first.value!.sequence;
+        let failure: ConnectError | undefined;
+        try {
+          for (;;) {
+            const next = await iterator.next();
+            if (next.done) break;
+            received++;
+            if (next.value.kind !== JobEventKind.HEARTBEAT) lastSequence = next.value.sequence;
+          }
+        } catch (error) {
+          failure = ConnectError.from(error);
         }
-      } catch (error) {
-        failure = ConnectError.from(error);
-      }
-      expect(failure, 'the slow stream should have been cut off').toBeDefined();
-      expect(Code[failure!.code], failure!.rawMessage).toBe(Code[Code.ResourceExhausted]);
-      expect(reasonOf(failure!)).toBe('STREAM_OVERFLOW');
-      expect(received, 'messages received before the cut (the rest of the burst was dropped, not queued)').toBeLessThan(burst);
+        expect(failure, 'the slow stream should have been cut off').toBeDefined();
+        expect(Code[failure!.code], failure!.rawMessage).toBe(Code[Code.ResourceExhausted]);
+        expect(reasonOf(failure!)).toBe('STREAM_OVERFLOW');
+        expect(received, 'messages received before the cut (the rest of the burst was dropped, not queued)').toBeLessThan(burst);
 
-      // The client resumes from the last sequence it received and gets the rest, once each.
-      const resumed = watchJobs(client, { afterSequence: lastSequence });
-      await caughtUp(resumed, position, 30_000);
-      const rest = eventsOf(resumed.items);
-      expect(rest.length).toBe(Number(position - lastSequence));
-      expect(rest[0]!.sequence).toBe(lastSequence + 1n);
-      expect(rest.at(-1)!.sequence).toBe(position);
-      expectOrdered(resumed.items);
-      expect(rest.every((message) => message.job?.id === job.id && message.job.ownerId === user.id)).toBe(true);
-    } finally {
-      abort.abort();
-      await iterator.return?.().catch(() => undefined);
-    }
-  }, 60_000);
+        // The client resumes from the last sequence it received and gets the rest, once each.
+        const resumed = watchJobs(client, { afterSequence: lastSequence });
+        await caughtUp(resumed, position, 30_000);
+        const rest = eventsOf(resumed.items);
+        expect(rest.length).toBe(Number(position - lastSequence));
+        expect(rest[0]!.sequence).toBe(lastSequence + 1n);
+        expect(rest.at(-1)!.sequence).toBe(position);
+        expectOrdered(resumed.items);
+        expect(rest.every((message) => message.job?.id === job.id && message.job.ownerId === user.id)).toBe(true);
+      } finally {
+        abort.abort();
+        await iterator.return?.().catch(() => undefined);
+      }
+    },
+    60_000,
+  );
 });

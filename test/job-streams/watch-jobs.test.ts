@@ -31,6 +31,7 @@ import {
   caughtUp,
   eventRows,
   useStreamsServer,
+  heartbeatMs,
 } from './support.ts';
 
 useStreamsServer();
@@ -258,6 +259,52 @@ describe('WatchJobs live', () => {
     expectOrdered(stream.items);
     await stream.cancel();
   });
+
+  // Live events are encoded once per format and written to every stream as the same bytes,
+  // around Connect's pipeline: each protocol and format must read them exactly as Connect
+  // would have written them, between messages Connect writes itself (heartbeats).
+  const transports = [
+    { name: 'Connect JSON over HTTP/1.1', options: {} },
+    { name: 'Connect binary over HTTP/1.1', options: { binary: true } },
+    { name: 'Connect JSON over HTTP/2', options: { httpVersion: '2' } },
+    { name: 'gRPC', options: { protocol: 'grpc' } },
+    { name: 'gRPC-Web binary over HTTP/1.1', options: { protocol: 'grpc-web' } },
+    { name: 'gRPC-Web JSON over HTTP/2', options: { protocol: 'grpc-web', binary: false, httpVersion: '2' } },
+  ] as const;
+  test.each(transports)(
+    '$name: every stream gets each event once, in order, the job as GetJob shows it, between heartbeats',
+    async ({ options }) => {
+      const { user, password } = await server.createUser();
+      const client = server.client(options);
+      await client.login(user.username, password);
+      const streams = [watchJobs(client), watchJobs(client), watchJobs(client, { filter: { statuses: [JobStatus.SUCCEEDED] } })];
+      const adminStream = watchJobs(admin, { filter: { ownerId: user.id } });
+      for (const stream of [...streams, adminStream]) await stream.waitFor((items) => items.length >= 1, 'the first heartbeat');
+      const jobs = [await createNoop(client, { labels: { round: '1' } }), await createNoop(client, { labels: { round: '2' } })];
+      await waitFinished(jobs.map((job) => job.id));
+      // Long enough for a heartbeat (every 200 ms here) between the two rounds of events.
+      await sleep(3 * heartbeatMs);
+      jobs.push(await createNoop(client, { name: 'third' }));
+      await waitFinished([jobs[2]!.id]);
+      const rows = await eventRows('subject_id = any($1)', [jobs.map((job) => job.id)]);
+      const position = await flushedPosition();
+      for (const stream of [...streams, adminStream]) await caughtUp(stream, position);
+      for (const stream of [streams[0]!, streams[1]!, adminStream]) {
+        expect(eventsOf(stream.items).map(summary)).toEqual(rows.map(rowSummary));
+        expectOrdered(stream.items);
+        expect(stream.items.filter(isHeartbeat).length).toBeGreaterThanOrEqual(2);
+      }
+      expect(eventsOf(streams[2]!.items).map(summary)).toEqual(rows.filter((row) => row.payload.status === 'succeeded').map(rowSummary));
+      // The last event of each job carries the job as it is now, field for field.
+      for (const job of jobs) {
+        const { job: current } = await client.jobs.getJob({ id: job.id });
+        const last = eventsOf(streams[0]!.items).findLast((message) => message.job?.id === job.id)!;
+        expect(last.job).toEqual(current);
+        expect(last.eventTime).toBeDefined();
+        expect(eventsOf(streams[1]!.items).findLast((message) => message.job?.id === job.id)).toEqual(last);
+      }
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------

@@ -27,11 +27,17 @@ export class StreamBuffer<T> {
   push(item: T): void {
     if (this.#overflowed) return;
     if (this.#items.length >= this.#limit) {
-      this.#overflowed = true;
-      this.#items = [];
-    } else {
-      this.#items.push(item);
+      this.cutOff();
+      return;
     }
+    this.#items.push(item);
+    this.#arrived.set();
+  }
+
+  /** Ends the stream as too slow at its next read, whatever it holds (also a backlog held elsewhere, in its socket). */
+  cutOff(): void {
+    this.#overflowed = true;
+    this.#items = [];
     this.#arrived.set();
   }
 

@@ -1,0 +1,57 @@
+import type { HttpResponse } from './http-handler.ts';
+
+/** The message encoding a call's client asked for: protobuf binary or JSON. */
+export type MessageFormat = 'binary' | 'json';
+
+/**
+ * A server stream's way around Connect's per-message pipeline: already enveloped
+ * messages written straight to the call's HTTP response.
+ *
+ * Connect runs each message of a stream through a chain of async generators (the
+ * handler's, every interceptor's, serialization, envelope, compression, the write with
+ * its drain) at tens of microseconds each; a stream that hands the same event to a
+ * thousand clients pays that a thousand times. Every protocol served here (gRPC,
+ * gRPC-Web, Connect streaming) frames a message the same way (a flag byte, a 32-bit
+ * length, the message; an uncompressed frame is valid whatever compression was
+ * negotiated), so a frame encoded once can go to every stream in the same format.
+ *
+ * A frame may only be written while the stream's generator waits for its next message:
+ * Connect pulls that message only after it has written the previous one, so a direct
+ * write then lands after everything Connect sent, and anything Connect sends next (a
+ * heartbeat, the trailers) lands after it. The stream's own code knows when that is; this
+ * object knows whether the response can take a frame at all.
+ */
+export class DirectFrames {
+  readonly format: MessageFormat;
+  readonly #res: HttpResponse;
+  #directUntil = Number.POSITIVE_INFINITY;
+
+  constructor(res: HttpResponse, contentType: string | undefined) {
+    this.#res = res;
+    this.format = contentType?.includes('json') ? 'json' : 'binary';
+  }
+
+  /**
+   * An interceptor that must see the messages after `time` (ms since the epoch) says so
+   * here: from then on, messages go through Connect's pipeline again (and through it),
+   * until the interceptor moves the time on.
+   */
+  passMessagesFrom(time: number): void {
+    this.#directUntil = time;
+  }
+
+  /** Whether a frame may be written now: headers sent, response open, no interceptor waiting for a message. */
+  get writable(): boolean {
+    const res = this.#res;
+    return res.headersSent && !res.writableEnded && !res.destroyed && Date.now() < this.#directUntil;
+  }
+
+  /** Bytes written to the response that the client has not taken yet. */
+  get backlogBytes(): number {
+    return this.#res.writableLength;
+  }
+
+  write(frame: Uint8Array): void {
+    this.#res.write(frame);
+  }
+}
