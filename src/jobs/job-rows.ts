@@ -1,6 +1,5 @@
 import type { EntityManager } from '../platform/db/orm.ts';
-import type { JobStatusName } from './entities.ts';
-import { toSnapshot, type JobView } from './job-view.ts';
+import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
 
 /**
  * A job row as the hot transitions (start and end of attempts) read and write it: plain
@@ -14,37 +13,9 @@ export interface JobRow extends JobView {
   queuedAt: Date | null;
 }
 
-const selectColumns = `id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message, attempt,
-  max_attempts, input_file_ids, output_file_ids, result, error_message, error_code, created_at, started_at, finished_at,
-  updated_at, run_after, cancel_requested, cancel_reason, abandoned, version, queue_job_id, queue_retry_count, worker_id, queued_at`;
+const selectColumns = `${jobViewColumns}, queue_job_id, queue_retry_count, worker_id, queued_at`;
 
-interface StoredJobRow {
-  id: string;
-  owner_id: string;
-  type: string;
-  name: string;
-  params: Record<string, unknown>;
-  labels: Record<string, string>;
-  priority: number;
-  status: JobStatusName;
-  progress_percent: number;
-  progress_message: string;
-  attempt: number;
-  max_attempts: number;
-  input_file_ids: string[];
-  output_file_ids: string[];
-  result: Record<string, unknown> | null;
-  error_message: string | null;
-  error_code: string | null;
-  created_at: Date | string;
-  started_at: Date | string | null;
-  finished_at: Date | string | null;
-  updated_at: Date | string;
-  run_after: Date | string | null;
-  cancel_requested: boolean;
-  cancel_reason: string | null;
-  abandoned: boolean;
-  version: number;
+interface StoredJobRow extends StoredJob {
   queue_job_id: string | null;
   queue_retry_count: number | null;
   worker_id: string | null;
@@ -179,64 +150,13 @@ function storedChangeOf(row: JobRow) {
 
 /** The row as a view (a copy: later changes to the row do not reach it). */
 export function viewOfRow(row: JobRow): JobView {
-  return {
-    id: row.id,
-    ownerId: row.ownerId,
-    type: row.type,
-    name: row.name,
-    params: row.params,
-    labels: row.labels,
-    priority: row.priority,
-    status: row.status,
-    progressPercent: row.progressPercent,
-    progressMessage: row.progressMessage,
-    attempt: row.attempt,
-    maxAttempts: row.maxAttempts,
-    inputFileIds: row.inputFileIds,
-    outputFileIds: row.outputFileIds,
-    result: row.result,
-    errorMessage: row.errorMessage,
-    errorCode: row.errorCode,
-    createdAt: row.createdAt,
-    startedAt: row.startedAt,
-    finishedAt: row.finishedAt,
-    updatedAt: row.updatedAt,
-    runAfter: row.runAfter,
-    cancelRequested: row.cancelRequested,
-    cancelReason: row.cancelReason,
-    abandoned: row.abandoned,
-    version: row.version,
-  };
+  const { queueJobId, queueRetryCount, workerId, queuedAt, ...view } = row;
+  return view;
 }
 
 function rowOf(stored: StoredJobRow): JobRow {
   return {
-    id: stored.id,
-    ownerId: stored.owner_id,
-    type: stored.type,
-    name: stored.name,
-    params: stored.params,
-    labels: stored.labels,
-    priority: stored.priority,
-    status: stored.status,
-    progressPercent: stored.progress_percent,
-    progressMessage: stored.progress_message,
-    attempt: stored.attempt,
-    maxAttempts: stored.max_attempts,
-    inputFileIds: stored.input_file_ids,
-    outputFileIds: stored.output_file_ids,
-    result: stored.result ?? null,
-    errorMessage: stored.error_message ?? null,
-    errorCode: stored.error_code ?? null,
-    createdAt: new Date(stored.created_at),
-    startedAt: dateOrNull(stored.started_at),
-    finishedAt: dateOrNull(stored.finished_at),
-    updatedAt: new Date(stored.updated_at),
-    runAfter: dateOrNull(stored.run_after),
-    cancelRequested: stored.cancel_requested,
-    cancelReason: stored.cancel_reason ?? null,
-    abandoned: stored.abandoned,
-    version: stored.version,
+    ...jobViewOfStored(stored),
     queueJobId: stored.queue_job_id ?? null,
     queueRetryCount: stored.queue_retry_count ?? null,
     workerId: stored.worker_id ?? null,

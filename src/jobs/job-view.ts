@@ -65,7 +65,7 @@ export function jobView(job: Job): JobView {
 }
 
 /** A `jobs` row as `jobViewColumns` selects it. */
-export interface JobRow {
+export interface StoredJob {
   id: string;
   owner_id: string;
   type: string;
@@ -103,7 +103,7 @@ export const jobViewColumns =
 const dateOf = (value: Date | string) => (value instanceof Date ? value : new Date(value));
 const optionalDateOf = (value: Date | string | null) => (value === null ? null : dateOf(value));
 
-export function jobViewFromRow(row: JobRow): JobView {
+export function jobViewOfStored(row: StoredJob): JobView {
   return {
     id: row.id,
     ownerId: row.owner_id,
