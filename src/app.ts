@@ -222,7 +222,7 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles });
+    const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles, connection: orm.em.getConnection() });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const leases = new JobLeases({
