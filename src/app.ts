@@ -77,6 +77,7 @@ import { credentialRateLimitInterceptor } from './server/interceptors/credential
 import { errorMappingInterceptor } from './server/interceptors/error-mapping.ts';
 import { heavyCallLimitInterceptor } from './server/interceptors/heavy-call-limit.ts';
 import { loggingInterceptor } from './server/interceptors/logging.ts';
+import { methodChain } from './server/interceptors/method-chain.ts';
 import { requestStringsInterceptor } from './server/interceptors/request-strings.ts';
 import { defaultStreamLimits, streamLimitInterceptor, type StreamLimits } from './server/interceptors/stream-limit.ts';
 import { metricsRoute, ServerMetrics } from './server/metrics.ts';
@@ -221,7 +222,7 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles });
+    const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles, connection: orm.em.getConnection() });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const leases = new JobLeases({
@@ -397,18 +398,20 @@ export async function createApp({
         router.service(ServerReflectionV1Alpha, createReflectionV1Alpha(reflection));
       },
       interceptors: [
-        loggingInterceptor(metrics),
-        errorMappingInterceptor(),
-        requestStringsInterceptor(),
-        // Outside authentication, so that calls with bad credentials are audited too.
-        audit.record,
-        authenticationInterceptor(authenticator, policies, metrics),
-        authorizationInterceptor(policies),
-        credentialRateLimitInterceptor(rateLimiter, policies, metrics, auditLog),
-        streamLimitInterceptor({ ...defaultStreamLimits, ...streamLimits }),
-        heavyCallLimitInterceptor(policies, settings),
-        // Last: only a call about to reach its handler is recorded before it runs.
-        audit.writeAhead,
+        methodChain(policies, [
+          loggingInterceptor(metrics, logger),
+          errorMappingInterceptor(),
+          requestStringsInterceptor(),
+          // Outside authentication, so that calls with bad credentials are audited too.
+          audit.record,
+          authenticationInterceptor(authenticator, policies, metrics),
+          authorizationInterceptor(policies),
+          credentialRateLimitInterceptor(rateLimiter, policies, metrics, auditLog),
+          streamLimitInterceptor({ ...defaultStreamLimits, ...streamLimits }),
+          heavyCallLimitInterceptor(policies, settings),
+          // Last: only a call about to reach its handler is recorded before it runs.
+          audit.writeAhead,
+        ]),
       ],
       contextValues: (req) => {
         const requestId = String(req.headers['x-request-id']);

@@ -106,7 +106,7 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams, catalog: J
     },
 
     async getJob(req, ctx) {
-      return { job: jobToProto(await jobs.get(entityManagerOf(ctx), callerOf(ctx), req.id)) };
+      return { job: jobToProto(await jobs.get(callerOf(ctx), req.id)) };
     },
 
     async listJobs(req, ctx) {

@@ -71,6 +71,11 @@ export interface JobsServiceDeps {
   settings: SettingsReader<typeof jobsSettings>;
   changes: JobChanges;
   files: JobFiles;
+  /**
+   * The ORM's connection, for reads that need no unit of work: a GetJob then costs no
+   * EntityManager fork (its unit of work, identity map and services, for one row).
+   */
+  connection: ReturnType<EntityManager['getConnection']>;
 }
 
 const maxBatch = 1000;
@@ -92,6 +97,7 @@ export class JobsService {
   readonly #settings: SettingsReader<typeof jobsSettings>;
   readonly #changes: JobChanges;
   readonly #files: JobFiles;
+  readonly #connection: JobsServiceDeps['connection'];
 
   constructor(deps: JobsServiceDeps) {
     this.#registry = deps.registry;
@@ -100,6 +106,7 @@ export class JobsService {
     this.#settings = deps.settings;
     this.#changes = deps.changes;
     this.#files = deps.files;
+    this.#connection = deps.connection;
   }
 
   async create(em: EntityManager, caller: Caller, input: CreateJobInput): Promise<JobView> {
@@ -117,10 +124,10 @@ export class JobsService {
    * The hottest read: one named (prepared once per connection) statement on the ORM's own
    * pool, and no entity hydrated; the ORM's findOne cost more CPU than the query.
    */
-  async get(em: EntityManager, caller: Caller, id: string): Promise<JobView> {
+  async get(caller: Caller, id: string): Promise<JobView> {
     requireId(id, 'id');
     const { owner } = visibleTo(caller);
-    const pool = await em.getConnection().getNativeClient();
+    const pool = await this.#connection.getNativeClient();
     const {
       rows: [row],
     } = await pool.query<StoredJob>(

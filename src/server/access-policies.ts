@@ -37,6 +37,8 @@ export function methodName(method: DescMethod): string {
  */
 export class AccessPolicies {
   readonly #byName = new Map<string, MethodAccess>();
+  /** The same rules by descriptor: a call's lookup is one identity hash, no name built. */
+  readonly #byMethod = new Map<DescMethod, MethodAccess>();
 
   constructor(services: DescService[], publicStandardServices: DescService[]) {
     const missing: string[] = [];
@@ -83,8 +85,11 @@ export class AccessPolicies {
   }
 
   forMethod(method: DescMethod): MethodAccess {
+    const known = this.#byMethod.get(method);
+    if (known) return known;
     const rule = this.#byName.get(methodName(method));
     if (!rule) throw new Error(`no access rule for ${methodName(method)}`);
+    this.#byMethod.set(method, rule);
     return rule;
   }
 

@@ -8,6 +8,7 @@ import { codeName } from './code-names.ts';
 import { withMappedErrors } from './error-mapping.ts';
 import { observeStream } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
+import type { ScopedInterceptor } from './method-chain.ts';
 
 /** One call in the audit trail: who did what to which target, from where, and how it ended. */
 export interface AuditEntry {
@@ -46,7 +47,10 @@ const auditRetryAfterMs = 1000;
  * before the handler, writes the record of a call that will run before it runs: a call
  * whose record cannot be written is refused (Unavailable) instead of acting unrecorded.
  */
-export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies): { record: Interceptor; writeAhead: Interceptor } {
+export function auditInterceptors(
+  auditLog: AuditSink,
+  policies: AccessPolicies,
+): { record: ScopedInterceptor; writeAhead: ScopedInterceptor } {
   const entryOf = (req: Parameters<Parameters<Interceptor>[0]>[0], error: ConnectError | undefined): AuditEntry => {
     const rule = policies.forMethod(req.method);
     const values = req.contextValues;
@@ -123,7 +127,8 @@ export function auditInterceptors(auditLog: AuditSink, policies: AccessPolicies)
     return next(req);
   };
 
-  return { record, writeAhead };
+  const audited = (rule: MethodAccess) => rule.audit !== 'none';
+  return { record: { interceptor: record, appliesTo: audited }, writeAhead: { interceptor: writeAhead, appliesTo: audited } };
 }
 
 /** Whether a call of `rule`'s method is recorded; the caller is known once authentication has run. */

@@ -3,10 +3,11 @@ import { permissionDenied, unauthenticated } from '../../platform/domain-errors.
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
 import { serverReasons } from '../server-reasons.ts';
+import type { ScopedInterceptor } from './method-chain.ts';
 
 /** Enforces the access rule the contract declares for the method; handlers never check roles. */
-export function authorizationInterceptor(policies: AccessPolicies): Interceptor {
-  return (next) => async (req) => {
+export function authorizationInterceptor(policies: AccessPolicies): ScopedInterceptor {
+  const interceptor: Interceptor = (next) => async (req) => {
     const rule = policies.forMethod(req.method);
     if (!rule.public) {
       const caller = req.contextValues.get(callerKey);
@@ -27,4 +28,5 @@ export function authorizationInterceptor(policies: AccessPolicies): Interceptor 
     }
     return next(req);
   };
+  return { interceptor, appliesTo: (rule) => !rule.public };
 }

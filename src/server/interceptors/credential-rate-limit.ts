@@ -7,6 +7,7 @@ import type { ServerMetrics } from '../metrics.ts';
 import { serverReasons } from '../server-reasons.ts';
 import type { AuditSink } from './audit.ts';
 import { withMappedErrors } from './error-mapping.ts';
+import type { ScopedInterceptor } from './method-chain.ts';
 
 /** How an attempt ended: right credentials, a failed guess, or refused before any credential was checked. */
 export type AttemptOutcome = 'success' | 'failure' | 'not_evaluated';
@@ -43,8 +44,8 @@ export function credentialRateLimitInterceptor(
   policies: AccessPolicies,
   metrics: ServerMetrics,
   auditLog: AuditSink,
-): Interceptor {
-  return (next) => {
+): ScopedInterceptor {
+  const interceptor: Interceptor = (next) => {
     // The outcome is read as the client will see it: errors come out mapped.
     const mappedNext = withMappedErrors(next);
     return async (req) => {
@@ -89,4 +90,5 @@ export function credentialRateLimitInterceptor(
       }
     };
   };
+  return { interceptor, appliesTo: (rule) => rule.rateLimit !== undefined };
 }

@@ -6,6 +6,7 @@ import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey } from '../context.ts';
 import { OpenCounts } from '../open-counts.ts';
 import { holdDuringCall } from './server-streams.ts';
+import type { ScopedInterceptor } from './method-chain.ts';
 import { serverReasons } from '../server-reasons.ts';
 
 /** The retry delay suggested to an account over its limit: heavy calls take about that long. */
@@ -20,9 +21,9 @@ const heavyCallRetryAfterMs = 1000;
 export function heavyCallLimitInterceptor(
   policies: AccessPolicies,
   settings: Pick<SettingsReader<typeof serverSettings>, 'get'>,
-): Interceptor {
+): ScopedInterceptor {
   const running = new OpenCounts();
-  return (next) => async (req) => {
+  const interceptor: Interceptor = (next) => async (req) => {
     const caller = req.contextValues.get(callerKey);
     if (!caller || !policies.forMethod(req.method).heavy) return next(req);
     const limit = settings.get('limits.heavy_calls_per_account');
@@ -35,4 +36,5 @@ export function heavyCallLimitInterceptor(
     }
     return holdDuringCall(() => next(req), req.signal, running.take(caller.userId));
   };
+  return { interceptor, appliesTo: (rule) => rule.heavy };
 }

@@ -1,5 +1,7 @@
+import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import { callerKey, loggerKey } from '../context.ts';
+import type { Logger } from '../../platform/logger.ts';
+import { callerKey, requestIdKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { methodName } from '../access-policies.ts';
 import { codeName } from './code-names.ts';
@@ -8,10 +10,24 @@ import { observeStream } from './server-streams.ts';
 /**
  * One structured log line and one metrics sample per call, written when the call ends
  * (for a stream: after its last message), with the code the client saw.
+ *
+ * The line has a fixed shape that holds no credential, so it is written by a child of
+ * `logger` without redaction (redaction walks every logged object: it was a third of a
+ * line's cost), with the request id as a field rather than through a logger per call.
  */
-export function loggingInterceptor(metrics: ServerMetrics): Interceptor {
+export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Interceptor {
+  const callLog = logger.child({}, { redact: { paths: [] } });
+  const procedures = new Map<DescMethod, string>();
+  const procedureOf = (method: DescMethod) => {
+    let procedure = procedures.get(method);
+    if (procedure === undefined) {
+      procedure = methodName(method);
+      procedures.set(method, procedure);
+    }
+    return procedure;
+  };
   return (next) => async (req) => {
-    const procedure = methodName(req.method);
+    const procedure = procedureOf(req.method);
     const started = performance.now();
     const finish = (error: unknown) => {
       const code = error === undefined ? 'ok' : codeName(error instanceof ConnectError ? error.code : Code.Unknown);
@@ -19,16 +35,16 @@ export function loggingInterceptor(metrics: ServerMetrics): Interceptor {
       metrics.rpcCalls.inc({ procedure, code });
       metrics.rpcDuration.observe({ procedure }, durationMs / 1000);
       const caller = req.contextValues.get(callerKey);
-      const logger = req.contextValues.get(loggerKey);
       const line = {
+        requestId: req.contextValues.get(requestIdKey),
         procedure,
         code,
         durationMs: Math.round(durationMs * 10) / 10,
         userId: caller?.userId,
         username: caller?.username,
       };
-      if (error instanceof ConnectError && error.code === Code.Internal) logger?.error(line, 'call failed');
-      else logger?.info(line, 'call');
+      if (error instanceof ConnectError && error.code === Code.Internal) callLog.error(line, 'call failed');
+      else callLog.info(line, 'call');
     };
 
     let res: Awaited<ReturnType<typeof next>>;

@@ -3,6 +3,7 @@ import { DomainError } from '../../platform/domain-errors.ts';
 import { callerKey, clientKey } from '../context.ts';
 import { OpenCounts } from '../open-counts.ts';
 import { holdDuringCall } from './server-streams.ts';
+import type { ScopedInterceptor } from './method-chain.ts';
 import { serverReasons } from '../server-reasons.ts';
 
 export interface StreamLimits {
@@ -23,11 +24,11 @@ export const defaultStreamLimits: StreamLimits = { perAccount: 100, anonymousPer
  * and all of them together, so that no crowd of anonymous streams can starve the
  * signed-in ones.
  */
-export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimits): Interceptor {
+export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimits): ScopedInterceptor {
   const perAccount = new OpenCounts();
   const perAddress = new OpenCounts();
   let anonymousOpen = 0;
-  return (next) => async (req) => {
+  const interceptor: Interceptor = (next) => async (req) => {
     if (req.method.methodKind === 'unary') return next(req);
     const caller = req.contextValues.get(callerKey);
     let release: () => void;
@@ -71,4 +72,5 @@ export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimit
     }
     return holdDuringCall(() => next(req), req.signal, release);
   };
+  return { interceptor, appliesTo: (_rule, method) => method.methodKind !== 'unary' };
 }
