@@ -36,6 +36,10 @@ export async function createOrm({ url, logger, poolSize = 10, entities }: OrmOpt
     schemaGenerator: {
       // pg-boss keeps its own schema; it is not part of our model.
       ignoreSchema: ['pgboss'],
+      // The credential-change triggers and the event sequencer (sequence_events) are written
+      // by hand in their migrations: the entities do not describe them, so diffs must not drop them.
+      ignoreTriggers: true,
+      ignoreRoutines: true,
     },
   });
 }
