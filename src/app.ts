@@ -67,7 +67,7 @@ import { createQueueRpc } from './queue/queue-rpc.ts';
 import { QueueService } from './queue/queue-service.ts';
 import { AccessPolicies } from './server/access-policies.ts';
 import { clientAddressOf } from './server/client-address.ts';
-import { clientKey, entityManagerKey, forkOnFirstUse, loggerKey, requestIdKey } from './server/context.ts';
+import { clientKey, entityManagerKey, loggerKey, onFirstUse, requestIdKey } from './server/context.ts';
 import { createHealthService } from './server/health-service.ts';
 import { createHttpHandler, sendJson, type HttpHandler, type PlainRoute } from './server/http-handler.ts';
 import { auditInterceptors } from './server/interceptors/audit.ts';
@@ -421,13 +421,17 @@ export async function createApp({
             clientAddress: clientAddressOf(req, config.trustProxyHops),
             userAgent: String(req.headers['user-agent'] ?? ''),
           })
-          .set(loggerKey, logger.child({ requestId }))
+          .set(
+            loggerKey,
+            onFirstUse(() => logger.child({ requestId })),
+          )
           .set(
             entityManagerKey,
-            forkOnFirstUse(() => orm.em.fork()),
+            onFirstUse(() => orm.em.fork()),
           );
       },
       shutdownSignal: shutdownController.signal,
+      waitingUnaryMethods: [WorkerServiceDesc.method.claimJobs],
       jsonOptions: { ignoreUnknownFields: false },
       readMaxBytes: 8 * 1024 * 1024,
       fallback: (req, res) => {

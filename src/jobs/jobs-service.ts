@@ -16,7 +16,7 @@ import { checkLabels } from './job-labels.ts';
 import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { addParamsViolations, type JobTypeCatalog } from './job-type-catalog.ts';
-import { isFinal, jobView, jobViewColumns, jobViewOfStored, type JobView, type StoredJob } from './job-view.ts';
+import { isFinal, jobView, jobViewColumnsAsJson, jobViewOfStored, storedJobOfValues, type JobView } from './job-view.ts';
 import { insertJobRows, viewOfRow, type NewJobRow } from './job-rows.ts';
 import { jobReasons } from './job-reasons.ts';
 import { checkUpdateMask } from '../platform/update-masks.ts';
@@ -130,13 +130,18 @@ export class JobsService {
     const pool = await this.#connection.getNativeClient();
     const {
       rows: [row],
-    } = await pool.query<StoredJob>(
+    } = await pool.query<[unknown[]]>(
       owner === undefined
-        ? { name: 'jobs.get', text: `select ${jobViewColumns} from jobs where id = $1`, values: [id] }
-        : { name: 'jobs.get_own', text: `select ${jobViewColumns} from jobs where id = $1 and owner_id = $2`, values: [id, owner] },
+        ? { name: 'jobs.get', text: `select ${jobViewColumnsAsJson} from jobs where id = $1`, values: [id], rowMode: 'array' }
+        : {
+            name: 'jobs.get_own',
+            text: `select ${jobViewColumnsAsJson} from jobs where id = $1 and owner_id = $2`,
+            values: [id, owner],
+            rowMode: 'array',
+          },
     );
     if (!row) throw notFound('job');
-    return jobViewOfStored(row);
+    return jobViewOfStored(storedJobOfValues(row[0]));
   }
 
   async list(em: EntityManager, caller: Caller, filter: JobFilter, orderBy: string, page: PageRequest): Promise<Page<JobView>> {

@@ -11,14 +11,20 @@ import type { DirectFrames } from './direct-frames.ts';
 export const requestIdKey = createContextKey<string>('', { description: 'request id' });
 export const clientKey = createContextKey<ClientInfo>({ clientAddress: '', userAgent: '' }, { description: 'client' });
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: 'caller' });
-export const loggerKey = createContextKey<Logger | undefined>(undefined, { description: 'logger' });
+/** The call's logger (with its request id), made the first time something logs through it: most calls never do. */
+export const loggerKey = createContextKey<(() => Logger) | undefined>(undefined, { description: 'logger' });
 /** The call's EntityManager, forked the first time something asks for it (many calls never do). */
 export const entityManagerKey = createContextKey<(() => EntityManager) | undefined>(undefined, { description: 'entity manager' });
 
-/** `fork`, called once and only when first needed. */
-export function forkOnFirstUse(fork: () => EntityManager): () => EntityManager {
-  let em: EntityManager | undefined;
-  return () => (em ??= fork());
+/** `make`, called once and only when first needed. */
+export function onFirstUse<T>(make: () => T): () => T {
+  let made: T | undefined;
+  return () => (made ??= make());
+}
+
+/** The call's logger, when the plumbing set one. */
+export function loggerOf(values: ContextValues): Logger | undefined {
+  return values.get(loggerKey)?.();
 }
 
 /** Set on server-streaming calls: their response, for frames written around Connect's pipeline. */

@@ -59,9 +59,11 @@ function limitBodyTime(req: HttpRequest, res: HttpResponse, requestBodyDeadlineM
     }
   }, requestBodyDeadlineMs);
   timer.unref();
-  const stop = () => clearTimeout(timer);
-  req.once('end', stop);
-  res.once('close', stop);
+  // One listener, not also one for the body's end: the timer checks that itself, and the
+  // response closes a moment later (a call's timer is one object in Node's shared list of
+  // timers of this duration, which is the one shared sweep there needs to be; a sweep of our
+  // own would hold every call's request and response until it passed).
+  res.once('close', () => clearTimeout(timer));
 }
 
 export function sendJson(res: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

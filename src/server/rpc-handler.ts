@@ -14,6 +14,7 @@ import {
   universalResponseToNodeResponse,
   type ConnectNodeAdapterOptions,
 } from '@connectrpc/connect-node';
+import type { DescMethod } from '@bufbuild/protobuf';
 import { createAsyncIterable, encodeEnvelope, type UniversalHandler } from '@connectrpc/connect/protocol';
 import { codeToHttpStatus, errorToJsonBytes, headerUnaryContentLength, headerUnaryEncoding } from '@connectrpc/connect/protocol-connect';
 import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
@@ -47,8 +48,29 @@ const requestDecodingKey = createContextKey<RequestDecoding | undefined>(undefin
  * with Internal before reaching the interceptors has its answer re-encoded. Nothing
  * is parsed twice; a call that decodes pays for one context entry and one flag.
  */
-export function createRpcHandler(options: ConnectNodeAdapterOptions & { logger: Logger }): HttpHandler {
-  const { logger, routes, fallback, requestGate, contextValues, requestPathPrefix = '', ...routerOptions } = options;
+export function createRpcHandler(
+  options: ConnectNodeAdapterOptions & {
+    logger: Logger;
+    /**
+     * Unary methods that wait (long polls): they end when `shutdownSignal` aborts, as
+     * every streaming method does. Other unary calls run to completion and are not linked
+     * to it (connect would add and remove a listener on the signal for each call, and
+     * Node scans the listeners already there on every add).
+     */
+    waitingUnaryMethods?: readonly DescMethod[];
+  },
+): HttpHandler {
+  const {
+    logger,
+    routes,
+    fallback,
+    requestGate,
+    contextValues,
+    requestPathPrefix = '',
+    shutdownSignal,
+    waitingUnaryMethods = [],
+    ...routerOptions
+  } = options;
   const router = createConnectRouter({
     acceptCompression: [compressionGzip, compressionBrotli],
     ...routerOptions,
@@ -66,6 +88,11 @@ export function createRpcHandler(options: ConnectNodeAdapterOptions & { logger: 
       handler.method.methodKind === 'unary' ? reportUndecodableUnary(handler) : handler,
     ]),
   );
+  const endingAtShutdown = new Set(
+    router.handlers
+      .map((handler) => handler.method)
+      .filter((method) => method.methodKind !== 'unary' || waitingUnaryMethods.includes(method)),
+  );
   return (req, res) => {
     const handler = handlers.get((req.url ?? '').split('?', 1)[0]!);
     if (!handler) {
@@ -80,7 +107,12 @@ export function createRpcHandler(options: ConnectNodeAdapterOptions & { logger: 
     const values = contextValues?.(req) ?? createContextValues();
     values.set(requestDecodingKey, { context: undefined, reachedInterceptors: false });
     if (handler.method.methodKind === 'server_streaming') values.set(directFramesKey, new DirectFrames(res, req.headers['content-type']));
-    handler(universalRequestFromNodeRequest(req, res, undefined, values))
+    const request = universalRequestFromNodeRequest(req, res, undefined, values);
+    handler(
+      shutdownSignal && endingAtShutdown.has(handler.method)
+        ? { ...request, signal: AbortSignal.any([request.signal, shutdownSignal]) }
+        : request,
+    )
       .then((response) => universalResponseToNodeResponse(response, res))
       .catch((error: unknown) => {
         if (error instanceof ConnectError && error.code === Code.Aborted) return;

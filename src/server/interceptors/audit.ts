@@ -2,7 +2,7 @@ import { Code, ConnectError, createContextKey, type ContextValues, type Intercep
 import { DomainError } from '../../platform/domain-errors.ts';
 import { ErrorInfoSchema } from '../../../gen/yardmaster/v1/common_pb.ts';
 import type { AccessPolicies, MethodAccess } from '../access-policies.ts';
-import { callerKey, callRecordOf, clientKey, loggerKey, requestIdKey } from '../context.ts';
+import { callerKey, callRecordOf, clientKey, loggerOf, requestIdKey } from '../context.ts';
 import { readFieldPath } from '../message-fields.ts';
 import { codeName } from './code-names.ts';
 import { withMappedErrors } from './error-mapping.ts';
@@ -118,7 +118,7 @@ export function auditInterceptors(
     try {
       written.id = await auditLog.begin(entry);
     } catch (error) {
-      req.contextValues.get(loggerKey)?.error({ err: error, audit: entry }, 'could not write an audit event: the call was refused');
+      loggerOf(req.contextValues)?.error({ err: error, audit: entry }, 'could not write an audit event: the call was refused');
       throw new DomainError('unavailable', 'the call could not be recorded in the audit log, so it was not carried out: retry later', {
         reason: serverReasons.AUDIT_LOG_UNAVAILABLE,
         retryAfterMs: auditRetryAfterMs,

@@ -1,5 +1,5 @@
 import type { Interceptor } from '@connectrpc/connect';
-import { loggerKey } from '../context.ts';
+import { loggerOf } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { observeStream } from './server-streams.ts';
 
@@ -14,15 +14,14 @@ type Next = Parameters<Interceptor>[0];
  */
 export function withMappedErrors(next: Next): Next {
   return async (req) => {
-    const logger = req.contextValues.get(loggerKey);
     let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
     } catch (error) {
-      throw toConnectError(error, logger);
+      throw toConnectError(error, loggerOf(req.contextValues));
     }
     if (!res.stream) return res;
-    return observeStream(res, req.signal, { mapError: (error) => toConnectError(error, logger) });
+    return observeStream(res, req.signal, { mapError: (error) => toConnectError(error, loggerOf(req.contextValues)) });
   };
 }
 
