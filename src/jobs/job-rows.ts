@@ -1,3 +1,4 @@
+import { anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
 
@@ -25,10 +26,9 @@ interface StoredJobRow extends StoredJob {
 /** The jobs among `ids` that exist, locked for update in id order (two batches sharing jobs cannot deadlock). */
 export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<JobRow[]> {
   if (ids.length === 0) return [];
-  const rows = await tx.execute<StoredJobRow[]>(
-    `select ${selectColumns} from jobs where id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) order by id for update`,
-    [JSON.stringify(ids)],
-  );
+  const rows = await tx.execute<StoredJobRow[]>(`select ${selectColumns} from jobs where id ${anyUuidOf} order by id for update`, [
+    JSON.stringify(ids),
+  ]);
   return rows.map(rowOf);
 }
 
@@ -44,7 +44,7 @@ export async function lockJobRowsWithPause(
   if (ids.length === 0) return [];
   const rows = await tx.execute<(StoredJobRow & { paused: boolean })[]>(
     `select ${selectColumns}, ${pausedCondition} as paused from jobs
-      where id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) order by id for update of jobs`,
+      where id ${anyUuidOf} order by id for update of jobs`,
     [JSON.stringify(ids)],
   );
   return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
@@ -79,7 +79,7 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
               error_message = c.error_message, error_code = c.error_code, started_at = c.started_at,
               finished_at = c.finished_at, updated_at = c.updated_at, queued_at = c.queued_at, abandoned = c.abandoned,
               queue_job_id = c.queue_job_id, queue_retry_count = c.queue_retry_count, worker_id = c.worker_id, version = c.version
-         from changed c where j.id = c.id)
+         from changed c where j.id = c.id and j.id = any(array(select id from changed)))
      insert into events (created_at, kind, subject_id, owner_id, payload)
      select ?::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
        from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
