@@ -7,6 +7,7 @@ import { Migration20261203102209_worker } from './Migration20261203102209_worker
 import { Migration20261203140000_credential_notifications } from './Migration20261203140000_credential_notifications.ts';
 import { Migration20261203140500_event_sequencing } from './Migration20261203140500_event_sequencing.ts';
 import { Migration20261203150000_job_search } from './Migration20261203150000_job_search.ts';
+import { Migration20261203151000_event_sequencing_scan } from './Migration20261203151000_event_sequencing_scan.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
@@ -19,4 +20,5 @@ export const migrations = [
   { name: 'Migration20261203140000_credential_notifications', class: Migration20261203140000_credential_notifications },
   { name: 'Migration20261203140500_event_sequencing', class: Migration20261203140500_event_sequencing },
   { name: 'Migration20261203150000_job_search', class: Migration20261203150000_job_search },
+  { name: 'Migration20261203151000_event_sequencing_scan', class: Migration20261203151000_event_sequencing_scan },
 ];
