@@ -10,13 +10,29 @@ const now = () => new Date();
 const JobSchema = defineEntity({
   name: 'Job',
   tableName: 'jobs',
+  // A status change is never a HOT update, so it adds an entry to every index a row
+  // belongs to: the status indexes are partial (a row is in those of its state only).
   indexes: [
     { properties: ['owner', 'id'] },
-    { properties: ['type', 'status', 'priority', 'queuedAt'] },
-    { properties: ['status', 'finishedAt'] },
-    { name: 'jobs_search_text_trgm', expression: 'create index "jobs_search_text_trgm" on "jobs" using gin ("search_text" gin_trgm_ops)' },
+    {
+      name: 'jobs_queued',
+      expression: `create index "jobs_queued" on "jobs" ("type", "priority", "queued_at") where "status" = 'queued'`,
+    },
+    {
+      name: 'jobs_unfinished',
+      expression: `create index "jobs_unfinished" on "jobs" ("type") where "status" in ('queued', 'running')`,
+    },
+    {
+      name: 'jobs_finished_at',
+      expression: `create index "jobs_finished_at" on "jobs" ("finished_at") where "finished_at" is not null`,
+    },
   ],
-  uniques: [{ properties: ['owner', 'requestId'] }],
+  uniques: [
+    {
+      name: 'jobs_owner_id_request_id_unique',
+      expression: `create unique index "jobs_owner_id_request_id_unique" on "jobs" ("owner_id", "request_id") where "request_id" is not null`,
+    },
+  ],
   properties: {
     id: p.uuid().primary(),
     owner: () => p.manyToOne(User).mapToPk().deleteRule('cascade'),
@@ -25,8 +41,6 @@ const JobSchema = defineEntity({
     name: p.string().length(200),
     params: p.json<Record<string, unknown>>(),
     labels: p.json<Record<string, string>>(),
-    /** Lower-cased name, labels and params, for substring search. */
-    searchText: p.text().lazy(),
     priority: p.integer(),
     status: p.enum(jobStatuses),
     progressPercent: p.integer().default(0),
@@ -65,6 +79,29 @@ const JobSchema = defineEntity({
 });
 export class Job extends JobSchema.class {}
 JobSchema.setClass(Job);
+
+/**
+ * What a job's text search matches (see jobSearchText), apart from the row so that the
+ * status changes of a job, which rewrite every index entry of its row, leave the trigram
+ * index alone: written when a job is created and when its name or labels change.
+ */
+const JobSearchSchema = defineEntity({
+  name: 'JobSearch',
+  tableName: 'job_search',
+  indexes: [
+    {
+      name: 'job_search_text_trgm',
+      expression: 'create index "job_search_text_trgm" on "job_search" using gin ("search_text" gin_trgm_ops)',
+    },
+  ],
+  properties: {
+    job: () => p.oneToOne(Job).mapToPk().owner().primary().deleteRule('cascade'),
+    /** Lower-cased name, labels and params, for substring search. */
+    searchText: p.text(),
+  },
+});
+export class JobSearch extends JobSearchSchema.class {}
+JobSearchSchema.setClass(JobSearch);
 
 export const logLevels = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevelName = (typeof logLevels)[number];
@@ -157,4 +194,4 @@ const JobLeaseSchema = defineEntity({
 export class JobLease extends JobLeaseSchema.class {}
 JobLeaseSchema.setClass(JobLease);
 
-export const jobEntities = [Job, JobLogLine, JobTypeDeclaration, JobLease];
+export const jobEntities = [Job, JobSearch, JobLogLine, JobTypeDeclaration, JobLease];

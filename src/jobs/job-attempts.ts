@@ -3,7 +3,7 @@ import type { EntityManager } from '../platform/db/orm.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { Job } from './entities.ts';
-import { lockJobRows, touchRow, writeJobRows, type JobRow } from './job-rows.ts';
+import { lockJobRows, lockJobRowsWithPause, touchRow, writeJobRows, type JobRow } from './job-rows.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
@@ -76,21 +76,19 @@ export class JobAttempts {
 
   /**
    * Starts the next attempts of a batch of queue entries (a worker fetches them in
-   * batches) in one transaction: one locking read, one pause check per queue, one
-   * commit. The pause check happens here, in the same transaction, so a worker that
+   * batches) in one transaction: one locking read that also reads the pauses, one
+   * write, one commit. The pause check happens here, in the same transaction, so a worker that
    * fetched a job just as its queue was paused puts it back instead of running it.
    */
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
     return this.#changes.transact(em, async (tx) => {
-      const rows = await lockJobRows(
+      const locked = await lockJobRowsWithPause(
         tx,
         inputs.map((input) => input.jobId),
+        this.#pauses.pausedCondition('jobs.type'),
       );
-      const byId = new Map(rows.map((row) => [row.id, row]));
-      const paused = new Set<string>();
-      for (const type of new Set(rows.map((row) => row.type))) {
-        if (await this.#pauses.isPausedInTransaction(tx, type)) paused.add(type);
-      }
+      const byId = new Map(locked.map(({ row }) => [row.id, row]));
+      const paused = new Set(locked.filter((item) => item.paused).map(({ row }) => row.type));
       const outcomes: StartOutcome[] = [];
       const views: JobView[] = [];
       const leases: StoredLease[] = [];

@@ -1,4 +1,4 @@
-import type { FilterQuery } from '@mikro-orm/core';
+import { raw, type FilterQuery } from '@mikro-orm/core';
 import type { Caller } from '../platform/caller.ts';
 import { invalidField, Violations } from '../platform/domain-errors.ts';
 import { isUuid } from '../platform/ids.ts';
@@ -68,8 +68,16 @@ export function jobWhere(filter: JobFilter, caller: Caller, field = 'filter'): F
   for (const [key, value] of Object.entries(filter.labels)) conditions.push({ labels: { [key]: value } } as FilterQuery<Job>);
   if (filter.createdAfter) conditions.push({ createdAt: { $gte: filter.createdAfter } });
   if (filter.createdBefore) conditions.push({ createdAt: { $lt: filter.createdBefore } });
-  for (const word of searchWords(filter.search)) {
-    conditions.push({ searchText: { $like: `%${escapeLike(word)}%` } });
+  const words = searchWords(filter.search);
+  if (words.length > 0) {
+    // A semi-join on the search table (its trigram index finds the ids).
+    const likes = words.map(() => 's.search_text like ?').join(' and ');
+    conditions.push({
+      [raw(
+        (alias) => `${alias}.id in (select s.job_id from job_search s where ${likes})`,
+        words.map((word) => `%${escapeLike(word)}%`),
+      )]: [],
+    } as FilterQuery<Job>);
   }
   return conditions.length > 0 ? { $and: conditions } : {};
 }

@@ -1,4 +1,5 @@
 import { LockMode } from '@mikro-orm/core';
+import { anyTextOf, anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, notFound } from '../platform/domain-errors.ts';
 import { isUuid } from '../platform/ids.ts';
@@ -171,7 +172,7 @@ export class JobLeases {
         : await em.execute<{ job_id: string; attempt: number; expires_at: Date }[]>(
             `update job_leases l set expires_at = least(?::timestamptz + l.lease_ms * interval '1 millisecond', l.deadline_at)
                from jobs j
-              where j.id = l.job_id and l.job_id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) and l.worker_id = ? and l.account_id = ?
+              where j.id = l.job_id and l.job_id ${anyUuidOf} and l.worker_id = ? and l.account_id = ?
                 and l.ended_at is null and l.expires_at > ? and not j.cancel_requested
              returning l.job_id, l.attempt, l.expires_at`,
             [now, JSON.stringify(named), holder.workerId, holder.accountId, now],
@@ -196,7 +197,7 @@ export class JobLeases {
   async heldCounts(em: EntityManager, workerIds: string[]): Promise<Map<string, number>> {
     if (workerIds.length === 0) return new Map();
     const rows = await em.execute<{ worker_id: string; held: string }[]>(
-      `select worker_id, count(*) as held from job_leases where worker_id in (select jsonb_array_elements_text(?::jsonb)) and ended_at is null group by worker_id`,
+      `select worker_id, count(*) as held from job_leases where worker_id ${anyTextOf} and ended_at is null group by worker_id`,
       [JSON.stringify(workerIds)],
     );
     return new Map(rows.map((row) => [row.worker_id, Number(row.held)]));
@@ -286,7 +287,7 @@ export class JobLeases {
       const rows = new Map((await lockJobRows(tx, jobIds)).map((row) => [row.id, row]));
       const leases = await tx.execute<StoredLease[]>(
         `select id, job_id, attempt, worker_id, account_id, queue, queue_entry_id, claimed_at, expires_at, ended_at from job_leases
-          where job_id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) order by id for update`,
+          where job_id ${anyUuidOf} order by id for update`,
         [JSON.stringify(jobIds)],
       );
       const now = new Date();
@@ -316,7 +317,7 @@ export class JobLeases {
       }
       if (held.length === 0) return settled;
       const ended = await attempts.finishRows(tx, held);
-      await tx.execute('update job_leases set ended_at = ? where id in (select value::uuid from jsonb_array_elements_text(?::jsonb))', [
+      await tx.execute(`update job_leases set ended_at = ? where id ${anyUuidOf}`, [
         now,
         JSON.stringify(held.map((item) => item.lease.id)),
       ]);

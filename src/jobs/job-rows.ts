@@ -1,3 +1,4 @@
+import { anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
 
@@ -25,11 +26,28 @@ interface StoredJobRow extends StoredJob {
 /** The jobs among `ids` that exist, locked for update in id order (two batches sharing jobs cannot deadlock). */
 export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<JobRow[]> {
   if (ids.length === 0) return [];
-  const rows = await tx.execute<StoredJobRow[]>(
-    `select ${selectColumns} from jobs where id in (select value::uuid from jsonb_array_elements_text(?::jsonb)) order by id for update`,
+  const rows = await tx.execute<StoredJobRow[]>(`select ${selectColumns} from jobs where id ${anyUuidOf} order by id for update`, [
+    JSON.stringify(ids),
+  ]);
+  return rows.map(rowOf);
+}
+
+/**
+ * Like lockJobRows, and tells for each job whether its queue is paused, read from the
+ * queue states by the same statement: `pausedCondition` is an SQL condition on `jobs.type`.
+ */
+export async function lockJobRowsWithPause(
+  tx: EntityManager,
+  ids: string[],
+  pausedCondition: string,
+): Promise<{ row: JobRow; paused: boolean }[]> {
+  if (ids.length === 0) return [];
+  const rows = await tx.execute<(StoredJobRow & { paused: boolean })[]>(
+    `select ${selectColumns}, ${pausedCondition} as paused from jobs
+      where id ${anyUuidOf} order by id for update of jobs`,
     [JSON.stringify(ids)],
   );
-  return rows.map(rowOf);
+  return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
 }
 
 /** Bumps the row's version and update time (call after changing it); returns the job as its event shows it. */
@@ -61,7 +79,7 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
               error_message = c.error_message, error_code = c.error_code, started_at = c.started_at,
               finished_at = c.finished_at, updated_at = c.updated_at, queued_at = c.queued_at, abandoned = c.abandoned,
               queue_job_id = c.queue_job_id, queue_retry_count = c.queue_retry_count, worker_id = c.worker_id, version = c.version
-         from changed c where j.id = c.id)
+         from changed c where j.id = c.id and j.id = any(array(select id from changed)))
      insert into events (created_at, kind, subject_id, owner_id, payload)
      select ?::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
        from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
@@ -80,22 +98,25 @@ export interface NewJobRow extends JobRow {
   requestId: string | null;
 }
 
-/** Inserts new jobs and one `job.created` event each, in one statement, in the caller's transaction. */
+/** Inserts new jobs, their search text and one `job.created` event each, in one statement, in the caller's transaction. */
 export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promise<void> {
   if (rows.length === 0) return;
   await tx.execute(
     `with created as (
-       insert into jobs (id, owner_id, type, name, params, labels, search_text, priority, status, progress_percent, progress_message,
+       insert into jobs (id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message,
               attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
               cancel_requested, abandoned, request_id, queue_job_id, version, log_count)
-       select id, owner_id, type, name, params, labels, search_text, priority, status, progress_percent, progress_message,
+       select id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message,
               attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
               cancel_requested, abandoned, request_id, queue_job_id, version, 0
          from jsonb_to_recordset(?::jsonb) as j(id uuid, owner_id uuid, type varchar(64), name varchar(200), params jsonb, labels jsonb,
-              search_text text, priority int, status text, progress_percent int, progress_message varchar(500), attempt int,
+              priority int, status text, progress_percent int, progress_message varchar(500), attempt int,
               max_attempts int, input_file_ids jsonb, output_file_ids jsonb, result jsonb, created_at timestamptz,
               updated_at timestamptz, run_after timestamptz, queued_at timestamptz, cancel_requested boolean, abandoned boolean,
-              request_id varchar(128), queue_job_id uuid, version int))
+              request_id varchar(128), queue_job_id uuid, version int)),
+     searchable as (
+       insert into job_search (job_id, search_text)
+       select id, search_text from jsonb_to_recordset(?::jsonb) as s(id uuid, search_text text))
      insert into events (created_at, kind, subject_id, owner_id, payload)
      select ?::timestamptz, 'job.created', e.subject_id, e.owner_id, e.payload
        from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
@@ -109,7 +130,6 @@ export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promi
           name: row.name,
           params: row.params,
           labels: row.labels,
-          search_text: row.searchText,
           priority: row.priority,
           max_attempts: row.maxAttempts,
           input_file_ids: row.inputFileIds,
@@ -119,6 +139,7 @@ export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promi
           request_id: row.requestId,
         })),
       ),
+      JSON.stringify(rows.map((row) => ({ id: row.id, search_text: row.searchText }))),
       new Date(),
       JSON.stringify(rows.map((row, n) => ({ n, subject_id: row.id, owner_id: row.ownerId, payload: toSnapshot(viewOfRow(row)) }))),
     ],

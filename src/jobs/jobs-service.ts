@@ -176,7 +176,12 @@ export class JobsService {
       }
       if (paths.has('name')) job.name = (changes.name ?? '').trim();
       if (paths.has('labels')) job.labels = changes.labels ?? {};
-      job.searchText = jobSearchText(job.name, job.labels, job.params);
+      if (paths.has('name') || paths.has('labels')) {
+        await tx.execute('update job_search set search_text = ? where job_id = ?', [
+          jobSearchText(job.name, job.labels, job.params),
+          job.id,
+        ]);
+      }
       return this.#changes.record(tx, job, 'updated');
     });
   }

@@ -10,7 +10,7 @@ const channel = 'yardmaster_queue_pauses';
 /**
  * Which queues are paused, persisted in `queue_states` and known to every instance within
  * moments through NOTIFY. Because a notification can lose a race with a worker's fetch,
- * the start of every attempt re-checks the table itself (see isPausedInTransaction).
+ * the start of every attempt re-checks the table itself (see pausedCondition).
  */
 export class QueuePauses {
   readonly #orm: MikroORM;
@@ -67,8 +67,8 @@ export class QueuePauses {
   }
 
   /** The authoritative check, inside the transaction that starts an attempt. */
-  async isPausedInTransaction(tx: EntityManager, queue: string): Promise<boolean> {
-    return (await tx.count(QueueState, { name: { $in: [queue, globalQueueName] }, paused: true })) > 0;
+  pausedCondition(queue: string): string {
+    return `exists (select 1 from queue_states q where q.paused and q.name in (${queue}, '${globalQueueName}'))`;
   }
 
   async #reloadLogged(): Promise<void> {

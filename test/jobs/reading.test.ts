@@ -279,7 +279,8 @@ describe('GetJobStats', () => {
     expect(empty.finishedLastHour).toBe(0n);
 
     const noops = [await create(client, { type: 'noop' }), await create(client, { type: 'noop' })];
-    const fatal = await create(client, { type: 'flaky', params: { key: uniqueName('k'), failures: 0, fatal: true } });
+    const fatalKey = uniqueName('k');
+    const fatal = await create(client, { type: 'flaky', params: { key: fatalKey, failures: 0, fatal: true } });
     await create(client, { type: 'held' });
     const others = [await create(other.client, { type: 'noop' }), await create(other.client, { type: 'held' })];
     for (const job of noops) await waitForStatus(client, job.id, JobStatus.SUCCEEDED);
@@ -307,6 +308,9 @@ describe('GetJobStats', () => {
     expect(noopOnly.countsByStatus).toEqual({ JOB_STATUS_SUCCEEDED: 2n });
     const failedOnly = await client.jobs.getJobStats({ filter: { statuses: [JobStatus.FAILED] } });
     expect(failedOnly.total).toBe(1n);
+    // The search runs as a sub-query on the search table inside the stats' own sub-query.
+    const searched = await client.jobs.getJobStats({ filter: { search: fatalKey.toUpperCase() } });
+    expect(searched.countsByStatus).toEqual({ JOB_STATUS_FAILED: 1n });
 
     const otherStats = await other.client.jobs.getJobStats({});
     expect(otherStats.total).toBe(2n);

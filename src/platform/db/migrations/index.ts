@@ -6,6 +6,8 @@ import { Migration20261203090354_system } from './Migration20261203090354_system
 import { Migration20261203102209_worker } from './Migration20261203102209_worker.ts';
 import { Migration20261203140000_credential_notifications } from './Migration20261203140000_credential_notifications.ts';
 import { Migration20261203140500_event_sequencing } from './Migration20261203140500_event_sequencing.ts';
+import { Migration20261203150000_job_search } from './Migration20261203150000_job_search.ts';
+import { Migration20261203151000_event_sequencing_scan } from './Migration20261203151000_event_sequencing_scan.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
@@ -17,4 +19,6 @@ export const migrations = [
   { name: 'Migration20261203102209_worker', class: Migration20261203102209_worker },
   { name: 'Migration20261203140000_credential_notifications', class: Migration20261203140000_credential_notifications },
   { name: 'Migration20261203140500_event_sequencing', class: Migration20261203140500_event_sequencing },
+  { name: 'Migration20261203150000_job_search', class: Migration20261203150000_job_search },
+  { name: 'Migration20261203151000_event_sequencing_scan', class: Migration20261203151000_event_sequencing_scan },
 ];
