@@ -46,7 +46,12 @@ export class DirectFrames {
     return res.headersSent && !res.writableEnded && !res.destroyed && Date.now() < this.#directUntil;
   }
 
-  /** Bytes written to the response that the client has not taken yet. */
+  /**
+   * Bytes written to the response that the client has not taken yet: those still held
+   * here. Over HTTP/2 a write completes only once flow control lets its data go out, so
+   * this grows as soon as the peer's receive window is full; what fills that window (the
+   * peer chose its size) waits in the peer's memory, not here.
+   */
   get backlogBytes(): number {
     return this.#res.writableLength;
   }
