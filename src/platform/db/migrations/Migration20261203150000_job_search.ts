@@ -14,7 +14,7 @@ export class Migration20261203150000_job_search extends Migration {
   override up(): void | Promise<void> {
     this.addSql(`create table "job_search" ("job_id" uuid not null, "search_text" text not null, primary key ("job_id"));`);
     this.addSql(
-      `alter table "job_search" add constraint "job_search_job_id_foreign" foreign key ("job_id") references "jobs" ("id") on delete cascade;`,
+      `alter table "job_search" add constraint "job_search_job_id_foreign" foreign key ("job_id") references "jobs" ("id") on update cascade on delete cascade;`,
     );
     this.addSql(`insert into "job_search" ("job_id", "search_text") select "id", "search_text" from "jobs";`);
     this.addSql(`create index "job_search_text_trgm" on "job_search" using gin ("search_text" gin_trgm_ops);`);
