@@ -1,3 +1,4 @@
+import type { ClientHttp2Stream, Http2Session } from 'node:http2';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import type { Interceptor } from '@connectrpc/connect';
 import { createHash } from 'node:crypto';
@@ -42,15 +43,11 @@ export interface NodeClientOptions extends CredentialOptions {
 export function createYardmasterClient(options: NodeClientOptions): YardmasterClient {
   const protocol = options.protocol ?? 'connect';
   const httpVersion = protocol === 'grpc' ? '2' : (options.httpVersion ?? '1.1');
-  // One HTTP/2 session shared by both transports, closed by close(). Its receive window is
-  // raised from the protocol's 64 KiB, which would cap downloads at one window per round trip.
-  // It closes itself after 30 s without calls, before the server's keep-alive timeout (65 s
-  // by default) sends GOAWAY: connect-node can crash on a GOAWAY of an idle connection
-  // (connectrpc/connect-es#1768).
+  // One HTTP/2 session shared by both transports, closed by close(). It closes itself after
+  // 30 s without calls, before the server's keep-alive timeout (65 s by default) sends
+  // GOAWAY: connect-node can crash on a GOAWAY of an idle connection (connectrpc/connect-es#1768).
   const sessionManager =
-    httpVersion === '2'
-      ? new Http2SessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }, { settings: { initialWindowSize: 4 * 1024 * 1024 } })
-      : undefined;
+    httpVersion === '2' ? new WideWindowSessionManager(options.baseUrl, { idleConnectionTimeoutMs: 30_000 }) : undefined;
   const userAgent = options.userAgent;
   const naming: Interceptor[] = userAgent
     ? [
@@ -166,5 +163,32 @@ export async function downloadFile(client: YardmasterClient, options: NodeDownlo
     await handle.close().catch(() => undefined);
     await rm(options.path, { force: true });
     throw error;
+  }
+}
+
+/** Receive window of each HTTP/2 stream and of the whole connection. */
+const receiveWindowBytes = 4 * 1024 * 1024;
+
+/**
+ * HTTP/2 sessions whose receive windows are raised from the protocol's 64 KiB, which would
+ * cap a download at one window per round trip. The SETTINGS frame raises each stream's;
+ * the connection's own window can only be raised on the open session, which connect-node
+ * keeps to itself: the first stream of each session hands it over.
+ */
+class WideWindowSessionManager extends Http2SessionManager {
+  readonly #widened = new WeakSet<Http2Session>();
+
+  constructor(url: string, pingOptions: ConstructorParameters<typeof Http2SessionManager>[1]) {
+    super(url, pingOptions, { settings: { initialWindowSize: receiveWindowBytes } });
+  }
+
+  override async request(...args: Parameters<Http2SessionManager['request']>): Promise<ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !session.destroyed && !this.#widened.has(session)) {
+      this.#widened.add(session);
+      session.setLocalWindowSize(receiveWindowBytes);
+    }
+    return stream;
   }
 }
