@@ -25,11 +25,7 @@ interface StoredJobRow extends StoredJob {
 
 /** The jobs among `ids` that exist, locked for update in id order (two batches sharing jobs cannot deadlock). */
 export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<JobRow[]> {
-  if (ids.length === 0) return [];
-  const rows = await tx.execute<StoredJobRow[]>(`select ${selectColumns} from jobs where id ${anyUuidOf} order by id for update`, [
-    JSON.stringify(ids),
-  ]);
-  return rows.map(rowOf);
+  return (await lockJobRowsWithPause(tx, ids, 'false')).map(({ row }) => row);
 }
 
 /**

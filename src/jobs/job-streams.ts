@@ -93,6 +93,7 @@ class WatchJobsStream implements JobWatcher {
   }
 
   deliver(event: SequencedEvent): void {
+    if (this.buffer.overflowed) return;
     const direct = this.#direct;
     if (direct && this.waiting && this.buffer.size === 0) {
       if (event.sequence <= this.last) return;

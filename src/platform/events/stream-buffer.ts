@@ -24,6 +24,11 @@ export class StreamBuffer<T> {
     return this.#items.length;
   }
 
+  /** Cut off: its next read ends the stream, and nothing more is taken. */
+  get overflowed(): boolean {
+    return this.#overflowed;
+  }
+
   push(item: T): void {
     if (this.#overflowed) return;
     if (this.#items.length >= this.#limit) {
