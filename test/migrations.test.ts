@@ -57,3 +57,15 @@ test('job_search takes over the search text of existing jobs, and gives it back 
     { search_text: 'nightly report team=data' },
   ]);
 });
+
+test('events are stored with pages half filled by inserts (room for the sequencer to number each on its page), and back when migrated down', async () => {
+  const connection = orm.em.getConnection();
+  const options = async () =>
+    (await connection.execute<{ reloptions: string[] | null }[]>(`select reloptions from pg_class where relname = 'events'`))[0]!
+      .reloptions;
+  await orm.migrator.up();
+  expect(await options()).toEqual(['fillfactor=50']);
+  await orm.migrator.down({ to: 'Migration20261203151000_event_sequencing_scan' });
+  expect(await options()).toBeNull();
+  await orm.migrator.up();
+});

@@ -189,11 +189,36 @@ export class JobAttempts {
         held.push({ row, result });
         positions.push(index);
       }
+      // The queue entries the attempts were fetched with, read before a requeue gives a job a fresh one.
+      const fetched = held.map(({ row }) => ({ queue: row.type, id: row.queueJobId, retryCount: row.queueRetryCount ?? 0 }));
       const ended = await this.finishRows(tx, held);
       const dispositions = items.map((): QueueDisposition => 'completed');
       for (const [index, position] of positions.entries()) dispositions[position] = ended[index]!.disposition;
+      await this.#completeEntries(
+        tx,
+        fetched.filter((entry, index) => entry.id !== null && ended[index]!.disposition === 'completed'),
+      );
       return dispositions;
     });
+  }
+
+  /**
+   * Completes the queue entries of attempts that ended as 'completed', in the transaction
+   * that ends them: one commit (one WAL flush) instead of two, and the job row and its
+   * entry can no longer disagree. The completion pg-boss runs when the handler returns then
+   * finds them settled and changes nothing (a read-only statement, without a flush). Fenced
+   * to the fetched attempt (its retry count), like pg-boss's own.
+   */
+  async #completeEntries(tx: EntityManager, entries: { queue: string; id: string | null; retryCount: number }[]): Promise<void> {
+    if (entries.length === 0) return;
+    const byQueue = new Map<string, { id: string; retryCount: number }[]>();
+    for (const { queue, id, retryCount } of entries) {
+      const list = byQueue.get(queue) ?? [];
+      list.push({ id: id!, retryCount });
+      byQueue.set(queue, list);
+    }
+    const db = transactionDb(tx);
+    for (const [queue, list] of byQueue) await this.#boss.complete(queue, list, null, { db });
   }
 
   /**

@@ -1,3 +1,4 @@
+import { executeBound } from '../platform/db/bound-sql.ts';
 import { anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
@@ -38,7 +39,8 @@ export async function lockJobRowsWithPause(
   pausedCondition: string,
 ): Promise<{ row: JobRow; paused: boolean }[]> {
   if (ids.length === 0) return [];
-  const rows = await tx.execute<(StoredJobRow & { paused: boolean })[]>(
+  const rows = await executeBound<StoredJobRow & { paused: boolean }>(
+    tx,
     `select ${selectColumns}, ${pausedCondition} as paused from jobs
       where id ${anyUuidOf} order by id for update of jobs`,
     [JSON.stringify(ids)],
@@ -62,7 +64,8 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
   if (rows.length === 0) return;
   const latest = new Map(rows.map((row) => [row.id, row]));
   const now = new Date();
-  await tx.execute(
+  await executeBound(
+    tx,
     `with changed as (
        select * from jsonb_to_recordset(?::jsonb) as c(
          id uuid, status text, attempt int, progress_percent int, progress_message varchar(500), output_file_ids jsonb,
@@ -97,7 +100,8 @@ export interface NewJobRow extends JobRow {
 /** Inserts new jobs, their search text and one `job.created` event each, in one statement, in the caller's transaction. */
 export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await tx.execute(
+  await executeBound(
+    tx,
     `with created as (
        insert into jobs (id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message,
               attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,

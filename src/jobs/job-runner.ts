@@ -447,6 +447,9 @@ class AttemptFinisher {
 
   async #flush(): Promise<void> {
     this.#flushing = true;
+    // The attempts of a fetched batch that end in the same turn of the event loop go
+    // together: without this wait the first would commit alone and the rest after it.
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.#pending.length > 0) {
       const group = this.#pending.splice(0, finishGroupSize);
       try {

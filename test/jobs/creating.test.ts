@@ -300,6 +300,26 @@ describe('transactional enqueue and BatchCreateJobs', () => {
     expect(jobs).toHaveLength(2);
     for (const job of jobs) expect(await queueEntriesOf(job.id)).toHaveLength(1);
   });
+
+  test('a batch of noop jobs runs through, and no SUCCEEDED job is ever seen with its queue entry still active: the finish completes the entry in its own transaction', async () => {
+    const { user, client } = await server.createUser();
+    const { jobs } = await client.jobs.batchCreateJobs({
+      requests: Array.from({ length: 60 }, (_, index) => ({ type: 'noop', name: `n${index}` })),
+    });
+    const disagreeing = () =>
+      server.countRows(
+        `select count(*)::int as n from jobs j join pgboss.job e on e.id = j.queue_job_id
+          where j.owner_id = $1 and j.status = 'succeeded' and e.state <> 'completed'`,
+        [user.id],
+      );
+    const unfinished = () =>
+      server.countRows(`select count(*)::int as n from jobs where owner_id = $1 and status <> 'succeeded'`, [user.id]);
+    const deadline = Date.now() + 8000;
+    while ((await unfinished()) > 0 && Date.now() < deadline) expect(await disagreeing()).toBe(0);
+    expect(await unfinished()).toBe(0);
+    expect(await disagreeing()).toBe(0);
+    expect(jobs).toHaveLength(60);
+  });
 });
 
 describe('idempotency (request_id)', () => {

@@ -8,6 +8,7 @@ import { Migration20261203140000_credential_notifications } from './Migration202
 import { Migration20261203140500_event_sequencing } from './Migration20261203140500_event_sequencing.ts';
 import { Migration20261203150000_job_search } from './Migration20261203150000_job_search.ts';
 import { Migration20261203151000_event_sequencing_scan } from './Migration20261203151000_event_sequencing_scan.ts';
+import { Migration20261203161000_event_fillfactor } from './Migration20261203161000_event_fillfactor.ts';
 
 /** Every migration, in order. `npm run migration:create` adds new ones here. */
 export const migrations = [
@@ -21,4 +22,5 @@ export const migrations = [
   { name: 'Migration20261203140500_event_sequencing', class: Migration20261203140500_event_sequencing },
   { name: 'Migration20261203150000_job_search', class: Migration20261203150000_job_search },
   { name: 'Migration20261203151000_event_sequencing_scan', class: Migration20261203151000_event_sequencing_scan },
+  { name: 'Migration20261203161000_event_fillfactor', class: Migration20261203161000_event_fillfactor },
 ];
