@@ -42,7 +42,7 @@ async function* messagesOf(source: AsyncIterable<Buffer>): AsyncGenerator<Messag
 }
 
 /** The frame of a DownloadResponse carrying `chunkBytes` of chunk and nothing else, up to the chunk itself. */
-function chunkFrameHeader(chunkBytes: number): Uint8Array {
+export function chunkFrameHeader(chunkBytes: number): Uint8Array {
   const length: number[] = [];
   for (let rest = chunkBytes; ; rest >>>= 7) {
     if (rest < 0x80) {
