@@ -2,7 +2,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { encodeEnvelope } from '@connectrpc/connect/protocol';
 import { expect, test } from 'vitest';
 import { DownloadResponseSchema } from '../../gen/yardmaster/v1/files_pb.ts';
-import { chunkFrameHeader, downloadChunkBytes } from './download-rpc.ts';
+import { chunkFrameHeader, downloadChunkBytes } from '../../src/files/download-rpc.ts';
 
 // Every length of the chunk's varint (1 to 3 bytes) up to the largest message: the header
 // followed by the chunk must be, byte for byte, the frame Connect would have written.
