@@ -181,9 +181,10 @@ describe('Upload and Download streams', () => {
 
   test('a client that stops reading holds the Download, and one that cancels mid-way ends it; the next Download is whole, over HTTP/1.1 and HTTP/2', async () => {
     const { user, password, client: uploader } = await server.createUser();
-    const bytes = randomBytes(24 * mib);
+    const bytes = randomBytes(12 * mib);
     const file = await uploadStream(uploader, { name: 'cancelled-download.bin' }, bytes);
-    for (const { name, options } of transports.filter((transport) => transport.name !== 'Connect JSON over HTTP/1.1')) {
+    const binaryTransports = ['Connect binary over HTTP/1.1', 'gRPC', 'gRPC-Web over HTTP/2'];
+    for (const { name, options } of transports.filter((transport) => binaryTransports.includes(transport.name))) {
       const client = await server.signIn(user.username, password, options);
       const controller = new AbortController();
       let received = 0;
@@ -200,7 +201,7 @@ describe('Upload and Download streams', () => {
       const whole = await download(client, file.id);
       expect(whole.bytes.equals(bytes), name).toBe(true);
     }
-  });
+  }, 60_000);
 
   test('a first message without metadata, an empty stream, or a second metadata message is InvalidArgument, and nothing is kept', async () => {
     const { user, client } = await server.createUser();
