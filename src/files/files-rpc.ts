@@ -3,19 +3,12 @@ import type { UniversalHandlerOptions } from '@connectrpc/connect/protocol';
 import { durationMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { FilesService as FilesServiceDesc, UploadRequest } from '../../gen/yardmaster/v1/files_pb.ts';
 import { invalidField } from '../platform/domain-errors.ts';
-import { callerOf, entityManagerOf, recordCall } from '../server/context.ts';
+import { callerOf, directFramesKey, entityManagerOf, recordCall } from '../server/context.ts';
+import { downloadMessages } from './download-rpc.ts';
 import { fileToProto } from './file-messages.ts';
 import type { FileCatalogue } from './file-catalogue.ts';
 import type { FileDownloads } from './file-downloads.ts';
 import type { FileUploads } from './file-uploads.ts';
-
-/**
- * Bytes per Download message: large enough to be cheap, small enough for any client. Just
- * under 1 MiB so that a message (the chunk with its 4-byte field header) fits the 1 MiB
- * buffer protobuf-es's writer grows to: at exactly 1 MiB of chunk it would allocate and
- * zero 2 MiB for every message, garbage that the collector then has to chase.
- */
-export const downloadChunkBytes = 1024 * 1024 - 16;
 
 /**
  * How FilesService answers: never compressed. Its bulk is file bytes, mostly compressed
@@ -40,29 +33,6 @@ async function* chunksOf(messages: AsyncIterator<UploadRequest>): AsyncGenerator
     if (next.value.content.case !== 'chunk') throw invalidField('chunk', 'every message after the first must carry a chunk');
     yield next.value.content.value;
   }
-}
-
-/**
- * Re-cuts a byte stream into messages of downloadChunkBytes (the last one shorter), each
- * byte copied once into a buffer of its own, one being filled at a time.
- */
-async function* rechunk(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  let filling = Buffer.allocUnsafe(downloadChunkBytes);
-  let filled = 0;
-  for await (const piece of source) {
-    for (let offset = 0; offset < piece.byteLength; ) {
-      const take = Math.min(piece.byteLength - offset, downloadChunkBytes - filled);
-      piece.copy(filling, filled, offset, offset + take);
-      filled += take;
-      offset += take;
-      if (filled === downloadChunkBytes) {
-        yield filling;
-        filling = Buffer.allocUnsafe(downloadChunkBytes);
-        filled = 0;
-      }
-    }
-  }
-  if (filled > 0) yield filling.subarray(0, filled);
 }
 
 export function createFilesRpc({
@@ -180,15 +150,7 @@ export function createFilesRpc({
         yield { file: fileToProto(file) };
         return;
       }
-      try {
-        let first = true;
-        for await (const chunk of rechunk(bytes as AsyncIterable<Buffer>)) {
-          yield first ? { chunk, file: fileToProto(file) } : { chunk };
-          first = false;
-        }
-      } finally {
-        bytes.destroy();
-      }
+      yield* downloadMessages(fileToProto(file), bytes, ctx.values.get(directFramesKey), ctx.signal);
     },
 
     async getStorageUsage(req, ctx) {

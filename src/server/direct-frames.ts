@@ -59,4 +59,9 @@ export class DirectFrames {
   write(frame: Uint8Array): void {
     this.#res.write(frame);
   }
+
+  /** The response itself, for writers that pace themselves by its backpressure (see paced-frames.ts). */
+  get response(): HttpResponse {
+    return this.#res;
+  }
 }

@@ -179,6 +179,30 @@ describe('Upload and Download streams', () => {
     }
   });
 
+  test('a client that stops reading holds the Download, and one that cancels mid-way ends it; the next Download is whole, over HTTP/1.1 and HTTP/2', async () => {
+    const { user, password, client: uploader } = await server.createUser();
+    const bytes = randomBytes(12 * mib);
+    const file = await uploadStream(uploader, { name: 'cancelled-download.bin' }, bytes);
+    const binaryTransports = ['Connect binary over HTTP/1.1', 'gRPC', 'gRPC-Web over HTTP/2'];
+    for (const { name, options } of transports.filter((transport) => binaryTransports.includes(transport.name))) {
+      const client = await server.signIn(user.username, password, options);
+      const controller = new AbortController();
+      let received = 0;
+      const call = (async () => {
+        for await (const message of client.files.download({ id: file.id }, { signal: controller.signal })) {
+          received += message.chunk.byteLength;
+          // A pause past the server's buffers and the flow-control windows: it must wait, not fail.
+          if (received >= 3 * mib && received < 4 * mib) await new Promise((resolve) => setTimeout(resolve, 300));
+          if (received >= 6 * mib) controller.abort();
+        }
+      })();
+      await expectConnectError(call, Code.Canceled);
+      expect(received, name).toBeLessThan(bytes.length);
+      const whole = await download(client, file.id);
+      expect(whole.bytes.equals(bytes), name).toBe(true);
+    }
+  }, 60_000);
+
   test('a first message without metadata, an empty stream, or a second metadata message is InvalidArgument, and nothing is kept', async () => {
     const { user, client } = await server.createUser();
     async function* chunkFirst(): AsyncGenerator<UploadMessage> {
