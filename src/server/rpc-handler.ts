@@ -21,8 +21,8 @@ import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { createTrailerSerialization, trailerFlag } from '@connectrpc/connect/protocol-grpc-web';
 import type { Logger } from '../platform/logger.ts';
 import type { HttpHandler } from './http-handler.ts';
-import { directFramesKey } from './context.ts';
-import { DirectFrames } from './direct-frames.ts';
+import { streamHandoffKey } from './context.ts';
+import { StreamHandoff } from './stream-handoff.ts';
 
 /**
  * What one call has shown of its request's decoding: its handler context (to read the
@@ -58,6 +58,8 @@ export function createRpcHandler(
      * Node scans the listeners already there on every add).
      */
     waitingUnaryMethods?: readonly DescMethod[];
+    /** Server-streaming methods whose handler may take its stream out of Connect's pipeline once set up (`StreamHandoff`). */
+    handoffMethods?: readonly DescMethod[];
   },
 ): HttpHandler {
   const {
@@ -69,6 +71,7 @@ export function createRpcHandler(
     requestPathPrefix = '',
     shutdownSignal,
     waitingUnaryMethods = [],
+    handoffMethods = [],
     ...routerOptions
   } = options;
   const router = createConnectRouter({
@@ -106,14 +109,15 @@ export function createRpcHandler(
     }
     const values = contextValues?.(req) ?? createContextValues();
     values.set(requestDecodingKey, { context: undefined, reachedInterceptors: false });
-    if (handler.method.methodKind === 'server_streaming') values.set(directFramesKey, new DirectFrames(res, req.headers['content-type']));
+    const handoff = handoffMethods.includes(handler.method) ? new StreamHandoff(res, req.headers['content-type']) : undefined;
+    if (handoff) values.set(streamHandoffKey, handoff);
     const request = universalRequestFromNodeRequest(req, res, undefined, values);
     handler(
       shutdownSignal && endingAtShutdown.has(handler.method)
         ? { ...request, signal: AbortSignal.any([request.signal, shutdownSignal]) }
         : request,
     )
-      .then((response) => universalResponseToNodeResponse(response, res))
+      .then((response) => universalResponseToNodeResponse(handoff ? handoff.wrap(response) : response, res))
       .catch((error: unknown) => {
         if (error instanceof ConnectError && error.code === Code.Aborted) return;
         logger.error({ err: error, procedure: handler.requestPath }, 'rpc handler failed');

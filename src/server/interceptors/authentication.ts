@@ -3,7 +3,7 @@ import type { Caller } from '../../platform/caller.ts';
 import type { EntityManager } from '../../platform/db/orm.ts';
 import { unauthenticated } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
-import { callerKey, directFramesKey, entityManagerKey } from '../context.ts';
+import { callerKey, entityManagerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { observeStream } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
@@ -69,17 +69,13 @@ export function authenticationInterceptor(
     const res = await next(req);
     if (!res.stream || !caller || !bearer) return res;
     let checkedAt = Date.now();
-    // Messages written around Connect's pipeline skip `beforeMessage`: once a check is due,
-    // the next message comes through here again.
-    const directFrames = req.contextValues.get(directFramesKey);
-    directFrames?.passMessagesFrom(checkedAt + streamRecheckIntervalMs);
-    return observeStream(res, req.signal, {
+    return observeStream(res, req, {
       beforeMessage: async () => {
         if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
         await recheck(() => em().fork(), bearer, caller);
         checkedAt = Date.now();
-        directFrames?.passMessagesFrom(checkedAt + streamRecheckIntervalMs);
       },
+      whileTaken: { everyMs: streamRecheckIntervalMs, run: () => recheck(() => em().fork(), bearer, caller) },
     });
   };
 }

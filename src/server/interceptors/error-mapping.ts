@@ -21,7 +21,7 @@ export function withMappedErrors(next: Next): Next {
       throw toConnectError(error, loggerOf(req.contextValues));
     }
     if (!res.stream) return res;
-    return observeStream(res, req.signal, { mapError: (error) => toConnectError(error, loggerOf(req.contextValues)) });
+    return observeStream(res, req, { mapError: (error) => toConnectError(error, loggerOf(req.contextValues)) });
   };
 }
 

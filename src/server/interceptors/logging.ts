@@ -59,7 +59,7 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
       return res;
     }
     metrics.openStreams.inc({ procedure });
-    return observeStream(res, req.signal, {
+    return observeStream(res, req, {
       end: (how) => {
         metrics.openStreams.dec({ procedure });
         finish(how.kind === 'failed' ? how.error : undefined);

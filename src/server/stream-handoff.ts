@@ -1,0 +1,249 @@
+import { Code, ConnectError } from '@connectrpc/connect';
+import { encodeEnvelope, type UniversalServerResponse } from '@connectrpc/connect/protocol';
+import { createEndStreamSerialization, endStreamFlag } from '@connectrpc/connect/protocol-connect';
+import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
+import { createTrailerSerialization, trailerFlag } from '@connectrpc/connect/protocol-grpc-web';
+import type { HttpResponse } from './http-handler.ts';
+import type { StreamEnd, StreamHooks } from './interceptors/server-streams.ts';
+
+/** The message encoding a call's client asked for: protobuf binary or JSON. */
+export type MessageFormat = 'binary' | 'json';
+
+type Protocol = 'grpc' | 'grpc-web' | 'connect';
+
+function protocolOf(contentType: string | undefined): Protocol {
+  if (contentType?.startsWith('application/grpc-web')) return 'grpc-web';
+  if (contentType?.startsWith('application/grpc')) return 'grpc';
+  return 'connect';
+}
+
+const endStreamSerialization = createEndStreamSerialization({});
+const trailerSerialization = createTrailerSerialization();
+
+/**
+ * A server stream that leaves Connect's pipeline once it is set up, and is then held by
+ * whoever took it (the jobs fan-out) alone.
+ *
+ * Connect runs each message of a stream through a chain of async generators (the
+ * handler's, every interceptor's, serialization, envelope, compression, the write with
+ * its drain), and an open stream keeps that chain parked between messages: about 50 KiB
+ * of closures, promises and generator objects per stream, and tens of microseconds per
+ * message. A stream that hands the same events to a thousand clients is better off with
+ * neither: once the call is authenticated, authorised, counted and has sent its first
+ * messages through Connect, `take` unhooks the response from Connect's pipeline (which is
+ * then garbage), and the taker writes already enveloped frames straight to the response.
+ * Every protocol served here (gRPC, gRPC-Web, Connect streaming, over HTTP/1.1 and HTTP/2)
+ * frames a message the same way (a flag byte, a 32-bit length, the message; an
+ * uncompressed frame is valid whatever compression was negotiated), and `end` closes the
+ * stream as Connect would have: gRPC trailers, the gRPC-Web trailer frame, or the Connect
+ * end-stream message.
+ *
+ * What the interceptors would have done when the stream ended (give back its slot of the
+ * stream limit, write the call's log line, count it closed) they registered here while
+ * the call was set up (`observeStream`); `end` runs them. A check they make while the
+ * stream runs (the credential re-check) runs on a timer instead of before each message.
+ */
+export class StreamHandoff {
+  readonly format: MessageFormat;
+  readonly #res: HttpResponse;
+  readonly #protocol: Protocol;
+  /** The interceptors' hooks of this call, innermost first (the order their streams end in). */
+  #hooks: StreamHooks[] = [];
+  #trailer: Headers | undefined;
+  #ended = false;
+  readonly #take: TakeSignal = { taken: false, wake: undefined };
+  #resolveEnd: ((frame: Uint8Array | undefined) => void) | undefined;
+  #onEnd: (() => void) | undefined;
+  #checkTimer: NodeJS.Timeout | undefined;
+  #signal: AbortSignal | undefined;
+
+  constructor(res: HttpResponse, contentType: string | undefined) {
+    this.#res = res;
+    this.#protocol = protocolOf(contentType);
+    this.format = contentType?.includes('json') ? 'json' : 'binary';
+  }
+
+  /** An interceptor's stream hooks, run by `end` if the stream is taken (else by Connect's pipeline, as for any call). */
+  adopt(hooks: StreamHooks): void {
+    this.#hooks.push(hooks);
+  }
+
+  get taken(): boolean {
+    return this.#take.taken;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Connect's response for the call, whose body stops being read from Connect's pipeline
+   * when the stream is taken, and then ends with what `end` writes.
+   */
+  wrap(response: UniversalServerResponse): UniversalServerResponse {
+    this.#trailer = response.trailer;
+    const ended = new Promise<Uint8Array | undefined>((resolve) => {
+      this.#resolveEnd = resolve;
+    });
+    const body = response.body;
+    if (body === undefined) return response;
+    return { ...response, body: handedOffBody(body, this.#take, ended) };
+  }
+
+  /**
+   * Takes the stream out of Connect's hands. Call it only while the handler's generator
+   * waits to be asked for its next message (Connect has written every earlier one), and
+   * never resume that generator: it is left to the garbage collector. From now on the
+   * stream ends only through `end`, also when the client goes away or the server shuts
+   * down (`signal`, the call's); `onEnd` runs once it has.
+   */
+  take(signal: AbortSignal, onEnd: () => void): void {
+    this.#onEnd = onEnd;
+    this.#signal = signal;
+    this.#take.taken = true;
+    this.#take.wake?.(undefined);
+    this.#take.wake = undefined;
+    signal.addEventListener('abort', this.#aborted);
+    this.#res.once('close', this.#aborted);
+    const checks = this.#hooks.map((hooks) => hooks.whileTaken).filter((check) => check !== undefined);
+    if (checks.length > 0) {
+      const everyMs = Math.min(...checks.map((check) => check.everyMs));
+      this.#checkTimer = setInterval(() => {
+        for (const check of checks)
+          Promise.resolve()
+            .then(check.run)
+            .catch((error: unknown) => this.end(error));
+      }, everyMs).unref();
+    }
+    if (signal.aborted || this.#res.destroyed) this.#aborted();
+  }
+
+  /** The client went away, or the server is shutting down (which ends a stream well, as Connect's handlers do). */
+  readonly #aborted = () => {
+    const reason: unknown = this.#signal?.reason;
+    if (!this.#writable) this.#finish({ kind: 'stopped' });
+    else if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) this.end(reason);
+    else this.end();
+  };
+
+  get #writable(): boolean {
+    const res = this.#res;
+    return !res.writableEnded && !res.destroyed;
+  }
+
+  /**
+   * Bytes written to the response that the client has not taken yet: those still held
+   * here. Over HTTP/2 a write completes only once flow control lets its data go out, so
+   * this grows as soon as the peer's receive window is full.
+   */
+  get backlogBytes(): number {
+    return this.#res.writableLength;
+  }
+
+  /** Writes an enveloped message; nothing once the stream has ended. */
+  write(frame: Uint8Array): void {
+    if (this.#ended || !this.#writable) return;
+    this.#res.write(frame);
+  }
+
+  /** Ends a taken stream: well, or with `error` (mapped as the interceptors map errors), in its protocol's framing. */
+  end(error?: unknown): void {
+    if (this.#ended) return;
+    if (!this.#writable) {
+      this.#finish({ kind: 'stopped' });
+      return;
+    }
+    let passed = error;
+    if (passed !== undefined) for (const hooks of this.#hooks) if (hooks.mapError) passed = hooks.mapError(passed);
+    const connectError =
+      passed === undefined || passed instanceof ConnectError
+        ? passed
+        : new ConnectError('internal error', Code.Internal, undefined, undefined, passed);
+    this.#finish(passed === undefined ? { kind: 'done' } : { kind: 'failed', error: passed }, this.#closing(connectError));
+  }
+
+  /** What closes the stream in its protocol: a last frame, or (gRPC) the trailers set here. */
+  #closing(error: ConnectError | undefined): Uint8Array | undefined {
+    switch (this.#protocol) {
+      case 'grpc':
+        setTrailerStatus(this.#trailer ?? new Headers(), error);
+        return undefined;
+      case 'grpc-web':
+        return encodeEnvelope(trailerFlag, trailerSerialization.serialize(setTrailerStatus(new Headers(), error)));
+      case 'connect':
+        return encodeEnvelope(endStreamFlag, endStreamSerialization.serialize({ metadata: new Headers(), error }));
+    }
+  }
+
+  #finish(how: StreamEnd, closing?: Uint8Array): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearInterval(this.#checkTimer);
+    this.#signal?.removeEventListener('abort', this.#aborted);
+    this.#res.off('close', this.#aborted);
+    this.#resolveEnd?.(closing);
+    this.#onEnd?.();
+    const hooks = this.#hooks;
+    this.#hooks = [];
+    void (async () => {
+      for (const hook of hooks) await hook.end?.(how);
+    })().catch(() => {});
+  }
+}
+
+/** Where a taken stream wakes its body's reader, which waits for Connect's next chunk. */
+interface TakeSignal {
+  taken: boolean;
+  wake: ((next: undefined) => void) | undefined;
+}
+
+/**
+ * Connect's body until the stream is taken; then (Connect's pipeline let go of, not
+ * ended) whatever `end` closes the stream with.
+ */
+async function* handedOffBody(
+  body: AsyncIterable<Uint8Array>,
+  take: TakeSignal,
+  ended: Promise<Uint8Array | undefined>,
+): AsyncGenerator<Uint8Array> {
+  if (yield* untilTaken(body, take)) return;
+  const closing = await ended;
+  if (closing) yield closing;
+}
+
+/**
+ * Yields `body` until it ends (true) or the stream is taken (false). Until then, it
+ * passes on what the node adapter does to its reader (an early return, a write error), as
+ * the adapter would have to Connect's body; once taken, it lets go of Connect's body
+ * without a word.
+ */
+async function* untilTaken(body: AsyncIterable<Uint8Array>, take: TakeSignal): AsyncGenerator<Uint8Array, boolean> {
+  const it = body[Symbol.asyncIterator]();
+  let letGo = false;
+  try {
+    for (;;) {
+      const next = await new Promise<IteratorResult<Uint8Array> | undefined>((resolve, reject) => {
+        take.wake = resolve;
+        it.next().then(resolve, reject);
+      });
+      take.wake = undefined;
+      if (next === undefined || take.taken) {
+        letGo = true;
+        return false;
+      }
+      if (next.done) {
+        letGo = true;
+        return true;
+      }
+      try {
+        yield next.value;
+      } catch (error) {
+        letGo = true;
+        await it.throw?.(error).catch(() => {});
+        throw error;
+      }
+    }
+  } finally {
+    if (!letGo) void it.return?.().catch(() => {});
+  }
+}
