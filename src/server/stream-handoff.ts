@@ -87,7 +87,7 @@ export class StreamHandoff {
     });
     const body = response.body;
     if (body === undefined) return response;
-    return { ...response, body: handedOffBody(body, this.#take, ended) };
+    return { ...response, body: new HandedOffBody(body, this.#take, ended) };
   }
 
   /**
@@ -198,52 +198,73 @@ interface TakeSignal {
 }
 
 /**
- * Connect's body until the stream is taken; then (Connect's pipeline let go of, not
- * ended) whatever `end` closes the stream with.
+ * The body the node adapter writes: Connect's, until the stream is taken; then, Connect's
+ * let go of (not ended: its pipeline goes to the garbage collector), what `end` closes the
+ * stream with. Until then it passes on what the adapter does to its reader (an early
+ * return, a write error), as the adapter would have to Connect's body. Written as a plain
+ * iterator, not a generator: a parked generator keeps its arguments, and with them
+ * Connect's body.
  */
-async function* handedOffBody(
-  body: AsyncIterable<Uint8Array>,
-  take: TakeSignal,
-  ended: Promise<Uint8Array | undefined>,
-): AsyncGenerator<Uint8Array> {
-  if (yield* untilTaken(body, take)) return;
-  const closing = await ended;
-  if (closing) yield closing;
+class HandedOffBody implements AsyncIterableIterator<Uint8Array> {
+  #it: AsyncIterator<Uint8Array> | undefined;
+  readonly #take: TakeSignal;
+  readonly #ended: Promise<Uint8Array | undefined>;
+  #closed = false;
+
+  constructor(body: AsyncIterable<Uint8Array>, take: TakeSignal, ended: Promise<Uint8Array | undefined>) {
+    this.#it = body[Symbol.asyncIterator]();
+    this.#take = take;
+    this.#ended = ended;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#it && !this.#take.taken) {
+      const next = await nextUntilTaken(this.#it, this.#take);
+      if (next !== undefined) {
+        if (next.done) {
+          this.#it = undefined;
+          this.#closed = true;
+        }
+        return next;
+      }
+    }
+    this.#it = undefined;
+    if (this.#closed) return { done: true, value: undefined };
+    this.#closed = true;
+    const closing = await this.#ended;
+    return closing ? { done: false, value: closing } : { done: true, value: undefined };
+  }
+
+  async return(): Promise<IteratorResult<Uint8Array>> {
+    const it = this.#it;
+    this.#it = undefined;
+    this.#closed = true;
+    if (it && !this.#take.taken) await it.return?.().catch(() => {});
+    return { done: true, value: undefined };
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<Uint8Array>> {
+    const it = this.#it;
+    this.#it = undefined;
+    this.#closed = true;
+    if (it && !this.#take.taken) await it.throw?.(error).catch(() => {});
+    throw error;
+  }
 }
 
 /**
- * Yields `body` until it ends (true) or the stream is taken (false). Until then, it
- * passes on what the node adapter does to its reader (an early return, a write error), as
- * the adapter would have to Connect's body; once taken, it lets go of Connect's body
- * without a word.
+ * `it`'s next chunk, or undefined once the stream is taken. A function of its own: the
+ * closure that waits holds `it`, and must be done with before the body waits for the end.
  */
-async function* untilTaken(body: AsyncIterable<Uint8Array>, take: TakeSignal): AsyncGenerator<Uint8Array, boolean> {
-  const it = body[Symbol.asyncIterator]();
-  let letGo = false;
-  try {
-    for (;;) {
-      const next = await new Promise<IteratorResult<Uint8Array> | undefined>((resolve, reject) => {
-        take.wake = resolve;
-        it.next().then(resolve, reject);
-      });
-      take.wake = undefined;
-      if (next === undefined || take.taken) {
-        letGo = true;
-        return false;
-      }
-      if (next.done) {
-        letGo = true;
-        return true;
-      }
-      try {
-        yield next.value;
-      } catch (error) {
-        letGo = true;
-        await it.throw?.(error).catch(() => {});
-        throw error;
-      }
-    }
-  } finally {
-    if (!letGo) void it.return?.().catch(() => {});
-  }
+async function nextUntilTaken(it: AsyncIterator<Uint8Array>, take: TakeSignal): Promise<IteratorResult<Uint8Array> | undefined> {
+  const next = await new Promise<IteratorResult<Uint8Array> | undefined>((resolve, reject) => {
+    take.wake = resolve;
+    it.next().then(resolve, reject);
+  });
+  take.wake = undefined;
+  return next;
 }

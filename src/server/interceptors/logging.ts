@@ -28,15 +28,18 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
   };
   return (next) => async (req) => {
     const procedure = procedureOf(req.method);
+    // Read here, not in the closures below: a stream that leaves Connect's pipeline keeps its
+    // end hook, and a hook that held `req` would hold that whole pipeline through it.
+    const values = req.contextValues;
     const started = performance.now();
     const finish = (error: unknown) => {
       const code = error === undefined ? 'ok' : codeName(error instanceof ConnectError ? error.code : Code.Unknown);
       const durationMs = performance.now() - started;
       metrics.rpcCalls.inc({ procedure, code });
       metrics.rpcDuration.observe({ procedure }, durationMs / 1000);
-      const caller = req.contextValues.get(callerKey);
+      const caller = values.get(callerKey);
       const line = {
-        requestId: req.contextValues.get(requestIdKey),
+        requestId: values.get(requestIdKey),
         procedure,
         code,
         durationMs: Math.round(durationMs * 10) / 10,
