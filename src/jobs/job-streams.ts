@@ -200,9 +200,10 @@ export class JobStreams {
    * reading the log, and skipping live events at or below the last replayed one, leaves
    * no gap and no repeat between the two. With `takeover`, the stream is handed over
    * after its first heartbeat (this generator then never yields again, nor ends).
+   * `entityManager` is called only for a replay: a live stream holds no ORM context.
    */
   async *watchJobs(
-    em: EntityManager,
+    entityManager: () => EntityManager,
     caller: Caller,
     filter: JobFilter,
     afterSequence: number,
@@ -214,6 +215,7 @@ export class JobStreams {
     const unsubscribe = this.#index.watchJobs(stream, match.ownerId, match.types);
     try {
       if (afterSequence > 0) {
+        const em = entityManager();
         await this.#checkResumePoint(em, afterSequence);
         let read = afterSequence;
         for (;;) {

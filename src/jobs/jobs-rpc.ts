@@ -201,7 +201,7 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams, catalog: J
       const filter = jobFilterFromProto(req.filter);
       const takeover = watchJobsTakeover(ctx, watchJobsFrameOf);
       for await (const item of streams.watchJobs(
-        entityManagerOf(ctx),
+        () => entityManagerOf(ctx),
         callerOf(ctx),
         filter,
         Number(req.afterSequence),

@@ -80,7 +80,9 @@ export function createRpcHandler(
     interceptors: [requestDecodingInterceptor(), ...(routerOptions.interceptors ?? [])],
     requestGate: (context) => {
       const decoding = context.values.get(requestDecodingKey);
-      if (decoding) decoding.context = context;
+      // Only a unary call's answer is ever re-encoded; a stream's context values outlive its
+      // set-up (a taken stream keeps them for its log line), and must not keep its context.
+      if (decoding && context.method.methodKind === 'unary') decoding.context = context;
       return requestGate?.(context);
     },
   });

@@ -5,7 +5,7 @@ import { unauthenticated } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, entityManagerKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { observeStream } from './server-streams.ts';
+import { observeStream, type StreamHooks } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
 
 /** Turns a bearer credential (an access token or an API key) into its caller, or throws (the auth area's authenticator). */
@@ -68,14 +68,30 @@ export function authenticationInterceptor(
     }
     const res = await next(req);
     if (!res.stream || !caller || !bearer) return res;
-    let checkedAt = Date.now();
-    return observeStream(res, req, {
-      beforeMessage: async () => {
-        if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
-        await recheck(() => em().fork(), bearer, caller);
-        checkedAt = Date.now();
-      },
-      whileTaken: { everyMs: streamRecheckIntervalMs, run: () => recheck(() => em().fork(), bearer, caller) },
-    });
+    return observeStream(res, req, recheckHooks(recheck, em, bearer, caller));
+  };
+}
+
+/**
+ * A stream's credential re-check: before a message once the interval has passed, or (once
+ * the stream has left Connect's pipeline) on a timer. Made here, not inside the
+ * interceptor: a taken stream keeps these hooks, and a closure made there would keep the
+ * call's request and the chain of every `next`.
+ */
+function recheckHooks(
+  recheck: (em: () => EntityManager, bearer: string, caller: Caller) => Promise<void>,
+  em: () => EntityManager,
+  bearer: string,
+  caller: Caller,
+): StreamHooks {
+  let checkedAt = Date.now();
+  const check = () => recheck(() => em().fork(), bearer, caller);
+  return {
+    beforeMessage: async () => {
+      if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
+      await check();
+      checkedAt = Date.now();
+    },
+    whileTaken: { everyMs: streamRecheckIntervalMs, run: check },
   };
 }
