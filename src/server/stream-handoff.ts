@@ -52,7 +52,6 @@ export class StreamHandoff {
   #trailer: Headers | undefined;
   #ended = false;
   readonly #take: TakeSignal = { taken: false, wake: undefined };
-  #resolveEnd: ((frame: Uint8Array | undefined) => void) | undefined;
   #onEnd: (() => void) | undefined;
   #checkTimer: NodeJS.Timeout | undefined;
   #signal: AbortSignal | undefined;
@@ -82,12 +81,9 @@ export class StreamHandoff {
    */
   wrap(response: UniversalServerResponse): UniversalServerResponse {
     this.#trailer = response.trailer;
-    const ended = new Promise<Uint8Array | undefined>((resolve) => {
-      this.#resolveEnd = resolve;
-    });
     const body = response.body;
     if (body === undefined) return response;
-    return { ...response, body: new HandedOffBody(body, this.#take, ended) };
+    return { ...response, body: new HandedOffBody(body, this.#take) };
   }
 
   /**
@@ -159,29 +155,40 @@ export class StreamHandoff {
       passed === undefined || passed instanceof ConnectError
         ? passed
         : new ConnectError('internal error', Code.Internal, undefined, undefined, passed);
-    this.#finish(passed === undefined ? { kind: 'done' } : { kind: 'failed', error: passed }, this.#closing(connectError));
+    this.#finish(passed === undefined ? { kind: 'done' } : { kind: 'failed', error: passed });
+    this.#close(connectError);
   }
 
-  /** What closes the stream in its protocol: a last frame, or (gRPC) the trailers set here. */
-  #closing(error: ConnectError | undefined): Uint8Array | undefined {
+  /**
+   * Closes the response in its protocol: gRPC trailers, or a last frame (gRPC-Web
+   * trailers, Connect's end-stream message). Written here, not by the node adapter: the
+   * adapter's write of the body was left waiting for a chunk that never comes, so that
+   * nothing of it stays parked for as long as the stream lives.
+   */
+  #close(error: ConnectError | undefined): void {
+    const res = this.#res;
     switch (this.#protocol) {
-      case 'grpc':
-        setTrailerStatus(this.#trailer ?? new Headers(), error);
-        return undefined;
+      case 'grpc': {
+        const trailer = setTrailerStatus(this.#trailer ?? new Headers(), error);
+        res.addTrailers(Object.fromEntries(trailer));
+        res.end();
+        return;
+      }
       case 'grpc-web':
-        return encodeEnvelope(trailerFlag, trailerSerialization.serialize(setTrailerStatus(new Headers(), error)));
+        res.end(encodeEnvelope(trailerFlag, trailerSerialization.serialize(setTrailerStatus(new Headers(), error))));
+        return;
       case 'connect':
-        return encodeEnvelope(endStreamFlag, endStreamSerialization.serialize({ metadata: new Headers(), error }));
+        res.end(encodeEnvelope(endStreamFlag, endStreamSerialization.serialize({ metadata: new Headers(), error })));
+        return;
     }
   }
 
-  #finish(how: StreamEnd, closing?: Uint8Array): void {
+  #finish(how: StreamEnd): void {
     if (this.#ended) return;
     this.#ended = true;
     clearInterval(this.#checkTimer);
     this.#signal?.removeEventListener('abort', this.#aborted);
     this.#res.off('close', this.#aborted);
-    this.#resolveEnd?.(closing);
     this.#onEnd?.();
     const hooks = this.#hooks;
     this.#hooks = [];
@@ -198,9 +205,9 @@ interface TakeSignal {
 }
 
 /**
- * The body the node adapter writes: Connect's, until the stream is taken; then, Connect's
- * let go of (not ended: its pipeline goes to the garbage collector), what `end` closes the
- * stream with. Until then it passes on what the adapter does to its reader (an early
+ * The body the node adapter writes: Connect's, until the stream is taken; then nothing
+ * more, ever (Connect's body is let go of, not ended: its pipeline goes to the garbage
+ * collector, and so does the adapter's write). Until then it passes on what the adapter does to its reader (an early
  * return, a write error), as the adapter would have to Connect's body. Written as a plain
  * iterator, not a generator: a parked generator keeps its arguments, and with them
  * Connect's body.
@@ -208,13 +215,11 @@ interface TakeSignal {
 class HandedOffBody implements AsyncIterableIterator<Uint8Array> {
   #it: AsyncIterator<Uint8Array> | undefined;
   readonly #take: TakeSignal;
-  readonly #ended: Promise<Uint8Array | undefined>;
   #closed = false;
 
-  constructor(body: AsyncIterable<Uint8Array>, take: TakeSignal, ended: Promise<Uint8Array | undefined>) {
+  constructor(body: AsyncIterable<Uint8Array>, take: TakeSignal) {
     this.#it = body[Symbol.asyncIterator]();
     this.#take = take;
-    this.#ended = ended;
   }
 
   [Symbol.asyncIterator](): this {
@@ -235,8 +240,9 @@ class HandedOffBody implements AsyncIterableIterator<Uint8Array> {
     this.#it = undefined;
     if (this.#closed) return { done: true, value: undefined };
     this.#closed = true;
-    const closing = await this.#ended;
-    return closing ? { done: false, value: closing } : { done: true, value: undefined };
+    // Taken: the adapter waits here for good, on a promise nobody holds, and goes to the
+    // garbage collector with it; the handoff closes the response itself.
+    return new Promise<never>(() => {});
   }
 
   async return(): Promise<IteratorResult<Uint8Array>> {
