@@ -77,7 +77,8 @@ export class StreamHandoff {
 
   /**
    * Connect's response for the call, whose body stops being read from Connect's pipeline
-   * when the stream is taken, and then ends with what `end` writes.
+   * when the stream is taken, and gives the node adapter nothing more: `end` closes the
+   * response itself.
    */
   wrap(response: UniversalServerResponse): UniversalServerResponse {
     this.#trailer = response.trailer;
