@@ -432,6 +432,7 @@ export async function createApp({
       },
       shutdownSignal: shutdownController.signal,
       waitingUnaryMethods: [WorkerServiceDesc.method.claimJobs],
+      handoffMethods: [JobsServiceDesc.method.watchJobs],
       jsonOptions: { ignoreUnknownFields: false },
       readMaxBytes: 8 * 1024 * 1024,
       fallback: (req, res) => {

@@ -8,7 +8,7 @@ import type { EventHub } from '../platform/events/event-hub.ts';
 import { readEvents, type SequencedEvent } from '../platform/events/event-log.ts';
 import { Latch } from '../platform/events/latch.ts';
 import type { PgNotifications } from '../platform/events/pg-notifications.ts';
-import { StreamBuffer } from '../platform/events/stream-buffer.ts';
+import { StreamBuffer, streamOverflow } from '../platform/events/stream-buffer.ts';
 import { requireId } from '../platform/ids.ts';
 import { Job } from './entities.ts';
 import type { JobEventKind } from './job-changes.ts';
@@ -22,21 +22,35 @@ export type EventItem = { type: 'event'; sequence: number; kind: JobEventKind; j
 export type WatchItem = EventItem | { type: 'heartbeat'; sequence: number };
 
 /**
- * A way to hand an event to a stream's client at once, without going through the
- * stream's generator (see `DirectFrames` in the server): the transport encodes each
- * event once and writes the same bytes to every stream that sees it.
+ * A WatchJobs stream's way out of its generator (see `StreamHandoff` in the server): once
+ * its replay and first heartbeat are sent, the transport hands the stream over, and from
+ * then on the stream is a small record in the index that writes each event (encoded once
+ * per format for every stream) straight to its client, and its heartbeats on a timer.
  */
-export interface DirectDelivery {
-  /** Bytes sent this way that the client has not taken yet. */
+export interface StreamTakeover {
+  /** Takes the stream over; `onEnd` runs once when it has ended, whoever ended it. */
+  take(onEnd: () => void): TakenStream;
+}
+
+/** A stream taken over: written to directly. */
+export interface TakenStream {
+  /** Bytes written that the client has not taken yet. */
   readonly backlogBytes: number;
-  /** Sends the event now; false when it must go through the stream's generator instead. */
-  send(item: EventItem): boolean;
+  send(item: WatchItem): void;
+  /** Ends the stream: well, or with `error`. */
+  end(error?: unknown): void;
+}
+
+/** What the heartbeats of taken streams read: the interval now, and the hub's position. */
+interface HeartbeatClock {
+  intervalMs(): number;
+  position(): number;
 }
 
 /** Most events a stream may hold for a slow client before it is cut off. */
 const streamBufferLimit = 10_000;
-/** Most bytes sent directly that a slow client may leave in its socket before it is cut off. */
-const defaultDirectBacklogLimitBytes = 4 * 2 ** 20;
+/** Most bytes a slow client may leave in its socket, once its stream is taken over, before it is cut off. */
+const defaultBacklogLimitBytes = 4 * 2 ** 20;
 const replayPageSize = 500;
 const logPageSize = 500;
 const allJobs: JobMatch = { ownerId: undefined, types: [], matches: () => true };
@@ -64,28 +78,26 @@ function isJobEvent(event: SequencedEvent): boolean {
 }
 
 /**
- * The state of one WatchJobs stream: its filter, what it has sent, and its queue of live
- * events. While its generator waits for the next event and nothing is queued, a live
- * event goes straight to the client through `direct`; otherwise it is queued and the
- * generator sends it, so the two ways never reorder events.
+ * The state of one WatchJobs stream: its filter, what it has sent, and, until it is taken
+ * over, its queue of live events for its generator. Once taken over, it is all that is
+ * left of the stream: each event is written at once, heartbeats come from its timer.
  */
 class WatchJobsStream implements JobWatcher {
-  readonly buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
+  buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
   /** The highest sequence sent, either way. */
   last: number;
-  /** When the last message was sent, either way: a heartbeat is due after a quiet interval. */
+  /** When the last message was sent: a heartbeat is due after a quiet interval. */
   sentAt = Date.now();
-  /** Set while the generator waits on `buffer`: Connect has written everything it was given. */
-  waiting = false;
   readonly #match: JobMatch;
-  readonly #direct: DirectDelivery | undefined;
-  readonly #directBacklogLimitBytes: number;
+  readonly #backlogLimitBytes: number;
+  #taken: TakenStream | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #clock: HeartbeatClock | undefined;
 
-  constructor(match: JobMatch, afterSequence: number, direct: DirectDelivery | undefined, directBacklogLimitBytes: number) {
+  constructor(match: JobMatch, afterSequence: number, backlogLimitBytes: number) {
     this.#match = match;
     this.last = afterSequence;
-    this.#direct = direct;
-    this.#directBacklogLimitBytes = directBacklogLimitBytes;
+    this.#backlogLimitBytes = backlogLimitBytes;
   }
 
   matches(job: JobView): boolean {
@@ -93,23 +105,64 @@ class WatchJobsStream implements JobWatcher {
   }
 
   deliver(event: SequencedEvent): void {
-    if (this.buffer.overflowed) return;
-    const direct = this.#direct;
-    if (direct && this.waiting && this.buffer.size === 0) {
-      if (event.sequence <= this.last) return;
-      if (direct.backlogBytes > this.#directBacklogLimitBytes) {
-        this.buffer.cutOff();
-        return;
-      }
-      if (direct.send(eventItem(event))) {
-        this.last = event.sequence;
-        this.sentAt = Date.now();
-        return;
-      }
+    const taken = this.#taken;
+    if (!taken) {
+      this.buffer.push(event);
+      return;
     }
-    this.buffer.push(event);
+    if (event.sequence <= this.last) return;
+    if (taken.backlogBytes > this.#backlogLimitBytes) {
+      taken.end(streamOverflow());
+      return;
+    }
+    taken.send(eventItem(event));
+    this.last = event.sequence;
+    this.sentAt = Date.now();
   }
+
+  /**
+   * Hands the stream over (its generator is never resumed): what its queue holds is sent
+   * now, then every event as it comes. `unsubscribe` takes it out of the index when it ends.
+   */
+  takeOver(takeover: StreamTakeover, unsubscribe: () => void, clock: HeartbeatClock): void {
+    const taken = takeover.take(() => {
+      unsubscribe();
+      clearTimeout(this.#heartbeat);
+      this.#taken = undefined;
+    });
+    this.#taken = taken;
+    this.#clock = clock;
+    const buffer = this.buffer;
+    this.buffer = emptyBuffer;
+    if (buffer.overflowed) {
+      taken.end(streamOverflow());
+      return;
+    }
+    for (let next = buffer.shift(); next && this.#taken; next = buffer.shift()) this.deliver(next);
+    this.#scheduleHeartbeat();
+  }
+
+  #scheduleHeartbeat(): void {
+    if (!this.#taken || !this.#clock) return;
+    const wait = Math.max(1, this.#clock.intervalMs() - (Date.now() - this.sentAt));
+    this.#heartbeat = setTimeout(this.#beat, wait).unref();
+  }
+
+  readonly #beat = () => {
+    const taken = this.#taken;
+    const clock = this.#clock;
+    if (!taken || !clock) return;
+    // Events sent meanwhile count as traffic: a heartbeat only after a quiet interval.
+    if (Date.now() - this.sentAt >= clock.intervalMs()) {
+      this.sentAt = Date.now();
+      taken.send({ type: 'heartbeat', sequence: Math.max(this.last, clock.position()) });
+    }
+    this.#scheduleHeartbeat();
+  };
 }
+
+/** The queue of every stream once taken over: it never holds anything. */
+const emptyBuffer = new StreamBuffer<SequencedEvent>(0);
 
 /**
  * The live views of jobs: one job, every visible job from a resume point, and a job's
@@ -120,40 +173,49 @@ export class JobStreams {
   readonly #index: JobWatchIndex;
   readonly #notifications: PgNotifications;
   readonly #settings: SettingsReader<typeof jobsSettings>;
-  readonly #directBacklogLimitBytes: number;
+  readonly #backlogLimitBytes: number;
+  readonly #clock: HeartbeatClock;
 
   constructor(deps: {
     hub: EventHub;
     notifications: PgNotifications;
     settings: SettingsReader<typeof jobsSettings>;
-    directBacklogLimitBytes?: number;
+    /** Most bytes a taken-over stream's client may leave unread before it is cut off. */
+    backlogLimitBytes?: number;
   }) {
     this.#hub = deps.hub;
     this.#index = new JobWatchIndex(deps.hub);
     this.#notifications = deps.notifications;
     this.#settings = deps.settings;
-    this.#directBacklogLimitBytes = deps.directBacklogLimitBytes ?? defaultDirectBacklogLimitBytes;
+    this.#backlogLimitBytes = deps.backlogLimitBytes ?? defaultBacklogLimitBytes;
+    this.#clock = {
+      intervalMs: () => deps.settings.get('jobs.stream_heartbeat_interval'),
+      position: () => deps.hub.position,
+    };
   }
 
   /**
    * Every job event the caller may see and the filter lets through, in sequence order:
    * first those after `afterSequence` from the log, then live ones. Subscribing before
    * reading the log, and skipping live events at or below the last replayed one, leaves
-   * no gap and no repeat between the two. Live events go through `direct` when given.
+   * no gap and no repeat between the two. With `takeover`, the stream is handed over
+   * after its first heartbeat (this generator then never yields again, nor ends).
+   * `entityManager` is called only for a replay: a live stream holds no ORM context.
    */
   async *watchJobs(
-    em: EntityManager,
+    entityManager: () => EntityManager,
     caller: Caller,
     filter: JobFilter,
     afterSequence: number,
     signal: AbortSignal,
-    direct?: DirectDelivery,
+    takeover?: StreamTakeover,
   ): AsyncGenerator<WatchItem> {
     const match = jobMatch(filter, caller);
-    const stream = new WatchJobsStream(match, afterSequence, direct, this.#directBacklogLimitBytes);
+    const stream = new WatchJobsStream(match, afterSequence, this.#backlogLimitBytes);
     const unsubscribe = this.#index.watchJobs(stream, match.ownerId, match.types);
     try {
       if (afterSequence > 0) {
+        const em = entityManager();
         await this.#checkResumePoint(em, afterSequence);
         let read = afterSequence;
         for (;;) {
@@ -169,6 +231,13 @@ export class JobStreams {
       // A safe resume point: everything up to the hub's position is delivered unless still buffered.
       stream.sentAt = Date.now();
       yield { type: 'heartbeat', sequence: stream.buffer.size === 0 ? Math.max(stream.last, this.#hub.position) : stream.last };
+      if (takeover && !signal.aborted) {
+        // Asked for the next message: Connect has written the heartbeat, and lets go now.
+        stream.takeOver(takeover, unsubscribe, this.#clock);
+        // A promise of its own that nothing settles or holds: nothing refers to this generator
+        // any more, and it goes to the garbage collector without running its `finally`.
+        await new Promise<never>(() => {});
+      }
       yield* this.#live(stream, signal);
     } finally {
       unsubscribe();
@@ -178,7 +247,7 @@ export class JobStreams {
   /** One job: its current state, then each change, ending after a final state. */
   async *watchJob(em: EntityManager, caller: Caller, id: string, signal: AbortSignal): AsyncGenerator<WatchItem> {
     requireId(id, 'id');
-    const stream = new WatchJobsStream(allJobs, 0, undefined, this.#directBacklogLimitBytes);
+    const stream = new WatchJobsStream(allJobs, 0, this.#backlogLimitBytes);
     const unsubscribe = this.#index.watchSubject(id, (event) => {
       if (isJobEvent(event)) stream.buffer.push(event);
     });
@@ -268,14 +337,9 @@ export class JobStreams {
   async *#live(stream: WatchJobsStream, signal: AbortSignal): AsyncGenerator<WatchItem> {
     for (;;) {
       const interval = this.#settings.get('jobs.stream_heartbeat_interval');
-      stream.waiting = true;
-      const next = await stream.buffer.next(Math.max(1, interval - (Date.now() - stream.sentAt)), signal).finally(() => {
-        stream.waiting = false;
-      });
+      const next = await stream.buffer.next(Math.max(1, interval - (Date.now() - stream.sentAt)), signal);
       if ('aborted' in next) return;
       if ('timeout' in next) {
-        // Events sent directly meanwhile count as traffic: a heartbeat only after a quiet interval.
-        if (Date.now() - stream.sentAt < interval) continue;
         stream.sentAt = Date.now();
         yield { type: 'heartbeat', sequence: Math.max(stream.last, this.#hub.position) };
         continue;

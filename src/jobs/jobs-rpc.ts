@@ -10,10 +10,10 @@ import {
   type JobsService as JobsServiceDesc,
   type CreateJobRequest,
 } from '../../gen/yardmaster/v1/jobs_pb.ts';
-import { callerOf, directFramesKey, entityManagerOf } from '../server/context.ts';
-import type { MessageFormat } from '../server/direct-frames.ts';
+import { callerOf, entityManagerOf, streamHandoffKey } from '../server/context.ts';
+import type { MessageFormat, StreamHandoff } from '../server/stream-handoff.ts';
 import { countsByStatusToProto, eventKindToProto, jobFilterFromProto, jobToProto, logLineToProto } from './job-messages.ts';
-import type { DirectDelivery, EventItem, JobStreams, WatchItem } from './job-streams.ts';
+import type { JobStreams, StreamTakeover, TakenStream, WatchItem } from './job-streams.ts';
 import type { CreateJobInput, JobsService } from './jobs-service.ts';
 import type { JobTypeCatalog } from './job-type-catalog.ts';
 import { jobTypeToProto } from './job-types-rpc.ts';
@@ -45,11 +45,19 @@ function watchMessage(item: WatchItem) {
 /**
  * Each event's WatchJobs message, encoded and enveloped once per format however many
  * streams send it: the same bytes Connect would produce for it, for every protocol.
+ * Heartbeats (one per stream now and then) are encoded each time.
  */
 function watchJobsFrames() {
   const textEncoder = new TextEncoder();
-  const encoded = new WeakMap<EventItem, Partial<Record<MessageFormat, Uint8Array>>>();
-  return (item: EventItem, format: MessageFormat): Uint8Array => {
+  const encode = (item: WatchItem, format: MessageFormat): Uint8Array => {
+    const message = create(WatchJobsResponseSchema, watchMessage(item));
+    const bytes =
+      format === 'binary' ? toBinary(WatchJobsResponseSchema, message) : textEncoder.encode(toJsonString(WatchJobsResponseSchema, message));
+    return encodeEnvelope(0, bytes);
+  };
+  const encoded = new WeakMap<WatchItem, Partial<Record<MessageFormat, Uint8Array>>>();
+  return (item: WatchItem, format: MessageFormat): Uint8Array => {
+    if (item.type === 'heartbeat') return encode(item, format);
     let frames = encoded.get(item);
     if (!frames) {
       frames = {};
@@ -57,30 +65,47 @@ function watchJobsFrames() {
     }
     let frame = frames[format];
     if (!frame) {
-      const message = create(WatchJobsResponseSchema, watchMessage(item));
-      const bytes =
-        format === 'binary'
-          ? toBinary(WatchJobsResponseSchema, message)
-          : textEncoder.encode(toJsonString(WatchJobsResponseSchema, message));
-      frame = encodeEnvelope(0, bytes);
+      frame = encode(item, format);
       frames[format] = frame;
     }
     return frame;
   };
 }
 
-/** Live WatchJobs events written around Connect's pipeline, on the transports that allow it. */
-function directWatchJobs(ctx: HandlerContext, frameOf: ReturnType<typeof watchJobsFrames>): DirectDelivery | undefined {
-  const frames = ctx.values.get(directFramesKey);
-  if (!frames) return undefined;
+type FrameOf = ReturnType<typeof watchJobsFrames>;
+
+/** A WatchJobs stream out of Connect's pipeline: its frames written straight to its response. */
+class TakenWatchJobs implements TakenStream {
+  readonly #handoff: StreamHandoff;
+  readonly #frameOf: FrameOf;
+
+  constructor(handoff: StreamHandoff, frameOf: FrameOf) {
+    this.#handoff = handoff;
+    this.#frameOf = frameOf;
+  }
+
+  get backlogBytes(): number {
+    return this.#handoff.backlogBytes;
+  }
+
+  send(item: WatchItem): void {
+    this.#handoff.write(this.#frameOf(item, this.#handoff.format));
+  }
+
+  end(error?: unknown): void {
+    this.#handoff.end(error);
+  }
+}
+
+/** How a WatchJobs call hands its stream over, on the transports that allow it. */
+function watchJobsTakeover(ctx: HandlerContext, frameOf: FrameOf): StreamTakeover | undefined {
+  const handoff = ctx.values.get(streamHandoffKey);
+  if (!handoff) return undefined;
+  const signal = ctx.signal;
   return {
-    get backlogBytes() {
-      return frames.backlogBytes;
-    },
-    send(item) {
-      if (!frames.writable) return false;
-      frames.write(frameOf(item, frames.format));
-      return true;
+    take(onEnd) {
+      handoff.take(signal, onEnd);
+      return new TakenWatchJobs(handoff, frameOf);
     },
   };
 }
@@ -174,14 +199,14 @@ export function createJobsRpc(jobs: JobsService, streams: JobStreams, catalog: J
 
     async *watchJobs(req, ctx) {
       const filter = jobFilterFromProto(req.filter);
-      const direct = directWatchJobs(ctx, watchJobsFrameOf);
+      const takeover = watchJobsTakeover(ctx, watchJobsFrameOf);
       for await (const item of streams.watchJobs(
-        entityManagerOf(ctx),
+        () => entityManagerOf(ctx),
         callerOf(ctx),
         filter,
         Number(req.afterSequence),
         ctx.signal,
-        direct,
+        takeover,
       )) {
         yield watchMessage(item);
       }

@@ -3,6 +3,7 @@ import type { Caller, ClientInfo } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { DirectFrames } from './direct-frames.ts';
+import type { StreamHandoff } from './stream-handoff.ts';
 
 /**
  * Per-call values that the plumbing establishes and handlers read. Handlers pass what
@@ -27,8 +28,10 @@ export function loggerOf(values: ContextValues): Logger | undefined {
   return values.get(loggerKey)?.();
 }
 
-/** Set on server-streaming calls: their response, for frames written around Connect's pipeline. */
+/** Set on the other server-streaming calls: their response, for frames written around Connect's pipeline (Download's chunks). */
 export const directFramesKey = createContextKey<DirectFrames | undefined>(undefined, { description: 'direct frames' });
+/** Set on the server-streaming calls that may leave Connect's pipeline once set up (see `StreamHandoff`). */
+export const streamHandoffKey = createContextKey<StreamHandoff | undefined>(undefined, { description: 'stream handoff' });
 /**
  * What a call did that neither its request nor its caller says, for its audit record.
  * Handlers add to it with `recordCall`; the audit interceptor reads it when the call ends.

@@ -1,7 +1,5 @@
 import type { HttpResponse } from './http-handler.ts';
-
-/** The message encoding a call's client asked for: protobuf binary or JSON. */
-export type MessageFormat = 'binary' | 'json';
+import type { MessageFormat } from './stream-handoff.ts';
 
 /**
  * A server stream's way around Connect's per-message pipeline: already enveloped
@@ -9,13 +7,14 @@ export type MessageFormat = 'binary' | 'json';
  *
  * Connect runs each message of a stream through a chain of async generators (the
  * handler's, every interceptor's, serialization, envelope, compression, the write with
- * its drain) at tens of microseconds each; a stream that hands the same event to a
- * thousand clients pays that a thousand times. Every protocol served here (gRPC,
+ * its drain) at tens of microseconds each, and copies a large message several times on
+ * the way (Download's chunks). Every protocol served here (gRPC,
  * gRPC-Web, Connect streaming) frames a message the same way (a flag byte, a 32-bit
  * length, the message; an uncompressed frame is valid whatever compression was
- * negotiated), so a frame encoded once can go to every stream in the same format.
+ * negotiated), so a frame built by hand is what Connect would have written.
  *
- * A frame may only be written while the stream's generator waits for its next message:
+ * Streams that stay in Connect's pipeline use this (WatchJobs leaves it altogether once
+ * set up, see `StreamHandoff`). A frame may only be written while the stream's generator waits for its next message:
  * Connect pulls that message only after it has written the previous one, so a direct
  * write then lands after everything Connect sent, and anything Connect sends next (a
  * heartbeat, the trailers) lands after it. The stream's own code knows when that is; this

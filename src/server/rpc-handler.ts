@@ -21,8 +21,9 @@ import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { createTrailerSerialization, trailerFlag } from '@connectrpc/connect/protocol-grpc-web';
 import type { Logger } from '../platform/logger.ts';
 import type { HttpHandler } from './http-handler.ts';
-import { directFramesKey } from './context.ts';
+import { directFramesKey, streamHandoffKey } from './context.ts';
 import { DirectFrames } from './direct-frames.ts';
+import { StreamHandoff } from './stream-handoff.ts';
 
 /**
  * What one call has shown of its request's decoding: its handler context (to read the
@@ -58,6 +59,8 @@ export function createRpcHandler(
      * Node scans the listeners already there on every add).
      */
     waitingUnaryMethods?: readonly DescMethod[];
+    /** Server-streaming methods whose handler may take its stream out of Connect's pipeline once set up (`StreamHandoff`). */
+    handoffMethods?: readonly DescMethod[];
   },
 ): HttpHandler {
   const {
@@ -69,6 +72,7 @@ export function createRpcHandler(
     requestPathPrefix = '',
     shutdownSignal,
     waitingUnaryMethods = [],
+    handoffMethods = [],
     ...routerOptions
   } = options;
   const router = createConnectRouter({
@@ -77,7 +81,9 @@ export function createRpcHandler(
     interceptors: [requestDecodingInterceptor(), ...(routerOptions.interceptors ?? [])],
     requestGate: (context) => {
       const decoding = context.values.get(requestDecodingKey);
-      if (decoding) decoding.context = context;
+      // Only a unary call's answer is ever re-encoded; a stream's context values outlive its
+      // set-up (a taken stream keeps them for its log line), and must not keep its context.
+      if (decoding && context.method.methodKind === 'unary') decoding.context = context;
       return requestGate?.(context);
     },
   });
@@ -106,14 +112,17 @@ export function createRpcHandler(
     }
     const values = contextValues?.(req) ?? createContextValues();
     values.set(requestDecodingKey, { context: undefined, reachedInterceptors: false });
-    if (handler.method.methodKind === 'server_streaming') values.set(directFramesKey, new DirectFrames(res, req.headers['content-type']));
+    const handoff = handoffMethods.includes(handler.method) ? new StreamHandoff(res, req.headers['content-type']) : undefined;
+    if (handoff) values.set(streamHandoffKey, handoff);
+    else if (handler.method.methodKind === 'server_streaming')
+      values.set(directFramesKey, new DirectFrames(res, req.headers['content-type']));
     const request = universalRequestFromNodeRequest(req, res, undefined, values);
     handler(
       shutdownSignal && endingAtShutdown.has(handler.method)
         ? { ...request, signal: AbortSignal.any([request.signal, shutdownSignal]) }
         : request,
     )
-      .then((response) => universalResponseToNodeResponse(response, res))
+      .then((response) => universalResponseToNodeResponse(handoff ? handoff.wrap(response) : response, res))
       .catch((error: unknown) => {
         if (error instanceof ConnectError && error.code === Code.Aborted) return;
         logger.error({ err: error, procedure: handler.requestPath }, 'rpc handler failed');

@@ -4,6 +4,13 @@ import { sharedReasons } from '../error-reasons.ts';
 
 export type Waited<T> = { item: T } | { timeout: true } | { aborted: true };
 
+/** How a stream too slow for its events ends: its client resumes from the last sequence it received. */
+export function streamOverflow(): DomainError {
+  return new DomainError('resource_exhausted', 'the stream fell too far behind: reconnect and resume from the last sequence received', {
+    reason: sharedReasons.STREAM_OVERFLOW,
+  });
+}
+
 /**
  * A bounded queue between a source that pushes (the event hub) and one stream that
  * pulls at the pace of its client. A client too slow to keep up is cut off with
@@ -39,6 +46,11 @@ export class StreamBuffer<T> {
     this.#arrived.set();
   }
 
+  /** The next item, if one is waiting. */
+  shift(): T | undefined {
+    return this.#items.shift();
+  }
+
   /** Ends the stream as too slow at its next read, whatever it holds (also a backlog held elsewhere, in its socket). */
   cutOff(): void {
     this.#overflowed = true;
@@ -50,13 +62,7 @@ export class StreamBuffer<T> {
   async next(timeoutMs: number, signal: AbortSignal): Promise<Waited<T>> {
     for (;;) {
       if (this.#overflowed) {
-        throw new DomainError(
-          'resource_exhausted',
-          'the stream fell too far behind: reconnect and resume from the last sequence received',
-          {
-            reason: sharedReasons.STREAM_OVERFLOW,
-          },
-        );
+        throw streamOverflow();
       }
       if (this.#items.length > 0) return { item: this.#items.shift()! };
       const woke = await this.#arrived.wait(timeoutMs, signal);

@@ -100,7 +100,7 @@ export function auditInterceptors(
       }
       // A server stream's work happens as it is read: it is recorded when it ends, with what
       // the handler learnt meanwhile (its target), also when the client stopped reading.
-      return observeStream(res, req.signal, {
+      return observeStream(res, req, {
         end: async (how) => {
           if (how.kind === 'failed') await recordFailure(how.error as ConnectError, true);
           else if (how.kind === 'done') await write(undefined);

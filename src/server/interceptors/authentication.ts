@@ -4,8 +4,9 @@ import type { EntityManager } from '../../platform/db/orm.ts';
 import { unauthenticated } from '../../platform/domain-errors.ts';
 import type { AccessPolicies } from '../access-policies.ts';
 import { callerKey, directFramesKey, entityManagerKey } from '../context.ts';
+import type { DirectFrames } from '../direct-frames.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { observeStream } from './server-streams.ts';
+import { observeStream, type StreamHooks } from './server-streams.ts';
 import { serverReasons } from '../server-reasons.ts';
 
 /** Turns a bearer credential (an access token or an API key) into its caller, or throws (the auth area's authenticator). */
@@ -68,18 +69,35 @@ export function authenticationInterceptor(
     }
     const res = await next(req);
     if (!res.stream || !caller || !bearer) return res;
-    let checkedAt = Date.now();
-    // Messages written around Connect's pipeline skip `beforeMessage`: once a check is due,
-    // the next message comes through here again.
-    const directFrames = req.contextValues.get(directFramesKey);
-    directFrames?.passMessagesFrom(checkedAt + streamRecheckIntervalMs);
-    return observeStream(res, req.signal, {
-      beforeMessage: async () => {
-        if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
-        await recheck(() => em().fork(), bearer, caller);
-        checkedAt = Date.now();
-        directFrames?.passMessagesFrom(checkedAt + streamRecheckIntervalMs);
-      },
-    });
+    return observeStream(res, req, recheckHooks(recheck, em, bearer, caller, req.contextValues.get(directFramesKey)));
+  };
+}
+
+/**
+ * A stream's credential re-check: before a message once the interval has passed, or (once
+ * the stream has left Connect's pipeline) on a timer. Made here, not inside the
+ * interceptor: a taken stream keeps these hooks, and a closure made there would keep the
+ * call's request and the chain of every `next`.
+ */
+function recheckHooks(
+  recheck: (em: () => EntityManager, bearer: string, caller: Caller) => Promise<void>,
+  em: () => EntityManager,
+  bearer: string,
+  caller: Caller,
+  directFrames: DirectFrames | undefined,
+): StreamHooks {
+  let checkedAt = Date.now();
+  // Messages written around Connect's pipeline skip `beforeMessage`: once a check is due,
+  // the next message comes through here again.
+  directFrames?.passMessagesFrom(checkedAt + streamRecheckIntervalMs);
+  const check = () => recheck(() => em().fork(), bearer, caller);
+  return {
+    beforeMessage: async () => {
+      if (Date.now() - checkedAt < streamRecheckIntervalMs) return;
+      await check();
+      checkedAt = Date.now();
+      directFrames?.passMessagesFrom(checkedAt + streamRecheckIntervalMs);
+    },
+    whileTaken: { everyMs: streamRecheckIntervalMs, run: check },
   };
 }

@@ -1,7 +1,7 @@
-import type { Interceptor } from '@connectrpc/connect';
+import type { ContextValues, Interceptor } from '@connectrpc/connect';
 import { loggerOf } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
-import { observeStream } from './server-streams.ts';
+import { observeStream, type StreamHooks } from './server-streams.ts';
 
 type Next = Parameters<Interceptor>[0];
 
@@ -21,8 +21,17 @@ export function withMappedErrors(next: Next): Next {
       throw toConnectError(error, loggerOf(req.contextValues));
     }
     if (!res.stream) return res;
-    return observeStream(res, req.signal, { mapError: (error) => toConnectError(error, loggerOf(req.contextValues)) });
+    return observeStream(res, req, mapErrorsOf(req.contextValues));
   };
+}
+
+/**
+ * The hook that maps a stream's errors, made apart from the call's request: a stream that
+ * leaves Connect's pipeline keeps it, and a closure over the request would keep that
+ * whole pipeline.
+ */
+function mapErrorsOf(values: ContextValues): StreamHooks {
+  return { mapError: (error) => toConnectError(error, loggerOf(values)) };
 }
 
 /**

@@ -34,7 +34,7 @@ export function heavyCallLimitInterceptor(
         serverReasons.TOO_MANY_HEAVY_CALLS,
       );
     }
-    return holdDuringCall(() => next(req), req.signal, running.take(caller.userId));
+    return holdDuringCall(() => next(req), req, running.take(caller.userId));
   };
   return { interceptor, appliesTo: (rule) => rule.heavy };
 }

@@ -1,11 +1,11 @@
 import type { DescMethod } from '@bufbuild/protobuf';
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, type ContextValues, type Interceptor } from '@connectrpc/connect';
 import type { Logger } from '../../platform/logger.ts';
 import { callerKey, requestIdKey } from '../context.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { methodName } from '../access-policies.ts';
 import { codeName } from './code-names.ts';
-import { observeStream } from './server-streams.ts';
+import { observeStream, type StreamHooks } from './server-streams.ts';
 
 /**
  * One structured log line and one metrics sample per call, written when the call ends
@@ -28,25 +28,7 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
   };
   return (next) => async (req) => {
     const procedure = procedureOf(req.method);
-    const started = performance.now();
-    const finish = (error: unknown) => {
-      const code = error === undefined ? 'ok' : codeName(error instanceof ConnectError ? error.code : Code.Unknown);
-      const durationMs = performance.now() - started;
-      metrics.rpcCalls.inc({ procedure, code });
-      metrics.rpcDuration.observe({ procedure }, durationMs / 1000);
-      const caller = req.contextValues.get(callerKey);
-      const line = {
-        requestId: req.contextValues.get(requestIdKey),
-        procedure,
-        code,
-        durationMs: Math.round(durationMs * 10) / 10,
-        userId: caller?.userId,
-        username: caller?.username,
-      };
-      if (error instanceof ConnectError && error.code === Code.Internal) callLog.error(line, 'call failed');
-      else callLog.info(line, 'call');
-    };
-
+    const finish = callFinisher(metrics, callLog, procedure, req.contextValues, performance.now());
     let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
@@ -59,11 +41,46 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
       return res;
     }
     metrics.openStreams.inc({ procedure });
-    return observeStream(res, req.signal, {
-      end: (how) => {
-        metrics.openStreams.dec({ procedure });
-        finish(how.kind === 'failed' ? how.error : undefined);
-      },
-    });
+    return observeStream(res, req, streamEndHooks(metrics, procedure, finish));
+  };
+}
+
+/**
+ * What writes the call's line and samples once it has ended. Made here, not inside the
+ * interceptor: a stream that leaves Connect's pipeline keeps its end hook, and a closure
+ * made in the interceptor would keep the call's request and the chain of every `next`.
+ */
+function callFinisher(
+  metrics: ServerMetrics,
+  callLog: Logger,
+  procedure: string,
+  values: ContextValues,
+  started: number,
+): (error: unknown) => void {
+  return (error) => {
+    const code = error === undefined ? 'ok' : codeName(error instanceof ConnectError ? error.code : Code.Unknown);
+    const durationMs = performance.now() - started;
+    metrics.rpcCalls.inc({ procedure, code });
+    metrics.rpcDuration.observe({ procedure }, durationMs / 1000);
+    const caller = values.get(callerKey);
+    const line = {
+      requestId: values.get(requestIdKey),
+      procedure,
+      code,
+      durationMs: Math.round(durationMs * 10) / 10,
+      userId: caller?.userId,
+      username: caller?.username,
+    };
+    if (error instanceof ConnectError && error.code === Code.Internal) callLog.error(line, 'call failed');
+    else callLog.info(line, 'call');
+  };
+}
+
+function streamEndHooks(metrics: ServerMetrics, procedure: string, finish: (error: unknown) => void): StreamHooks {
+  return {
+    end: (how) => {
+      metrics.openStreams.dec({ procedure });
+      finish(how.kind === 'failed' ? how.error : undefined);
+    },
   };
 }

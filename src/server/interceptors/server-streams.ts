@@ -1,3 +1,6 @@
+import type { ContextValues } from '@connectrpc/connect';
+import { streamHandoffKey } from '../context.ts';
+
 /** How a server stream ended: all sent, failed, or stopped by the client (or never read). */
 export type StreamEnd = { kind: 'done' } | { kind: 'failed'; error: unknown } | { kind: 'stopped' };
 
@@ -8,14 +11,29 @@ export interface StreamHooks {
   mapError?: (error: unknown) => unknown;
   /** Runs once when the stream ends, however it ends. */
   end?: (end: StreamEnd) => void | Promise<void>;
+  /**
+   * Once the stream has left Connect's pipeline (`StreamHandoff`), it has no "before each
+   * message" any more: this runs every `everyMs` instead; throwing ends the stream with
+   * that error.
+   */
+  whileTaken?: { everyMs: number; run: () => Promise<void> };
+}
+
+/** What `observeStream` reads of the call: its signal, and its handoff when it may have one. */
+export interface ObservedCall {
+  signal: AbortSignal;
+  contextValues: ContextValues;
 }
 
 /**
  * The one way interceptors watch a server stream's messages: `res` with its message
  * iterator wrapped by `hooks`. A stream the call never started reading (the client went
- * away first) still ends, when the call's signal aborts.
+ * away first) still ends, when the call's signal aborts. A stream that leaves Connect's
+ * pipeline (its handoff is taken) is never resumed here again: its handoff runs `hooks`.
  */
-export function observeStream<R extends { message: AsyncIterable<unknown> }>(res: R, signal: AbortSignal, hooks: StreamHooks): R {
+export function observeStream<R extends { message: AsyncIterable<unknown> }>(res: R, call: ObservedCall, hooks: StreamHooks): R {
+  const signal = call.signal;
+  call.contextValues.get(streamHandoffKey)?.adopt(hooks);
   const messages = res.message;
   let started = false;
   let ended = false;
@@ -58,7 +76,7 @@ export function observeStream<R extends { message: AsyncIterable<unknown> }>(res
  */
 export async function holdDuringCall<Res extends { stream: boolean }>(
   call: () => Promise<Res>,
-  signal: AbortSignal,
+  observed: ObservedCall,
   release: () => void,
 ): Promise<Res> {
   let res: Res;
@@ -72,5 +90,5 @@ export async function holdDuringCall<Res extends { stream: boolean }>(
     release();
     return res;
   }
-  return observeStream(res as Res & { message: AsyncIterable<unknown> }, signal, { end: release });
+  return observeStream(res as Res & { message: AsyncIterable<unknown> }, observed, { end: release });
 }

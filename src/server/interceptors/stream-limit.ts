@@ -70,7 +70,7 @@ export function streamLimitInterceptor(limits: StreamLimits = defaultStreamLimit
         anonymousOpen--;
       };
     }
-    return holdDuringCall(() => next(req), req.signal, release);
+    return holdDuringCall(() => next(req), req, release);
   };
   return { interceptor, appliesTo: (_rule, method) => method.methodKind !== 'unary' };
 }
