@@ -28,6 +28,7 @@ import {
   fileRowsOf,
   objectBytes,
   openMultipartUploads,
+  admin,
   storedFor,
   useFilesServer,
 } from './support.ts';
@@ -201,6 +202,32 @@ describe('Upload and Download streams', () => {
       const whole = await download(client, file.id);
       expect(whole.bytes.equals(bytes), name).toBe(true);
     }
+  }, 60_000);
+
+  test('a Download whose account is deactivated while it runs ends Unauthenticated at the next credential re-check, its chunks written directly or not', async () => {
+    const { user, password, client: uploader } = await server.createUser();
+    // Larger than what the flow-control windows and socket buffers hold, so the server has more to send after the pause.
+    const bytes = randomBytes(24 * mib);
+    const file = await uploadStream(uploader, { name: 'revoked-download.bin' }, bytes);
+    const held = ['Connect binary over HTTP/1.1', 'gRPC', 'Connect JSON over HTTP/1.1'];
+    const clients = [];
+    for (const { name, options } of transports.filter((transport) => held.includes(transport.name)))
+      clients.push({ name, client: await server.signIn(user.username, password, options) });
+    const calls = clients.map(({ name, client }) => {
+      let received = 0;
+      const call = (async () => {
+        for await (const message of client.files.download({ id: file.id })) {
+          received += message.chunk.byteLength;
+          // Past the re-check interval (5 s) between two messages: the account is deactivated meanwhile.
+          if (received === message.chunk.byteLength) await new Promise((resolve) => setTimeout(resolve, 6_000));
+        }
+      })();
+      return { name, call, received: () => received };
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await admin.admin.updateUser({ user: { id: user.id, active: false }, updateMask: { paths: ['active'] } });
+    await Promise.all(calls.map(({ call }) => expectConnectError(call, Code.Unauthenticated)));
+    for (const { name, received } of calls) expect(received(), name).toBeLessThan(bytes.length);
   }, 60_000);
 
   test('a first message without metadata, an empty stream, or a second metadata message is InvalidArgument, and nothing is kept', async () => {
