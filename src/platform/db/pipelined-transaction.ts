@@ -31,14 +31,22 @@ export async function pipelinedTransaction(pool: pg.Pool, issue: (statements: Pi
     include(result);
     return result;
   };
+  // pg writes each statement to the socket as it is sent (a write each): held back until the
+  // COMMIT, they leave in one write. (pg corks the same stream around each statement itself.)
+  const socket = (client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } }).connection?.stream;
   let issueFailure: { error: unknown } | undefined;
-  send('begin');
+  socket?.cork?.();
   try {
-    await issue({ send, include });
-  } catch (error) {
-    issueFailure = { error };
+    send('begin');
+    try {
+      await issue({ send, include });
+    } catch (error) {
+      issueFailure = { error };
+    }
+    send(issueFailure ? 'rollback' : 'commit');
+  } finally {
+    socket?.uncork?.();
   }
-  send(issueFailure ? 'rollback' : 'commit');
   const failed = (await Promise.allSettled(pending)).find((result) => result.status === 'rejected');
   // A statement's own failure carries PostgreSQL's code; anything else may have left the connection unusable.
   client.release(failed !== undefined && typeof (failed.reason as { code?: unknown } | null)?.code !== 'string');
