@@ -222,7 +222,20 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    const jobs = new JobsService({ registry, catalog, boss, settings, changes, files: jobFiles, connection: orm.em.getConnection() });
+    // Job creation's own connections, pipelining: a CreateJob's transaction is one round trip.
+    const creationPool = new pg.Pool({ connectionString: databaseUrl, max: 10, pipeline: true });
+    creationPool.on('error', (error) => logger.warn({ err: error }, 'job creation pool connection failed'));
+    cleanups.push(() => creationPool.end());
+    const jobs = new JobsService({
+      registry,
+      catalog,
+      boss,
+      settings,
+      changes,
+      files: jobFiles,
+      connection: orm.em.getConnection(),
+      creationPool,
+    });
     const attempts = new JobAttempts({ boss, changes, pauses });
     const streams = new JobStreams({ hub, notifications, settings });
     const leases = new JobLeases({

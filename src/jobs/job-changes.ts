@@ -26,6 +26,11 @@ export class JobChanges {
     return result;
   }
 
+  /** Events were committed by a transaction of its own (not through `transact`): have them sequenced. */
+  sequenceCommitted(): void {
+    this.#sequencer.poke();
+  }
+
   /**
    * Records that `job` was created, changed (call after changing it) or is being
    * deleted; returns the job as the event shows it.

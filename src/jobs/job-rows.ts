@@ -1,4 +1,4 @@
-import { executeBound } from '../platform/db/bound-sql.ts';
+import { executeBound, executeNumbered } from '../platform/db/bound-sql.ts';
 import { anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
@@ -100,28 +100,33 @@ export interface NewJobRow extends JobRow {
 /** Inserts new jobs, their search text and one `job.created` event each, in one statement, in the caller's transaction. */
 export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await executeBound(
-    tx,
-    `with created as (
+  const { text, values } = jobRowsInsert(rows);
+  await executeNumbered(tx, text, values);
+}
+
+/** The statement of insertJobRows, with numbered parameters (for a plain pg client too). */
+export function jobRowsInsert(rows: NewJobRow[]): { text: string; values: unknown[] } {
+  return {
+    text: `with created as (
        insert into jobs (id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message,
               attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
               cancel_requested, abandoned, request_id, queue_job_id, version, log_count)
        select id, owner_id, type, name, params, labels, priority, status, progress_percent, progress_message,
               attempt, max_attempts, input_file_ids, output_file_ids, result, created_at, updated_at, run_after, queued_at,
               cancel_requested, abandoned, request_id, queue_job_id, version, 0
-         from jsonb_to_recordset(?::jsonb) as j(id uuid, owner_id uuid, type varchar(64), name varchar(200), params jsonb, labels jsonb,
+         from jsonb_to_recordset($1::jsonb) as j(id uuid, owner_id uuid, type varchar(64), name varchar(200), params jsonb, labels jsonb,
               priority int, status text, progress_percent int, progress_message varchar(500), attempt int,
               max_attempts int, input_file_ids jsonb, output_file_ids jsonb, result jsonb, created_at timestamptz,
               updated_at timestamptz, run_after timestamptz, queued_at timestamptz, cancel_requested boolean, abandoned boolean,
               request_id varchar(128), queue_job_id uuid, version int)),
      searchable as (
        insert into job_search (job_id, search_text)
-       select id, search_text from jsonb_to_recordset(?::jsonb) as s(id uuid, search_text text))
+       select id, search_text from jsonb_to_recordset($2::jsonb) as s(id uuid, search_text text))
      insert into events (created_at, kind, subject_id, owner_id, payload)
-     select ?::timestamptz, 'job.created', e.subject_id, e.owner_id, e.payload
-       from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
+     select $3::timestamptz, 'job.created', e.subject_id, e.owner_id, e.payload
+       from jsonb_to_recordset($4::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
       order by e.n`,
-    [
+    values: [
       JSON.stringify(
         rows.map((row) => ({
           ...storedChangeOf(row),
@@ -143,7 +148,7 @@ export async function insertJobRows(tx: EntityManager, rows: NewJobRow[]): Promi
       new Date(),
       JSON.stringify(rows.map((row, n) => ({ n, subject_id: row.id, owner_id: row.ownerId, payload: toSnapshot(viewOfRow(row)) }))),
     ],
-  );
+  };
 }
 
 function storedChangeOf(row: JobRow) {

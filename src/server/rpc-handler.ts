@@ -80,6 +80,7 @@ export function createRpcHandler(
     ...routerOptions,
     interceptors: [requestDecodingInterceptor(), ...(routerOptions.interceptors ?? [])],
     requestGate: (context) => {
+      endWithSharedReason(context);
       const decoding = context.values.get(requestDecodingKey);
       // Only a unary call's answer is ever re-encoded; a stream's context values outlive its
       // set-up (a taken stream keeps them for its log line), and must not keep its context.
@@ -128,6 +129,20 @@ export function createRpcHandler(
         logger.error({ err: error, procedure: handler.requestPath }, 'rpc handler failed');
       });
   };
+}
+
+/**
+ * What a call's signal reports once the call is over. connect ends every call by aborting
+ * its context without a reason, and Node then builds a fresh `DOMException` (capturing a
+ * stack) for each call: a few microseconds and garbage per call. The reason is the same
+ * kind of error either way; nothing reads its stack.
+ */
+const callEnded = new DOMException('This operation was aborted', 'AbortError');
+
+/** Has the context's end-of-call abort (the one without a reason) report `callEnded`; other reasons pass as they are. */
+function endWithSharedReason(context: HandlerContext & { abort?: (reason?: unknown) => void }): void {
+  const abort = context.abort?.bind(context);
+  if (abort) context.abort = (reason?: unknown) => abort(reason ?? callEnded);
 }
 
 /** The client's request could not be decoded: its fault, with connect's short reason and nothing else. */

@@ -320,6 +320,36 @@ describe('transactional enqueue and BatchCreateJobs', () => {
     expect(await disagreeing()).toBe(0);
     expect(jobs).toHaveLength(60);
   });
+
+  test('a create whose queue entry fails after its job rows were sent leaves neither job rows, events nor queue entries', async () => {
+    const { user, client } = await server.createUser();
+    // The statements of a creation go out together (one round trip): here the job rows and
+    // their events are written, then pg-boss's insert of the queue entries fails.
+    const fn = `reject_${randomHex()}`;
+    await server.query(`create function ${fn}() returns trigger language plpgsql as $$
+      begin if new.name = 'held' then raise exception 'poisoned queue entry'; end if; return new; end $$`);
+    await server.query(`create trigger ${fn} before insert on pgboss.job for each row execute function ${fn}()`);
+    try {
+      const before = await writes(user.id);
+      await expectConnectError(client.jobs.createJob({ type: 'held', name: 'queue entry refused' }), Code.Internal);
+      await expectConnectError(
+        client.jobs.batchCreateJobs({
+          requests: [
+            { type: 'noop', name: 'first' },
+            { type: 'held', name: 'second' },
+          ],
+        }),
+        Code.Internal,
+      );
+      expect(await writes(user.id)).toEqual(before);
+    } finally {
+      await server.query(`drop trigger if exists ${fn} on pgboss.job`);
+      await server.query(`drop function if exists ${fn}()`);
+    }
+    // The connections that carried the failed transactions are clean again.
+    const created = await Promise.all(Array.from({ length: 12 }, () => client.jobs.createJob({ type: 'held', name: 'after' })));
+    expect(created.map(({ job }) => job!.status)).toEqual(Array(12).fill(JobStatus.QUEUED));
+  });
 });
 
 describe('idempotency (request_id)', () => {

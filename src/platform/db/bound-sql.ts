@@ -13,7 +13,12 @@ export async function executeBound<T>(em: EntityManager, sql: string, params: un
   let position = 0;
   const numbered = sql.replace(/\?/g, () => `$${++position}`);
   if (position !== params.length) throw new Error(`${position} placeholders for ${params.length} values`);
+  return executeNumbered(em, numbered, params);
+}
+
+/** As executeBound, for a statement whose placeholders are already numbered (`$1`, `$2`, ...). */
+export async function executeNumbered<T>(em: EntityManager, sql: string, params: unknown[]): Promise<T[]> {
   const executor = (em.getTransactionContext() ?? em.getConnection().getClient()) as Kysely<unknown>;
-  const result = await executor.executeQuery<T>(CompiledQuery.raw(numbered, params));
+  const result = await executor.executeQuery<T>(CompiledQuery.raw(sql, params));
   return result.rows;
 }

@@ -61,9 +61,9 @@ export function authenticationInterceptor(
           throw unauthenticated('the Authorization header must be "Bearer <access token or API key>"', serverReasons.CREDENTIALS_MALFORMED);
         caller = await authenticator.authenticate(em, bearer);
         req.contextValues.set(callerKey, caller);
-        metrics.authAttempts.inc({ kind: caller.apiKeyId ? 'api_key' : 'access_token', outcome: 'success' });
+        metrics.countAuthAttempt(caller.apiKeyId ? 'api_key' : 'access_token', 'success');
       } catch (error) {
-        metrics.authAttempts.inc({ kind: bearer?.startsWith('ym_') ? 'api_key' : 'access_token', outcome: 'failure' });
+        metrics.countAuthAttempt(bearer?.startsWith('ym_') ? 'api_key' : 'access_token', 'failure');
         if (!isPublic) throw error;
       }
     }

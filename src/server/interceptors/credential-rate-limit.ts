@@ -62,14 +62,14 @@ export function credentialRateLimitInterceptor(
       try {
         const res = await mappedNext(req);
         outcome = 'success';
-        metrics.authAttempts.inc({ kind, outcome: 'success' });
+        metrics.countAuthAttempt(kind, 'success');
         return res;
       } catch (error) {
         const mapped = error as ConnectError;
         // A wrong current password is a guess too, though its code is InvalidArgument.
         if (failureCodes.has(mapped.code) || mapped.cause instanceof WrongPasswordError) {
           outcome = 'failure';
-          metrics.authAttempts.inc({ kind, outcome: 'failure' });
+          metrics.countAuthAttempt(kind, 'failure');
         }
         throw error;
       } finally {

@@ -2,7 +2,7 @@ import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ContextValues, type Interceptor } from '@connectrpc/connect';
 import type { Logger } from '../../platform/logger.ts';
 import { callerKey, requestIdKey } from '../context.ts';
-import type { ServerMetrics } from '../metrics.ts';
+import type { ProcedureCalls, ServerMetrics } from '../metrics.ts';
 import { methodName } from '../access-policies.ts';
 import { codeName } from './code-names.ts';
 import { observeStream, type StreamHooks } from './server-streams.ts';
@@ -17,18 +17,19 @@ import { observeStream, type StreamHooks } from './server-streams.ts';
  */
 export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Interceptor {
   const callLog = logger.child({}, { redact: { paths: [] } });
-  const procedures = new Map<DescMethod, string>();
-  const procedureOf = (method: DescMethod) => {
-    let procedure = procedures.get(method);
-    if (procedure === undefined) {
-      procedure = methodName(method);
-      procedures.set(method, procedure);
+  const tallies = new Map<DescMethod, ProcedureCalls>();
+  const callsOf = (method: DescMethod) => {
+    let calls = tallies.get(method);
+    if (calls === undefined) {
+      calls = metrics.callsOf(methodName(method));
+      tallies.set(method, calls);
     }
-    return procedure;
+    return calls;
   };
   return (next) => async (req) => {
-    const procedure = procedureOf(req.method);
-    const finish = callFinisher(metrics, callLog, procedure, req.contextValues, performance.now());
+    const calls = callsOf(req.method);
+    const procedure = calls.procedure;
+    const finish = callFinisher(metrics, callLog, calls, req.contextValues, performance.now());
     let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
@@ -53,15 +54,15 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
 function callFinisher(
   metrics: ServerMetrics,
   callLog: Logger,
-  procedure: string,
+  calls: ProcedureCalls,
   values: ContextValues,
   started: number,
 ): (error: unknown) => void {
+  const procedure = calls.procedure;
   return (error) => {
     const code = error === undefined ? 'ok' : codeName(error instanceof ConnectError ? error.code : Code.Unknown);
     const durationMs = performance.now() - started;
-    metrics.rpcCalls.inc({ procedure, code });
-    metrics.rpcDuration.observe({ procedure }, durationMs / 1000);
+    metrics.countCall(calls, code, durationMs / 1000);
     const caller = values.get(callerKey);
     const line = {
       requestId: values.get(requestIdKey),
