@@ -14,7 +14,7 @@ import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { eventually, reasonOf, within } from '../support/assertions.ts';
-import { createNoop, heartbeatMs, watchJobs, type Recorder } from './support.ts';
+import { createNoop, heartbeatMs, streamTransports, watchJobs, type Recorder } from './support.ts';
 import type { WatchJobsResponse } from '../../gen/yardmaster/v1/jobs_pb.ts';
 import { JobEventKind, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
 
@@ -24,14 +24,7 @@ const renderedForMs = 1000;
 /** The stream limit per account on these servers. */
 const perAccount = 6;
 
-const transports = [
-  { name: 'Connect JSON over HTTP/1.1', options: {} },
-  { name: 'Connect binary over HTTP/1.1', options: { binary: true } },
-  { name: 'Connect JSON over HTTP/2', options: { httpVersion: '2' } },
-  { name: 'gRPC', options: { protocol: 'grpc' } },
-  { name: 'gRPC-Web binary over HTTP/1.1', options: { protocol: 'grpc-web' } },
-  { name: 'gRPC-Web JSON over HTTP/2', options: { protocol: 'grpc-web', binary: false, httpVersion: '2' } },
-] as const;
+const transports = streamTransports;
 
 async function startServer(database: TestDatabase): Promise<TestServer> {
   const server = await startTestServer({ database, appOptions: { streamLimits: { perAccount } } });

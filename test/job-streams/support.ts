@@ -261,3 +261,13 @@ export async function eventVersion(sequence: bigint): Promise<number> {
   if (!row) throw new Error(`no event at ${sequence}`);
   return row.version;
 }
+
+/** One client transport of each protocol and format a stream is read over (both HTTP versions among them). */
+export const streamTransports = [
+  { name: 'Connect JSON over HTTP/1.1', options: {} },
+  { name: 'Connect binary over HTTP/1.1', options: { binary: true } },
+  { name: 'Connect JSON over HTTP/2', options: { httpVersion: '2' } },
+  { name: 'gRPC', options: { protocol: 'grpc' } },
+  { name: 'gRPC-Web binary over HTTP/1.1', options: { protocol: 'grpc-web' } },
+  { name: 'gRPC-Web JSON over HTTP/2', options: { protocol: 'grpc-web', binary: false, httpVersion: '2' } },
+] as const;

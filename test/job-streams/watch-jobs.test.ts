@@ -13,6 +13,7 @@ import { startTestServer } from '../support/test-server.ts';
 import {
   type Recorder,
   watchJobs,
+  streamTransports,
   watchJob,
   isHeartbeat,
   eventsOf,
@@ -263,14 +264,7 @@ describe('WatchJobs live', () => {
   // Live events are encoded once per format and written to every stream as the same bytes,
   // around Connect's pipeline: each protocol and format must read them exactly as Connect
   // would have written them, between messages Connect writes itself (heartbeats).
-  const transports = [
-    { name: 'Connect JSON over HTTP/1.1', options: {} },
-    { name: 'Connect binary over HTTP/1.1', options: { binary: true } },
-    { name: 'Connect JSON over HTTP/2', options: { httpVersion: '2' } },
-    { name: 'gRPC', options: { protocol: 'grpc' } },
-    { name: 'gRPC-Web binary over HTTP/1.1', options: { protocol: 'grpc-web' } },
-    { name: 'gRPC-Web JSON over HTTP/2', options: { protocol: 'grpc-web', binary: false, httpVersion: '2' } },
-  ] as const;
+  const transports = streamTransports;
   test.each(transports)(
     '$name: every stream gets each event once, in order, the job as GetJob shows it, between heartbeats',
     async ({ options }) => {
