@@ -296,6 +296,7 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
     // Runs the whole job path (create, run, sequence, stream) before the first memory reading.
     for (let index = 0; index < 20; index++) await createJobAndWait(admin);
     const { secret } = await admin.auth.createApiKey({ name: 'bench-watchers' });
+    const heapBefore = await server.retainedHeapBytes();
     const rssBefore = await server.retainedRssBytes();
 
     if (options.reader === 'client') {
@@ -310,8 +311,11 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
     const openStarted = performance.now();
     await watchers.ready;
     const openMs = performance.now() - openStarted;
+    const heapOpen = await server.retainedHeapBytes();
     const rssOpen = await server.retainedRssBytes();
     const bytesPerStream = (rssOpen - rssBefore) / options.streams;
+    // The JS heap alone (no pages V8 keeps for a grown young generation): steadier than RSS.
+    console.log(`  server: JS heap after a full GC: ${((heapOpen - heapBefore) / options.streams / 1024).toFixed(1)} KiB per stream`);
     console.log(
       `  server: RSS after a full GC ${(rssBefore / 2 ** 20).toFixed(1)} MiB before, ${(rssOpen / 2 ** 20).toFixed(1)} MiB with ${options.streams} streams open ` +
         `(all open after ${Math.round(openMs)} ms): ${(bytesPerStream / 1024).toFixed(1)} KiB per stream`,

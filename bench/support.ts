@@ -80,6 +80,8 @@ export interface ServerProcess {
    * what it has allocated and not yet collected. Needs `inspect` at start.
    */
   retainedRssBytes(): Promise<number>;
+  /** JavaScript heap in use after a full garbage collection (steadier than RSS). Needs `inspect` at start. */
+  retainedHeapBytes(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -143,6 +145,10 @@ export async function startNodeProcess(script: string, { env = {}, inspect = fal
       await collectGarbage(inspectorUrl);
       return rssBytes(child);
     },
+    async retainedHeapBytes() {
+      if (!inspectorUrl) throw new Error(`${script} was not started with the inspector`);
+      return await collectGarbage(inspectorUrl);
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
@@ -150,17 +156,26 @@ export async function startNodeProcess(script: string, { env = {}, inspect = fal
   };
 }
 
-/** A full garbage collection in another Node process, through its inspector (Chrome DevTools Protocol). */
-async function collectGarbage(inspectorUrl: string): Promise<void> {
+/**
+ * A full garbage collection in another Node process, through its inspector (Chrome
+ * DevTools Protocol); resolves with the JavaScript heap in use after it.
+ */
+async function collectGarbage(inspectorUrl: string): Promise<number> {
   const socket = new WebSocket(inspectorUrl);
   try {
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener('open', () => resolve(), { once: true });
       socket.addEventListener('error', () => reject(new Error(`cannot reach the inspector at ${inspectorUrl}`)), { once: true });
     });
-    const answered = new Promise<void>((resolve) => socket.addEventListener('message', () => resolve(), { once: true }));
-    socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
-    await answered;
+    const call = (id: number, method: string) => {
+      const answered = new Promise<{ result?: { usedSize?: number } }>((resolve) =>
+        socket.addEventListener('message', (message) => resolve(JSON.parse(String(message.data))), { once: true }),
+      );
+      socket.send(JSON.stringify({ id, method }));
+      return answered;
+    };
+    await call(1, 'HeapProfiler.collectGarbage');
+    return (await call(2, 'Runtime.getHeapUsage')).result?.usedSize ?? 0;
   } finally {
     socket.close();
   }

@@ -237,7 +237,7 @@ export async function createApp({
       creationPool,
     });
     const attempts = new JobAttempts({ boss, changes, pauses });
-    const streams = new JobStreams({ hub, notifications, settings });
+    const streams = new JobStreams({ hub, notifications, settings, logger });
     const leases = new JobLeases({
       boss,
       attempts,

@@ -17,6 +17,8 @@ import { jobLogsChannel, readLogLines, type StoredLogLine } from './job-logs.ts'
 import { isFinal, jobView, type JobView } from './job-view.ts';
 import { jobOf, JobWatchIndex, type JobWatcher } from './job-watch-index.ts';
 import { jobReasons } from './job-reasons.ts';
+import { HeartbeatSweep, type HeartbeatTarget } from './heartbeat-sweep.ts';
+import type { Logger } from '../platform/logger.ts';
 
 export type EventItem = { type: 'event'; sequence: number; kind: JobEventKind; job: JobView; at: Date };
 export type WatchItem = EventItem | { type: 'heartbeat'; sequence: number };
@@ -39,12 +41,6 @@ export interface TakenStream {
   send(item: WatchItem): void;
   /** Ends the stream: well, or with `error`. */
   end(error?: unknown): void;
-}
-
-/** What the heartbeats of taken streams read: the interval now, and the hub's position. */
-interface HeartbeatClock {
-  intervalMs(): number;
-  position(): number;
 }
 
 /** Most events a stream may hold for a slow client before it is cut off. */
@@ -82,7 +78,7 @@ function isJobEvent(event: SequencedEvent): boolean {
  * over, its queue of live events for its generator. Once taken over, it is all that is
  * left of the stream: each event is written at once, heartbeats come from its timer.
  */
-class WatchJobsStream implements JobWatcher {
+class WatchJobsStream implements JobWatcher, HeartbeatTarget {
   buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
   /** The highest sequence sent, either way. */
   last: number;
@@ -91,8 +87,6 @@ class WatchJobsStream implements JobWatcher {
   readonly #match: JobMatch;
   readonly #backlogLimitBytes: number;
   #taken: TakenStream | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
-  #clock: HeartbeatClock | undefined;
 
   constructor(match: JobMatch, afterSequence: number, backlogLimitBytes: number) {
     this.#match = match;
@@ -122,16 +116,16 @@ class WatchJobsStream implements JobWatcher {
 
   /**
    * Hands the stream over (its generator is never resumed): what its queue holds is sent
-   * now, then every event as it comes. `unsubscribe` takes it out of the index when it ends.
+   * now, then every event as it comes. `unsubscribe` takes it out of the index when it ends;
+   * `heartbeats` keeps it alive while it is quiet.
    */
-  takeOver(takeover: StreamTakeover, unsubscribe: () => void, clock: HeartbeatClock): void {
+  takeOver(takeover: StreamTakeover, unsubscribe: () => void, heartbeats: HeartbeatSweep): void {
     const taken = takeover.take(() => {
       unsubscribe();
-      clearTimeout(this.#heartbeat);
+      heartbeats.delete(this);
       this.#taken = undefined;
     });
     this.#taken = taken;
-    this.#clock = clock;
     const buffer = this.buffer;
     this.buffer = emptyBuffer;
     if (buffer.overflowed) {
@@ -139,26 +133,16 @@ class WatchJobsStream implements JobWatcher {
       return;
     }
     for (let next = buffer.shift(); next && this.#taken; next = buffer.shift()) this.deliver(next);
-    this.#scheduleHeartbeat();
+    if (this.#taken) heartbeats.add(this);
   }
 
-  #scheduleHeartbeat(): void {
-    if (!this.#taken || !this.#clock) return;
-    const wait = Math.max(1, this.#clock.intervalMs() - (Date.now() - this.sentAt));
-    this.#heartbeat = setTimeout(this.#beat, wait).unref();
-  }
-
-  readonly #beat = () => {
+  /** Events sent meanwhile count as traffic: a heartbeat only after a quiet interval. */
+  beatIfQuiet(now: number, intervalMs: number, position: number): void {
     const taken = this.#taken;
-    const clock = this.#clock;
-    if (!taken || !clock) return;
-    // Events sent meanwhile count as traffic: a heartbeat only after a quiet interval.
-    if (Date.now() - this.sentAt >= clock.intervalMs()) {
-      this.sentAt = Date.now();
-      taken.send({ type: 'heartbeat', sequence: Math.max(this.last, clock.position()) });
-    }
-    this.#scheduleHeartbeat();
-  };
+    if (!taken || now - this.sentAt < intervalMs) return;
+    this.sentAt = now;
+    taken.send({ type: 'heartbeat', sequence: Math.max(this.last, position) });
+  }
 }
 
 /** The queue of every stream once taken over: it never holds anything. */
@@ -169,29 +153,31 @@ const emptyBuffer = new StreamBuffer<SequencedEvent>(0);
  * log. Each is an async generator that ends when the client goes away (`signal`).
  */
 export class JobStreams {
-  readonly #hub: EventHub;
   readonly #index: JobWatchIndex;
   readonly #notifications: PgNotifications;
   readonly #settings: SettingsReader<typeof jobsSettings>;
   readonly #backlogLimitBytes: number;
-  readonly #clock: HeartbeatClock;
+  readonly #heartbeats: HeartbeatSweep;
 
   constructor(deps: {
     hub: EventHub;
     notifications: PgNotifications;
     settings: SettingsReader<typeof jobsSettings>;
+    logger?: Logger;
     /** Most bytes a taken-over stream's client may leave unread before it is cut off. */
     backlogLimitBytes?: number;
   }) {
-    this.#hub = deps.hub;
-    this.#index = new JobWatchIndex(deps.hub);
+    const logger = deps.logger;
+    this.#index = new JobWatchIndex(deps.hub, {
+      onError: (error) => logger?.error({ err: error }, 'handing an event to a job stream failed'),
+    });
     this.#notifications = deps.notifications;
     this.#settings = deps.settings;
     this.#backlogLimitBytes = deps.backlogLimitBytes ?? defaultBacklogLimitBytes;
-    this.#clock = {
-      intervalMs: () => deps.settings.get('jobs.stream_heartbeat_interval'),
-      position: () => deps.hub.position,
-    };
+    this.#heartbeats = new HeartbeatSweep(
+      () => deps.settings.get('jobs.stream_heartbeat_interval'),
+      () => this.#index.position,
+    );
   }
 
   /**
@@ -228,12 +214,12 @@ export class JobStreams {
         }
         stream.last = read;
       }
-      // A safe resume point: everything up to the hub's position is delivered unless still buffered.
+      // A safe resume point: everything up to the index's position is delivered unless still buffered.
       stream.sentAt = Date.now();
-      yield { type: 'heartbeat', sequence: stream.buffer.size === 0 ? Math.max(stream.last, this.#hub.position) : stream.last };
+      yield { type: 'heartbeat', sequence: stream.buffer.size === 0 ? Math.max(stream.last, this.#index.position) : stream.last };
       if (takeover && !signal.aborted) {
         // Asked for the next message: Connect has written the heartbeat, and lets go now.
-        stream.takeOver(takeover, unsubscribe, this.#clock);
+        stream.takeOver(takeover, unsubscribe, this.#heartbeats);
         // A promise of its own that nothing settles or holds: nothing refers to this generator
         // any more, and it goes to the garbage collector without running its `finally`.
         await new Promise<never>(() => {});
@@ -341,7 +327,7 @@ export class JobStreams {
       if ('aborted' in next) return;
       if ('timeout' in next) {
         stream.sentAt = Date.now();
-        yield { type: 'heartbeat', sequence: Math.max(stream.last, this.#hub.position) };
+        yield { type: 'heartbeat', sequence: Math.max(stream.last, this.#index.position) };
         continue;
       }
       if (next.item.sequence <= stream.last) continue;
