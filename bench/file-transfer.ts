@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import http from 'node:http';
 import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
@@ -190,7 +191,7 @@ export async function measureFileTransfer(postgres: BenchPostgres, options: Tran
         baseline: rate('directDownload'),
         baselineName: 'minio getObject to this process',
         notes: [
-          'read as raw Connect frames over HTTP/1.1 (as curl would): what the server sends, not how fast a client decodes it',
+          'read as raw Connect frames over HTTP/1.1 with node:http, the client getObject reads with: what the server sends, not how fast a client decodes it',
           rounds('download', 'directDownload'),
           `CPU: ours ${cpuPerMiB('download')}; direct ${cpuPerMiB('directDownload')}`,
         ],
@@ -237,16 +238,25 @@ function downloadRequestFrame(fileId: string): Buffer<ArrayBuffer> {
 
 /**
  * Download reading the Connect stream's frames without decoding them (as curl would):
- * measures what the server sends, not how fast a client library parses it.
+ * measures what the server sends, not how fast a client library parses it. Read with
+ * node:http, the client the direct path's getObject reads with (minio), so the benchmark
+ * process, which also runs the storage, does the same work per MiB on both sides;
+ * fetch's WHATWG streams cost it more (bench/README.md, (c), third round).
  */
 async function downloadConnectFrames(baseUrl: string, accessToken: string, fileId: string): Promise<number> {
-  const reply = await fetch(`${baseUrl}/yardmaster.v1.FilesService/Download`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/connect+proto', authorization: `Bearer ${accessToken}` },
-    body: downloadRequestFrame(fileId),
+  const body = downloadRequestFrame(fileId);
+  const reply = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const request = http.request(`${baseUrl}/yardmaster.v1.FilesService/Download`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/connect+proto', 'content-length': body.byteLength, authorization: `Bearer ${accessToken}` },
+    });
+    request.once('response', resolve).once('error', reject).end(body);
   });
-  if (!reply.ok || !reply.body) throw new Error(`download failed: ${reply.status}`);
-  return payloadBytes(reply.body as AsyncIterable<Uint8Array>, 'connect');
+  if (reply.statusCode !== 200) {
+    reply.resume();
+    throw new Error(`download failed: ${reply.statusCode}`);
+  }
+  return payloadBytes(reply as AsyncIterable<Buffer>, 'connect');
 }
 
 /**
