@@ -1,8 +1,8 @@
 /**
  * A small gRPC load generator for HTTP/2 (there is no h2load on the bench machines):
  * worker threads, each with its share of `connections` node:http2 sessions, each keeping
- * `streamsPerConnection` calls in flight. Every call sends the same pre-encoded request
- * frame, so the generator does no protobuf work; a call counts as OK only when its
+ * `streamsPerConnection` calls in flight. Every call sends a pre-encoded request frame (the
+ * same one, or the next of `messages` in turn), so the generator does no protobuf work; a call counts as OK only when its
  * grpc-status is 0. Latency is measured per call, from request to trailers.
  */
 import http2 from 'node:http2';
@@ -16,6 +16,8 @@ export interface GrpcLoadOptions {
   headers: Record<string, string>;
   /** The serialized request message (without the 5-byte gRPC frame header). */
   message: Uint8Array;
+  /** Several messages instead, sent in turn (e.g. GetJob over many jobs). */
+  messages?: Uint8Array[];
   connections: number;
   streamsPerConnection: number;
   durationMs: number;
@@ -33,8 +35,8 @@ export interface GrpcLoadResult {
   latenciesMs: Float64Array;
 }
 
-interface WorkerJob extends Omit<GrpcLoadOptions, 'threads'> {
-  frame: Uint8Array;
+interface WorkerJob extends Omit<GrpcLoadOptions, 'threads' | 'messages'> {
+  frames: Uint8Array[];
 }
 
 interface WorkerReport {
@@ -45,15 +47,18 @@ interface WorkerReport {
 }
 
 export async function runGrpcLoad(options: GrpcLoadOptions): Promise<GrpcLoadResult> {
-  const { threads, ...rest } = options;
-  const frame = new Uint8Array(5 + rest.message.byteLength);
-  new DataView(frame.buffer).setUint32(1, rest.message.byteLength);
-  frame.set(rest.message, 5);
+  const { threads, messages, ...rest } = options;
+  const frames = (messages ?? [rest.message]).map((message) => {
+    const frame = new Uint8Array(5 + message.byteLength);
+    new DataView(frame.buffer).setUint32(1, message.byteLength);
+    frame.set(message, 5);
+    return frame;
+  });
   const started = performance.now();
   const reports = await Promise.all(
     Array.from({ length: threads }, (_, index) => {
       const connections = Math.floor(rest.connections / threads) + (index < rest.connections % threads ? 1 : 0);
-      const worker = new Worker(new URL(import.meta.url), { workerData: { ...rest, connections, frame } satisfies WorkerJob });
+      const worker = new Worker(new URL(import.meta.url), { workerData: { ...rest, connections, frames } satisfies WorkerJob });
       return new Promise<WorkerReport>((resolve, reject) => {
         worker.once('message', resolve);
         worker.once('error', reject);
@@ -77,7 +82,8 @@ export async function runGrpcLoad(options: GrpcLoadOptions): Promise<GrpcLoadRes
 }
 
 async function runWorker(job: WorkerJob): Promise<WorkerReport> {
-  const frame = Buffer.from(job.frame);
+  const frames = job.frames.map((frame) => Buffer.from(frame));
+  let nextFrame = 0;
   const headers = {
     ':method': 'POST',
     ':path': job.path,
@@ -129,7 +135,7 @@ async function runWorker(job: WorkerJob): Promise<WorkerReport> {
         resolve();
       });
       stream.once('error', () => {});
-      stream.end(frame);
+      stream.end(frames[nextFrame++ % frames.length]);
     });
   const lanes = sessions.flatMap((session) =>
     Array.from({ length: job.streamsPerConnection }, async () => {

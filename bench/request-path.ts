@@ -15,7 +15,11 @@
  * medians are reported with p50/p99 latency, the server's CPU time per call and RSS.
  *
  *   npx node bench/request-path.ts [--rpc-seconds 5] [--rpc-rounds 3] [--rpc-connections 16] [--rpc-streams 8]
- *                                  [--rpc-only 'GetJob over gRPC']
+ *                                  [--rpc-only 'GetJob over gRPC'] [--rpc-jobs 1]
+ *
+ * `--rpc-jobs N`: GetJob over gRPC reads N different jobs in turn instead of one (ours
+ * gathers the reads of one event-loop turn into one statement; with one job that statement
+ * always carries one id).
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -53,6 +57,8 @@ export interface RequestPathOptions {
   streams: number;
   /** Only the scenarios whose name contains this (to profile one alone). */
   only: string | undefined;
+  /** Different jobs GetJob over gRPC reads in turn (1 unless told). */
+  jobs?: number;
 }
 
 export const requestPathDefaults: RequestPathOptions = { seconds: 5, rounds: 3, connections: 16, streams: 8, only: undefined };
@@ -81,6 +87,7 @@ function grpcScenario(
   message: Uint8Array,
   headers: Record<string, string>,
   options: RequestPathOptions,
+  messages?: Uint8Array[],
 ): Scenario {
   return {
     name,
@@ -90,6 +97,7 @@ function grpcScenario(
         path: procedurePath,
         headers,
         message,
+        messages,
         connections: options.connections,
         streamsPerConnection: options.streams,
         durationMs: seconds * 1000,
@@ -189,6 +197,8 @@ export async function measureRequestPath(postgres: BenchPostgres, options: Reque
     const accessToken = client.tokens!.accessToken;
     const runAfter = timestampFromMs(Date.now() + 24 * 3600_000);
     const { job } = await client.jobs.createJob({ type: 'noop', runAfter });
+    const jobIds = [job!.id];
+    while (jobIds.length < (options.jobs ?? 1)) jobIds.push((await client.jobs.createJob({ type: 'noop', runAfter })).job!.id);
     client.close();
     const headers = { authorization: `Bearer ${accessToken}` };
     const allScenarios = [
@@ -198,6 +208,7 @@ export async function measureRequestPath(postgres: BenchPostgres, options: Reque
         toBinary(GetJobRequestSchema, create(GetJobRequestSchema, { id: job!.id })),
         headers,
         options,
+        jobIds.map((id) => toBinary(GetJobRequestSchema, create(GetJobRequestSchema, { id }))),
       ),
       connectJsonScenario('GetJob over Connect JSON (HTTP/1.1)', getJobPath, JSON.stringify({ id: job!.id }), headers, options),
       grpcScenario(
@@ -255,6 +266,7 @@ export const requestPathFlags = {
   'rpc-connections': { type: 'string' },
   'rpc-streams': { type: 'string' },
   'rpc-only': { type: 'string' },
+  'rpc-jobs': { type: 'string' },
 } as const;
 
 export function requestPathOptionsFrom(values: Record<string, unknown>): RequestPathOptions {
@@ -264,6 +276,7 @@ export function requestPathOptionsFrom(values: Record<string, unknown>): Request
     connections: positiveFlag(values, 'rpc-connections', requestPathDefaults.connections),
     streams: positiveFlag(values, 'rpc-streams', requestPathDefaults.streams),
     only: values['rpc-only'] as string | undefined,
+    jobs: positiveFlag(values, 'rpc-jobs', 1),
   };
 }
 

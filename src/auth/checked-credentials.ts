@@ -8,6 +8,8 @@ interface Entry {
   caller: Caller;
   /** When the credential must be checked again at the latest (its expiry, or sooner). */
   recheckAtMs: number;
+  /** The count of insertions when this entry was last (re-)inserted. */
+  insertedAt: number;
 }
 
 /**
@@ -27,6 +29,8 @@ export class CheckedCredentials {
   #notifications: Pick<PgNotifications, 'connected'> | undefined;
   /** Counts the times everything was forgotten; a check remembers only if it did not change meanwhile. */
   #generation = 0;
+  /** Counts insertions, to tell how far an entry has moved towards the front (the least recently used end). */
+  #insertions = 0;
 
   constructor(maxEntries = 10_000) {
     this.#maxEntries = maxEntries;
@@ -43,10 +47,20 @@ export class CheckedCredentials {
     if (!this.#notifications?.connected) return undefined;
     const entry = this.#entries.get(bearer);
     if (!entry) return undefined;
-    this.#entries.delete(bearer);
-    if (entry.recheckAtMs <= Date.now()) return undefined;
-    // Re-inserted: a Map iterates in insertion order, so the first entry is the least recently used.
-    this.#entries.set(bearer, entry);
+    if (entry.recheckAtMs <= Date.now()) {
+      this.#entries.delete(bearer);
+      return undefined;
+    }
+    // A Map iterates in insertion order, so the first entry is the least recently used one
+    // evicted. An entry is re-inserted at the back only once half the capacity has been
+    // inserted after it: one still in use is never the first (evicting it takes a whole
+    // capacity of insertions after it), and most hits cost one lookup instead of a delete
+    // and a set with the credential's few hundred characters.
+    if (this.#insertions - entry.insertedAt > this.#maxEntries / 2) {
+      this.#entries.delete(bearer);
+      entry.insertedAt = ++this.#insertions;
+      this.#entries.set(bearer, entry);
+    }
     return entry.caller;
   }
 
@@ -58,7 +72,7 @@ export class CheckedCredentials {
   remember(bearer: string, caller: Caller, recheckAtMs: number, checkedInGeneration: number): void {
     if (checkedInGeneration !== this.#generation || !this.#notifications?.connected) return;
     this.#entries.delete(bearer);
-    this.#entries.set(bearer, { caller, recheckAtMs });
+    this.#entries.set(bearer, { caller, recheckAtMs, insertedAt: ++this.#insertions });
     if (this.#entries.size > this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
   }
 

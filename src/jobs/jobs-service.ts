@@ -18,9 +18,10 @@ import { checkLabels } from './job-labels.ts';
 import { nextQueueEntry, queueEntryOf } from '../platform/queue/queue-entries.ts';
 import type { JobTypeRegistry } from './job-types.ts';
 import { addParamsViolations, type JobTypeCatalog } from './job-type-catalog.ts';
-import { isFinal, jobView, jobViewColumnsAsJson, jobViewOfStored, storedJobOfValues, type JobView } from './job-view.ts';
+import { isFinal, jobView, jobViewOfStored, storedJobOfValues, type JobView } from './job-view.ts';
 import { insertJobRows, jobRowsInsert, viewOfRow, type NewJobRow } from './job-rows.ts';
 import { jobReasons } from './job-reasons.ts';
+import { JobReads } from './job-reads.ts';
 import { checkUpdateMask } from '../platform/update-masks.ts';
 
 export interface CreateJobInput {
@@ -106,6 +107,7 @@ export class JobsService {
   readonly #files: JobFiles;
   readonly #connection: JobsServiceDeps['connection'];
   readonly #creationPool: pg.Pool | undefined;
+  readonly #reads: JobReads;
 
   constructor(deps: JobsServiceDeps) {
     this.#registry = deps.registry;
@@ -116,6 +118,7 @@ export class JobsService {
     this.#files = deps.files;
     this.#connection = deps.connection;
     this.#creationPool = deps.creationPool;
+    this.#reads = new JobReads(() => this.#connection.getNativeClient());
   }
 
   async create(em: EntityManager, caller: Caller, input: CreateJobInput): Promise<JobView> {
@@ -130,27 +133,16 @@ export class JobsService {
   }
 
   /**
-   * The hottest read: one named (prepared once per connection) statement on the ORM's own
-   * pool, and no entity hydrated; the ORM's findOne cost more CPU than the query.
+   * The hottest read: no entity hydrated (the ORM's findOne cost more CPU than the query),
+   * and the reads of one event-loop turn share one named statement on the ORM's own pool
+   * (`JobReads`). Another owner's job is not found, as a job that does not exist.
    */
   async get(caller: Caller, id: string): Promise<JobView> {
     requireId(id, 'id');
     const { owner } = visibleTo(caller);
-    const pool = await this.#connection.getNativeClient();
-    const {
-      rows: [row],
-    } = await pool.query<[unknown[]]>(
-      owner === undefined
-        ? { name: 'jobs.get', text: `select ${jobViewColumnsAsJson} from jobs where id = $1`, values: [id], rowMode: 'array' }
-        : {
-            name: 'jobs.get_own',
-            text: `select ${jobViewColumnsAsJson} from jobs where id = $1 and owner_id = $2`,
-            values: [id, owner],
-            rowMode: 'array',
-          },
-    );
-    if (!row) throw notFound('job');
-    return jobViewOfStored(storedJobOfValues(row[0]));
+    const values = await this.#reads.read(id);
+    if (!values || (owner !== undefined && values[1] !== owner)) throw notFound('job');
+    return jobViewOfStored(storedJobOfValues(values));
   }
 
   async list(em: EntityManager, caller: Caller, filter: JobFilter, orderBy: string, page: PageRequest): Promise<Page<JobView>> {

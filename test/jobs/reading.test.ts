@@ -105,6 +105,31 @@ describe('GetJob and ListJobs', () => {
     await expectConnectError(owner.client.jobs.getJob({ id: othersJob.id }), Code.NotFound);
   });
 
+  test('GetJobs sent at once (read together, as one statement) each answer their own caller: own jobs, NotFound for others and unknown ids, any id case', async () => {
+    const unknown = '01a20540-c425-76c3-9669-8051ead8987d';
+    const calls = [
+      ...[a, b, c, d, a, b].map((job) => owner.client.jobs.getJob({ id: job.id })),
+      owner.client.jobs.getJob({ id: c.id.toUpperCase() }),
+      other.client.jobs.getJob({ id: othersJob.id }),
+      other.client.jobs.getJob({ id: a.id }),
+      owner.client.jobs.getJob({ id: othersJob.id }),
+      owner.client.jobs.getJob({ id: unknown }),
+      admin.jobs.getJob({ id: othersJob.id }),
+    ];
+    const outcomes = await Promise.allSettled(calls);
+    const answers = outcomes.map((outcome) => (outcome.status === 'fulfilled' ? outcome.value.job!.id : 'failed'));
+    expect(answers).toEqual([a.id, b.id, c.id, d.id, a.id, b.id, c.id, othersJob.id, 'failed', 'failed', 'failed', othersJob.id]);
+    for (const index of [8, 9, 10]) await expectConnectError(calls[index]!, Code.NotFound);
+    // A read sent right after a change answers with the change: no read shares an answer begun before it was asked.
+    for (let round = 0; round < 5; round++) {
+      const name = uniqueName('renamed');
+      await owner.client.jobs.updateJob({ job: { id: b.id, name }, updateMask: { paths: ['name'] } });
+      const [renamed] = await Promise.all([owner.client.jobs.getJob({ id: b.id }), owner.client.jobs.getJob({ id: a.id })]);
+      expect(renamed.job!.name).toBe(name);
+    }
+    await owner.client.jobs.updateJob({ job: { id: b.id, name: 'nightly report' }, updateMask: { paths: ['name'] } });
+  });
+
   test('ListJobs lists only the caller jobs; filter.owner_id of someone else is InvalidArgument', async () => {
     expect(await list({})).toEqual(ids(d, c, b, a));
     expect(await list({}, other.client)).toEqual(ids(othersJob));

@@ -5,9 +5,14 @@ import { callerKey } from '../context.ts';
 import { serverReasons } from '../server-reasons.ts';
 import type { ScopedInterceptor } from './method-chain.ts';
 
-/** Enforces the access rule the contract declares for the method; handlers never check roles. */
+/**
+ * Enforces the access rule the contract declares for the method; handlers never check roles.
+ * Not an async function: it only checks and then hands on `next`'s own promise (an async
+ * step per call would add a promise and a turn of the microtask queue; what it throws
+ * reaches the interceptors around it as a rejection would, through their `await next`).
+ */
 export function authorizationInterceptor(policies: AccessPolicies): ScopedInterceptor {
-  const interceptor: Interceptor = (next) => async (req) => {
+  const interceptor: Interceptor = (next) => (req) => {
     const rule = policies.forMethod(req.method);
     if (!rule.public) {
       const caller = req.contextValues.get(callerKey);

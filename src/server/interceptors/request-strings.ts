@@ -19,9 +19,10 @@ async function* checkedMessages<M extends Message>(desc: DescMessage, messages: 
  * Refuses, once at the edge and for every method, request strings that PostgreSQL cannot
  * store (a NUL reached SQL as Internal and, in an audit target, cost the call its audit
  * record). Streamed requests are checked message by message as the handler reads them.
+ * Not an async function, as `authorizationInterceptor`: it hands on `next`'s own promise.
  */
 export function requestStringsInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     if (!req.stream) {
       check(req.method.input, req.message);
       return next(req);
