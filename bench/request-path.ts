@@ -15,11 +15,11 @@
  * medians are reported with p50/p99 latency, the server's CPU time per call and RSS.
  *
  *   npx node bench/request-path.ts [--rpc-seconds 5] [--rpc-rounds 3] [--rpc-connections 16] [--rpc-streams 8]
- *                                  [--rpc-only 'GetJob over gRPC'] [--rpc-jobs 1]
+ *                                  [--rpc-only 'GetJob over gRPC'] [--rpc-jobs 256]
  *
- * `--rpc-jobs N`: GetJob over gRPC reads N different jobs in turn instead of one (ours
- * gathers the reads of one event-loop turn into one statement; with one job that statement
- * always carries one id).
+ * `--rpc-jobs N`: GetJob over gRPC reads N different jobs in turn (256 unless told: ours
+ * gathers the reads of one event-loop turn into one statement, and with one job that
+ * statement would always carry one id, which flatters it).
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -46,6 +46,9 @@ import {
   type ServerProcess,
 } from './support.ts';
 
+/** Different jobs GetJob over gRPC reads in turn unless `--rpc-jobs` says otherwise. */
+const defaultGetJobIds = 256;
+
 export interface RequestPathOptions {
   /** Length of one measured run of one side. */
   seconds: number;
@@ -57,7 +60,7 @@ export interface RequestPathOptions {
   streams: number;
   /** Only the scenarios whose name contains this (to profile one alone). */
   only: string | undefined;
-  /** Different jobs GetJob over gRPC reads in turn (1 unless told). */
+  /** Different jobs GetJob over gRPC reads in turn (256 unless told). */
   jobs?: number;
 }
 
@@ -198,7 +201,8 @@ export async function measureRequestPath(postgres: BenchPostgres, options: Reque
     const runAfter = timestampFromMs(Date.now() + 24 * 3600_000);
     const { job } = await client.jobs.createJob({ type: 'noop', runAfter });
     const jobIds = [job!.id];
-    while (jobIds.length < (options.jobs ?? 1)) jobIds.push((await client.jobs.createJob({ type: 'noop', runAfter })).job!.id);
+    while (jobIds.length < (options.jobs ?? defaultGetJobIds))
+      jobIds.push((await client.jobs.createJob({ type: 'noop', runAfter })).job!.id);
     client.close();
     const headers = { authorization: `Bearer ${accessToken}` };
     const allScenarios = [
@@ -276,7 +280,7 @@ export function requestPathOptionsFrom(values: Record<string, unknown>): Request
     connections: positiveFlag(values, 'rpc-connections', requestPathDefaults.connections),
     streams: positiveFlag(values, 'rpc-streams', requestPathDefaults.streams),
     only: values['rpc-only'] as string | undefined,
-    jobs: positiveFlag(values, 'rpc-jobs', 1),
+    jobs: positiveFlag(values, 'rpc-jobs', defaultGetJobIds),
   };
 }
 
