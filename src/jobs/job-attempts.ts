@@ -211,14 +211,15 @@ export class JobAttempts {
    */
   async #completeEntries(tx: EntityManager, entries: { queue: string; id: string | null; retryCount: number }[]): Promise<void> {
     if (entries.length === 0) return;
-    const byQueue = new Map<string, { id: string; retryCount: number }[]>();
-    for (const { queue, id, retryCount } of entries) {
-      const list = byQueue.get(queue) ?? [];
-      list.push({ id: id!, retryCount });
-      byQueue.set(queue, list);
-    }
     const db = transactionDb(tx);
-    for (const [queue, list] of byQueue) await this.#boss.complete(queue, list, null, { db });
+    for (const [queue, ofQueue] of Map.groupBy(entries, (entry) => entry.queue)) {
+      await this.#boss.complete(
+        queue,
+        ofQueue.map(({ id, retryCount }) => ({ id: id!, retryCount })),
+        null,
+        { db },
+      );
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { HttpResponse } from './http-handler.ts';
-import type { MessageFormat } from './stream-handoff.ts';
+import { messageFormatOf, type MessageFormat } from './stream-handoff.ts';
 
 /**
  * A server stream's way around Connect's per-message pipeline: already enveloped
@@ -27,7 +27,7 @@ export class DirectFrames {
 
   constructor(res: HttpResponse, contentType: string | undefined) {
     this.#res = res;
-    this.format = contentType?.includes('json') ? 'json' : 'binary';
+    this.format = messageFormatOf(contentType);
   }
 
   /**
@@ -43,20 +43,6 @@ export class DirectFrames {
   get writable(): boolean {
     const res = this.#res;
     return res.headersSent && !res.writableEnded && !res.destroyed && Date.now() < this.#directUntil;
-  }
-
-  /**
-   * Bytes written to the response that the client has not taken yet: those still held
-   * here. Over HTTP/2 a write completes only once flow control lets its data go out, so
-   * this grows as soon as the peer's receive window is full; what fills that window (the
-   * peer chose its size) waits in the peer's memory, not here.
-   */
-  get backlogBytes(): number {
-    return this.#res.writableLength;
-  }
-
-  write(frame: Uint8Array): void {
-    this.#res.write(frame);
   }
 
   /** The response itself, for writers that pace themselves by its backpressure (see paced-frames.ts). */

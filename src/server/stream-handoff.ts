@@ -9,6 +9,11 @@ import type { StreamEnd, StreamHooks } from './interceptors/server-streams.ts';
 /** The message encoding a call's client asked for: protobuf binary or JSON. */
 export type MessageFormat = 'binary' | 'json';
 
+/** The format of a call's messages, from its request's content type (every protocol names JSON in it). */
+export function messageFormatOf(contentType: string | undefined): MessageFormat {
+  return contentType?.includes('json') ? 'json' : 'binary';
+}
+
 type Protocol = 'grpc' | 'grpc-web' | 'connect';
 
 function protocolOf(contentType: string | undefined): Protocol {
@@ -92,7 +97,7 @@ export class StreamHandoff {
   constructor(res: HttpResponse, contentType: string | undefined) {
     this.#res = res;
     this.#protocol = protocolOf(contentType);
-    this.format = contentType?.includes('json') ? 'json' : 'binary';
+    this.format = messageFormatOf(contentType);
   }
 
   /** An interceptor's stream hooks, run by `end` if the stream is taken (else by Connect's pipeline, as for any call). */
