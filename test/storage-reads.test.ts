@@ -7,10 +7,17 @@
  * bytes read against the bytes stored, the error against minio's for the same call, and the
  * connections left open.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { Client as S3Client } from 'minio';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { type ObjectBody, ObjectReads } from '../src/platform/storage/object-reads.ts';
@@ -288,3 +295,34 @@ test('a kept connection that fails before any answer (closed as the GET went out
     local.close();
   }
 });
+
+const haveOpenssl = ['/usr/bin/openssl', '/usr/local/bin/openssl', '/bin/openssl'].some((candidate) => existsSync(candidate));
+
+test.skipIf(!haveOpenssl)(
+  'over https (TLS sockets take onread too): byte for byte on a kept connection; an untrusted certificate is refused (skipped without openssl)',
+  async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'yardmaster-reads-tls-'));
+    // biome-ignore format: one flag per pair reads better
+    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')]);
+    const [key, cert] = await Promise.all([readFile(path.join(dir, 'key.pem')), readFile(path.join(dir, 'cert.pem'))]);
+    const payload = randomBytes(1024 * 1024 + 99);
+    const server = https.createServer({ key, cert }, (_req, res) => res.end(payload));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const tlsEndpoint = `https://localhost:${(server.address() as AddressInfo).port}`;
+    const trusted = new ObjectReads({ endpoint: tlsEndpoint, ...credentials, region: 'us-east-1', bucket, tls: { ca: cert } });
+    const untrusted = new ObjectReads({ endpoint: tlsEndpoint, ...credentials, region: 'us-east-1', bucket });
+    try {
+      for (const bufferBytes of [1024 * 1024 - 16, 70_001])
+        expect((await readAll(await trusted.open('k'), bufferBytes)).equals(payload)).toBe(true);
+      expect(trusted.openConnections).toBe(1);
+      await expect(untrusted.open('k')).rejects.toThrow(/certificate/i);
+    } finally {
+      trusted.close();
+      untrusted.close();
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
