@@ -1,4 +1,5 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
 import type { DownloadResponseSchema, File as FileMessage } from '../../gen/yardmaster/v1/files_pb.ts';
 import type { ObjectBody } from '../platform/storage/object-reads.ts';
 import type { DirectFrames } from '../server/direct-frames.ts';
@@ -71,6 +72,11 @@ export async function* downloadMessages(
   // A client gone while storage is read ends the read at once (the generator only notices at its next write).
   const onAbort = () => body.close();
   signal.addEventListener('abort', onAbort, { once: true });
+  // A read ended by the call's end fails as the call did (cancel, deadline), not as a storage error.
+  const readInto = (target: Uint8Array) =>
+    body.readInto(target).catch((error: unknown) => {
+      throw signal.aborted ? ConnectError.from(signal.reason, Code.Aborted) : error;
+    });
   try {
     // Storage's declared length sizes the last buffer; a chunked body (no length) reads to its end.
     let left = body.size ?? Number.POSITIVE_INFINITY;
@@ -79,7 +85,7 @@ export async function* downloadMessages(
       const capacity = Math.min(downloadChunkBytes, left);
       if (!first && direct?.frames.writable) {
         const buffer = takeChunkBuffer();
-        const read = await body.readInto(buffer.subarray(0, capacity));
+        const read = await readInto(buffer.subarray(0, capacity));
         if (read === 0) {
           giveBackChunkBuffer(buffer);
           break;
@@ -91,7 +97,7 @@ export async function* downloadMessages(
         continue;
       }
       const buffer = Buffer.allocUnsafeSlow(capacity);
-      const read = await body.readInto(buffer);
+      const read = await readInto(buffer);
       if (read === 0 && !first) break;
       left -= read;
       yield first ? { chunk: buffer.subarray(0, read), file } : { chunk: buffer.subarray(0, read) };
