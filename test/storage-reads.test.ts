@@ -19,10 +19,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client as S3Client } from 'minio';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { type ObjectBody, ObjectReads } from '../src/platform/storage/object-reads.ts';
 import { isNotFoundError } from '../src/platform/storage/object-storage.ts';
-import { eventually } from './support/assertions.ts';
+import { download, uploadStream } from './files/support.ts';
+import { eventually, expectConnectError } from './support/assertions.ts';
+import { startTestServer } from './support/test-server.ts';
 
 const endpoint = inject('s3Endpoint');
 const credentials = inject('s3Credentials');
@@ -326,3 +329,50 @@ test.skipIf(!haveOpenssl)(
     }
   },
 );
+
+test('a Download cancelled mid-way closes its storage connection; the next Download is whole on one connection', async () => {
+  // The server reaches storage through this proxy, which marks the connections that carried an object GET.
+  const target = new URL(endpoint);
+  const getConnections = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    client.on('data', (data) => {
+      if (/^GET \/[^/]+\/files\//m.test(data.toString('latin1', 0, Math.min(data.length, 200)))) getConnections.add(client);
+    });
+    client.pipe(upstream).pipe(client);
+    const forget = () => {
+      client.destroy();
+      upstream.destroy();
+      getConnections.delete(client);
+    };
+    client.on('error', forget).on('close', forget);
+    upstream.on('error', forget).on('close', forget);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const server = await startTestServer({ storageEndpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` });
+  try {
+    const { client } = await server.createUser();
+    const payload = randomBytes(12 * 1024 * 1024);
+    const file = await uploadStream(client, { name: 'cancelled.bin' }, payload);
+    const controller = new AbortController();
+    let received = 0;
+    const call = (async () => {
+      for await (const message of client.files.download({ id: file.id }, { signal: controller.signal })) {
+        received += message.chunk.byteLength;
+        if (received >= 2 * 1024 * 1024) {
+          expect(getConnections.size).toBe(1);
+          controller.abort();
+        }
+      }
+    })();
+    await expectConnectError(call, Code.Canceled);
+    // The rest of the object is not read: the connection is closed, not kept.
+    await eventually(async () => expect(getConnections.size).toBe(0), 5000);
+    for (let round = 0; round < 2; round++) expect((await download(client, file.id)).bytes.equals(payload)).toBe(true);
+    // Read to the end, the connection is kept for the next Download: one, not one per Download.
+    expect(getConnections.size).toBe(1);
+  } finally {
+    await server.close();
+    proxy.close();
+  }
+}, 60_000);
