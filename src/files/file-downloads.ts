@@ -1,7 +1,7 @@
-import type { Readable } from 'node:stream';
 import type { Caller } from '../platform/caller.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { failedPrecondition, invalidField, Violations } from '../platform/domain-errors.ts';
+import type { ObjectBody } from '../platform/storage/object-reads.ts';
 import type { ObjectStorage } from '../platform/storage/object-storage.ts';
 import type { StoredFile } from './entities.ts';
 import { maxPresignSeconds } from '../platform/storage/sigv4.ts';
@@ -34,14 +34,14 @@ export class FileDownloads {
     return { url, expiresAt: new Date(Date.now() + seconds * 1000) };
   }
 
-  /** The file and a stream of its bytes from `offset`, `length` of them (0: to the end). */
+  /** The file and its bytes from `offset`, `length` of them (0: to the end), read into the caller's buffers. */
   async openDownload(
     em: EntityManager,
     caller: Caller,
     id: string,
     offset: number,
     length: number,
-  ): Promise<{ file: StoredFile; bytes: Readable | undefined }> {
+  ): Promise<{ file: StoredFile; bytes: ObjectBody | undefined }> {
     const file = await this.#availableFile(em, caller, id);
     const violations = new Violations();
     violations.check(
@@ -52,7 +52,7 @@ export class FileDownloads {
     violations.check(Number.isSafeInteger(length) && length >= 0, 'length', 'must not be negative');
     violations.throwIfAny();
     const count = length === 0 ? file.size - offset : Math.min(length, file.size - offset);
-    return { file, bytes: count === 0 ? undefined : await this.#storage.read(file.objectKey, offset, count) };
+    return { file, bytes: count === 0 ? undefined : await this.#storage.openBody(file.objectKey, offset, count) };
   }
 
   async #availableFile(em: EntityManager, caller: Caller, id: string): Promise<StoredFile> {

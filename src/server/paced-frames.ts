@@ -34,7 +34,12 @@ export class PacedFrameWriter {
     this.#signal = signal;
   }
 
-  async write(pieces: readonly Uint8Array[]): Promise<void> {
+  /**
+   * `onSent` is called once the frame's bytes have left (its write's callback without an
+   * error): from then on its buffers may be reused. Not called when the write fails, since
+   * the transport may still hold them then.
+   */
+  async write(pieces: readonly Uint8Array[], onSent?: () => void): Promise<void> {
     await this.#previous;
     const res = this.#res;
     if (this.#signal.aborted) throw ConnectError.from(this.#signal.reason, Code.Aborted);
@@ -42,13 +47,13 @@ export class PacedFrameWriter {
     // One vectored write to the socket (HTTP/1.1) or one pass through the stream (HTTP/2).
     res.cork();
     for (let index = 0; index < pieces.length - 1; index++) res.write(pieces[index]!);
-    this.#previous = this.#sent(pieces.at(-1)!);
+    this.#previous = this.#sent(pieces.at(-1)!, onSent);
     res.uncork();
     // Observed by the next write; a failure after the last is the client's to see.
     this.#previous.catch(() => {});
   }
 
-  #sent(last: Uint8Array): Promise<void> {
+  #sent(last: Uint8Array, onSent: (() => void) | undefined): Promise<void> {
     const res = this.#res;
     const signal = this.#signal;
     return new Promise((resolve, reject) => {
@@ -62,7 +67,10 @@ export class PacedFrameWriter {
       const onAbort = () => settle(ConnectError.from(signal.reason, Code.Aborted));
       res.once('close', onClose);
       signal.addEventListener('abort', onAbort, { once: true });
-      res.write(last, (error) => settle(error ? closed() : undefined));
+      res.write(last, (error) => {
+        if (!error) onSent?.();
+        settle(error ? closed() : undefined);
+      });
     });
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions } from 'minio';
+import { type ObjectBody, ObjectReads } from './object-reads.ts';
 
 export interface StorageConfig {
   /** http(s)://host:port of the S3 API, as the server reaches it. */
@@ -48,11 +49,13 @@ export class ObjectStorage {
   readonly #region: string;
   readonly #client: Client;
   readonly #presigner: Client;
+  readonly #reads: ObjectReads;
 
   constructor(config: StorageConfig) {
     this.bucket = config.bucket;
     this.#region = config.region;
     this.#client = clientFor(config.endpoint, config.region, config);
+    this.#reads = new ObjectReads(config);
     // Presigned URLs are handed to clients, who can replay them with headers of their
     // own; signed with a credential that may only put and get objects, they cannot be
     // turned into anything else even where storage ignores unsigned headers.
@@ -129,6 +132,15 @@ export class ObjectStorage {
     return offset === 0 && length === undefined
       ? this.#client.getObject(this.bucket, key)
       : this.#client.getPartialObject(this.bucket, key, offset, length);
+  }
+
+  /**
+   * The object's bytes from `offset`, `length` of them (all when undefined), read into
+   * buffers the caller brings (see ObjectReads): for Download, which moves every byte of a
+   * file through the server. Fails as `read` does (`isNotFoundError` for a missing object).
+   */
+  openBody(key: string, offset = 0, length?: number): Promise<ObjectBody> {
+    return this.#reads.open(key, offset, length);
   }
 
   async remove(key: string): Promise<void> {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client } from 'minio';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { checkPresignedOperation, verifySigV4, type SignatureCheck, type SignedRequest } from './sigv4.ts';
+import { checkPresignedOperation, signSigV4, verifySigV4, type SignatureCheck, type SignedRequest } from './sigv4.ts';
 
 const accessKey = 'TESTKEY';
 const secretKey = 'test-secret-of-the-store';
@@ -213,4 +213,15 @@ test('a presigned URL may only get or head an object (with response overrides), 
     ok: false,
     code: 'AccessDenied',
   });
+});
+
+test('a GET signed by signSigV4 verifies; another range, path or secret does not', () => {
+  const credentials = { accessKey: 'AKIDEXAMPLE', secretKey: 'secret', region: 'us-east-1' };
+  const path = '/bucket/files/a%20b/%21%27%28%29%2A';
+  const headers = signSigV4({ method: 'GET', path, headers: { host: '127.0.0.1:9000', range: 'bytes=5-9' } }, credentials);
+  const secretOf = (key: string) => (key === 'AKIDEXAMPLE' ? 'secret' : undefined);
+  expect(verifySigV4({ method: 'GET', url: path, headers }, secretOf)).toEqual({ ok: true });
+  expect(verifySigV4({ method: 'GET', url: path, headers: { ...headers, range: 'bytes=0-9' } }, secretOf)).toMatchObject({ ok: false });
+  expect(verifySigV4({ method: 'GET', url: '/bucket/other', headers }, secretOf)).toMatchObject({ ok: false });
+  expect(verifySigV4({ method: 'GET', url: path, headers }, () => 'another')).toMatchObject({ ok: false });
 });
