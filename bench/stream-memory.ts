@@ -7,7 +7,7 @@
  * not a figure of `npm run bench`.
  *
  *   npx node bench/stream-memory.ts [--streams 1000] [--connections 10] [--top 30]
- *     [--server-root <checkout>] [--no-snapshot] [--retainers Constructor,...]
+ *     [--server-root <checkout>] [--no-snapshot] [--retainers Constructor,...] [--settle-ms 500]
  *
  * `--server-root` runs the server of another checkout (an A/B against a base commit);
  * `--retainers` prints, for one new object of each named constructor, the shortest path
@@ -34,6 +34,7 @@ const { values } = parseArgs({
     'server-root': { type: 'string', default: repoRoot },
     'no-snapshot': { type: 'boolean', default: false },
     retainers: { type: 'string', default: '' },
+    'settle-ms': { type: 'string', default: '500' },
   },
 });
 const streams = Number(values.streams);
@@ -290,7 +291,8 @@ try {
     const heapBefore = await inspector.heapUsed();
     const rssBefore = rssOf(server.pid);
     const open = await Promise.all(Array.from({ length: streams }, (_, index) => openStream(sessions[index % connections]!, secret)));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Past the first credential re-check (every 5 s) with `--settle-ms 6000`: what a stream holds for good.
+    await new Promise((resolve) => setTimeout(resolve, Number(values['settle-ms'])));
     const heapOpen = await inspector.heapUsed();
     const rssOpen = rssOf(server.pid);
     console.log(
