@@ -103,8 +103,8 @@ function watchJobsTakeover(ctx: HandlerContext, frameOf: FrameOf): StreamTakeove
   if (!handoff) return undefined;
   const timeoutMs = ctx.timeoutMs.bind(ctx);
   return {
-    take(onEnd) {
-      handoff.take(onEnd, timeoutMs());
+    take(owner) {
+      handoff.take(owner, timeoutMs());
       return new TakenWatchJobs(handoff, frameOf);
     },
   };

@@ -169,7 +169,7 @@ export class StreamHandoff {
   #trailer: Headers | Record<string, string> | undefined;
   #ended = false;
   readonly #take: TakeSignal = { taken: false, wake: undefined };
-  #onEnd: (() => void) | undefined;
+  #owner: { streamEnded(): void } | undefined;
   #deadline: NodeJS.Timeout | undefined;
 
   constructor(res: HttpResponse, contentType: string | undefined, shutdownSignal?: AbortSignal) {
@@ -223,10 +223,10 @@ export class StreamHandoff {
    * request in Connect and, over HTTP/2, in Node's compat layer (from now on the HTTP/2
    * stream itself is written to). From now on the stream ends only through `end`, also
    * when the client goes away, the server shuts down or the call's deadline (`timeoutMs`
-   * from now) passes; `onEnd` runs once it has.
+   * from now) passes; `owner.streamEnded` runs once it has.
    */
-  take(onEnd: () => void, timeoutMs?: number): void {
-    this.#onEnd = onEnd;
+  take(owner: { streamEnded(): void }, timeoutMs?: number): void {
+    this.#owner = owner;
     this.#take.taken = true;
     this.#take.wake?.(undefined);
     this.#take.wake = undefined;
@@ -344,8 +344,8 @@ export class StreamHandoff {
       sink.off('close', onSinkClose);
       sink[takenHandoff] = undefined;
     }
-    this.#onEnd?.();
-    this.#onEnd = undefined;
+    this.#owner?.streamEnded();
+    this.#owner = undefined;
     const hooks = this.#hooks;
     this.#hooks = [];
     void (async () => {
