@@ -7,7 +7,10 @@
  * not a figure of `npm run bench`.
  *
  *   npx node bench/stream-memory.ts [--streams 1000] [--connections 10] [--top 30]
- *     [--server-root <checkout>] [--no-snapshot] [--retainers Constructor,...] [--settle-ms 500]
+ *     [--server-root <checkout>] [--no-snapshot] [--retainers Constructor,...] [--settle-ms 500] [--bare]
+ *
+ * `--bare` measures bench/bare-stream-server.ts instead (a node:http2 stream and nothing
+ * else, the baseline of figure (b)).
  *
  * `--server-root` runs the server of another checkout (an A/B against a base commit);
  * `--retainers` prints, for one new object of each named constructor, the shortest path
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     'no-snapshot': { type: 'boolean', default: false },
     retainers: { type: 'string', default: '' },
     'settle-ms': { type: 'string', default: '500' },
+    bare: { type: 'boolean', default: false },
   },
 });
 const streams = Number(values.streams);
@@ -234,7 +238,8 @@ function openStream(session: http2.ClientHttp2Session, apiKey: string): Promise<
 
 /** `src/main.ts` of the server root with its inspector open, as bench/support.ts starts it, also telling the inspector's address. */
 async function startServer(databaseUrl: string) {
-  const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', path.join(serverRoot, 'src/main.ts')], {
+  const script = values.bare ? path.join(repoRoot, 'bench/bare-stream-server.ts') : path.join(serverRoot, 'src/main.ts');
+  const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', script], {
     cwd: serverRoot,
     env: { ...process.env, DATABASE_URL: databaseUrl, HOST: '127.0.0.1', PORT: '0', ADMIN_PASSWORD: adminPassword },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -267,13 +272,16 @@ try {
   const server = await startServer(databaseUrl);
   const sessions: http2.ClientHttp2Session[] = [];
   try {
-    const admin = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
-    await admin.login('admin', adminPassword);
-    for (let index = 0; index < 20; index++) {
-      const { job } = await admin.jobs.createJob({ type: 'noop' });
-      for await (const message of admin.jobs.watchJob({ id: job!.id })) if (message.job?.status === JobStatus.SUCCEEDED) break;
+    let secret = '';
+    if (!values.bare) {
+      const admin = createYardmasterClient({ baseUrl: server.url, protocol: 'grpc' });
+      await admin.login('admin', adminPassword);
+      for (let index = 0; index < 20; index++) {
+        const { job } = await admin.jobs.createJob({ type: 'noop' });
+        for await (const message of admin.jobs.watchJob({ id: job!.id })) if (message.job?.status === JobStatus.SUCCEEDED) break;
+      }
+      secret = (await admin.auth.createApiKey({ name: 'stream-memory' })).secret;
     }
-    const { secret } = await admin.auth.createApiKey({ name: 'stream-memory' });
     // Warms the stream path (set-up, take-over, end) before the first reading.
     for (let index = 0; index < connections; index++) {
       const session = http2.connect(server.url, { settings: { initialWindowSize: 4 * 2 ** 20 } });
@@ -297,7 +305,7 @@ try {
     const rssOpen = rssOf(server.pid);
     console.log(
       `${open.length} streams open: JS heap ${((heapOpen - heapBefore) / streams / 1024).toFixed(2)} KiB per stream, ` +
-        `RSS ${((rssOpen - rssBefore) / streams / 1024).toFixed(1)} KiB per stream (after a full GC; server ${serverRoot})`,
+        `RSS ${((rssOpen - rssBefore) / streams / 1024).toFixed(1)} KiB per stream (after a full GC; server ${values.bare ? 'bare node:http2' : serverRoot})`,
     );
     if (before) {
       const after = parseSnapshot(await inspector.snapshot(), inspector.scripts);

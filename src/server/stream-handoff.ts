@@ -97,10 +97,20 @@ function endAtDeadline(handoff: StreamHandoff): void {
 /** What Connect's call signal reports once its stream has been taken (Connect lets go of the call then). */
 const handedOver = new DOMException('the stream left Connect for its taker', 'AbortError');
 
-/** Names of the listeners Node's HTTP/2 compat layer puts on a stream that read its request or response without checking for it. */
-const compatListenersToDrop: Record<'timeout' | 'wantTrailers', readonly string[]> = {
+/**
+ * The listeners Node's HTTP/2 compat layer puts on a stream for its request and response,
+ * by event: once those are gone, three of them would throw (timeouts, trailers) and the
+ * others do nothing. Its error listener (which does nothing, so that a reset stream's
+ * error is not thrown) and its data listener (the request is read to its end by then) stay.
+ */
+const compatListeners: Record<string, readonly string[]> = {
   timeout: ['onStreamTimeoutRequest', 'onStreamTimeoutResponse'],
   wantTrailers: ['onStreamTrailersReady'],
+  close: ['onStreamCloseRequest', 'onStreamCloseResponse'],
+  aborted: ['onStreamAbortedRequest', 'onStreamAbortedResponse'],
+  trailers: ['onStreamTrailers'],
+  end: ['onStreamEnd'],
+  drain: ['onStreamDrain'],
 };
 
 /**
@@ -108,11 +118,10 @@ const compatListenersToDrop: Record<'timeout' | 'wantTrailers', readonly string[
  * the stream keeps its compat request and response under two symbol properties, and
  * its listeners find them there. Cleared, the compat objects (with everything their
  * listeners hold: Connect's request, its signals, the call's context) go to the garbage
- * collector while the stream lives on; the compat listeners that check for them become
- * no-ops, and the three that do not (timeouts, trailers) are removed. The stream's
- * error listener stays (an HTTP/2 stream reset by its client emits an error, which must
- * find a listener). Undefined when the compat layer is not the one this knows: the
- * stream is then written through its response.
+ * collector while the stream lives on, and so do the compat listeners on the stream
+ * (`compatListeners`). The stream's error listener stays (an HTTP/2 stream reset by its
+ * client emits an error, which must find a listener). Undefined when the compat layer is
+ * not the one this knows: the stream is then written through its response.
  */
 function releasedFromCompat(res: Pick<Http2ServerResponse, 'stream'>): ServerHttp2Stream | undefined {
   const stream = res.stream as ServerHttp2Stream & Record<symbol, unknown>;
@@ -121,7 +130,7 @@ function releasedFromCompat(res: Pick<Http2ServerResponse, 'stream'>): ServerHtt
   const response = symbols.find((symbol) => symbol.description === 'response');
   const proxySocket = symbols.find((symbol) => symbol.description === 'proxySocket');
   if (!request || !response || stream[response] !== res || stream.listenerCount('error') === 0) return undefined;
-  for (const [event, names] of Object.entries(compatListenersToDrop))
+  for (const [event, names] of Object.entries(compatListeners))
     for (const listener of stream.listeners(event)) if (names.includes(listener.name)) stream.off(event, listener as () => void);
   stream[request] = undefined;
   stream[response] = undefined;
