@@ -80,9 +80,17 @@ function endAtShutdown(shutdownSignal: AbortSignal, handoff: StreamHandoff): voi
   handoffs.add(handoff);
 }
 
-/** The handoff of a taken stream, on the object it writes to (its HTTP/2 stream, or its HTTP/1.1 response). */
+/** The handoff of a taken stream, on the object it writes to (its HTTP/2 stream, or its response). */
 const takenHandoff = Symbol('taken stream handoff');
-type Sink = (ServerHttp2Stream | ServerResponse) & { [takenHandoff]?: StreamHandoff };
+/** What a taken stream writes to: its HTTP/2 stream, or its response (HTTP/1.1, or a compat layer this does not know). */
+type Sink = (ServerHttp2Stream | ServerResponse | Http2ServerResponse) & { [takenHandoff]?: StreamHandoff };
+
+/** Whether more can be written to `sink`. */
+function isWritable(sink: Sink): boolean {
+  if (sink.writableEnded) return false;
+  // A compat response has no `destroyed` of its own (whatever its type says): its stream has.
+  return 'stream' in sink ? !sink.stream.destroyed : !sink.destroyed;
+}
 
 /** Shared by every taken stream: its sink closed (the client went away, or the stream ended). */
 function onSinkClose(this: Sink): void {
@@ -149,7 +157,9 @@ function releasedFromCompat(res: Pick<Http2ServerResponse, 'stream'>): ServerHtt
  * message. A stream that hands the same events to a thousand clients is better off with
  * neither: once the call is authenticated, authorised, counted and has sent its first
  * messages through Connect, `take` unhooks the response from Connect's pipeline (which is
- * then garbage), and the taker writes already enveloped frames straight to the response.
+ * then garbage, with the call's request and signals), and the taker writes already
+ * enveloped frames straight to the response: over HTTP/2, to its `Http2Stream` itself,
+ * whose compat request and response are let go of too (`releasedFromCompat`).
  * Every protocol served here (gRPC, gRPC-Web, Connect streaming, over HTTP/1.1 and HTTP/2)
  * frames a message the same way (a flag byte, a 32-bit length, the message; an
  * uncompressed frame is valid whatever compression was negotiated), and `end` closes the
@@ -241,9 +251,9 @@ export class StreamHandoff {
     this.#take.wake = undefined;
     const trailer = this.#trailer;
     this.#trailer = trailer instanceof Headers && [...trailer.keys()].length > 0 ? Object.fromEntries(trailer) : undefined;
-    const res = this.#res!;
+    const res = this.#res! as ServerResponse | Http2ServerResponse;
     const stream = 'stream' in res ? releasedFromCompat(res) : undefined;
-    const sink: Sink = stream ?? (res as ServerResponse);
+    const sink: Sink = stream ?? res;
     if (stream) this.#res = undefined;
     this.#sink = sink;
     sink[takenHandoff] = this;
@@ -276,8 +286,8 @@ export class StreamHandoff {
   }
 
   get #writable(): boolean {
-    const sink = this.#sink ?? this.#res;
-    return sink !== undefined && !sink.writableEnded && !sink.destroyed;
+    const sink = this.#sink ?? (this.#res as Sink | undefined);
+    return sink !== undefined && isWritable(sink);
   }
 
   /**
@@ -292,7 +302,7 @@ export class StreamHandoff {
   /** Writes an enveloped message; nothing once the stream has ended. */
   write(frame: Uint8Array): void {
     if (this.#ended || !this.#writable) return;
-    this.#sink?.write(frame);
+    (this.#sink as { write(chunk: Uint8Array): boolean } | undefined)?.write(frame);
   }
 
   /** Ends a taken stream: well, or with `error` (mapped as the interceptors map errors), in its protocol's framing. */
