@@ -266,6 +266,37 @@ class Watchers {
   }
 }
 
+/**
+ * Opens and closes a few WatchJobs streams before the "before" readings, as the bare
+ * server's are warmed: what the first streams cost once (the stream path's compiled code,
+ * its caches) is then not counted as memory per open stream.
+ */
+async function warmStreamPath(url: string, apiKey: string): Promise<void> {
+  const session = http2.connect(url);
+  session.on('error', () => {});
+  const request = encodeEnvelope(0, toBinary(WatchJobsRequestSchema, create(WatchJobsRequestSchema, { filter: { types: ['noop'] } })));
+  const streams = await Promise.all(
+    Array.from({ length: 10 }, () => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/yardmaster.v1.JobsService/WatchJobs',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        authorization: `Bearer ${apiKey}`,
+      });
+      stream.on('error', () => {});
+      stream.end(request);
+      return new Promise<http2.ClientHttp2Stream>((resolve) => stream.once('data', () => resolve(stream)));
+    }),
+  );
+  await Promise.all(
+    streams.map((stream) => new Promise((resolve) => stream.close(http2.constants.NGHTTP2_CANCEL, () => resolve(undefined)))),
+  );
+  session.destroy();
+  // Lets the server see the streams end before it is measured.
+  await sleep(200);
+}
+
 async function createJobAndWait(client: YardmasterClient): Promise<void> {
   const { job } = await client.jobs.createJob({ type: 'noop' });
   for await (const message of client.jobs.watchJob({ id: job!.id })) {
@@ -296,6 +327,7 @@ export async function measureEventLatency(postgres: BenchPostgres, options: Late
     // Runs the whole job path (create, run, sequence, stream) before the first memory reading.
     for (let index = 0; index < 20; index++) await createJobAndWait(admin);
     const { secret } = await admin.auth.createApiKey({ name: 'bench-watchers' });
+    await warmStreamPath(server.url, secret);
     const heapBefore = await server.retainedHeapBytes();
     const rssBefore = await server.retainedRssBytes();
 

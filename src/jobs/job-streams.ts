@@ -30,8 +30,13 @@ export type WatchItem = EventItem | { type: 'heartbeat'; sequence: number };
  * per format for every stream) straight to its client, and its heartbeats on a timer.
  */
 export interface StreamTakeover {
-  /** Takes the stream over; `onEnd` runs once when it has ended, whoever ended it. */
-  take(onEnd: () => void): TakenStream;
+  /** Takes the stream over; `owner.streamEnded` runs once when it has ended, whoever ended it. */
+  take(owner: TakenStreamOwner): TakenStream;
+}
+
+/** Whoever holds a taken stream: told once when it has ended (a method, not a closure per stream). */
+export interface TakenStreamOwner {
+  streamEnded(): void;
 }
 
 /** A stream taken over: written to directly. */
@@ -78,7 +83,7 @@ function isJobEvent(event: SequencedEvent): boolean {
  * over, its queue of live events for its generator. Once taken over, it is all that is
  * left of the stream: each event is written at once, heartbeats come from its timer.
  */
-class WatchJobsStream implements JobWatcher, HeartbeatTarget {
+class WatchJobsStream implements JobWatcher, HeartbeatTarget, TakenStreamOwner {
   buffer = new StreamBuffer<SequencedEvent>(streamBufferLimit);
   /** The highest sequence sent, either way. */
   last: number;
@@ -87,6 +92,8 @@ class WatchJobsStream implements JobWatcher, HeartbeatTarget {
   readonly #match: JobMatch;
   readonly #backlogLimitBytes: number;
   #taken: TakenStream | undefined;
+  /** Where a taken stream is listed (the index, the heartbeat sweep), to leave when it ends. */
+  #takenIn: { index: JobWatchIndex; heartbeats: HeartbeatSweep } | undefined;
 
   constructor(match: JobMatch, afterSequence: number, backlogLimitBytes: number) {
     this.#match = match;
@@ -116,15 +123,12 @@ class WatchJobsStream implements JobWatcher, HeartbeatTarget {
 
   /**
    * Hands the stream over (its generator is never resumed): what its queue holds is sent
-   * now, then every event as it comes. `unsubscribe` takes it out of the index when it ends;
-   * `heartbeats` keeps it alive while it is quiet.
+   * now, then every event as it comes. It leaves `index` when it ends; `heartbeats` keeps
+   * it alive while it is quiet.
    */
-  takeOver(takeover: StreamTakeover, unsubscribe: () => void, heartbeats: HeartbeatSweep): void {
-    const taken = takeover.take(() => {
-      unsubscribe();
-      heartbeats.delete(this);
-      this.#taken = undefined;
-    });
+  takeOver(takeover: StreamTakeover, index: JobWatchIndex, heartbeats: HeartbeatSweep): void {
+    this.#takenIn = { index, heartbeats };
+    const taken = takeover.take(this);
     this.#taken = taken;
     const buffer = this.buffer;
     this.buffer = emptyBuffer;
@@ -134,6 +138,14 @@ class WatchJobsStream implements JobWatcher, HeartbeatTarget {
     }
     for (let next = buffer.shift(); next && this.#taken; next = buffer.shift()) this.deliver(next);
     if (this.#taken) heartbeats.add(this);
+  }
+
+  streamEnded(): void {
+    const takenIn = this.#takenIn;
+    this.#takenIn = undefined;
+    this.#taken = undefined;
+    takenIn?.index.unwatchJobs(this, this.#match.ownerId, this.#match.types);
+    takenIn?.heartbeats.delete(this);
   }
 
   /** Events sent meanwhile count as traffic: a heartbeat only after a quiet interval. */
@@ -198,7 +210,7 @@ export class JobStreams {
   ): AsyncGenerator<WatchItem> {
     const match = jobMatch(filter, caller);
     const stream = new WatchJobsStream(match, afterSequence, this.#backlogLimitBytes);
-    const unsubscribe = this.#index.watchJobs(stream, match.ownerId, match.types);
+    this.#index.watchJobs(stream, match.ownerId, match.types);
     try {
       if (afterSequence > 0) {
         const em = entityManager();
@@ -219,14 +231,14 @@ export class JobStreams {
       yield { type: 'heartbeat', sequence: stream.buffer.size === 0 ? Math.max(stream.last, this.#index.position) : stream.last };
       if (takeover && !signal.aborted) {
         // Asked for the next message: Connect has written the heartbeat, and lets go now.
-        stream.takeOver(takeover, unsubscribe, this.#heartbeats);
+        stream.takeOver(takeover, this.#index, this.#heartbeats);
         // A promise of its own that nothing settles or holds: nothing refers to this generator
         // any more, and it goes to the garbage collector without running its `finally`.
         await new Promise<never>(() => {});
       }
       yield* this.#live(stream, signal);
     } finally {
-      unsubscribe();
+      this.#index.unwatchJobs(stream, match.ownerId, match.types);
     }
   }
 

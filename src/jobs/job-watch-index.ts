@@ -114,11 +114,15 @@ export class JobWatchIndex {
       this.#byOwner.set(ownerId!, owned);
     }
     owned.add(watcher, types);
-    const watchers = owned;
-    return () => {
-      watchers.delete(watcher, types);
-      if (ownerId !== undefined && watchers.empty && this.#byOwner.get(ownerId) === watchers) this.#byOwner.delete(ownerId);
-    };
+    return () => this.unwatchJobs(watcher, ownerId, types);
+  }
+
+  /** Stops handing `watcher` events (it was added with this owner and these types); nothing if it was not. */
+  unwatchJobs(watcher: JobWatcher, ownerId: string | undefined, types: readonly string[]): void {
+    const watchers = ownerId === undefined ? this.#anyOwner : this.#byOwner.get(ownerId);
+    if (!watchers) return;
+    watchers.delete(watcher, types);
+    if (ownerId !== undefined && watchers.empty) this.#byOwner.delete(ownerId);
   }
 
   /** Calls `listener` with every event about `subjectId` (a job), of any kind. */

@@ -101,10 +101,10 @@ class TakenWatchJobs implements TakenStream {
 function watchJobsTakeover(ctx: HandlerContext, frameOf: FrameOf): StreamTakeover | undefined {
   const handoff = ctx.values.get(streamHandoffKey);
   if (!handoff) return undefined;
-  const signal = ctx.signal;
+  const timeoutMs = ctx.timeoutMs.bind(ctx);
   return {
-    take(onEnd) {
-      handoff.take(signal, onEnd);
+    take(owner) {
+      handoff.take(owner, timeoutMs());
       return new TakenWatchJobs(handoff, frameOf);
     },
   };

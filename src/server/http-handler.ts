@@ -63,7 +63,12 @@ function limitBodyTime(req: HttpRequest, res: HttpResponse, requestBodyDeadlineM
   // response closes a moment later (a call's timer is one object in Node's shared list of
   // timers of this duration, which is the one shared sweep there needs to be; a sweep of our
   // own would hold every call's request and response until it passed).
-  res.once('close', () => clearTimeout(timer));
+  const clear = () => clearTimeout(timer);
+  res.once('close', clear);
+  // Also once the body is read: a stream taken out of Connect's pipeline (StreamHandoff)
+  // lives on without its compat response, and a pending timer would keep it (and the
+  // request) until it fired.
+  if ('stream' in req) req.once('end', clear);
 }
 
 export function sendJson(res: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

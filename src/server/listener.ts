@@ -80,11 +80,16 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
         return writeHead(...args);
       }) as typeof res.writeHead;
     }
-    res.once('close', () => {
-      inFlight--;
-      if (inFlight === 0) drained?.();
-    });
+    // Over HTTP/2 the call lasts as long as its stream: a stream taken out of Connect's
+    // pipeline (StreamHandoff) lets go of its compat response, which then never closes.
+    if (req.httpVersionMajor === 1) res.once('close', callEnded);
+    else (req as http2.Http2ServerRequest).stream.on('close', callEnded);
     handler(req, res);
+  };
+  // Shared by every call: a closure made per call would keep its request and response.
+  const callEnded = () => {
+    inFlight--;
+    if (inFlight === 0) drained?.();
   };
 
   const trackSession = (session: http2.ServerHttp2Session) => {
@@ -98,13 +103,16 @@ export async function listen(handler: HttpHandler, options: ListenOptions): Prom
       keepAlive.unref();
     };
     armKeepAlive();
+    // One listener of each kind per session, not a closure per stream (an open stream keeps its listeners).
+    const streamClosed = () => {
+      if (--openStreams === 0 && !session.closed) armKeepAlive();
+    };
     session.on('stream', (stream) => {
       openStreams++;
       clearTimeout(keepAlive);
-      stream.setTimeout(idleTimeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
-      stream.once('close', () => {
-        if (--openStreams === 0 && !session.closed) armKeepAlive();
-      });
+      stream.setTimeout(idleTimeoutMs);
+      stream.on('timeout', closeIdleStream);
+      stream.on('close', streamClosed);
     });
     session.once('close', () => {
       clearTimeout(keepAlive);
@@ -229,4 +237,9 @@ function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
     (looksLikeHttp2 ? h2 : h1).emit('connection', socket);
   };
   inspect();
+}
+
+/** An HTTP/2 stream that moved no byte either way for the idle timeout is cut. */
+function closeIdleStream(this: http2.ServerHttp2Stream): void {
+  this.close(http2.constants.NGHTTP2_CANCEL);
 }

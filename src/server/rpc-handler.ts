@@ -113,15 +113,19 @@ export function createRpcHandler(
     }
     const values = contextValues?.(req) ?? createContextValues();
     values.set(requestDecodingKey, { context: undefined, reachedInterceptors: false });
-    const handoff = handoffMethods.includes(handler.method) ? new StreamHandoff(res, req.headers['content-type']) : undefined;
+    const handoff = handoffMethods.includes(handler.method)
+      ? new StreamHandoff(res, req.headers['content-type'], shutdownSignal)
+      : undefined;
     if (handoff) values.set(streamHandoffKey, handoff);
     else if (handler.method.methodKind === 'server_streaming')
       values.set(directFramesKey, new DirectFrames(res, req.headers['content-type']));
     const request = universalRequestFromNodeRequest(req, res, undefined, values);
     handler(
-      shutdownSignal && endingAtShutdown.has(handler.method)
-        ? { ...request, signal: AbortSignal.any([request.signal, shutdownSignal]) }
-        : request,
+      handoff
+        ? { ...request, signal: handoff.callSignal(request.signal) }
+        : shutdownSignal && endingAtShutdown.has(handler.method)
+          ? { ...request, signal: AbortSignal.any([request.signal, shutdownSignal]) }
+          : request,
     )
       .then((response) => universalResponseToNodeResponse(handoff ? handoff.wrap(response) : response, res))
       .catch((error: unknown) => {

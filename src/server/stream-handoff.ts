@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse, ServerHttp2Stream } from 'node:http2';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { encodeEnvelope, type UniversalServerResponse } from '@connectrpc/connect/protocol';
 import { createEndStreamSerialization, endStreamFlag } from '@connectrpc/connect/protocol-connect';
@@ -27,36 +29,122 @@ const trailerSerialization = createTrailerSerialization();
 
 /**
  * One interval timer per period for the checks of every taken stream, instead of one
- * per stream (a Timeout object each, a few hundred bytes of an open stream). A stream's
- * first check therefore comes at the next tick, within one period of its take-over.
+ * per stream (a Timeout object and a callback each, a few hundred bytes of an open
+ * stream). A stream's first check therefore comes at the next tick, within one period of
+ * its take-over.
  */
-class SharedTicks {
-  readonly #byPeriod = new Map<number, { timer: NodeJS.Timeout; runs: Set<() => void> }>();
+class SharedChecks {
+  readonly #byPeriod = new Map<number, { timer: NodeJS.Timeout; handoffs: Set<StreamHandoff> }>();
 
-  /** Calls `run` every `everyMs`, until the returned function is called. */
-  every(everyMs: number, run: () => void): () => void {
+  /** Runs `handoff`'s checks every `everyMs`, until `delete`. */
+  add(everyMs: number, handoff: StreamHandoff): void {
     let period = this.#byPeriod.get(everyMs);
     if (!period) {
-      const runs = new Set<() => void>();
+      const handoffs = new Set<StreamHandoff>();
       const timer = setInterval(() => {
-        for (const each of runs) each();
+        for (const each of handoffs) each.runChecks();
       }, everyMs).unref();
-      period = { timer, runs };
+      period = { timer, handoffs };
       this.#byPeriod.set(everyMs, period);
     }
-    const { runs } = period;
-    runs.add(run);
-    return () => {
-      runs.delete(run);
-      if (runs.size === 0 && this.#byPeriod.get(everyMs)?.runs === runs) {
-        clearInterval(this.#byPeriod.get(everyMs)!.timer);
-        this.#byPeriod.delete(everyMs);
-      }
-    };
+    period.handoffs.add(handoff);
+  }
+
+  delete(everyMs: number, handoff: StreamHandoff): void {
+    const period = this.#byPeriod.get(everyMs);
+    if (!period?.handoffs.delete(handoff) || period.handoffs.size > 0) return;
+    clearInterval(period.timer);
+    this.#byPeriod.delete(everyMs);
   }
 }
 
-const sharedTicks = new SharedTicks();
+const sharedChecks = new SharedChecks();
+
+/**
+ * The taken streams to end when the server shuts down, one listener on its shutdown
+ * signal for all of them (instead of a listener per stream on the call's signal, which
+ * kept Connect's signals and context alive).
+ */
+const takenUntilShutdown = new WeakMap<AbortSignal, Set<StreamHandoff>>();
+
+function endAtShutdown(shutdownSignal: AbortSignal, handoff: StreamHandoff): void {
+  let handoffs = takenUntilShutdown.get(shutdownSignal);
+  if (!handoffs) {
+    const all = new Set<StreamHandoff>();
+    handoffs = all;
+    takenUntilShutdown.set(shutdownSignal, all);
+    shutdownSignal.addEventListener('abort', () => {
+      for (const each of [...all]) each.end();
+    });
+  }
+  handoffs.add(handoff);
+}
+
+/** The handoff of a taken stream, on the object it writes to (its HTTP/2 stream, or its response). */
+const takenHandoff = Symbol('taken stream handoff');
+/** What a taken stream writes to: its HTTP/2 stream, or its response (HTTP/1.1, or a compat layer this does not know). */
+type Sink = (ServerHttp2Stream | ServerResponse | Http2ServerResponse) & { [takenHandoff]?: StreamHandoff };
+
+/** Whether more can be written to `sink`. */
+function isWritable(sink: Sink): boolean {
+  if (sink.writableEnded) return false;
+  // A compat response has no `destroyed` of its own (whatever its type says): its stream has.
+  return 'stream' in sink ? !sink.stream.destroyed : !sink.destroyed;
+}
+
+/** Shared by every taken stream: its sink closed (the client went away, or the stream ended). */
+function onSinkClose(this: Sink): void {
+  this[takenHandoff]?.sinkClosed();
+}
+
+/** Shared by every taken stream with a deadline. */
+function endAtDeadline(handoff: StreamHandoff): void {
+  handoff.end(new ConnectError('the operation timed out', Code.DeadlineExceeded));
+}
+
+/** What Connect's call signal reports once its stream has been taken (Connect lets go of the call then). */
+const handedOver = new DOMException('the stream left Connect for its taker', 'AbortError');
+
+/**
+ * The listeners Node's HTTP/2 compat layer puts on a stream for its request and response,
+ * by event: once those are gone, three of them would throw (timeouts, trailers) and the
+ * others do nothing. Its error listener (which does nothing, so that a reset stream's
+ * error is not thrown) and its data listener (the request is read to its end by then) stay.
+ */
+const compatListeners: Record<string, readonly string[]> = {
+  timeout: ['onStreamTimeoutRequest', 'onStreamTimeoutResponse'],
+  wantTrailers: ['onStreamTrailersReady'],
+  close: ['onStreamCloseRequest', 'onStreamCloseResponse'],
+  aborted: ['onStreamAbortedRequest', 'onStreamAbortedResponse'],
+  trailers: ['onStreamTrailers'],
+  end: ['onStreamEnd'],
+  drain: ['onStreamDrain'],
+};
+
+/**
+ * The HTTP/2 stream under `res`, let go of by Node's compat layer (lib/internal/http2/compat.js):
+ * the stream keeps its compat request and response under two symbol properties, and
+ * its listeners find them there. Cleared, the compat objects (with everything their
+ * listeners hold: Connect's request, its signals, the call's context) go to the garbage
+ * collector while the stream lives on, and so do the compat listeners on the stream
+ * (`compatListeners`). The stream's error listener stays (an HTTP/2 stream reset by its
+ * client emits an error, which must find a listener). Undefined when the compat layer is
+ * not the one this knows: the stream is then written through its response.
+ */
+function releasedFromCompat(res: Pick<Http2ServerResponse, 'stream'>): ServerHttp2Stream | undefined {
+  const stream = res.stream as ServerHttp2Stream & Record<symbol, unknown>;
+  const symbols = Object.getOwnPropertySymbols(stream);
+  const request = symbols.find((symbol) => symbol.description === 'request');
+  const response = symbols.find((symbol) => symbol.description === 'response');
+  const proxySocket = symbols.find((symbol) => symbol.description === 'proxySocket');
+  if (!request || !response || stream[response] !== res || stream.listenerCount('error') === 0) return undefined;
+  for (const [event, names] of Object.entries(compatListeners))
+    for (const listener of stream.listeners(event)) if (names.includes(listener.name)) stream.off(event, listener as () => void);
+  stream[request] = undefined;
+  stream[response] = undefined;
+  if (proxySocket) stream[proxySocket] = null;
+  return stream;
+}
 
 /**
  * A server stream that leaves Connect's pipeline once it is set up, and is then held by
@@ -69,7 +157,9 @@ const sharedTicks = new SharedTicks();
  * message. A stream that hands the same events to a thousand clients is better off with
  * neither: once the call is authenticated, authorised, counted and has sent its first
  * messages through Connect, `take` unhooks the response from Connect's pipeline (which is
- * then garbage), and the taker writes already enveloped frames straight to the response.
+ * then garbage, with the call's request and signals), and the taker writes already
+ * enveloped frames straight to the response: over HTTP/2, to its `Http2Stream` itself,
+ * whose compat request and response are let go of too (`releasedFromCompat`).
  * Every protocol served here (gRPC, gRPC-Web, Connect streaming, over HTTP/1.1 and HTTP/2)
  * frames a message the same way (a flag byte, a 32-bit length, the message; an
  * uncompressed frame is valid whatever compression was negotiated), and `end` closes the
@@ -83,21 +173,41 @@ const sharedTicks = new SharedTicks();
  */
 export class StreamHandoff {
   readonly format: MessageFormat;
-  readonly #res: HttpResponse;
+  /** The call's response, until the stream is taken over HTTP/2 (then only its HTTP/2 stream is kept). */
+  #res: HttpResponse | undefined;
+  /** What a taken stream writes to: its HTTP/2 stream itself, or its HTTP/1.1 response. */
+  #sink: Sink | undefined;
   readonly #protocol: Protocol;
+  readonly #shutdownSignal: AbortSignal | undefined;
+  /** Aborted when the stream is taken: Connect's signals for the call (linked to it) let go of their listeners. */
+  #release: AbortController | undefined = new AbortController();
   /** The interceptors' hooks of this call, innermost first (the order their streams end in). */
   #hooks: StreamHooks[] = [];
-  #trailer: Headers | undefined;
+  #checks: NonNullable<StreamHooks['whileTaken']>[] = [];
+  #checkEveryMs = 0;
+  #trailer: Headers | Record<string, string> | undefined;
   #ended = false;
   readonly #take: TakeSignal = { taken: false, wake: undefined };
-  #onEnd: (() => void) | undefined;
-  #stopChecks: (() => void) | undefined;
-  #signal: AbortSignal | undefined;
+  #owner: { streamEnded(): void } | undefined;
+  #deadline: NodeJS.Timeout | undefined;
 
-  constructor(res: HttpResponse, contentType: string | undefined) {
+  constructor(res: HttpResponse, contentType: string | undefined, shutdownSignal?: AbortSignal) {
     this.#res = res;
     this.#protocol = protocolOf(contentType);
     this.format = messageFormatOf(contentType);
+    this.#shutdownSignal = shutdownSignal;
+  }
+
+  /**
+   * The signal to give Connect for the call: aborted when the client goes away
+   * (`requestSignal`), when the server shuts down, and when the stream is taken: then
+   * Connect's signals for the call, and through their listeners its context, are let go
+   * of (a signal linked to the server's shutdown signal is otherwise kept until that aborts).
+   */
+  callSignal(requestSignal: AbortSignal): AbortSignal {
+    const signals = [requestSignal, this.#release!.signal];
+    if (this.#shutdownSignal) signals.push(this.#shutdownSignal);
+    return AbortSignal.any(signals);
   }
 
   /** An interceptor's stream hooks, run by `end` if the stream is taken (else by Connect's pipeline, as for any call). */
@@ -128,57 +238,71 @@ export class StreamHandoff {
   /**
    * Takes the stream out of Connect's hands. Call it only while the handler's generator
    * waits to be asked for its next message (Connect has written every earlier one), and
-   * never resume that generator: it is left to the garbage collector. From now on the
-   * stream ends only through `end`, also when the client goes away or the server shuts
-   * down (`signal`, the call's); `onEnd` runs once it has.
+   * never resume that generator: it is left to the garbage collector, and so is the call's
+   * request in Connect and, over HTTP/2, in Node's compat layer (from now on the HTTP/2
+   * stream itself is written to). From now on the stream ends only through `end`, also
+   * when the client goes away, the server shuts down or the call's deadline (`timeoutMs`
+   * from now) passes; `owner.streamEnded` runs once it has.
    */
-  take(signal: AbortSignal, onEnd: () => void): void {
-    this.#onEnd = onEnd;
-    this.#signal = signal;
+  take(owner: { streamEnded(): void }, timeoutMs?: number): void {
+    this.#owner = owner;
     this.#take.taken = true;
     this.#take.wake?.(undefined);
     this.#take.wake = undefined;
-    signal.addEventListener('abort', this.#aborted);
-    this.#res.once('close', this.#aborted);
-    const checks = this.#hooks.map((hooks) => hooks.whileTaken).filter((check) => check !== undefined);
-    if (checks.length > 0) {
-      const everyMs = Math.min(...checks.map((check) => check.everyMs));
-      this.#stopChecks = sharedTicks.every(everyMs, () => {
-        for (const check of checks)
-          Promise.resolve()
-            .then(check.run)
-            .catch((error: unknown) => this.end(error));
-      });
+    const trailer = this.#trailer;
+    this.#trailer = trailer instanceof Headers && [...trailer.keys()].length > 0 ? Object.fromEntries(trailer) : undefined;
+    const res = this.#res! as ServerResponse | Http2ServerResponse;
+    const stream = 'stream' in res ? releasedFromCompat(res) : undefined;
+    const sink: Sink = stream ?? res;
+    if (stream) this.#res = undefined;
+    this.#sink = sink;
+    sink[takenHandoff] = this;
+    sink.on('close', onSinkClose);
+    this.#release?.abort(handedOver);
+    this.#release = undefined;
+    if (this.#shutdownSignal) endAtShutdown(this.#shutdownSignal, this);
+    if (timeoutMs !== undefined) this.#deadline = setTimeout(endAtDeadline, Math.max(0, timeoutMs), this).unref();
+    this.#checks = this.#hooks.map((hooks) => hooks.whileTaken).filter((check) => check !== undefined);
+    if (this.#checks.length > 0) {
+      this.#checkEveryMs = Math.min(...this.#checks.map((check) => check.everyMs));
+      sharedChecks.add(this.#checkEveryMs, this);
     }
-    if (signal.aborted || this.#res.destroyed) this.#aborted();
+    if (this.#shutdownSignal?.aborted) this.end();
+    else if (!this.#writable) this.sinkClosed();
   }
 
-  /** The client went away, or the server is shutting down (which ends a stream well, as Connect's handlers do). */
-  readonly #aborted = () => {
-    const reason: unknown = this.#signal?.reason;
+  /** Runs the stream's checks (the credential re-check); one that fails ends the stream with its error. */
+  runChecks(): void {
+    for (const check of this.#checks)
+      Promise.resolve()
+        .then(check.run)
+        .catch((error: unknown) => this.end(error));
+  }
+
+  /** The taken stream's sink closed: the client went away (or the stream ended, and this is a no-op). */
+  sinkClosed(): void {
     if (!this.#writable) this.#finish({ kind: 'stopped' });
-    else if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) this.end(reason);
     else this.end();
-  };
+  }
 
   get #writable(): boolean {
-    const res = this.#res;
-    return !res.writableEnded && !res.destroyed;
+    const sink = this.#sink ?? (this.#res as Sink | undefined);
+    return sink !== undefined && isWritable(sink);
   }
 
   /**
-   * Bytes written to the response that the client has not taken yet: those still held
+   * Bytes written to the stream that the client has not taken yet: those still held
    * here. Over HTTP/2 a write completes only once flow control lets its data go out, so
    * this grows as soon as the peer's receive window is full.
    */
   get backlogBytes(): number {
-    return this.#res.writableLength;
+    return (this.#sink ?? this.#res)?.writableLength ?? 0;
   }
 
   /** Writes an enveloped message; nothing once the stream has ended. */
   write(frame: Uint8Array): void {
     if (this.#ended || !this.#writable) return;
-    this.#res.write(frame);
+    (this.#sink as { write(chunk: Uint8Array): boolean } | undefined)?.write(frame);
   }
 
   /** Ends a taken stream: well, or with `error` (mapped as the interceptors map errors), in its protocol's framing. */
@@ -194,30 +318,35 @@ export class StreamHandoff {
       passed === undefined || passed instanceof ConnectError
         ? passed
         : new ConnectError('internal error', Code.Internal, undefined, undefined, passed);
+    const sink = this.#sink;
     this.#finish(passed === undefined ? { kind: 'done' } : { kind: 'failed', error: passed });
-    this.#close(connectError);
+    if (sink) this.#close(sink, connectError);
   }
 
   /**
-   * Closes the response in its protocol: gRPC trailers, or a last frame (gRPC-Web
+   * Closes the stream in its protocol: gRPC trailers, or a last frame (gRPC-Web
    * trailers, Connect's end-stream message). Written here, not by the node adapter: the
    * adapter's write of the body was left waiting for a chunk that never comes, so that
    * nothing of it stays parked for as long as the stream lives.
    */
-  #close(error: ConnectError | undefined): void {
-    const res = this.#res;
+  #close(sink: Sink, error: ConnectError | undefined): void {
     switch (this.#protocol) {
       case 'grpc': {
-        const trailer = setTrailerStatus(this.#trailer ?? new Headers(), error);
-        res.addTrailers(Object.fromEntries(trailer));
-        res.end();
+        const trailer = Object.fromEntries(setTrailerStatus(new Headers(this.#trailer), error));
+        if ('sendTrailers' in sink) {
+          // The compat layer asked Node to wait for trailers when it sent the headers.
+          sink.once('wantTrailers', () => sink.sendTrailers(trailer));
+        } else {
+          sink.addTrailers(trailer);
+        }
+        sink.end();
         return;
       }
       case 'grpc-web':
-        res.end(encodeEnvelope(trailerFlag, trailerSerialization.serialize(setTrailerStatus(new Headers(), error))));
+        sink.end(encodeEnvelope(trailerFlag, trailerSerialization.serialize(setTrailerStatus(new Headers(), error))));
         return;
       case 'connect':
-        res.end(encodeEnvelope(endStreamFlag, endStreamSerialization.serialize({ metadata: new Headers(), error })));
+        sink.end(encodeEnvelope(endStreamFlag, endStreamSerialization.serialize({ metadata: new Headers(), error })));
         return;
     }
   }
@@ -225,10 +354,17 @@ export class StreamHandoff {
   #finish(how: StreamEnd): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#stopChecks?.();
-    this.#signal?.removeEventListener('abort', this.#aborted);
-    this.#res.off('close', this.#aborted);
-    this.#onEnd?.();
+    if (this.#checks.length > 0) sharedChecks.delete(this.#checkEveryMs, this);
+    this.#checks = [];
+    clearTimeout(this.#deadline);
+    if (this.#shutdownSignal) takenUntilShutdown.get(this.#shutdownSignal)?.delete(this);
+    const sink = this.#sink;
+    if (sink) {
+      sink.off('close', onSinkClose);
+      sink[takenHandoff] = undefined;
+    }
+    this.#owner?.streamEnded();
+    this.#owner = undefined;
     const hooks = this.#hooks;
     this.#hooks = [];
     void (async () => {

@@ -7,7 +7,9 @@
  * account's stream slot, the call's line in the metrics (written with the log line), the
  * open-stream gauge.
  */
+import http2 from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { YardmasterClient } from '../../clients/ts/src/node.ts';
@@ -16,7 +18,7 @@ import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { eventually, reasonOf, within } from '../support/assertions.ts';
 import { createNoop, heartbeatMs, streamTransports, watchJobs, type Recorder } from './support.ts';
 import type { WatchJobsResponse } from '../../gen/yardmaster/v1/jobs_pb.ts';
-import { JobEventKind, JobStatus } from '../../gen/yardmaster/v1/jobs_pb.ts';
+import { JobEventKind, JobStatus, JobsService, WatchJobsRequestSchema } from '../../gen/yardmaster/v1/jobs_pb.ts';
 
 const watchJobsProcedure = 'yardmaster.v1.JobsService.WatchJobs';
 /** /metrics renders at most once a second. */
@@ -51,6 +53,42 @@ async function openOnEveryTransport(server: TestServer, username: string, passwo
     opened.push({ name, client, stream });
   }
   return opened;
+}
+
+/**
+ * A WatchJobs stream over HTTP/2 read at the frame level (gRPC), so that the test decides
+ * how it ends: a reset (RST_STREAM), the connection dropped, or the server's trailers.
+ */
+function rawWatchJobs(session: http2.ClientHttp2Session, accessToken: string, extraHeaders: Record<string, string> = {}) {
+  const call = session.request({
+    ':method': 'POST',
+    ':path': `/${JobsService.typeName}/${JobsService.method.watchJobs.name}`,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    authorization: `Bearer ${accessToken}`,
+    ...extraHeaders,
+  });
+  call.on('error', () => {});
+  const message = toBinary(WatchJobsRequestSchema, create(WatchJobsRequestSchema, {}));
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  call.end(frame);
+  let bytes = 0;
+  call.on('data', (chunk: Buffer) => (bytes += chunk.length));
+  const trailers = new Promise<http2.IncomingHttpHeaders | undefined>((resolve) => {
+    let received: http2.IncomingHttpHeaders | undefined;
+    call.on('trailers', (headers) => (received = headers));
+    call.on('close', () => resolve(received));
+  });
+  return {
+    call,
+    trailers,
+    /** Past the first heartbeat and a second one: the stream has been taken over. */
+    async taken(): Promise<void> {
+      await eventually(async () => expect(bytes).toBeGreaterThan(10), 10_000, 20);
+    },
+  };
 }
 
 async function endingOf(stream: Recorder<WatchJobsResponse>): Promise<string> {
@@ -133,6 +171,76 @@ describe('taken WatchJobs streams', () => {
     const reopened = await openOnEveryTransport(server, user.username, password);
     for (const { stream } of reopened) await stream.cancel();
   }, 60_000);
+});
+
+describe('taken WatchJobs streams over HTTP/2 at the frame level', () => {
+  let database: TestDatabase;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    server = await startServer(database);
+  });
+  afterAll(async () => {
+    await server?.close();
+    await database?.drop();
+  });
+
+  test('streams the client resets (RST_STREAM) or whose connection drops give back their slots, lines and gauge', async () => {
+    const { user, password } = await server.createUser();
+    const client = await server.signIn(user.username, password);
+    const token = client.tokens!.accessToken;
+    const openBefore = await metric(server, openStreamsSample);
+    const ended = async () => (await metric(server, callsSample('ok'))) + (await metric(server, callsSample('canceled')));
+    const endedBefore = await ended();
+    const resetting = http2.connect(server.url);
+    const dropping = http2.connect(server.url);
+    for (const session of [resetting, dropping]) session.on('error', () => {});
+    try {
+      const half = perAccount / 2;
+      const reset = Array.from({ length: half }, () => rawWatchJobs(resetting, token));
+      const dropped = Array.from({ length: half }, () => rawWatchJobs(dropping, token));
+      for (const stream of [...reset, ...dropped]) await stream.taken();
+      // The account holds its limit: one more is refused.
+      expect(await endingOf(watchJobs(client))).toBe('ResourceExhausted TOO_MANY_STREAMS');
+      await eventually(async () => expect(await metric(server, openStreamsSample)).toBe(openBefore + perAccount), renderedForMs * 3, 100);
+
+      for (const stream of reset) stream.call.close(http2.constants.NGHTTP2_CANCEL);
+      dropping.destroy();
+      await eventually(
+        async () => {
+          expect(await metric(server, openStreamsSample)).toBe(openBefore);
+          expect(await ended()).toBeGreaterThanOrEqual(endedBefore + perAccount);
+        },
+        renderedForMs * 3,
+        100,
+      );
+      // Every slot is free again.
+      const reopened = Array.from({ length: perAccount }, () => rawWatchJobs(resetting, token));
+      for (const stream of reopened) await stream.taken();
+      for (const stream of reopened) stream.call.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      resetting.destroy();
+      dropping.destroy();
+    }
+  }, 60_000);
+
+  test('a taken stream whose call has a deadline (grpc-timeout) ends DeadlineExceeded when it passes', async () => {
+    const { user, password } = await server.createUser();
+    const client = await server.signIn(user.username, password);
+    const session = http2.connect(server.url);
+    session.on('error', () => {});
+    try {
+      const started = Date.now();
+      const stream = rawWatchJobs(session, client.tokens!.accessToken, { 'grpc-timeout': '1500m' });
+      await stream.taken();
+      const trailers = await within(stream.trailers, 10_000);
+      expect(trailers === 'timeout' ? 'still open' : trailers?.['grpc-status']).toBe(String(Code.DeadlineExceeded));
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    } finally {
+      session.destroy();
+    }
+  }, 30_000);
 });
 
 describe('shutdown', () => {

@@ -1,5 +1,6 @@
-import type { ContextValues, Interceptor } from '@connectrpc/connect';
-import { loggerOf } from '../context.ts';
+import type { Interceptor } from '@connectrpc/connect';
+import type { Logger } from '../../platform/logger.ts';
+import { loggerKey, loggerOf } from '../context.ts';
 import { toConnectError } from '../error-mapping.ts';
 import { observeStream, type StreamHooks } from './server-streams.ts';
 
@@ -21,17 +22,17 @@ export function withMappedErrors(next: Next): Next {
       throw toConnectError(error, loggerOf(req.contextValues));
     }
     if (!res.stream) return res;
-    return observeStream(res, req, mapErrorsOf(req.contextValues));
+    return observeStream(res, req, mapErrorsOf(req.contextValues.get(loggerKey)));
   };
 }
 
 /**
  * The hook that maps a stream's errors, made apart from the call's request: a stream that
  * leaves Connect's pipeline keeps it, and a closure over the request would keep that
- * whole pipeline.
+ * whole pipeline (over its context values, all of them).
  */
-function mapErrorsOf(values: ContextValues): StreamHooks {
-  return { mapError: (error) => toConnectError(error, loggerOf(values)) };
+function mapErrorsOf(logger: (() => Logger) | undefined): StreamHooks {
+  return { mapError: (error) => toConnectError(error, logger?.()) };
 }
 
 /**

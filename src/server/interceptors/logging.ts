@@ -1,5 +1,6 @@
 import type { DescMethod } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ContextValues, type Interceptor } from '@connectrpc/connect';
+import type { Caller } from '../../platform/caller.ts';
 import type { Logger } from '../../platform/logger.ts';
 import { callerKey, requestIdKey } from '../context.ts';
 import type { ProcedureCalls, ServerMetrics } from '../metrics.ts';
@@ -29,7 +30,8 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
   return (next) => async (req) => {
     const calls = callsOf(req.method);
     const procedure = calls.procedure;
-    const finish = callFinisher(metrics, callLog, calls, req.contextValues, performance.now());
+    const started = performance.now();
+    const finish = callFinisher(metrics, callLog, calls, req.contextValues, started);
     let res: Awaited<ReturnType<typeof next>>;
     try {
       res = await next(req);
@@ -42,7 +44,10 @@ export function loggingInterceptor(metrics: ServerMetrics, logger: Logger): Inte
       return res;
     }
     metrics.openStreams.inc({ procedure });
-    return observeStream(res, req, streamEndHooks(metrics, procedure, finish));
+    // The stream's line names the call as it stands now (authenticated): its context
+    // values, which a stream that leaves Connect's pipeline would otherwise keep, are not held.
+    const streamFinish = callFinisher(metrics, callLog, calls, callNamesOf(req.contextValues), started);
+    return observeStream(res, req, streamEndHooks(metrics, procedure, streamFinish));
   };
 }
 
@@ -55,7 +60,8 @@ function callFinisher(
   metrics: ServerMetrics,
   callLog: Logger,
   calls: ProcedureCalls,
-  values: ContextValues,
+  /** The call's values (read when it ends), or what they said once read. */
+  names: ContextValues | CallNames,
   started: number,
 ): (error: unknown) => void {
   const procedure = calls.procedure;
@@ -63,9 +69,9 @@ function callFinisher(
     const code = error === undefined ? 'ok' : codeName(error instanceof ConnectError ? error.code : Code.Unknown);
     const durationMs = performance.now() - started;
     metrics.countCall(calls, code, durationMs / 1000);
-    const caller = values.get(callerKey);
+    const { requestId, caller } = 'get' in names ? callNamesOf(names) : names;
     const line = {
-      requestId: values.get(requestIdKey),
+      requestId,
       procedure,
       code,
       durationMs: Math.round(durationMs * 10) / 10,
@@ -75,6 +81,16 @@ function callFinisher(
     if (error instanceof ConnectError && error.code === Code.Internal) callLog.error(line, 'call failed');
     else callLog.info(line, 'call');
   };
+}
+
+/** What names a call in its line: its request id and caller. */
+interface CallNames {
+  requestId: string;
+  caller: Caller | undefined;
+}
+
+function callNamesOf(values: ContextValues): CallNames {
+  return { requestId: values.get(requestIdKey), caller: values.get(callerKey) };
 }
 
 function streamEndHooks(metrics: ServerMetrics, procedure: string, finish: (error: unknown) => void): StreamHooks {
