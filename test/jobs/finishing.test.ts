@@ -11,6 +11,7 @@ import type { YardmasterClient } from '../../clients/ts/src/node.ts';
 import { eventually, randomHex } from '../support/assertions.ts';
 import { startTestServer, type TestServer } from '../support/test-server.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.ts';
+import { queryDatabase } from '../support/query-database.ts';
 
 let database: TestDatabase;
 let first: TestServer;
@@ -133,5 +134,44 @@ describe('finishing attempts on pipelining connections', () => {
     await expectNumberedWithoutGap();
     const states = await secondAdmin.jobs.getJob({ id: later[0]![0]! });
     expect(states.job!.status).toBe(JobStatus.SUCCEEDED);
+  });
+
+  test('a job interrupted by a shutdown is queued again through the pipelined finish: a fresh queue entry, the attempt not counted, its event numbered', async () => {
+    const alone = await createTestDatabase();
+    try {
+      const leaving = await startTestServer({ database: alone });
+      const client = await leaving.adminClient();
+      const { job } = await client.jobs.createJob({ type: 'sleep', params: { seconds: 60 } });
+      await eventually(
+        async () =>
+          expect(await leaving.countRows(`select count(*)::int as n from jobs where id = $1 and status = 'running'`, [job!.id])).toBe(1),
+        10_000,
+      );
+      await leaving.close();
+
+      const [row] = await queryDatabase<{ status: string; attempt: number; worker_id: string | null; queue_job_id: string }>(
+        alone.url,
+        'select status, attempt, worker_id, queue_job_id from jobs where id = $1',
+        [job!.id],
+      );
+      expect(row).toMatchObject({ status: 'queued', attempt: 0, worker_id: null });
+      const entries = await queryDatabase<{ id: string; state: string }>(
+        alone.url,
+        `select id, state from pgboss.job where data->>'jobId' = $1 order by created_on`,
+        [job!.id],
+      );
+      expect(entries.map((entry) => entry.state)).toEqual(['completed', 'created']);
+      expect(entries[1]!.id).toBe(row!.queue_job_id);
+      const events = await queryDatabase<{ sequence: string | null; status: string }>(
+        alone.url,
+        `select sequence, payload->>'status' as status from events where subject_id = $1 order by id`,
+        [job!.id],
+      );
+      // Created, started (and its progress), queued again.
+      expect(events.map((event) => event.status)).toEqual(['queued', ...Array(events.length - 2).fill('running'), 'queued']);
+      expect(events.every((event) => event.sequence !== null)).toBe(true);
+    } finally {
+      await alone.drop();
+    }
   });
 });
