@@ -29,6 +29,7 @@ import type { Config } from './config.ts';
 import type { MikroORM } from './platform/db/orm.ts';
 import { createOrm } from './orm.ts';
 import { runMigrations, withStartupLock } from './platform/db/schema-migrations.ts';
+import { openPipeliningPool } from './platform/db/pipelining-pool.ts';
 import { EventHub } from './platform/events/event-hub.ts';
 import { pruneEvents } from './platform/events/event-retention.ts';
 import { EventSequencer } from './platform/events/event-sequencer.ts';
@@ -222,10 +223,9 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    // Job creation's own connections, pipelining: a CreateJob's transaction is one round trip.
-    const creationPool = new pg.Pool({ connectionString: databaseUrl, max: 10, pipeline: true });
-    creationPool.on('error', (error) => logger.warn({ err: error }, 'job creation pool connection failed'));
-    cleanups.push(() => creationPool.end());
+    // Pipelining connections: a CreateJob's transaction is one round trip, the end of a batch's attempts two.
+    const pipeliningPool = openPipeliningPool(databaseUrl, logger);
+    cleanups.push(() => pipeliningPool.end());
     const jobs = new JobsService({
       registry,
       catalog,
@@ -234,9 +234,9 @@ export async function createApp({
       changes,
       files: jobFiles,
       connection: orm.em.getConnection(),
-      creationPool,
+      creationPool: pipeliningPool,
     });
-    const attempts = new JobAttempts({ boss, changes, pauses });
+    const attempts = new JobAttempts({ boss, changes, pauses, pipeliningPool });
     const streams = new JobStreams({ hub, notifications, settings, logger });
     const leases = new JobLeases({
       boss,

@@ -1,9 +1,20 @@
 import { LockMode } from '@mikro-orm/core';
+import type pg from 'pg';
+import { pipelinedTransaction } from '../platform/db/pipelined-transaction.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { Job } from './entities.ts';
-import { lockJobRows, lockJobRowsWithPause, touchRow, writeJobRows, type JobRow } from './job-rows.ts';
+import {
+  jobRowsLock,
+  jobRowsWrite,
+  lockedRowsOf,
+  lockJobRows,
+  lockJobRowsWithPause,
+  touchRow,
+  writeJobRows,
+  type JobRow,
+} from './job-rows.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
@@ -67,11 +78,14 @@ export class JobAttempts {
   readonly #boss: PgBoss;
   readonly #changes: JobChanges;
   readonly #pauses: JobQueuePauses;
+  readonly #pipeliningPool: pg.Pool | undefined;
 
-  constructor(deps: { boss: PgBoss; changes: JobChanges; pauses: JobQueuePauses }) {
+  /** With `pipeliningPool` (pg's pipeline mode), a batch's attempts end in two round trips (#finishPipelined). */
+  constructor(deps: { boss: PgBoss; changes: JobChanges; pauses: JobQueuePauses; pipeliningPool?: pg.Pool }) {
     this.#boss = deps.boss;
     this.#changes = deps.changes;
     this.#pauses = deps.pauses;
+    this.#pipeliningPool = deps.pipeliningPool;
   }
 
   /**
@@ -172,34 +186,70 @@ export class JobAttempts {
     return (await this.finishMany(em, [{ ref, result }]))[0]!;
   }
 
-  /** Ends several attempts in one transaction: one locking read, one write of the rows with their events. */
+  /**
+   * Ends several attempts in one transaction: one locking read, one write of the rows with
+   * their events, the completion of their queue entries; on pipelining connections
+   * (#finishPipelined) with the events numbered before the commit.
+   */
   async finishMany(em: EntityManager, items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
+    if (this.#pipeliningPool && items.length > 0) return this.#finishPipelined(this.#pipeliningPool, items);
     return this.#changes.transact(em, async (tx) => {
       const rows = await lockJobRows(
         tx,
         items.map((item) => item.ref.jobId),
       );
-      const byId = new Map(rows.map((row) => [row.id, row]));
-      const held: { row: JobRow; result: AttemptResult }[] = [];
-      const positions: number[] = [];
-      for (const [index, { ref, result }] of items.entries()) {
-        const row = byId.get(ref.jobId);
-        // A superseded attempt (or the same one twice): the job moved on without it, so nothing here may change it.
-        if (!row || !holds(row, ref) || held.some((item) => item.row === row)) continue;
-        held.push({ row, result });
-        positions.push(index);
-      }
-      // The queue entries the attempts were fetched with, read before a requeue gives a job a fresh one.
-      const fetched = held.map(({ row }) => ({ queue: row.type, id: row.queueJobId, retryCount: row.queueRetryCount ?? 0 }));
+      const { held, positions, fetched } = heldAttempts(rows, items);
       const ended = await this.finishRows(tx, held);
-      const dispositions = items.map((): QueueDisposition => 'completed');
-      for (const [index, position] of positions.entries()) dispositions[position] = ended[index]!.disposition;
-      await this.#completeEntries(
-        tx,
-        fetched.filter((entry, index) => entry.id !== null && ended[index]!.disposition === 'completed'),
-      );
+      const dispositions = dispositionsOf(items.length, positions, ended);
+      await this.#completeEntries(tx, completedEntries(fetched, ended));
       return dispositions;
     });
+  }
+
+  /**
+   * finishMany in two round trips on a pipelining connection: BEGIN with the locking read;
+   * then the write of the rows and events, the completion of the queue entries, the
+   * numbering of the events (EventSequencer.inTransaction) and COMMIT, in one write. The
+   * same statements in the same order as the ORM's transaction, plus the numbering: the
+   * events reach the hub with this commit's NOTIFY, without a sequencing transaction after
+   * it (its round trip and its WAL flush). All or nothing, as pipelinedTransaction is.
+   */
+  async #finishPipelined(pool: pg.Pool, items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
+    let dispositions: QueueDisposition[] = [];
+    let numbered: Promise<pg.QueryResult> | undefined;
+    await pipelinedTransaction(pool, async ({ send, sendThrough, flush }) => {
+      const lock = jobRowsLock(items.map((item) => item.ref.jobId));
+      const locked = send(lock.text, lock.values);
+      flush();
+      const { held, positions, fetched } = heldAttempts(lockedRowsOf((await locked).rows), items);
+      const ended: { disposition: QueueDisposition; view: JobView }[] = [];
+      for (const { row, result } of held) {
+        const { disposition, requeue } = applyResult(row, result);
+        if (requeue) await sendThrough((db) => this.#requeueThrough(db, row));
+        ended.push({ disposition, view: touchRow(row) });
+      }
+      dispositions = dispositionsOf(items.length, positions, ended);
+      if (held.length === 0) return;
+      const write = jobRowsWrite(
+        held.map((item) => item.row),
+        ended.map((end) => end.view),
+      );
+      send(write.text, write.values);
+      for (const [queue, ofQueue] of Map.groupBy(completedEntries(fetched, ended), (entry) => entry.queue)) {
+        await sendThrough((db) =>
+          this.#boss.complete(
+            queue,
+            ofQueue.map(({ id, retryCount }) => ({ id: id!, retryCount })),
+            null,
+            { db },
+          ),
+        );
+      }
+      const sequencing = this.#changes.sequenceInTransaction();
+      numbered = send(sequencing.text, sequencing.values);
+    });
+    if (numbered) this.#changes.sequencedInTransaction(Number((await numbered).rows[0]?.assigned ?? 0));
+    return dispositions;
   }
 
   /**
@@ -259,9 +309,47 @@ export class JobAttempts {
 
   /** A fresh queue entry for the job, so that the current one can be settled as done. */
   async #requeue(tx: EntityManager, job: Job | JobRow, delayMs = 0): Promise<void> {
-    const { data, ...options } = nextQueueEntry(job, delayMs > 0 ? new Date(Date.now() + delayMs) : undefined);
-    await this.#boss.send(job.type, data, { ...options, db: transactionDb(tx) });
+    await this.#requeueThrough(transactionDb(tx), job, delayMs);
   }
+
+  async #requeueThrough(db: QueueDb, job: Job | JobRow, delayMs = 0): Promise<void> {
+    const { data, ...options } = nextQueueEntry(job, delayMs > 0 ? new Date(Date.now() + delayMs) : undefined);
+    await this.#boss.send(job.type, data, { ...options, db });
+  }
+}
+
+/** pg-boss's `db` option: the caller's transaction. */
+type QueueDb = ReturnType<typeof transactionDb>;
+
+/**
+ * The locked rows whose attempts `items` still hold (a superseded attempt, or the same one
+ * twice, changes nothing), with their positions in `items` and the queue entries they were
+ * fetched with (read before a requeue gives a job a fresh one).
+ */
+function heldAttempts(rows: JobRow[], items: { ref: AttemptRef; result: AttemptResult }[]) {
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  const held: { row: JobRow; result: AttemptResult }[] = [];
+  const positions: number[] = [];
+  for (const [index, { ref, result }] of items.entries()) {
+    const row = byId.get(ref.jobId);
+    if (!row || !holds(row, ref) || held.some((item) => item.row === row)) continue;
+    held.push({ row, result });
+    positions.push(index);
+  }
+  const fetched = held.map(({ row }) => ({ queue: row.type, id: row.queueJobId, retryCount: row.queueRetryCount ?? 0 }));
+  return { held, positions, fetched };
+}
+
+/** What pg-boss does with each of `count` items' entries: the held ones as they ended, the others 'completed'. */
+function dispositionsOf(count: number, positions: number[], ended: { disposition: QueueDisposition }[]): QueueDisposition[] {
+  const dispositions = Array.from({ length: count }, (): QueueDisposition => 'completed');
+  for (const [index, position] of positions.entries()) dispositions[position] = ended[index]!.disposition;
+  return dispositions;
+}
+
+/** The fetched entries of the attempts that ended as 'completed' (settled in the finishing transaction). */
+function completedEntries<T extends { id: string | null }>(fetched: T[], ended: { disposition: QueueDisposition }[]): T[] {
+  return fetched.filter((entry, index) => entry.id !== null && ended[index]!.disposition === 'completed');
 }
 
 /** Whether the attempt `ref` still holds the job (a superseded one must not change it). */

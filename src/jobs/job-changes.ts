@@ -1,6 +1,6 @@
 import type { EntityManager } from '../platform/db/orm.ts';
 import { appendEvent } from '../platform/events/event-log.ts';
-import type { EventSequencer } from '../platform/events/event-sequencer.ts';
+import { EventSequencer } from '../platform/events/event-sequencer.ts';
 import type { Job } from './entities.ts';
 import { jobView, toSnapshot, type JobView } from './job-view.ts';
 
@@ -29,6 +29,16 @@ export class JobChanges {
   /** Events were committed by a transaction of its own (not through `transact`): have them sequenced. */
   sequenceCommitted(): void {
     this.#sequencer.poke();
+  }
+
+  /** The statement that numbers the events of the caller's transaction before its COMMIT (EventSequencer.inTransaction). */
+  sequenceInTransaction(): { text: string; values: unknown[] } {
+    return EventSequencer.inTransaction();
+  }
+
+  /** A transaction that ran `sequenceInTransaction` committed; `assigned` is what that statement answered. */
+  sequencedInTransaction(assigned: number): void {
+    this.#sequencer.committedInTransaction(assigned);
   }
 
   /**

@@ -48,6 +48,19 @@ export async function lockJobRowsWithPause(
   return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
 }
 
+/** The statement of lockJobRows, with numbered parameters (for a plain pg client); read its rows with lockedRowsOf. */
+export function jobRowsLock(ids: string[]): { text: string; values: unknown[] } {
+  return {
+    text: `select ${selectColumns} from jobs where id ${anyUuidOf.replace('?', '$1')} order by id for update of jobs`,
+    values: [JSON.stringify(ids)],
+  };
+}
+
+/** The rows jobRowsLock's statement returned. */
+export function lockedRowsOf(rows: unknown[]): JobRow[] {
+  return (rows as StoredJobRow[]).map(rowOf);
+}
+
 /** Bumps the row's version and update time (call after changing it); returns the job as its event shows it. */
 export function touchRow(row: JobRow): JobView {
   row.version += 1;
@@ -62,12 +75,17 @@ export function touchRow(row: JobRow): JobView {
  */
 export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: JobView[]): Promise<void> {
   if (rows.length === 0) return;
+  const { text, values } = jobRowsWrite(rows, views);
+  await executeNumbered(tx, text, values);
+}
+
+/** The statement of writeJobRows (rows not empty), with numbered parameters (for a plain pg client too). */
+export function jobRowsWrite(rows: JobRow[], views: JobView[]): { text: string; values: unknown[] } {
   const latest = new Map(rows.map((row) => [row.id, row]));
   const now = new Date();
-  await executeBound(
-    tx,
-    `with changed as (
-       select * from jsonb_to_recordset(?::jsonb) as c(
+  return {
+    text: `with changed as (
+       select * from jsonb_to_recordset($1::jsonb) as c(
          id uuid, status text, attempt int, progress_percent int, progress_message varchar(500), output_file_ids jsonb,
          result jsonb, error_message text, error_code varchar(64), started_at timestamptz, finished_at timestamptz,
          updated_at timestamptz, queued_at timestamptz, abandoned boolean, queue_job_id uuid, queue_retry_count int,
@@ -80,15 +98,15 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
               queue_job_id = c.queue_job_id, queue_retry_count = c.queue_retry_count, worker_id = c.worker_id, version = c.version
          from changed c where j.id = c.id and j.id = any(array(select id from changed)))
      insert into events (created_at, kind, subject_id, owner_id, payload)
-     select ?::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
-       from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
+     select $2::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
+       from jsonb_to_recordset($3::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
       order by e.n`,
-    [
+    values: [
       JSON.stringify([...latest.values()].map(storedChangeOf)),
       now,
       JSON.stringify(views.map((view, n) => ({ n, subject_id: view.id, owner_id: view.ownerId, payload: toSnapshot(view) }))),
     ],
-  );
+  };
 }
 
 /** A job about to be created: its row, with what only the table keeps. */

@@ -6,6 +6,22 @@ export interface PipelinedStatements {
   send(text: string, values?: unknown[]): Promise<pg.QueryResult>;
   /** Something else the transaction waits for before it counts as done (a call that sends through `send`). */
   include(pending: Promise<unknown>): void;
+  /**
+   * Sends through `call` (pg-boss's `db` option: one statement through `executeSql`) and
+   * resolves once that statement is out or the call has settled, so what is sent next
+   * follows it; the call is included.
+   */
+  sendThrough(call: (db: StatementSender) => Promise<unknown>): Promise<void>;
+  /**
+   * Lets what was sent so far leave now, before `issue` awaits an answer the next
+   * statements depend on (a locking read): one round trip more, the others still together.
+   */
+  flush(): void;
+}
+
+/** pg-boss's `db` option. */
+export interface StatementSender {
+  executeSql(text: string, values?: unknown[]): Promise<pg.QueryResult>;
 }
 
 /**
@@ -34,12 +50,29 @@ export async function pipelinedTransaction(pool: pg.Pool, issue: (statements: Pi
   // pg writes each statement to the socket as it is sent (a write each): held back until the
   // COMMIT, they leave in one write. (pg corks the same stream around each statement itself.)
   const socket = (client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } }).connection?.stream;
+  const flush = () => {
+    socket?.uncork?.();
+    socket?.cork?.();
+  };
+  const sendThrough = async (call: (db: StatementSender) => Promise<unknown>) => {
+    let sent!: () => void;
+    const wasSent = new Promise<void>((resolve) => (sent = resolve));
+    const called = call({
+      executeSql: (text, values) => {
+        const result = send(text, values);
+        sent();
+        return result;
+      },
+    });
+    include(called);
+    await Promise.race([wasSent, called]);
+  };
   let issueFailure: { error: unknown } | undefined;
   socket?.cork?.();
   try {
     send('begin');
     try {
-      await issue({ send, include });
+      await issue({ send, include, sendThrough, flush });
     } catch (error) {
       issueFailure = { error };
     }

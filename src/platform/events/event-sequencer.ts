@@ -36,6 +36,23 @@ export class EventSequencer {
     await this.#running;
   }
 
+  /**
+   * The statement that numbers pending events inside the caller's transaction, sent right
+   * before its COMMIT: the transaction's own events (and those others committed) are then
+   * numbered by the commit that makes them visible, without a second transaction and its
+   * round trip and WAL flush. The sequencers' lock is held from this statement through the
+   * commit, so positions still appear in increasing order. Its `assigned` goes to
+   * `committedInTransaction` after the COMMIT.
+   */
+  static inTransaction(): { text: string; values: unknown[] } {
+    return { text: 'select assigned from sequence_events($1, $2, $3)', values: [sequencerLockKey, batchSize, eventsChannel] };
+  }
+
+  /** After a commit that ran `inTransaction`: a full batch may have left events behind, so run again. */
+  committedInTransaction(assigned: number): void {
+    if (assigned >= batchSize) this.poke();
+  }
+
   /** Asks for a sequencing run soon; runs requested while one is going merge into one more. */
   poke(): void {
     if (this.#running) {
