@@ -264,7 +264,11 @@ export async function createApp({
       wakeups: claimWakeups,
       isPaused: (queue) => pauses.isPaused(queue),
     });
-    const queues = new QueueService({ jobs: new QueuedJobs({ catalog, registry, boss, changes }), pauses, boss });
+    const queues = new QueueService({
+      jobs: new QueuedJobs({ catalog, registry, boss, changes }),
+      pauses,
+      workersByQueue: (em) => instances.workersByQueue(em),
+    });
     const queueFeed = new QueueOverviewFeed({
       queues,
       hub,

@@ -6,7 +6,7 @@ import { Job } from './entities.ts';
 import { lockJobRows, lockJobRowsWithPause, touchRow, writeJobRows, type JobRow } from './job-rows.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
-import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
+import { nextQueueEntry, type FetchedQueueEntry, type QueueEntryData } from '../platform/queue/queue-entries.ts';
 import { newId } from '../platform/ids.ts';
 import { jobErrorCodes } from './job-reasons.ts';
 
@@ -36,6 +36,12 @@ export interface AttemptRef {
   jobId: string;
   attempt: number;
   workerId: string;
+}
+
+/** A queue entry fetched by this instance's worker loop, with its attempt's start. */
+export interface TakenEntry {
+  entry: FetchedQueueEntry;
+  start: StartOutcome;
 }
 
 export type StartOutcome =
@@ -81,33 +87,69 @@ export class JobAttempts {
    * fetched a job just as its queue was paused puts it back instead of running it.
    */
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
+    return this.#changes.transact(em, (tx) => this.#startIn(tx, inputs, false));
+  }
+
+  /**
+   * Fetches up to `batchSize` entries of `queue` and starts their attempts, in one
+   * transaction: the fetch's claim on the entries, the job rows and their events commit
+   * together (one commit instead of pg-boss's autocommitted fetch and then ours), and an
+   * entry with nothing to run (a skipped start) is completed in it too. A deferred job's
+   * entry is completed with its requeue. If any of the jobs is locked by another
+   * transaction (a cancel holding the row and waiting for the entry this fetch claimed),
+   * the whole transaction rolls back at once instead of waiting: the entries stay as they
+   * were, to be fetched again (`lockNotAvailable` is thrown).
+   */
+  async takeBatch(em: EntityManager, queue: string, batchSize: number, workerId: string): Promise<TakenEntry[]> {
     return this.#changes.transact(em, async (tx) => {
-      const locked = await lockJobRowsWithPause(
+      const db = transactionDb(tx);
+      const entries = await this.#boss.fetch<QueueEntryData>(queue, { batchSize, db });
+      if (entries.length === 0) return [];
+      const starts = await this.#startIn(
         tx,
-        inputs.map((input) => input.jobId),
-        this.#pauses.pausedCondition('jobs.type'),
+        entries.map((entry) => ({ jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId })),
+        true,
       );
-      const byId = new Map(locked.map(({ row }) => [row.id, row]));
-      const paused = new Set(locked.filter((item) => item.paused).map(({ row }) => row.type));
-      const outcomes: StartOutcome[] = [];
-      const views: JobView[] = [];
-      const leases: StoredLease[] = [];
-      const changed: JobRow[] = [];
-      for (const input of inputs) {
-        const row = byId.get(input.jobId);
-        const outcome = await this.#startLocked(tx, row, input, paused.has(row?.type ?? ''));
-        outcomes.push(outcome);
-        if (!row || outcome.kind === 'skip') continue;
-        changed.push(row);
-        // A deferred job goes back to its queue without an event: nothing a watcher sees changed.
-        if (outcome.kind !== 'started') continue;
-        views.push(outcome.job);
-        if (input.lease) leases.push(leaseOf(row, input, input.lease));
+      const settled = entries.filter((_, index) => starts[index]!.kind !== 'started');
+      if (settled.length > 0) {
+        await this.#boss.complete(
+          queue,
+          settled.map(({ id, retryCount }) => ({ id, retryCount })),
+          null,
+          { db },
+        );
       }
-      await writeJobRows(tx, changed, views);
-      await insertLeases(tx, leases);
-      return outcomes;
+      return entries.map((entry, index) => ({ entry, start: starts[index]! }));
     });
+  }
+
+  async #startIn(tx: EntityManager, inputs: StartInput[], noWait: boolean): Promise<StartOutcome[]> {
+    const locked = await lockJobRowsWithPause(
+      tx,
+      inputs.map((input) => input.jobId),
+      this.#pauses.pausedCondition('jobs.type'),
+      { noWait },
+    );
+    const byId = new Map(locked.map(({ row }) => [row.id, row]));
+    const paused = new Set(locked.filter((item) => item.paused).map(({ row }) => row.type));
+    const outcomes: StartOutcome[] = [];
+    const views: JobView[] = [];
+    const leases: StoredLease[] = [];
+    const changed: JobRow[] = [];
+    for (const input of inputs) {
+      const row = byId.get(input.jobId);
+      const outcome = await this.#startLocked(tx, row, input, paused.has(row?.type ?? ''));
+      outcomes.push(outcome);
+      if (!row || outcome.kind === 'skip') continue;
+      changed.push(row);
+      // A deferred job goes back to its queue without an event: nothing a watcher sees changed.
+      if (outcome.kind !== 'started') continue;
+      views.push(outcome.job);
+      if (input.lease) leases.push(leaseOf(row, input, input.lease));
+    }
+    await writeJobRows(tx, changed, views);
+    await insertLeases(tx, leases);
+    return outcomes;
   }
 
   async #startLocked(tx: EntityManager, job: JobRow | undefined, input: StartInput, paused: boolean): Promise<StartOutcome> {

@@ -24,6 +24,9 @@ interface StoredJobRow extends StoredJob {
   queued_at: Date | string | null;
 }
 
+/** SQLSTATE of a `nowait` lock that another transaction holds. */
+export const lockNotAvailable = '55P03';
+
 /** The jobs among `ids` that exist, locked for update in id order (two batches sharing jobs cannot deadlock). */
 export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<JobRow[]> {
   return (await lockJobRowsWithPause(tx, ids, 'false')).map(({ row }) => row);
@@ -32,17 +35,20 @@ export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<Job
 /**
  * Like lockJobRows, and tells for each job whether its queue is paused, read from the
  * queue states by the same statement: `pausedCondition` is an SQL condition on `jobs.type`.
+ * With `noWait`, a row another transaction holds fails the statement (SQLSTATE 55P03,
+ * `lockNotAvailable`) instead of waiting for it.
  */
 export async function lockJobRowsWithPause(
   tx: EntityManager,
   ids: string[],
   pausedCondition: string,
+  { noWait = false }: { noWait?: boolean } = {},
 ): Promise<{ row: JobRow; paused: boolean }[]> {
   if (ids.length === 0) return [];
   const rows = await executeBound<StoredJobRow & { paused: boolean }>(
     tx,
     `select ${selectColumns}, ${pausedCondition} as paused from jobs
-      where id ${anyUuidOf} order by id for update of jobs`,
+      where id ${anyUuidOf} order by id for update of jobs${noWait ? ' nowait' : ''}`,
     [JSON.stringify(ids)],
   );
   return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
