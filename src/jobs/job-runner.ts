@@ -218,11 +218,13 @@ export class JobRunner {
   }
 
   /**
-   * Runs a taken batch and settles the queue entries of its attempts as pg-boss's worker
-   * did: completed ones (already completed with the job's end, so this changes nothing
-   * unless the attempt had been superseded), failed ones retried by pg-boss, and the
-   * ones failed for good with attempts left failed without a retry.
-   * Their claims are kept alive while they run (the queue's heartbeat).
+   * Runs a taken batch and settles the queue entries its attempts leave open: failed ones
+   * retried by pg-boss, and the ones failed for good with attempts left failed without a
+   * retry. A completed attempt's entry was completed in the transaction that ended the
+   * job (an attempt superseded meanwhile had its entry failed or fetched again, which a
+   * completion fenced to this attempt would leave alone), so pg-boss's no-op completion
+   * after the handler is left out. Claims are kept alive while the attempts run (the
+   * queue's heartbeat).
    */
   async #runBatch(type: JobType, batch: TakenEntry[]): Promise<void> {
     const { boss } = this.#deps;
@@ -254,15 +256,13 @@ export class JobRunner {
     const ofDisposition = (wanted: QueueDisposition) =>
       started.filter((_, index) => dispositions[index] === wanted).map(({ entry }) => ({ id: entry.id, retryCount: entry.retryCount }));
     const settles: [QueueDisposition, { id: string; retryCount: number }[]][] = [
-      ['completed', ofDisposition('completed')],
       ['failed', ofDisposition('failed')],
       ['deadletter', ofDisposition('deadletter')],
     ];
     for (const [disposition, entries] of settles) {
       if (entries.length === 0) continue;
       try {
-        if (disposition === 'completed') await boss.complete(type.name, entries, null);
-        else if (disposition === 'failed') await boss.fail(type.name, entries, null);
+        if (disposition === 'failed') await boss.fail(type.name, entries, null);
         else await deadLetterEntries(boss, type.name, entries);
       } catch (error) {
         // The entries stay active: pg-boss's expiry (or heartbeat check) fails and retries them.

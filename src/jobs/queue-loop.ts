@@ -20,7 +20,7 @@ export interface QueueLoopOptions<T> {
 }
 
 /** Wait after a take that met another transaction's lock, before taking again. */
-const contentionRetryMs = 20;
+const contentionRetryMs = 100;
 
 /**
  * The worker loop of one queue on this instance, in place of pg-boss's `work()`: each
