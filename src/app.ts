@@ -222,7 +222,7 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    // Job creation's own connections, pipelining: a CreateJob's transaction is one round trip.
+    // Job creation's own connections, pipelining: a CreateJob's transaction is one round trip (the runner takes its batches here too).
     const creationPool = new pg.Pool({ connectionString: databaseUrl, max: 10, pipeline: true });
     creationPool.on('error', (error) => logger.warn({ err: error }, 'job creation pool connection failed'));
     cleanups.push(() => creationPool.end());
@@ -236,7 +236,7 @@ export async function createApp({
       connection: orm.em.getConnection(),
       creationPool,
     });
-    const attempts = new JobAttempts({ boss, changes, pauses });
+    const attempts = new JobAttempts({ boss, changes, pauses, takePool: creationPool });
     const streams = new JobStreams({ hub, notifications, settings, logger });
     const leases = new JobLeases({
       boss,

@@ -1,4 +1,4 @@
-import { executeBound, executeNumbered } from '../platform/db/bound-sql.ts';
+import { executeNumbered } from '../platform/db/bound-sql.ts';
 import { anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
@@ -45,12 +45,31 @@ export async function lockJobRowsWithPause(
   { noWait = false }: { noWait?: boolean } = {},
 ): Promise<{ row: JobRow; paused: boolean }[]> {
   if (ids.length === 0) return [];
-  const rows = await executeBound<StoredJobRow & { paused: boolean }>(
-    tx,
-    `select ${selectColumns}, ${pausedCondition} as paused from jobs
-      where id ${anyUuidOf} order by id for update of jobs${noWait ? ' nowait' : ''}`,
-    [JSON.stringify(ids)],
-  );
+  const { text, values } = lockJobRowsStatement(ids, pausedCondition, noWait);
+  return lockedRowsOf(await executeNumbered<StoredLockedRow>(tx, text, values));
+}
+
+/** A statement with numbered parameters and a name of its own, for a plain pg client (prepared once per connection). */
+export interface NamedStatement {
+  name: string;
+  text: string;
+  values: unknown[];
+}
+
+type StoredLockedRow = StoredJobRow & { paused: boolean };
+
+/** The statement of lockJobRowsWithPause; its name tells the variants apart (`pausedCondition` must be the same text each time). */
+export function lockJobRowsStatement(ids: string[], pausedCondition: string, noWait: boolean): NamedStatement {
+  return {
+    name: `jobs.lock_rows${noWait ? '_nowait' : ''}`,
+    text: `select ${selectColumns}, ${pausedCondition} as paused from jobs
+      where id ${anyUuidOf.replace('?', '$1')} order by id for update of jobs${noWait ? ' nowait' : ''}`,
+    values: [JSON.stringify(ids)],
+  };
+}
+
+/** The rows lockJobRowsStatement read. */
+export function lockedRowsOf(rows: StoredLockedRow[]): { row: JobRow; paused: boolean }[] {
   return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
 }
 
@@ -68,12 +87,17 @@ export function touchRow(row: JobRow): JobView {
  */
 export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: JobView[]): Promise<void> {
   if (rows.length === 0) return;
+  const { text, values } = jobRowsWrite(rows, views);
+  await executeNumbered(tx, text, values);
+}
+
+/** The statement of writeJobRows (`rows` not empty). */
+export function jobRowsWrite(rows: JobRow[], views: JobView[]): NamedStatement {
   const latest = new Map(rows.map((row) => [row.id, row]));
-  const now = new Date();
-  await executeBound(
-    tx,
-    `with changed as (
-       select * from jsonb_to_recordset(?::jsonb) as c(
+  return {
+    name: 'jobs.write_rows',
+    text: `with changed as (
+       select * from jsonb_to_recordset($1::jsonb) as c(
          id uuid, status text, attempt int, progress_percent int, progress_message varchar(500), output_file_ids jsonb,
          result jsonb, error_message text, error_code varchar(64), started_at timestamptz, finished_at timestamptz,
          updated_at timestamptz, queued_at timestamptz, abandoned boolean, queue_job_id uuid, queue_retry_count int,
@@ -86,15 +110,15 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
               queue_job_id = c.queue_job_id, queue_retry_count = c.queue_retry_count, worker_id = c.worker_id, version = c.version
          from changed c where j.id = c.id and j.id = any(array(select id from changed)))
      insert into events (created_at, kind, subject_id, owner_id, payload)
-     select ?::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
-       from jsonb_to_recordset(?::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
+     select $2::timestamptz, 'job.updated', e.subject_id, e.owner_id, e.payload
+       from jsonb_to_recordset($3::jsonb) as e(n int, subject_id uuid, owner_id uuid, payload jsonb)
       order by e.n`,
-    [
+    values: [
       JSON.stringify([...latest.values()].map(storedChangeOf)),
-      now,
+      new Date(),
       JSON.stringify(views.map((view, n) => ({ n, subject_id: view.id, owner_id: view.ownerId, payload: toSnapshot(view) }))),
     ],
-  );
+  };
 }
 
 /** A job about to be created: its row, with what only the table keeps. */

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
 import { fromKysely, PgBoss, type Db } from 'pg-boss';
 import { deadLetterJobsByIdWithOutputs, notifyChannelSql } from 'pg-boss/dist/plans.js';
 import { executeNumbered } from '../db/bound-sql.ts';
@@ -103,4 +105,27 @@ export async function deadLetterEntries(boss: PgBoss, queue: string, entries: { 
   if (!table) throw new Error(`queue ${queue} does not exist`);
   const items = entries.map(({ id, retryCount }) => ({ id, retry_count: retryCount, output: null }));
   await boss.getDb().executeSql(deadLetterJobsByIdWithOutputs(pgBossSchema, table), [queue, JSON.stringify(items)]);
+}
+
+/** The name of each pg-boss statement text sent named (a few per queue). */
+const statementNames = new Map<string, string>();
+
+/**
+ * pg-boss on one connection of the caller's (in its transaction, if it opened one), with
+ * each of pg-boss's statements that carries parameters sent as a named statement (named
+ * after its text): PostgreSQL parses and plans it once per connection instead of at each
+ * call. Statements without parameters may hold several commands and stay unnamed.
+ */
+export function namedStatementsDb(client: pg.ClientBase): Db {
+  return {
+    executeSql: (text, values) => {
+      if (!values || values.length === 0) return client.query(text);
+      let name = statementNames.get(text);
+      if (name === undefined) {
+        name = `pgboss.${createHash('sha1').update(text).digest('base64url')}`;
+        statementNames.set(text, name);
+      }
+      return client.query({ name, text, values });
+    },
+  };
 }
