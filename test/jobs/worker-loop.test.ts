@@ -26,6 +26,8 @@ const gateOf = (key: string) => {
   return opened;
 };
 const waiting = new Map<string, Promise<void>>();
+/** The attempts of each key whose signal aborted while they waited. */
+const aborted = new Map<string, number[]>();
 
 /** Runs in batches of 5 until its key is released (succeeds) or its signal aborts (throws). */
 const gateJobType = defineJobType({
@@ -37,7 +39,8 @@ const gateJobType = defineJobType({
   timeoutMs: 60_000,
   cancelGraceMs: 2000,
   retry: { defaultMaxAttempts: 3, delayMs: 0, backoff: false, maxDelayMs: 0 },
-  async run({ params, signal }) {
+  async run({ params, signal, attempt }) {
+    signal.addEventListener('abort', () => aborted.set(params.key, [...(aborted.get(params.key) ?? []), attempt]), { once: true });
     let opened = waiting.get(params.key);
     if (!opened) {
       opened = gateOf(params.key);
@@ -214,6 +217,38 @@ describe('a batch under way', () => {
         expect(row.entry_state, row.id).toBe('completed');
       }
     });
+  });
+
+  test('a running entry has its heartbeat refreshed; an attempt whose entry is no longer claimed has its signal aborted, and the job runs again', async () => {
+    const key = 'heartbeat';
+    // A heartbeat of 1 s for the entries queued from here on (refreshed every half heartbeat).
+    await server.query(`update pgboss.queue set heartbeat_seconds = 1 where name = 'gate'`);
+    try {
+      const [id] = await createGates(admin, key, 1);
+      await eventually(async () => expect((await rowsOf([id!]))[0]!.status).toBe('running'));
+      const heartbeatOf = async () =>
+        (
+          await server.query<{ heartbeat_on: Date }>(
+            'select heartbeat_on from pgboss.job where id = (select queue_job_id from jobs where id = $1)',
+            [id],
+          )
+        )[0]!.heartbeat_on;
+      const first = await heartbeatOf();
+      await eventually(async () => expect((await heartbeatOf()).getTime()).toBeGreaterThan(first.getTime()), 5000);
+      // The claim goes away, as when pg-boss's supervisor fails the entry for a retry.
+      await server.query(`update pgboss.job set state = 'retry' where id = (select queue_job_id from jobs where id = $1)`, [id]);
+      await eventually(async () => expect(aborted.get(key)).toEqual([1]), 5000);
+      release(key);
+      await eventually(async () => {
+        const [row] = await rowsOf([id!]);
+        expect(row!.status).toBe('succeeded');
+        expect(row!.attempt).toBe(2);
+        expect(row!.entry_state).toBe('completed');
+        expect(row!.entry_retry_count).toBe(1);
+      }, 8000);
+    } finally {
+      await server.query(`update pgboss.queue set heartbeat_seconds = 30 where name = 'gate'`);
+    }
   });
 
   test('an instance shut down in the middle of a batch hands its jobs back without counting the attempt; the next instance runs them', async () => {
