@@ -84,14 +84,14 @@ export class JobAttempts {
   readonly #boss: PgBoss;
   readonly #changes: JobChanges;
   readonly #pauses: JobQueuePauses;
-  readonly #takePool: pg.Pool | undefined;
+  readonly #takePool: pg.Pool;
 
   constructor(deps: {
     boss: PgBoss;
     changes: JobChanges;
     pauses: JobQueuePauses;
-    /** Connections (pipelining) on which the runner's batches are taken with named statements; the ORM's otherwise. */
-    takePool?: pg.Pool;
+    /** Connections (pipelining) on which the runner's batches are taken, with named statements. */
+    takePool: pg.Pool;
   }) {
     this.#boss = deps.boss;
     this.#changes = deps.changes;
@@ -106,7 +106,7 @@ export class JobAttempts {
    * fetched a job just as its queue was paused puts it back instead of running it.
    */
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
-    return this.#changes.transact(em, (tx) => this.#startIn(tx, inputs, false));
+    return this.#changes.transact(em, (tx) => this.#startIn(tx, inputs));
   }
 
   /**
@@ -119,36 +119,15 @@ export class JobAttempts {
    * the whole transaction rolls back at once instead of waiting: the entries stay as they
    * were, to be fetched again (`lockNotAvailable` is thrown).
    */
-  async takeBatch(em: EntityManager, queue: string, batchSize: number, workerId: string): Promise<TakenEntry[]> {
-    if (this.#takePool) return this.#takeOn(this.#takePool, queue, batchSize, workerId);
-    return this.#changes.transact(em, async (tx) => {
-      const db = transactionDb(tx);
-      const entries = await this.#boss.fetch<QueueEntryData>(queue, { batchSize, db });
-      if (entries.length === 0) return [];
-      const starts = await this.#startIn(
-        tx,
-        entries.map((entry) => ({ jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId })),
-        true,
-      );
-      const settled = entries.filter((_, index) => starts[index]!.kind !== 'started');
-      if (settled.length > 0) {
-        await this.#boss.complete(
-          queue,
-          settled.map(({ id, retryCount }) => ({ id, retryCount })),
-          null,
-          { db },
-        );
-      }
-      return entries.map((entry, index) => ({ entry, start: starts[index]! }));
-    });
+  async takeBatch(queue: string, batchSize: number, workerId: string): Promise<TakenEntry[]> {
+    return this.#takeOn(this.#takePool, queue, batchSize, workerId);
   }
 
-  async #startIn(tx: EntityManager, inputs: StartInput[], noWait: boolean): Promise<StartOutcome[]> {
+  async #startIn(tx: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
     const locked = await lockJobRowsWithPause(
       tx,
       inputs.map((input) => input.jobId),
       this.#pauses.pausedCondition('jobs.type'),
-      { noWait },
     );
     const { outcomes, changed, views, leases } = await this.#decideStarts(transactionDb(tx), inputs, locked);
     await writeJobRows(tx, changed, views);
@@ -157,9 +136,9 @@ export class JobAttempts {
   }
 
   /**
-   * takeBatch on a connection of `pool`, as the ORM's transaction does it, in three round
-   * trips instead of five: BEGIN goes out with pg-boss's fetch, and the write of the rows
-   * and events with the COMMIT; the locking read and the write are named statements, and so
+   * takeBatch on a connection of `pool`, in three round trips instead of an ORM
+   * transaction's five: BEGIN goes out with pg-boss's fetch, and the write of the rows and
+   * events with the COMMIT; the locking read and the write are named statements, and so
    * are pg-boss's, so that PostgreSQL parses and plans each once per connection instead
    * of at every batch.
    */

@@ -35,17 +35,14 @@ export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<Job
 /**
  * Like lockJobRows, and tells for each job whether its queue is paused, read from the
  * queue states by the same statement: `pausedCondition` is an SQL condition on `jobs.type`.
- * With `noWait`, a row another transaction holds fails the statement (SQLSTATE 55P03,
- * `lockNotAvailable`) instead of waiting for it.
  */
 export async function lockJobRowsWithPause(
   tx: EntityManager,
   ids: string[],
   pausedCondition: string,
-  { noWait = false }: { noWait?: boolean } = {},
 ): Promise<{ row: JobRow; paused: boolean }[]> {
   if (ids.length === 0) return [];
-  const { text, values } = lockJobRowsStatement(ids, pausedCondition, noWait);
+  const { text, values } = lockJobRowsStatement(ids, pausedCondition, false);
   return lockedRowsOf(await executeNumbered<StoredLockedRow>(tx, text, values));
 }
 
@@ -58,7 +55,11 @@ export interface NamedStatement {
 
 type StoredLockedRow = StoredJobRow & { paused: boolean };
 
-/** The statement of lockJobRowsWithPause; its name tells the variants apart (`pausedCondition` must be the same text each time). */
+/**
+ * The statement of lockJobRowsWithPause; its name tells the variants apart (`pausedCondition`
+ * must be the same text each time). With `noWait`, a row another transaction holds fails
+ * the statement (SQLSTATE 55P03, `lockNotAvailable`) instead of waiting for it.
+ */
 export function lockJobRowsStatement(ids: string[], pausedCondition: string, noWait: boolean): NamedStatement {
   return {
     name: `jobs.lock_rows${noWait ? '_nowait' : ''}`,

@@ -198,14 +198,14 @@ export class JobRunner {
    * for its concurrency, each fetched and started in one transaction.
    */
   #loopOf(type: JobType): QueueLoop<TakenEntry> {
-    const { orm, attempts, instanceId } = this.#deps;
+    const { attempts, instanceId } = this.#deps;
     const options = workOptionsOf(type);
     return new QueueLoop<TakenEntry>({
       queue: type.name,
       batchSize: type.batchSize,
       slots: options.localConcurrency ?? 1,
       pollingMs: (options.pollingIntervalSeconds ?? 1) * 1000,
-      take: () => attempts.takeBatch(orm.em.fork(), type.name, type.batchSize, instanceId),
+      take: () => attempts.takeBatch(type.name, type.batchSize, instanceId),
       work: (batch) => this.#runBatch(type, batch),
       isContention: (error) => errorCodeOf(error) === lockNotAvailable,
       onHealth: (healthy) => {
