@@ -148,6 +148,8 @@ export class JobAttempts {
     let failure: unknown;
     try {
       const begun = client.query('begin');
+      // Awaited below; until then (a fetch that fails first) its rejection is not an unhandled one.
+      begun.catch(() => {});
       const entries = await this.#boss.fetch<QueueEntryData>(queue, { batchSize, db });
       await begun;
       if (entries.length === 0) {
@@ -163,7 +165,12 @@ export class JobAttempts {
       const locked = lockedRowsOf((await client.query(statement)).rows);
       const { outcomes, changed, views } = await this.#decideStarts(db, inputs, locked);
       const pending: Promise<unknown>[] = [];
-      if (changed.length > 0) pending.push(client.query(jobRowsWrite(changed, views)));
+      const include = (promise: Promise<unknown>) => {
+        // Settled below, or abandoned with the rollback: never an unhandled rejection.
+        promise.catch(() => {});
+        pending.push(promise);
+      };
+      if (changed.length > 0) include(client.query(jobRowsWrite(changed, views)));
       const settled = entries.filter((_, index) => outcomes[index]!.kind !== 'started');
       if (settled.length > 0) {
         // pg-boss looks its queue up (cached) before it writes: the COMMIT must follow its statement.
@@ -183,10 +190,10 @@ export class JobAttempts {
             },
           },
         );
-        pending.push(completed);
+        include(completed);
         await Promise.race([wasSent, completed]);
       }
-      pending.push(client.query('commit'));
+      include(client.query('commit'));
       const results = await Promise.allSettled(pending);
       const rejected = results.find((result) => result.status === 'rejected');
       if (rejected) throw rejected.reason;
