@@ -33,8 +33,10 @@ const cancellationCheckMs = 2000;
 const finishGroupSize = 200;
 
 /**
- * How this instance works a type's queue: batches of the type's size, enough batches at
- * once for its concurrency, a fresh batch as soon as one is full, and per-job results.
+ * How this instance works a type's queue, as pg-boss `work()` options: batches of the
+ * type's size, enough batches at once for its concurrency, a fresh batch as soon as one is
+ * full, and per-job results. The runner's own loop (QueueLoop) follows them; the benchmark's
+ * raw pg-boss baseline runs `work()` with them.
  */
 export function workOptionsOf(type: JobType): WorkOptions & { perJobResults: true } {
   return {
