@@ -223,7 +223,8 @@ export async function createApp({
     const userAdmin = new UserAdmin(settings, fileCatalogue, credentialsChanged);
     const changes = new JobChanges(sequencer);
     const jobFiles = jobFilesOf(jobFileIo);
-    // Pipelining connections: a CreateJob's transaction is one round trip, the end of a batch's attempts two.
+    // Pipelining connections: a CreateJob's transaction is one round trip; the runner takes its
+    // batches there (fetch and start in one transaction) and ends their attempts in two.
     const pipeliningPool = openPipeliningPool(databaseUrl, logger);
     cleanups.push(() => pipeliningPool.end());
     const jobs = new JobsService({
@@ -264,7 +265,11 @@ export async function createApp({
       wakeups: claimWakeups,
       isPaused: (queue) => pauses.isPaused(queue),
     });
-    const queues = new QueueService({ jobs: new QueuedJobs({ catalog, registry, boss, changes }), pauses, boss });
+    const queues = new QueueService({
+      jobs: new QueuedJobs({ catalog, registry, boss, changes }),
+      pauses,
+      workersByQueue: (em) => instances.workersByQueue(em),
+    });
     const queueFeed = new QueueOverviewFeed({
       queues,
       hub,

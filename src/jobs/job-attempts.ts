@@ -2,14 +2,15 @@ import { LockMode } from '@mikro-orm/core';
 import type pg from 'pg';
 import { pipelinedTransaction } from '../platform/db/pipelined-transaction.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
-import { transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
+import type { Db } from 'pg-boss';
+import { namedStatementsDb, transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { Job } from './entities.ts';
 import {
-  jobRowsLock,
   jobRowsWrite,
   lockedRowsOf,
   lockJobRows,
+  lockJobRowsStatement,
   lockJobRowsWithPause,
   touchRow,
   writeJobRows,
@@ -17,7 +18,7 @@ import {
 } from './job-rows.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
-import { nextQueueEntry } from '../platform/queue/queue-entries.ts';
+import { nextQueueEntry, type FetchedQueueEntry, type QueueEntryData } from '../platform/queue/queue-entries.ts';
 import { newId } from '../platform/ids.ts';
 import { jobErrorCodes } from './job-reasons.ts';
 
@@ -49,6 +50,12 @@ export interface AttemptRef {
   workerId: string;
 }
 
+/** A queue entry fetched by this instance's worker loop, with its attempt's start. */
+export interface TakenEntry {
+  entry: FetchedQueueEntry;
+  start: StartOutcome;
+}
+
 export type StartOutcome =
   | { kind: 'started'; job: JobView; attempt: AttemptRef }
   /** Nothing to run: the job is gone, finished, cancelled, or this queue entry is stale. */
@@ -78,10 +85,19 @@ export class JobAttempts {
   readonly #boss: PgBoss;
   readonly #changes: JobChanges;
   readonly #pauses: JobQueuePauses;
-  readonly #pipeliningPool: pg.Pool | undefined;
+  readonly #pipeliningPool: pg.Pool;
 
-  /** With `pipeliningPool` (pg's pipeline mode), a batch's attempts end in two round trips (#finishPipelined). */
-  constructor(deps: { boss: PgBoss; changes: JobChanges; pauses: JobQueuePauses; pipeliningPool?: pg.Pool }) {
+  constructor(deps: {
+    boss: PgBoss;
+    changes: JobChanges;
+    pauses: JobQueuePauses;
+    /**
+     * Connections in pg's pipeline mode: the runner's batches are taken there (fetch and
+     * start in one transaction, with named statements) and their attempts end there in two
+     * round trips (#finishPipelined).
+     */
+    pipeliningPool: pg.Pool;
+  }) {
     this.#boss = deps.boss;
     this.#changes = deps.changes;
     this.#pauses = deps.pauses;
@@ -95,36 +111,132 @@ export class JobAttempts {
    * fetched a job just as its queue was paused puts it back instead of running it.
    */
   async startMany(em: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
-    return this.#changes.transact(em, async (tx) => {
-      const locked = await lockJobRowsWithPause(
-        tx,
-        inputs.map((input) => input.jobId),
-        this.#pauses.pausedCondition('jobs.type'),
-      );
-      const byId = new Map(locked.map(({ row }) => [row.id, row]));
-      const paused = new Set(locked.filter((item) => item.paused).map(({ row }) => row.type));
-      const outcomes: StartOutcome[] = [];
-      const views: JobView[] = [];
-      const leases: StoredLease[] = [];
-      const changed: JobRow[] = [];
-      for (const input of inputs) {
-        const row = byId.get(input.jobId);
-        const outcome = await this.#startLocked(tx, row, input, paused.has(row?.type ?? ''));
-        outcomes.push(outcome);
-        if (!row || outcome.kind === 'skip') continue;
-        changed.push(row);
-        // A deferred job goes back to its queue without an event: nothing a watcher sees changed.
-        if (outcome.kind !== 'started') continue;
-        views.push(outcome.job);
-        if (input.lease) leases.push(leaseOf(row, input, input.lease));
-      }
-      await writeJobRows(tx, changed, views);
-      await insertLeases(tx, leases);
-      return outcomes;
-    });
+    return this.#changes.transact(em, (tx) => this.#startIn(tx, inputs));
   }
 
-  async #startLocked(tx: EntityManager, job: JobRow | undefined, input: StartInput, paused: boolean): Promise<StartOutcome> {
+  /**
+   * Fetches up to `batchSize` entries of `queue` and starts their attempts, in one
+   * transaction: the fetch's claim on the entries, the job rows and their events commit
+   * together (one commit instead of pg-boss's autocommitted fetch and then ours), and an
+   * entry with nothing to run (a skipped start) is completed in it too. A deferred job's
+   * entry is completed with its requeue. If any of the jobs is locked by another
+   * transaction (a cancel holding the row and waiting for the entry this fetch claimed),
+   * the whole transaction rolls back at once instead of waiting: the entries stay as they
+   * were, to be fetched again (`lockNotAvailable` is thrown).
+   */
+  async takeBatch(queue: string, batchSize: number, workerId: string): Promise<TakenEntry[]> {
+    return this.#takeOn(this.#pipeliningPool, queue, batchSize, workerId);
+  }
+
+  async #startIn(tx: EntityManager, inputs: StartInput[]): Promise<StartOutcome[]> {
+    const locked = await lockJobRowsWithPause(
+      tx,
+      inputs.map((input) => input.jobId),
+      this.#pauses.pausedCondition('jobs.type'),
+    );
+    const { outcomes, changed, views, leases } = await this.#decideStarts(transactionDb(tx), inputs, locked);
+    await writeJobRows(tx, changed, views);
+    await insertLeases(tx, leases);
+    return outcomes;
+  }
+
+  /**
+   * takeBatch on a connection of `pool`, in three round trips instead of an ORM
+   * transaction's five: BEGIN goes out with pg-boss's fetch, and the write of the rows and
+   * events with the COMMIT; the locking read and the write are named statements, and so
+   * are pg-boss's, so that PostgreSQL parses and plans each once per connection instead
+   * of at every batch.
+   */
+  async #takeOn(pool: pg.Pool, queue: string, batchSize: number, workerId: string): Promise<TakenEntry[]> {
+    const client = await pool.connect();
+    const db = namedStatementsDb(client);
+    let failure: unknown;
+    try {
+      const begun = client.query('begin');
+      // Awaited below; until then (a fetch that fails first) its rejection is not an unhandled one.
+      begun.catch(() => {});
+      const entries = await this.#boss.fetch<QueueEntryData>(queue, { batchSize, db });
+      await begun;
+      if (entries.length === 0) {
+        await client.query('commit');
+        return [];
+      }
+      const inputs = entries.map((entry) => ({ jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId }));
+      const statement = lockJobRowsStatement(
+        inputs.map((input) => input.jobId),
+        this.#pauses.pausedCondition('jobs.type'),
+        true,
+      );
+      const locked = lockedRowsOf((await client.query(statement)).rows);
+      const { outcomes, changed, views } = await this.#decideStarts(db, inputs, locked);
+      const pending: Promise<unknown>[] = [];
+      const include = (promise: Promise<unknown>) => {
+        // Settled below, or abandoned with the rollback: never an unhandled rejection.
+        promise.catch(() => {});
+        pending.push(promise);
+      };
+      if (changed.length > 0) include(client.query(jobRowsWrite(changed, views)));
+      const settled = entries.filter((_, index) => outcomes[index]!.kind !== 'started');
+      if (settled.length > 0) {
+        // pg-boss looks its queue up (cached) before it writes: the COMMIT must follow its statement.
+        let sent!: () => void;
+        const wasSent = new Promise<void>((resolve) => (sent = resolve));
+        const completed = this.#boss.complete(
+          queue,
+          settled.map(({ id, retryCount }) => ({ id, retryCount })),
+          null,
+          {
+            db: {
+              executeSql: (text, values) => {
+                const result = db.executeSql(text, values);
+                sent();
+                return result;
+              },
+            },
+          },
+        );
+        include(completed);
+        await Promise.race([wasSent, completed]);
+      }
+      include(client.query('commit'));
+      const results = await Promise.allSettled(pending);
+      const rejected = results.find((result) => result.status === 'rejected');
+      if (rejected) throw rejected.reason;
+      this.#changes.sequenceCommitted();
+      return entries.map((entry, index) => ({ entry, start: outcomes[index]! }));
+    } catch (error) {
+      failure = error;
+      await client.query('rollback').catch(() => {});
+      throw error;
+    } finally {
+      // A statement's own failure carries PostgreSQL's code; anything else may have left the connection unusable.
+      client.release(failure !== undefined && typeof (failure as { code?: unknown } | null)?.code !== 'string');
+    }
+  }
+
+  /** What starting each of `inputs` means, given their rows locked (and their queues' pauses read) in the caller's transaction. */
+  async #decideStarts(db: Db, inputs: StartInput[], locked: { row: JobRow; paused: boolean }[]) {
+    const byId = new Map(locked.map(({ row }) => [row.id, row]));
+    const paused = new Set(locked.filter((item) => item.paused).map(({ row }) => row.type));
+    const outcomes: StartOutcome[] = [];
+    const views: JobView[] = [];
+    const leases: StoredLease[] = [];
+    const changed: JobRow[] = [];
+    for (const input of inputs) {
+      const row = byId.get(input.jobId);
+      const outcome = await this.#startLocked(db, row, input, paused.has(row?.type ?? ''));
+      outcomes.push(outcome);
+      if (!row || outcome.kind === 'skip') continue;
+      changed.push(row);
+      // A deferred job goes back to its queue without an event: nothing a watcher sees changed.
+      if (outcome.kind !== 'started') continue;
+      views.push(outcome.job);
+      if (input.lease) leases.push(leaseOf(row, input, input.lease));
+    }
+    return { outcomes, changed, views, leases };
+  }
+
+  async #startLocked(db: Db, job: JobRow | undefined, input: StartInput, paused: boolean): Promise<StartOutcome> {
     if (!job) return { kind: 'skip', reason: 'the job no longer exists' };
     if (job.queueJobId !== input.queueJobId) return { kind: 'skip', reason: 'the queue entry was replaced' };
     if (isFinal(job.status)) return { kind: 'skip', reason: `the job is ${job.status}` };
@@ -135,7 +247,7 @@ export class JobAttempts {
     if (paused) {
       job.status = 'queued';
       // Not due at once: a worker that has not yet heard of the pause must not spin on it.
-      await this.#requeue(tx, job, deferDelayMs);
+      await this.#requeueThrough(db, job, deferDelayMs);
       return { kind: 'deferred' };
     }
     if (job.status === 'running') {
@@ -218,10 +330,15 @@ export class JobAttempts {
     let dispositions: QueueDisposition[] = [];
     let numbered: Promise<pg.QueryResult> | undefined;
     await pipelinedTransaction(pool, async ({ send, sendThrough, flush }) => {
-      const lock = jobRowsLock(items.map((item) => item.ref.jobId));
+      const lock = lockJobRowsStatement(
+        items.map((item) => item.ref.jobId),
+        'false',
+        false,
+      );
       const locked = send(lock.text, lock.values);
       flush();
-      const { held, positions, fetched } = heldAttempts(lockedRowsOf((await locked).rows), items);
+      const rows = lockedRowsOf((await locked).rows).map(({ row }) => row);
+      const { held, positions, fetched } = heldAttempts(rows, items);
       const ended: { disposition: QueueDisposition; view: JobView }[] = [];
       for (const { row, result } of held) {
         const { disposition, requeue } = applyResult(row, result);
@@ -312,14 +429,11 @@ export class JobAttempts {
     await this.#requeueThrough(transactionDb(tx), job, delayMs);
   }
 
-  async #requeueThrough(db: QueueDb, job: Job | JobRow, delayMs = 0): Promise<void> {
+  async #requeueThrough(db: Db, job: Job | JobRow, delayMs = 0): Promise<void> {
     const { data, ...options } = nextQueueEntry(job, delayMs > 0 ? new Date(Date.now() + delayMs) : undefined);
     await this.#boss.send(job.type, data, { ...options, db });
   }
 }
-
-/** pg-boss's `db` option: the caller's transaction. */
-type QueueDb = ReturnType<typeof transactionDb>;
 
 /**
  * The locked rows whose attempts `items` still hold (a superseded attempt, or the same one

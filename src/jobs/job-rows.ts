@@ -1,4 +1,4 @@
-import { executeBound, executeNumbered } from '../platform/db/bound-sql.ts';
+import { executeNumbered } from '../platform/db/bound-sql.ts';
 import { anyUuidOf } from '../platform/db/json-lists.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import { jobViewColumns, jobViewOfStored, toSnapshot, type JobView, type StoredJob } from './job-view.ts';
@@ -24,6 +24,9 @@ interface StoredJobRow extends StoredJob {
   queued_at: Date | string | null;
 }
 
+/** SQLSTATE of a `nowait` lock that another transaction holds. */
+export const lockNotAvailable = '55P03';
+
 /** The jobs among `ids` that exist, locked for update in id order (two batches sharing jobs cannot deadlock). */
 export async function lockJobRows(tx: EntityManager, ids: string[]): Promise<JobRow[]> {
   return (await lockJobRowsWithPause(tx, ids, 'false')).map(({ row }) => row);
@@ -39,26 +42,36 @@ export async function lockJobRowsWithPause(
   pausedCondition: string,
 ): Promise<{ row: JobRow; paused: boolean }[]> {
   if (ids.length === 0) return [];
-  const rows = await executeBound<StoredJobRow & { paused: boolean }>(
-    tx,
-    `select ${selectColumns}, ${pausedCondition} as paused from jobs
-      where id ${anyUuidOf} order by id for update of jobs`,
-    [JSON.stringify(ids)],
-  );
-  return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
+  const { text, values } = lockJobRowsStatement(ids, pausedCondition, false);
+  return lockedRowsOf(await executeNumbered<StoredLockedRow>(tx, text, values));
 }
 
-/** The statement of lockJobRows, with numbered parameters (for a plain pg client); read its rows with lockedRowsOf. */
-export function jobRowsLock(ids: string[]): { text: string; values: unknown[] } {
+/** A statement with numbered parameters and a name of its own, for a plain pg client (prepared once per connection). */
+export interface NamedStatement {
+  name: string;
+  text: string;
+  values: unknown[];
+}
+
+type StoredLockedRow = StoredJobRow & { paused: boolean };
+
+/**
+ * The statement of lockJobRowsWithPause; its name tells the variants apart (`pausedCondition`
+ * must be the same text each time). With `noWait`, a row another transaction holds fails
+ * the statement (SQLSTATE 55P03, `lockNotAvailable`) instead of waiting for it.
+ */
+export function lockJobRowsStatement(ids: string[], pausedCondition: string, noWait: boolean): NamedStatement {
   return {
-    text: `select ${selectColumns} from jobs where id ${anyUuidOf.replace('?', '$1')} order by id for update of jobs`,
+    name: `jobs.lock_rows${noWait ? '_nowait' : ''}`,
+    text: `select ${selectColumns}, ${pausedCondition} as paused from jobs
+      where id ${anyUuidOf.replace('?', '$1')} order by id for update of jobs${noWait ? ' nowait' : ''}`,
     values: [JSON.stringify(ids)],
   };
 }
 
-/** The rows jobRowsLock's statement returned. */
-export function lockedRowsOf(rows: unknown[]): JobRow[] {
-  return (rows as StoredJobRow[]).map(rowOf);
+/** The rows lockJobRowsStatement read. */
+export function lockedRowsOf(rows: StoredLockedRow[]): { row: JobRow; paused: boolean }[] {
+  return rows.map((stored) => ({ row: rowOf(stored), paused: stored.paused }));
 }
 
 /** Bumps the row's version and update time (call after changing it); returns the job as its event shows it. */
@@ -79,11 +92,11 @@ export async function writeJobRows(tx: EntityManager, rows: JobRow[], views: Job
   await executeNumbered(tx, text, values);
 }
 
-/** The statement of writeJobRows (rows not empty), with numbered parameters (for a plain pg client too). */
-export function jobRowsWrite(rows: JobRow[], views: JobView[]): { text: string; values: unknown[] } {
+/** The statement of writeJobRows (`rows` not empty). */
+export function jobRowsWrite(rows: JobRow[], views: JobView[]): NamedStatement {
   const latest = new Map(rows.map((row) => [row.id, row]));
-  const now = new Date();
   return {
+    name: 'jobs.write_rows',
     text: `with changed as (
        select * from jsonb_to_recordset($1::jsonb) as c(
          id uuid, status text, attempt int, progress_percent int, progress_message varchar(500), output_file_ids jsonb,
@@ -103,7 +116,7 @@ export function jobRowsWrite(rows: JobRow[], views: JobView[]): { text: string; 
       order by e.n`,
     values: [
       JSON.stringify([...latest.values()].map(storedChangeOf)),
-      now,
+      new Date(),
       JSON.stringify(views.map((view, n) => ({ n, subject_id: view.id, owner_id: view.ownerId, payload: toSnapshot(view) }))),
     ],
   };

@@ -1,15 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JobResult, WorkOptions } from 'pg-boss';
+import type { WorkOptions } from 'pg-boss';
 import type { MikroORM } from '../platform/db/orm.ts';
 import type { PgNotifications } from '../platform/events/pg-notifications.ts';
 import type { Logger } from '../platform/logger.ts';
-import type { PgBoss } from '../platform/queue/pg-boss.ts';
-import type { FetchedQueueEntry, QueueEntryData } from '../platform/queue/queue-entries.ts';
+import { deadLetterEntries, queueNotifyChannel, type PgBoss } from '../platform/queue/pg-boss.ts';
+import { keepClaims } from '../platform/queue/queue-claims.ts';
+import type { FetchedQueueEntry } from '../platform/queue/queue-entries.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import type { JobPoolReport, JobPoolSwitches } from './job-pool-switches.ts';
 import { AttemptReporter } from './attempt-reporter.ts';
 import { Job } from './entities.ts';
-import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOutcome } from './job-attempts.ts';
+import type { AttemptRef, AttemptResult, JobAttempts, QueueDisposition, StartOutcome, TakenEntry } from './job-attempts.ts';
+import { lockNotAvailable } from './job-rows.ts';
+import { QueueLoop } from './queue-loop.ts';
 import { jobCancelChannel } from './job-changes.ts';
 import type { JobFiles } from './job-files.ts';
 import { JobFailure, type JobInputFile, type JobType, type JobTypeRegistry } from './job-types.ts';
@@ -30,8 +33,10 @@ const cancellationCheckMs = 2000;
 const finishGroupSize = 200;
 
 /**
- * How this instance works a type's queue: batches of the type's size, enough batches at
- * once for its concurrency, a fresh batch as soon as one is full, and per-job results.
+ * How this instance works a type's queue, as pg-boss `work()` options: batches of the
+ * type's size, enough batches at once for its concurrency, a fresh batch as soon as one is
+ * full, and per-job results. The runner's own loop (QueueLoop) follows them; the benchmark's
+ * raw pg-boss baseline runs `work()` with them.
  */
 export function workOptionsOf(type: JobType): WorkOptions & { perJobResults: true } {
   return {
@@ -73,8 +78,10 @@ export interface JobRunnerDeps {
 export class JobRunner {
   readonly #deps: JobRunnerDeps;
   readonly #logger: Logger;
-  /** The pg-boss worker of each queue worked here, with the restart count it started at. */
-  readonly #workers = new Map<string, { workId: string; restarts: number }>();
+  /** The worker loop of each queue worked here, with the restart count it started at. */
+  readonly #workers = new Map<string, { loop: QueueLoop<TakenEntry>; restarts: number }>();
+  /** Loops told to stop whose batches are still running: the shutdown waits for them. */
+  readonly #stoppingLoops = new Set<QueueLoop<TakenEntry>>();
   /** Queues whose worker could not be started or stopped at the last try. */
   readonly #failedQueues = new Set<string>();
   /** Attempts finished here per queue since this instance started. */
@@ -100,8 +107,15 @@ export class JobRunner {
   }
 
   async start(): Promise<void> {
-    await this.#deps.notifications.subscribe(jobCancelChannel, (jobId) => this.#stop(jobId, 'cancelled'));
-    this.#deps.notifications.onReconnect(() => void this.#checkCancellations());
+    const { notifications, orm } = this.#deps;
+    await notifications.subscribe(jobCancelChannel, (jobId) => this.#stop(jobId, 'cancelled'));
+    // pg-boss announces new entries of a notify queue on its channel, with the queue's name;
+    // its own listener wakes only its own workers, so the loops here listen too.
+    await notifications.subscribe(await queueNotifyChannel(orm.em.fork()), (queue) => this.#workers.get(queue)?.loop.wake());
+    notifications.onReconnect(() => {
+      void this.#checkCancellations();
+      for (const { loop } of this.#workers.values()) loop.wake();
+    });
     this.#deps.pauses.onChange(() => void this.#syncWorkers());
     this.#deps.pools.onChange(() => void this.#syncWorkers());
     this.#timers.push(setInterval(() => void this.#checkCancellations(), cancellationCheckMs).unref());
@@ -119,9 +133,12 @@ export class JobRunner {
     // Clears the pools' drain timers too: the shutdown's own grace applies from here.
     await this.#syncWorkers();
     const deadline = Date.now() + graceMs;
-    while (this.#running.size > 0 && Date.now() < deadline) await sleep(50);
-    for (const jobId of this.#running.keys()) this.#stop(jobId, 'shutdown');
-    while (this.#running.size > 0) await sleep(50);
+    // A batch being taken as the loops stopped still starts, and its attempts run like the
+    // others: the shutdown ends once every loop has settled its last batch.
+    while (this.#running.size > 0 || this.#stoppingLoops.size > 0) {
+      if (Date.now() >= deadline) for (const jobId of this.#running.keys()) this.#stop(jobId, 'shutdown');
+      await sleep(50);
+    }
   }
 
   /** Calls `listener` whenever this instance's pools were started, stopped or restarted. */
@@ -147,12 +164,12 @@ export class JobRunner {
   }
 
   /**
-   * Starts or stops pg-boss workers so that exactly the queues neither paused nor stopped
+   * Starts or stops the queues' worker loops so that exactly the queues neither paused nor stopped
    * by an admin are worked, and restarts those whose restart count moved.
    */
   #syncWorkers(): Promise<void> {
     this.#syncing = this.#syncing.then(async () => {
-      const { pauses, pools, boss } = this.#deps;
+      const { pauses, pools } = this.#deps;
       for (const type of this.#deps.registry.all()) {
         const wanted = !this.#stopping && !pauses.isPaused(type.name) && !pools.isStopped(type.name);
         this.#planDrain(type.name, !this.#stopping && pools.isStopped(type.name));
@@ -163,16 +180,10 @@ export class JobRunner {
             this.#workers.delete(type.name);
             // Without waiting: jobs already running finish on their own, and a later
             // pause, stop or restart must not queue behind them.
-            await boss.offWork(type.name, { wait: false });
+            this.#stoppingLoops.add(worker.loop);
+            void worker.loop.stop().finally(() => this.#stoppingLoops.delete(worker.loop));
           }
-          if (wanted && !this.#workers.has(type.name)) {
-            const workId = await boss.work<QueueEntryData, never, WorkOptions & { perJobResults: true }>(
-              type.name,
-              workOptionsOf(type),
-              (entries) => this.#runBatch(type, entries),
-            );
-            this.#workers.set(type.name, { workId, restarts });
-          }
+          if (wanted && !this.#workers.has(type.name)) this.#workers.set(type.name, { loop: this.#loopOf(type), restarts });
           this.#failedQueues.delete(type.name);
         } catch (error) {
           this.#failedQueues.add(type.name);
@@ -184,31 +195,85 @@ export class JobRunner {
     return this.#syncing;
   }
 
-  async #runBatch(type: JobType, entries: FetchedQueueEntry[]): Promise<JobResult[]> {
-    const { orm, attempts, instanceId } = this.#deps;
-    let starts: StartOutcome[];
-    try {
-      starts = await attempts.startMany(
-        orm.em.fork(),
-        entries.map((entry) => ({ jobId: entry.data.jobId, queueJobId: entry.id, retryCount: entry.retryCount, workerId: instanceId })),
-      );
-    } catch (error) {
-      this.#logger.error({ err: error }, 'starting a batch of jobs failed');
-      return entries.map((entry) => ({ id: entry.id, status: 'failed' as const }));
-    }
-    return Promise.all(
-      entries.map(async (entry, index) => {
-        try {
-          return { id: entry.id, status: await this.#runOne(type, entry, starts[index]!) };
-        } catch (error) {
-          this.#logger.error({ err: error, jobId: entry.data.jobId }, 'running a job failed');
-          return { id: entry.id, status: 'failed' as const };
-        }
-      }),
-    );
+  /**
+   * The worker loop of a type's queue: batches of the type's size, enough batches at once
+   * for its concurrency, each fetched and started in one transaction.
+   */
+  #loopOf(type: JobType): QueueLoop<TakenEntry> {
+    const { attempts, instanceId } = this.#deps;
+    const options = workOptionsOf(type);
+    return new QueueLoop<TakenEntry>({
+      queue: type.name,
+      batchSize: type.batchSize,
+      slots: options.localConcurrency ?? 1,
+      pollingMs: (options.pollingIntervalSeconds ?? 1) * 1000,
+      take: () => attempts.takeBatch(type.name, type.batchSize, instanceId),
+      work: (batch) => this.#runBatch(type, batch),
+      isContention: (error) => errorCodeOf(error) === lockNotAvailable,
+      onHealth: (healthy) => {
+        if (healthy) this.#failedQueues.delete(type.name);
+        else this.#failedQueues.add(type.name);
+        this.#poolsChanged.notify(undefined, (error) => this.#logger.error({ err: error }, 'a pool change listener failed'));
+      },
+      logger: this.#logger,
+    });
   }
 
-  async #runOne(type: JobType, entry: FetchedQueueEntry, start: StartOutcome): Promise<JobResult['status']> {
+  /**
+   * Runs a taken batch and settles the queue entries its attempts leave open: failed ones
+   * retried by pg-boss, and the ones failed for good with attempts left failed without a
+   * retry. A completed attempt's entry was completed in the transaction that ended the
+   * job (an attempt superseded meanwhile had its entry failed or fetched again, which a
+   * completion fenced to this attempt would leave alone), so pg-boss's no-op completion
+   * after the handler is left out. Claims are kept alive while the attempts run (the
+   * queue's heartbeat).
+   */
+  async #runBatch(type: JobType, batch: TakenEntry[]): Promise<void> {
+    const { boss } = this.#deps;
+    const started = batch.filter(({ start }) => start.kind === 'started');
+    if (started.length === 0) return;
+    const claims = keepClaims(
+      boss,
+      type.name,
+      started.map(({ entry }) => entry),
+      this.#logger,
+    );
+    let dispositions: QueueDisposition[];
+    try {
+      dispositions = await Promise.all(
+        started.map(async ({ entry, start }) => {
+          try {
+            return await this.#runOne(type, entry, start);
+          } catch (error) {
+            this.#logger.error({ err: error, jobId: entry.data.jobId }, 'running a job failed');
+            return 'failed' as const;
+          } finally {
+            claims.release(entry);
+          }
+        }),
+      );
+    } finally {
+      claims.releaseAll();
+    }
+    const ofDisposition = (wanted: QueueDisposition) =>
+      started.filter((_, index) => dispositions[index] === wanted).map(({ entry }) => ({ id: entry.id, retryCount: entry.retryCount }));
+    const settles: [QueueDisposition, { id: string; retryCount: number }[]][] = [
+      ['failed', ofDisposition('failed')],
+      ['deadletter', ofDisposition('deadletter')],
+    ];
+    for (const [disposition, entries] of settles) {
+      if (entries.length === 0) continue;
+      try {
+        if (disposition === 'failed') await boss.fail(type.name, entries, null);
+        else await deadLetterEntries(boss, type.name, entries);
+      } catch (error) {
+        // The entries stay active: pg-boss's expiry (or heartbeat check) fails and retries them.
+        this.#logger.error({ err: error, queue: type.name, disposition }, 'settling queue entries failed');
+      }
+    }
+  }
+
+  async #runOne(type: JobType, entry: FetchedQueueEntry, start: StartOutcome): Promise<QueueDisposition> {
     const { orm, attempts } = this.#deps;
     if (start.kind !== 'started') return 'completed';
     const { job, attempt: ref } = start;
@@ -359,6 +424,15 @@ export class JobRunner {
       this.#logger.warn({ err: error }, 'reconciling lost attempts failed');
     }
   }
+}
+
+/** The SQLSTATE of a database error, or of the error it wraps. */
+function errorCodeOf(error: unknown): unknown {
+  for (let current = error; current && typeof current === 'object'; current = (current as { cause?: unknown }).cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
 }
 
 function aborted(signal: AbortSignal): Promise<'aborted'> {

@@ -3,7 +3,6 @@ import type { EntityManager } from '../platform/db/orm.ts';
 import { invalidField, notFound } from '../platform/domain-errors.ts';
 import type { Page, PageRequest } from '../platform/pagination.ts';
 import { globalQueueName } from './entities.ts';
-import type { PgBoss } from '../platform/queue/pg-boss.ts';
 import type { QueueJobs } from './queue-jobs.ts';
 import type { QueuePauses } from './queue-pauses.ts';
 
@@ -69,18 +68,23 @@ const allQueuesConfirmation = 'all';
 /**
  * The queues: one per job type. Counts come from the jobs table itself at the time of
  * the call (pg-boss's own statistics are cached for a minute); pause state from
- * QueuePauses; attached workers from pg-boss's registry of live instances. `Job` is how
+ * QueuePauses; attached workers from the pool states live instances report. `Job` is how
  * the jobs area shows a queued job (see QueueJobs).
  */
 export class QueueService<Job> {
   readonly #jobs: QueueJobs<Job>;
   readonly #pauses: QueuePauses;
-  readonly #boss: PgBoss;
+  readonly #workersByQueue: (em: EntityManager) => Promise<Map<string, number>>;
 
-  constructor(deps: { jobs: QueueJobs<Job>; pauses: QueuePauses; boss: PgBoss }) {
+  constructor(deps: {
+    jobs: QueueJobs<Job>;
+    pauses: QueuePauses;
+    /** How many live instances work each queue (the instance registry's pool reports). */
+    workersByQueue: (em: EntityManager) => Promise<Map<string, number>>;
+  }) {
     this.#jobs = deps.jobs;
     this.#pauses = deps.pauses;
-    this.#boss = deps.boss;
+    this.#workersByQueue = deps.workersByQueue;
   }
 
   async overview(em: EntityManager): Promise<QueueOverview> {
@@ -98,7 +102,7 @@ export class QueueService<Job> {
         group by type`,
     );
     const counts = new Map(rows.map((row) => [row.type, row]));
-    const workers = await this.#workersByQueue();
+    const workers = await this.#workersByQueue(em);
     const queues = this.#jobs.types().map((type): QueueView => {
       const row = counts.get(type.name);
       return {
@@ -207,16 +211,6 @@ export class QueueService<Job> {
   #requireQueue(queue: string, field: string): void {
     if (queue === '') throw invalidField(field, 'is required');
     if (!this.#jobs.has(queue)) throw notFound(`queue "${queue}"`);
-  }
-
-  /** Live instances with a worker on each queue, from pg-boss's instance registry. */
-  async #workersByQueue(): Promise<Map<string, number>> {
-    const attached = new Map<string, number>();
-    for (const instance of await this.#boss.getInstances()) {
-      if (!instance.live || instance.stoppedOn) continue;
-      for (const queue of new Set(instance.workers.map((worker) => worker.queue))) attached.set(queue, (attached.get(queue) ?? 0) + 1);
-    }
-    return attached;
   }
 }
 

@@ -105,6 +105,16 @@ export class InstanceRegistry {
     return rows.map((instance) => ({ instance, lost: instance.heartbeatAt.getTime() < lostBefore }));
   }
 
+  /** How many live instances run a pool of each queue (from the pool states their heartbeats report). */
+  async workersByQueue(em: EntityManager): Promise<Map<string, number>> {
+    const attached = new Map<string, number>();
+    for (const { instance, lost } of await this.list(em)) {
+      if (lost) continue;
+      for (const pool of instance.pools) if (pool.state === 'running') attached.set(pool.queue, (attached.get(pool.queue) ?? 0) + 1);
+    }
+    return attached;
+  }
+
   /** How many instances are live (not lost): one count, for /metrics. */
   countLive(em: EntityManager): Promise<number> {
     return em.count(ServerInstance, { heartbeatAt: { $gte: new Date(Date.now() - this.lostAfterMs) } });

@@ -315,7 +315,7 @@ describe('oldest queued age', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('workers', () => {
-  test('workers_attached counts this instance on every queue it works (pg-boss refreshes its registry every 10 s)', async () => {
+  test('workers_attached counts this instance on every queue it works (its pool states, sent with each heartbeat)', async () => {
     const { client } = await server.createUser();
     await eventually(
       async () => {

@@ -1,4 +1,8 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
 import { fromKysely, PgBoss, type Db } from 'pg-boss';
+import { deadLetterJobsByIdWithOutputs, notifyChannelSql } from 'pg-boss/dist/plans.js';
+import { executeNumbered } from '../db/bound-sql.ts';
 import type { EntityManager } from '../db/orm.ts';
 import type { Logger } from '../logger.ts';
 
@@ -83,4 +87,45 @@ export function transactionDb(em: EntityManager): Db {
   const context = em.getTransactionContext();
   if (!context) throw new Error('pg-boss calls that must share a transaction need one');
   return fromKysely(context as Parameters<typeof fromKysely>[0]);
+}
+
+/** The channel on which pg-boss announces new entries of a notify queue (the payload is the queue's name). */
+export async function queueNotifyChannel(em: EntityManager): Promise<string> {
+  const [row] = await executeNumbered<{ channel: string }>(em, `select ${notifyChannelSql(pgBossSchema)} as channel`, []);
+  return row!.channel;
+}
+
+/**
+ * Fails fetched entries for good whatever attempts they have left, as pg-boss's own worker
+ * does with a `deadletter` result (state `failed`, no retry, on to the queue's dead letter
+ * queue if it has one), for entries fetched with `fetch()`. Fenced to the fetched attempt.
+ */
+export async function deadLetterEntries(boss: PgBoss, queue: string, entries: { id: string; retryCount: number }[]): Promise<void> {
+  const table = ((await boss.getQueue(queue)) as { table?: string } | null)?.table;
+  if (!table) throw new Error(`queue ${queue} does not exist`);
+  const items = entries.map(({ id, retryCount }) => ({ id, retry_count: retryCount, output: null }));
+  await boss.getDb().executeSql(deadLetterJobsByIdWithOutputs(pgBossSchema, table), [queue, JSON.stringify(items)]);
+}
+
+/** The name of each pg-boss statement text sent named (a few per queue). */
+const statementNames = new Map<string, string>();
+
+/**
+ * pg-boss on one connection of the caller's (in its transaction, if it opened one), with
+ * each of pg-boss's statements that carries parameters sent as a named statement (named
+ * after its text): PostgreSQL parses and plans it once per connection instead of at each
+ * call. Statements without parameters may hold several commands and stay unnamed.
+ */
+export function namedStatementsDb(client: pg.ClientBase): Db {
+  return {
+    executeSql: (text, values) => {
+      if (!values || values.length === 0) return client.query(text);
+      let name = statementNames.get(text);
+      if (name === undefined) {
+        name = `pgboss.${createHash('sha1').update(text).digest('base64url')}`;
+        statementNames.set(text, name);
+      }
+      return client.query({ name, text, values });
+    },
+  };
 }
