@@ -6,16 +6,7 @@ import type { Db } from 'pg-boss';
 import { namedStatementsDb, transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
 import type { JobQueuePauses } from './job-queue-pauses.ts';
 import { Job } from './entities.ts';
-import {
-  jobRowsWrite,
-  lockedRowsOf,
-  lockJobRows,
-  lockJobRowsStatement,
-  lockJobRowsWithPause,
-  touchRow,
-  writeJobRows,
-  type JobRow,
-} from './job-rows.ts';
+import { jobRowsWrite, lockedRowsOf, lockJobRowsStatement, lockJobRowsWithPause, touchRow, writeJobRows, type JobRow } from './job-rows.ts';
 import type { JobChanges } from './job-changes.ts';
 import { isFinal, type JobView } from './job-view.ts';
 import { nextQueueEntry, type FetchedQueueEntry, type QueueEntryData } from '../platform/queue/queue-entries.ts';
@@ -294,28 +285,18 @@ export class JobAttempts {
   }
 
   /** Ends the attempt; the answer tells pg-boss whether the queue entry is done or retried. */
-  async finish(em: EntityManager, ref: AttemptRef, result: AttemptResult): Promise<QueueDisposition> {
-    return (await this.finishMany(em, [{ ref, result }]))[0]!;
+  async finish(ref: AttemptRef, result: AttemptResult): Promise<QueueDisposition> {
+    return (await this.finishMany([{ ref, result }]))[0]!;
   }
 
   /**
-   * Ends several attempts in one transaction: one locking read, one write of the rows with
-   * their events, the completion of their queue entries; on pipelining connections
-   * (#finishPipelined) with the events numbered before the commit.
+   * Ends several attempts in one transaction on a pipelining connection: one locking read,
+   * one write of the rows with their events, the completion of their queue entries, the
+   * numbering of the events (#finishPipelined).
    */
-  async finishMany(em: EntityManager, items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
-    if (this.#pipeliningPool && items.length > 0) return this.#finishPipelined(this.#pipeliningPool, items);
-    return this.#changes.transact(em, async (tx) => {
-      const rows = await lockJobRows(
-        tx,
-        items.map((item) => item.ref.jobId),
-      );
-      const { held, positions, fetched } = heldAttempts(rows, items);
-      const ended = await this.finishRows(tx, held);
-      const dispositions = dispositionsOf(items.length, positions, ended);
-      await this.#completeEntries(tx, completedEntries(fetched, ended));
-      return dispositions;
-    });
+  async finishMany(items: { ref: AttemptRef; result: AttemptResult }[]): Promise<QueueDisposition[]> {
+    if (items.length === 0) return [];
+    return this.#finishPipelined(this.#pipeliningPool, items);
   }
 
   /**
@@ -367,26 +348,6 @@ export class JobAttempts {
     });
     if (numbered) this.#changes.sequencedInTransaction(Number((await numbered).rows[0]?.assigned ?? 0));
     return dispositions;
-  }
-
-  /**
-   * Completes the queue entries of attempts that ended as 'completed', in the transaction
-   * that ends them: one commit (one WAL flush) instead of two, and the job row and its
-   * entry can no longer disagree. The completion pg-boss runs when the handler returns then
-   * finds them settled and changes nothing (a read-only statement, without a flush). Fenced
-   * to the fetched attempt (its retry count), like pg-boss's own.
-   */
-  async #completeEntries(tx: EntityManager, entries: { queue: string; id: string | null; retryCount: number }[]): Promise<void> {
-    if (entries.length === 0) return;
-    const db = transactionDb(tx);
-    for (const [queue, ofQueue] of Map.groupBy(entries, (entry) => entry.queue)) {
-      await this.#boss.complete(
-        queue,
-        ofQueue.map(({ id, retryCount }) => ({ id: id!, retryCount })),
-        null,
-        { db },
-      );
-    }
   }
 
   /**

@@ -103,7 +103,7 @@ export class JobRunner {
   constructor(deps: JobRunnerDeps) {
     this.#deps = deps;
     this.#logger = deps.logger.child({ component: 'job-runner' });
-    this.#finisher = new AttemptFinisher(deps.orm, deps.attempts);
+    this.#finisher = new AttemptFinisher(deps.attempts);
   }
 
   async start(): Promise<void> {
@@ -290,7 +290,7 @@ export class JobRunner {
       try {
         inputs = await this.#deps.files.inputs(orm.em.fork(), job);
       } catch (error) {
-        return await attempts.finish(orm.em.fork(), ref, attemptResult(undefined, { ok: false, error }, false, type));
+        return await attempts.finish(ref, attemptResult(undefined, { ok: false, error }, false, type));
       }
       const writeOutput = async (spec: Parameters<JobFiles['writeOutput']>[2], bytes: AsyncIterable<Uint8Array>) => {
         if (attemptOver) throw new Error('the attempt is over: its outputs can no longer be written');
@@ -410,7 +410,6 @@ export class JobRunner {
         const entry = await boss.getJobById(job.type, job.queueJobId);
         if (entry && (entry.state === 'active' || entry.state === 'created' || entry.state === 'retry')) continue;
         await attempts.finish(
-          orm.em.fork(),
           { jobId: job.id, attempt: job.attempt, workerId: job.workerId },
           {
             kind: 'failed',
@@ -502,13 +501,11 @@ interface PendingFinish {
  * at a time, so one bad attempt cannot fail the others.
  */
 class AttemptFinisher {
-  readonly #orm: MikroORM;
   readonly #attempts: JobAttempts;
   #pending: PendingFinish[] = [];
   #flushing = false;
 
-  constructor(orm: MikroORM, attempts: JobAttempts) {
-    this.#orm = orm;
+  constructor(attempts: JobAttempts) {
     this.#attempts = attempts;
   }
 
@@ -527,7 +524,7 @@ class AttemptFinisher {
     while (this.#pending.length > 0) {
       const group = this.#pending.splice(0, finishGroupSize);
       try {
-        const dispositions = await this.#attempts.finishMany(this.#orm.em.fork(), group);
+        const dispositions = await this.#attempts.finishMany(group);
         for (const [index, item] of group.entries()) item.resolve(dispositions[index]!);
       } catch (error) {
         if (group.length === 1) {
@@ -535,7 +532,7 @@ class AttemptFinisher {
           continue;
         }
         for (const item of group) {
-          await this.#attempts.finish(this.#orm.em.fork(), item.ref, item.result).then(item.resolve, item.reject);
+          await this.#attempts.finish(item.ref, item.result).then(item.resolve, item.reject);
         }
       }
     }
