@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { isLoopbackHost, ObjectStorage, type StorageConfig } from './object-storage.ts';
+import { ObjectStorage, type StorageConfig } from './object-storage.ts';
 import { verifySigV4 } from './sigv4.ts';
 
 const config: StorageConfig = {
@@ -34,29 +34,4 @@ test("presigned URLs are signed with the presigning credential when one is set, 
   expect(signerOf(await separate.presignPut('uploads/u/f', 60), 'PUT')).toBe('yardmaster-presign');
   expect(signerOf(await separate.presignPart('files/u/f', 'upload-1', 2, 60), 'PUT')).toBe('yardmaster-presign');
   expect(signerOf(await separate.presignGet('files/u/f', 60, 'a.txt', 'text/plain'), 'GET')).toBe('yardmaster-presign');
-});
-
-test('only names of the loopback interface count as loopback, as a URL writes them', () => {
-  const hostOf = (url: string) => new URL(url).hostname;
-  for (const url of [
-    'http://127.0.0.1:9000',
-    'http://127.8.9.10',
-    'http://localhost:9000',
-    'http://s3.localhost',
-    'http://[::1]:9000',
-    'http://[::ffff:127.0.0.1]:9000',
-  ]) {
-    expect(isLoopbackHost(hostOf(url)), url).toBe(true);
-  }
-  for (const url of [
-    'http://192.0.2.2:9000',
-    'http://10.0.0.1',
-    'http://minio:9000',
-    'http://localhost.example.com',
-    'http://128.0.0.1',
-    'http://[::2]',
-    'http://[::ffff:10.0.0.1]',
-  ]) {
-    expect(isLoopbackHost(hostOf(url)), url).toBe(false);
-  }
 });

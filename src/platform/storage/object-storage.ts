@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions } from 'minio';
 import { type ObjectBody, ObjectReads } from './object-reads.ts';
@@ -28,7 +27,7 @@ export const minPartBytes = 5 * 1024 * 1024;
 function clientFor(endpoint: string, region: string, credentials: { accessKey: string; secretKey: string }): Client {
   const url = new URL(endpoint);
   const useSSL = url.protocol === 'https:';
-  const client = new Client({
+  return new Client({
     endPoint: url.hostname.replace(/^\[|\]$/g, ''),
     port: url.port ? Number(url.port) : useSSL ? 443 : 80,
     useSSL,
@@ -38,24 +37,6 @@ function clientFor(endpoint: string, region: string, credentials: { accessKey: s
     region,
     pathStyle: true,
   });
-  // Over plain HTTP minio signs each request's payload (its SHA-256 in the signature), so
-  // that nobody on the way can change the bytes; over HTTPS it sends UNSIGNED-PAYLOAD, TLS
-  // doing that job. To an endpoint on this host (the embedded store, a MinIO beside the
-  // server) there is no way between the two to tamper with, and the hash would only cost
-  // a second pass over every uploaded byte (our own content hash is the first): send
-  // UNSIGNED-PAYLOAD there too. Plain HTTP to any other host keeps signed payloads.
-  if (!useSSL && isLoopbackHost(url.hostname)) client.enableSHA256 = false;
-  return client;
-}
-
-/** Whether `hostname` (as a URL gives it) names this host's loopback interface, without asking DNS. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  // As URL writes them: ::1, and IPv4-mapped 127.0.0.0/8 (::ffff:7f00:1).
-  if (isIP(host) === 6) return host === '::1' || /^::ffff:(127\.|7f[0-9a-f]{2}:)/.test(host);
-  return false;
 }
 
 /**
@@ -255,8 +236,7 @@ export class ObjectStorage {
    * One part of a multipart upload, sent as the pieces it was gathered from: minio's
    * `uploadPart` wants one buffer, which meant joining every part into a fresh 8 MiB copy
    * (a MiB of garbage per MiB uploaded). The payload's SHA-256, which the request's
-   * signature covers over plain HTTP to another host, was computed piece by piece as the
-   * part filled (none to a loopback endpoint or over HTTPS: see `clientFor`).
+   * signature covers over plain HTTP, was computed piece by piece as the part filled.
    */
   async #uploadPart(key: string, uploadId: string, partNumber: number, part: PartPieces): Promise<string> {
     const response = await this.#client.makeRequestStreamAsync(
@@ -301,7 +281,7 @@ class PartPieces {
     this.#hash?.update(piece);
   }
 
-  /** The hex SHA-256 a signed request declares; empty when the client sends UNSIGNED-PAYLOAD (HTTPS, loopback). */
+  /** The hex SHA-256 a signed request declares; empty when the client sends UNSIGNED-PAYLOAD (HTTPS). */
   sha256(): string {
     return this.#hash?.digest('hex') ?? '';
   }
