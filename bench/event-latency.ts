@@ -21,18 +21,12 @@ import http2 from 'node:http2';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { fromBinary } from '@bufbuild/protobuf';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
-import { encodeEnvelope } from '@connectrpc/connect/protocol';
+import { requestNoopWatch } from './raw-watch-jobs.ts';
 import pg from 'pg';
-import {
-  JobEventKind,
-  JobStatus,
-  WatchJobsRequestSchema,
-  WatchJobsResponseSchema,
-  type WatchJobsResponse,
-} from '../gen/yardmaster/v1/jobs_pb.ts';
+import { JobEventKind, JobStatus, WatchJobsResponseSchema, type WatchJobsResponse } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient, type YardmasterClient } from '../clients/ts/src/node.ts';
 import {
   adminPassword,
@@ -213,14 +207,7 @@ class Watchers {
    * that receives it.
    */
   openRaw(session: http2.ClientHttp2Session, apiKey: string): void {
-    const stream = session.request({
-      ':method': 'POST',
-      ':path': '/yardmaster.v1.JobsService/WatchJobs',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      authorization: `Bearer ${apiKey}`,
-    });
-    stream.end(encodeEnvelope(0, toBinary(WatchJobsRequestSchema, create(WatchJobsRequestSchema, { filter: { types: ['noop'] } }))));
+    const stream = requestNoopWatch(session, apiKey);
     let pending: Buffer = Buffer.alloc(0);
     let announced = false;
     stream.on('data', (chunk: Buffer) => {
@@ -274,18 +261,10 @@ class Watchers {
 async function warmStreamPath(url: string, apiKey: string): Promise<void> {
   const session = http2.connect(url);
   session.on('error', () => {});
-  const request = encodeEnvelope(0, toBinary(WatchJobsRequestSchema, create(WatchJobsRequestSchema, { filter: { types: ['noop'] } })));
   const streams = await Promise.all(
     Array.from({ length: 10 }, () => {
-      const stream = session.request({
-        ':method': 'POST',
-        ':path': '/yardmaster.v1.JobsService/WatchJobs',
-        'content-type': 'application/grpc',
-        te: 'trailers',
-        authorization: `Bearer ${apiKey}`,
-      });
+      const stream = requestNoopWatch(session, apiKey);
       stream.on('error', () => {});
-      stream.end(request);
       return new Promise<http2.ClientHttp2Stream>((resolve) => stream.once('data', () => resolve(stream)));
     }),
   );

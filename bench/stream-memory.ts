@@ -23,9 +23,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { create, toBinary } from '@bufbuild/protobuf';
-import { encodeEnvelope } from '@connectrpc/connect/protocol';
-import { JobStatus, WatchJobsRequestSchema } from '../gen/yardmaster/v1/jobs_pb.ts';
+import { requestNoopWatch } from './raw-watch-jobs.ts';
+import { JobStatus } from '../gen/yardmaster/v1/jobs_pb.ts';
 import { createYardmasterClient } from '../clients/ts/src/node.ts';
 import { adminPassword, repoRoot, startBenchPostgres } from './support.ts';
 
@@ -223,14 +222,7 @@ function rssOf(pid: number): number {
 }
 
 function openStream(session: http2.ClientHttp2Session, apiKey: string): Promise<http2.ClientHttp2Stream> {
-  const stream = session.request({
-    ':method': 'POST',
-    ':path': '/yardmaster.v1.JobsService/WatchJobs',
-    'content-type': 'application/grpc',
-    te: 'trailers',
-    authorization: `Bearer ${apiKey}`,
-  });
-  stream.end(encodeEnvelope(0, toBinary(WatchJobsRequestSchema, create(WatchJobsRequestSchema, { filter: { types: ['noop'] } }))));
+  const stream = requestNoopWatch(session, apiKey);
   stream.on('error', () => {});
   // The first message is a heartbeat: the stream is set up (and taken) once it arrives.
   return new Promise((resolve) => stream.once('data', () => resolve(stream)));
