@@ -30,11 +30,14 @@ const chunkBytes = mib;
  * transfer already includes that slack.) Streaming holds at most one 8 MiB part being
  * assembled, its concatenated copy while it is sent to storage, and what HTTP/2 flow
  * control lets in meanwhile; downloading, one 256 KiB message and the storage read's
- * buffers: the same for 16 MiB as for 100 MiB. Measured growth is 9 to 20 MiB. A
- * server that held the file would need 100 MiB more at least (84 MiB more than for
- * the warm-up), and more with any copy of it.
+ * buffers: the same for 16 MiB as for 100 MiB. Measured growth was 9 to 20 MiB while
+ * the warm-up's download left tens of MiB of storage-read garbage in its peak; since the
+ * Download reads storage into reused buffers that peak is 25-30 MiB lower, and the
+ * growth measured against it 37 to 59 MiB (the 100 MiB upload's own peak 273-293 MiB as
+ * before, within the collector's swing). A server that held the file would need 100 MiB
+ * more at least (84 MiB more than for the warm-up), and more with any copy of it.
  */
-const maxGrowthBytes = 60 * mib;
+const maxGrowthBytes = 75 * mib;
 
 const adminPassword = `memory-test-${randomHex(8)}`;
 const bucket = `memory-test-${randomHex(6)}`;
@@ -118,7 +121,7 @@ async function downloadHashed(id: string): Promise<{ size: number; sha256: strin
   return { size, sha256: hash.digest('hex') };
 }
 
-test('100 MiB go up with Upload and come back with Download intact, and the server grows by less than 60 MiB meanwhile', async () => {
+test('100 MiB go up with Upload and come back with Download intact, and the server grows by less than 75 MiB meanwhile (a held file would be 84 more)', async () => {
   const pid = child.child.pid!;
   expect(resetPeak(pid), 'the kernel lets the test reset the peak RSS (/proc/<pid>/clear_refs)').toBe(true);
   // A small transfer first (two parts): every code path is loaded and the process has
