@@ -1,6 +1,6 @@
 import { LockMode } from '@mikro-orm/core';
 import type pg from 'pg';
-import { pipelinedTransaction } from '../platform/db/pipelined-transaction.ts';
+import { pipelinedTransaction, sendingThrough } from '../platform/db/pipelined-transaction.ts';
 import type { EntityManager } from '../platform/db/orm.ts';
 import type { Db } from 'pg-boss';
 import { namedStatementsDb, transactionDb, type PgBoss } from '../platform/queue/pg-boss.ts';
@@ -169,25 +169,16 @@ export class JobAttempts {
       if (changed.length > 0) include(client.query(jobRowsWrite(changed, views)));
       const settled = entries.filter((_, index) => outcomes[index]!.kind !== 'started');
       if (settled.length > 0) {
-        // pg-boss looks its queue up (cached) before it writes: the COMMIT must follow its statement.
-        let sent!: () => void;
-        const wasSent = new Promise<void>((resolve) => (sent = resolve));
-        const completed = this.#boss.complete(
-          queue,
-          settled.map(({ id, retryCount }) => ({ id, retryCount })),
-          null,
-          {
-            db: {
-              executeSql: (text, values) => {
-                const result = db.executeSql(text, values);
-                sent();
-                return result;
-              },
-            },
-          },
+        const { out, called } = sendingThrough(db, (through) =>
+          this.#boss.complete(
+            queue,
+            settled.map(({ id, retryCount }) => ({ id, retryCount })),
+            null,
+            { db: through },
+          ),
         );
-        include(completed);
-        await Promise.race([wasSent, completed]);
+        include(called);
+        await out;
       }
       include(client.query('commit'));
       const results = await Promise.allSettled(pending);

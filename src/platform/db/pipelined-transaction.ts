@@ -55,17 +55,9 @@ export async function pipelinedTransaction(pool: pg.Pool, issue: (statements: Pi
     socket?.cork?.();
   };
   const sendThrough = async (call: (db: StatementSender) => Promise<unknown>) => {
-    let sent!: () => void;
-    const wasSent = new Promise<void>((resolve) => (sent = resolve));
-    const called = call({
-      executeSql: (text, values) => {
-        const result = send(text, values);
-        sent();
-        return result;
-      },
-    });
+    const { out, called } = sendingThrough({ executeSql: send }, call);
     include(called);
-    await Promise.race([wasSent, called]);
+    await out;
   };
   let issueFailure: { error: unknown } | undefined;
   socket?.cork?.();
@@ -85,4 +77,27 @@ export async function pipelinedTransaction(pool: pg.Pool, issue: (statements: Pi
   client.release(failed !== undefined && typeof (failed.reason as { code?: unknown } | null)?.code !== 'string');
   if (issueFailure) throw issueFailure.error;
   if (failed) throw failed.reason;
+}
+
+/**
+ * Runs `call` (a pg-boss call given `db`) with its statements going to `sender`: `out`
+ * resolves once its statement is out or the call has settled, so that what the caller
+ * sends next (a COMMIT) follows it; pg-boss may look its queue up before it writes.
+ * `called` is the call's own promise, for the caller to await with the transaction.
+ */
+export function sendingThrough<S extends { executeSql(text: string, values?: unknown[]): Promise<unknown> }>(
+  sender: S,
+  call: (db: S) => Promise<unknown>,
+): { out: Promise<unknown>; called: Promise<unknown> } {
+  let sent!: () => void;
+  const wasSent = new Promise<void>((resolve) => (sent = resolve));
+  const called = call({
+    ...sender,
+    executeSql: (text: string, values?: unknown[]) => {
+      const result = sender.executeSql(text, values);
+      sent();
+      return result;
+    },
+  });
+  return { out: Promise.race([wasSent, called]), called };
 }
