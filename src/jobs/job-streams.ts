@@ -250,12 +250,15 @@ export class JobStreams {
       if (isJobEvent(event)) stream.buffer.push(event);
     });
     try {
-      const job = await em.findOne(Job, { id, ...visibleTo(caller) });
-      if (!job) throw notFound('job');
+      // The position first, then the job: a change committed between the two reads is then
+      // above the position sent with the state, so a client deduping by sequence keeps it.
+      // (Read the other way round, the final state could come at the position already sent.)
       const [latest] = await em.execute<{ sequence: string | null }[]>(
         'select max(sequence) as sequence from events where subject_id = ?',
         [id],
       );
+      const job = await em.findOne(Job, { id, ...visibleTo(caller) });
+      if (!job) throw notFound('job');
       const current = jobView(job);
       yield { type: 'event', sequence: Number(latest?.sequence ?? 0), kind: 'updated', job: current, at: current.updatedAt };
       if (isFinal(current.status)) return;

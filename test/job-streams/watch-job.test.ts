@@ -142,6 +142,27 @@ describe('WatchJob', () => {
     expect(statesOf(stream.items).map((message) => statusName(message.job!.status))).toEqual(['QUEUED', 'CANCELLED']);
   });
 
+  test('watched while they finish: every stream ends after the final state, each state above the one before by sequence', async () => {
+    // The first state's sequence is what a resuming client dedupes by: it must never be
+    // that of a later state than the one it carries, or the client drops the final state.
+    const { client } = await server.createUser();
+    const streams = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const job = await createNoop(client);
+        return watchJob(client, job.id);
+      }),
+    );
+    for (const stream of streams) {
+      expect(await stream.end(10_000)).toBeUndefined();
+      const states = statesOf(stream.items);
+      expect(states.at(-1)!.job?.status).toBe(JobStatus.SUCCEEDED);
+      for (let index = 1; index < states.length; index++)
+        expect(states[index]!.sequence, `state #${index} of ${statusName(states[index]!.job!.status)}`).toBeGreaterThan(
+          states[index - 1]!.sequence,
+        );
+    }
+  });
+
   test('a job already finished yields exactly one message, then the stream ends', async () => {
     const { client } = await server.createUser();
     const job = await createNoop(client);

@@ -159,9 +159,14 @@ export function watchJob(
   return resuming<WatchJobResponse, WatchJobResponse>(options, {
     open: (signal) => client.jobs.watchJob({ id }, { signal }),
     accept(message) {
-      if (message.kind === JobEventKind.HEARTBEAT || !message.job || message.sequence <= position) return [];
-      position = message.sequence;
-      done = terminal.has(message.job.status);
+      if (message.kind === JobEventKind.HEARTBEAT || !message.job) return [];
+      const final = terminal.has(message.job.status);
+      // A final state is never a repeat (the watch ends with the first one), whatever its
+      // sequence: a server that sent the current state with a newer position must not leave
+      // the client reopening the stream for ever.
+      if (message.sequence <= position && !final) return [];
+      if (message.sequence > position) position = message.sequence;
+      done = final;
       return [message];
     },
     finished: () => done,
